@@ -1,0 +1,1 @@
+"""The ``tabellion`` command line. Imports anything; imported by nothing."""

@@ -1,0 +1,114 @@
+"""Canonical msgpack encoding: one byte string per value, and only one.
+
+Rules (see docs/protocol.md, section "Encoding"):
+- Values are ``None``, ``bool``, ``int`` (-2**63 .. 2**64-1), ``str`` (UTF-8), ``bytes``,
+  ``list`` and ``dict`` with ``str`` keys. No floats, no extension types.
+- Integers and lengths use the shortest msgpack form; strings use the str family,
+  bytes the bin family; maps are written with keys sorted by their UTF-8 bytes.
+- ``decode`` accepts an input only if re-encoding the decoded value gives back exactly
+  the same bytes. That single check rejects non-minimal integers and lengths, unsorted
+  or duplicate keys and any other second spelling of a value: the encoding is
+  non-malleable, so a hash or signature over it identifies one value.
+- Sizes are bounded before anything is allocated (``Limits``); nesting is bounded.
+- ``decode`` raises ``DecodeError`` and nothing else, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ledger.errors import DecodeError
+
+Value = Any  # None | bool | int | str | bytes | list[Value] | dict[str, Value]
+
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Upper bounds applied while decoding untrusted bytes."""
+
+    input_bytes_max: int = 8 * 1024 * 1024
+    str_bytes_max: int = 1024 * 1024
+    bin_bytes_max: int = 4 * 1024 * 1024
+    array_len_max: int = 100_000
+    map_len_max: int = 1_024
+    depth_max: int = 32
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _check(value: Value, depth: int, limits: Limits) -> None:
+    if depth > limits.depth_max:
+        raise DecodeError(f"value nested deeper than {limits.depth_max} levels")
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise DecodeError(f"integer {value} outside the 64-bit range")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check(item, depth + 1, limits)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DecodeError("map keys must be strings")
+            _check(item, depth + 1, limits)
+        return
+    raise DecodeError(f"type {type(value).__name__} cannot be encoded (floats are forbidden)")
+
+
+def _sorted_maps(value: Value) -> Value:
+    if isinstance(value, dict):
+        return {k: _sorted_maps(value[k]) for k in sorted(value, key=lambda k: k.encode())}
+    if isinstance(value, (list, tuple)):
+        return [_sorted_maps(v) for v in value]
+    return value
+
+
+def encode(value: Value, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Return the canonical bytes of ``value``; raise ``DecodeError`` if it has none."""
+    _check(value, 0, limits)
+    packed: bytes = msgpack.packb(_sorted_maps(value), use_bin_type=True)
+    return packed
+
+
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
+    """Decode canonical bytes; raise ``DecodeError`` for anything else."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError("input is not bytes")
+    data = bytes(data)
+    if len(data) > limits.input_bytes_max:
+        raise DecodeError(f"input of {len(data)} bytes exceeds {limits.input_bytes_max}")
+    if not data:
+        raise DecodeError("input is empty")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=limits.str_bytes_max,
+            max_bin_len=limits.bin_bytes_max,
+            max_array_len=limits.array_len_max,
+            max_map_len=limits.map_len_max,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData as exc:
+        raise DecodeError("trailing bytes after the value") from exc
+    except Exception as exc:  # msgpack raises many types; callers see exactly one
+        raise DecodeError(f"not valid msgpack: {type(exc).__name__}") from exc
+    try:
+        again = encode(value, limits)
+    except RecursionError as exc:
+        raise DecodeError("value nested too deeply") from exc
+    if again != data:
+        raise DecodeError("input is not in canonical form")
+    return value

@@ -1,0 +1,520 @@
+"""Protocol records: frozen, slotted dataclasses with one canonical encoding each.
+
+Rules:
+- Every record encodes as a msgpack array whose elements are its fields in declaration
+  order (docs/protocol.md gives the byte-level layout). Arrays, not maps, so that field
+  order is fixed and no key is spelled twice.
+- ``from_value`` checks the type, size and range of every field before building the
+  record, so a decoded record is always well formed; semantic rules (signatures,
+  quorums, links) live in :mod:`ledger.validation`.
+- Identifiers are domain-tagged hashes (:mod:`ledger.hashing`): a transaction id covers
+  the signed body, a block hash covers the header.
+- Times are integers in milliseconds since the Unix epoch (UTC); money is in cents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from ledger import crypto
+from ledger.encoding import Value, decode, encode
+from ledger.errors import DecodeError
+from ledger.hashing import HASH_BYTES, Tag, tagged_bytes, tagged_hash
+
+CHAIN_ID_BYTES_MAX = 64
+NAME_BYTES_MAX = 64
+MESSAGE_BYTES_MAX = 1024
+PAYLOAD_BYTES_MAX = 64 * 1024
+TX_BYTES_MAX = 96 * 1024
+BLOCK_TXS_MAX = 10_000
+CERT_VOTES_MAX = 256
+U64_MAX = 2**64 - 1
+ZERO_HASH = bytes(HASH_BYTES)
+
+
+# --------------------------------------------------------------------------- field checks
+
+
+def _list(value: Value, length: int, what: str) -> list[Value]:
+    if not isinstance(value, list) or len(value) != length:
+        raise DecodeError(f"{what} must be an array of {length} fields")
+    return value
+
+
+def _uint(value: Value, what: str, maximum: int = U64_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise DecodeError(f"{what} must be an integer between 0 and {maximum}")
+    return int(value)
+
+
+def _text(value: Value, what: str, max_bytes: int, *, empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise DecodeError(f"{what} must be a text string")
+    size = len(value.encode())
+    if size > max_bytes or (size == 0 and not empty):
+        raise DecodeError(f"{what} must be 1 to {max_bytes} bytes of UTF-8")
+    return value
+
+
+def _bytes(value: Value, what: str, length: int) -> bytes:
+    if not isinstance(value, bytes) or len(value) != length:
+        raise DecodeError(f"{what} must be {length} raw bytes")
+    return value
+
+
+def _payload(value: Value, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DecodeError(f"{what} must be a map")
+    if len(encode(value)) > PAYLOAD_BYTES_MAX:
+        raise DecodeError(f"{what} exceeds {PAYLOAD_BYTES_MAX} bytes")
+    return value
+
+
+class _Record:
+    """Shared canonical encoding for records; subclasses define the field lists."""
+
+    __slots__ = ()
+    KIND: ClassVar[str] = "record"
+
+    def to_value(self) -> list[Value]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_value(cls, value: Value) -> Self:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        return encode(self.to_value())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        return cls.from_value(decode(data))
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction(_Record):
+    """A signed request to run one contract action."""
+
+    KIND: ClassVar[str] = "transaction"
+    FIELDS: ClassVar[int] = 8
+
+    chain_id: str
+    """Network this transaction is for (genesis ``chain_id``); UTF-8, 1..64 bytes."""
+    contract: str
+    """Contract name, e.g. ``"deliberations"``; UTF-8, 1..64 bytes."""
+    action: str
+    """Action of that contract, e.g. ``"record"``; UTF-8, 1..64 bytes."""
+    payload: dict[str, Any]
+    """Action arguments: a canonical map, at most 64 KiB encoded."""
+    signer: bytes
+    """Ed25519 public key of the signer, 32 bytes."""
+    nonce: int
+    """Replay guard chosen by the client (u64); the id covers it, and an id commits once."""
+    expiry_ms: int
+    """Last block time (ms since epoch) at which the transaction may be committed (u64)."""
+    signature: bytes = field(default=b"", compare=True)
+    """Ed25519 signature over ``signing_bytes``, 64 bytes (empty before signing)."""
+
+    def body_value(self) -> list[Value]:
+        return [
+            self.chain_id,
+            self.contract,
+            self.action,
+            self.payload,
+            self.signer,
+            self.nonce,
+            self.expiry_ms,
+        ]
+
+    def to_value(self) -> list[Value]:
+        return [*self.body_value(), self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> Transaction:
+        v = _list(value, cls.FIELDS, "transaction")
+        return cls(
+            chain_id=_text(v[0], "chain_id", CHAIN_ID_BYTES_MAX),
+            contract=_text(v[1], "contract", NAME_BYTES_MAX),
+            action=_text(v[2], "action", NAME_BYTES_MAX),
+            payload=_payload(v[3], "payload"),
+            signer=_bytes(v[4], "signer", crypto.PUBLIC_KEY_BYTES),
+            nonce=_uint(v[5], "nonce"),
+            expiry_ms=_uint(v[6], "expiry_ms"),
+            signature=_bytes(v[7], "signature", crypto.SIGNATURE_BYTES),
+        )
+
+    def signing_bytes(self) -> bytes:
+        """Bytes the signer signs: tag ``tabellion/tx-sign``, 0x00, canonical body."""
+        return tagged_bytes(Tag.TX_SIGN, encode(self.body_value()))
+
+    @property
+    def tx_id(self) -> bytes:
+        """SHA-256 over the tagged body: the same request has one id whatever its signature."""
+        return tagged_hash(Tag.TX_ID, encode(self.body_value()))
+
+    def signed(self, key: crypto.SigningKey) -> Transaction:
+        if key.public_key != self.signer:
+            raise ValueError("the key does not match the transaction's signer")
+        return _replace_signature(self, key.sign(self.signing_bytes()))
+
+    def signature_valid(self) -> bool:
+        return crypto.verify(self.signer, self.signing_bytes(), self.signature)
+
+
+def _replace_signature(tx: Transaction, signature: bytes) -> Transaction:
+    return Transaction(
+        tx.chain_id, tx.contract, tx.action, tx.payload, tx.signer, tx.nonce, tx.expiry_ms,
+        signature,
+    )
+
+
+# --------------------------------------------------------------------------- validators
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorSet(_Record):
+    """The validators in force for a range of heights, sorted by public key."""
+
+    KIND: ClassVar[str] = "validator set"
+
+    keys: tuple[bytes, ...]
+    """Ed25519 public keys, strictly increasing bytewise (no duplicates)."""
+
+    def __post_init__(self) -> None:
+        if list(self.keys) != sorted(set(self.keys)):
+            raise DecodeError("validator keys must be sorted and distinct")
+        if not 1 <= len(self.keys) <= CERT_VOTES_MAX:
+            raise DecodeError(f"a validator set has 1 to {CERT_VOTES_MAX} keys")
+
+    @staticmethod
+    def of(keys: list[bytes] | tuple[bytes, ...]) -> ValidatorSet:
+        return ValidatorSet(tuple(sorted(keys)))
+
+    def to_value(self) -> list[Value]:
+        return [list(self.keys)]
+
+    @classmethod
+    def from_value(cls, value: Value) -> ValidatorSet:
+        v = _list(value, 1, "validator set")
+        if not isinstance(v[0], list):
+            raise DecodeError("validator keys must be an array")
+        return cls(tuple(_bytes(k, "validator key", crypto.PUBLIC_KEY_BYTES) for k in v[0]))
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+    @property
+    def f(self) -> int:
+        """Faults tolerated: floor((n - 1) / 3)."""
+        return (self.n - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        """q = ceil((n + f + 1) / 2): any two quorums share a correct validator."""
+        return (self.n + self.f + 2) // 2
+
+    @property
+    def set_hash(self) -> bytes:
+        return tagged_hash(Tag.VALIDATOR_SET, self.encode())
+
+    def primary(self, view: int) -> bytes:
+        return self.keys[view % self.n]
+
+    def index(self, key: bytes) -> int:
+        return self.keys.index(key)
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader(_Record):
+    """What validators vote on. Execution results are deferred by one block (ADR 0005)."""
+
+    KIND: ClassVar[str] = "block header"
+    FIELDS: ClassVar[int] = 10
+
+    chain_id: str
+    """Network id from genesis."""
+    height: int
+    """Height of this block; the first block after genesis has height 1."""
+    prev_hash: bytes
+    """Hash of the header at ``height - 1``; for height 1, the genesis hash."""
+    proposer: bytes
+    """Public key of the primary that proposed the block."""
+    view: int
+    """PBFT view in which the block was proposed."""
+    time_ms: int
+    """Block time (ms since epoch), strictly greater than the previous block's."""
+    txs_root: bytes
+    """RFC 6962 Merkle root of the encoded transactions of this block."""
+    results_root: bytes
+    """Merkle root of the receipts of block ``height - 1`` (ZERO_HASH at height 1)."""
+    state_root: bytes
+    """Authenticated state root after executing block ``height - 1``."""
+    validator_set_hash: bytes
+    """Hash of the validator set in force at this height."""
+
+    def to_value(self) -> list[Value]:
+        return [
+            self.chain_id, self.height, self.prev_hash, self.proposer, self.view,
+            self.time_ms, self.txs_root, self.results_root, self.state_root,
+            self.validator_set_hash,
+        ]
+
+    @classmethod
+    def from_value(cls, value: Value) -> BlockHeader:
+        v = _list(value, cls.FIELDS, "block header")
+        return cls(
+            chain_id=_text(v[0], "chain_id", CHAIN_ID_BYTES_MAX),
+            height=_uint(v[1], "height"),
+            prev_hash=_bytes(v[2], "prev_hash", HASH_BYTES),
+            proposer=_bytes(v[3], "proposer", crypto.PUBLIC_KEY_BYTES),
+            view=_uint(v[4], "view"),
+            time_ms=_uint(v[5], "time_ms"),
+            txs_root=_bytes(v[6], "txs_root", HASH_BYTES),
+            results_root=_bytes(v[7], "results_root", HASH_BYTES),
+            state_root=_bytes(v[8], "state_root", HASH_BYTES),
+            validator_set_hash=_bytes(v[9], "validator_set_hash", HASH_BYTES),
+        )
+
+    @property
+    def block_hash(self) -> bytes:
+        return tagged_hash(Tag.HEADER, self.encode())
+
+
+class Phase:
+    """Vote phases; the integer is what is encoded."""
+
+    PREPARE = 1
+    COMMIT = 2
+    ALL = (PREPARE, COMMIT)
+
+
+@dataclass(frozen=True, slots=True)
+class Vote(_Record):
+    """A validator's signed PREPARE or COMMIT for one block hash at (view, height)."""
+
+    KIND: ClassVar[str] = "vote"
+    FIELDS: ClassVar[int] = 7
+
+    chain_id: str
+    """Network id."""
+    phase: int
+    """``Phase.PREPARE`` (1) or ``Phase.COMMIT`` (2)."""
+    view: int
+    """View of the vote."""
+    height: int
+    """Height of the block voted for."""
+    block_hash: bytes
+    """Hash of the header voted for."""
+    voter: bytes
+    """Public key of the voting validator."""
+    signature: bytes
+    """Ed25519 signature over ``signing_bytes``."""
+
+    @staticmethod
+    def body(chain_id: str, phase: int, view: int, height: int, block_hash: bytes) -> bytes:
+        return tagged_bytes(Tag.VOTE_SIGN, encode([chain_id, phase, view, height, block_hash]))
+
+    def signing_bytes(self) -> bytes:
+        return Vote.body(self.chain_id, self.phase, self.view, self.height, self.block_hash)
+
+    @staticmethod
+    def make(
+        key: crypto.SigningKey, chain_id: str, phase: int, view: int, height: int,
+        block_hash: bytes,
+    ) -> Vote:
+        sig = key.sign(Vote.body(chain_id, phase, view, height, block_hash))
+        return Vote(chain_id, phase, view, height, block_hash, key.public_key, sig)
+
+    def to_value(self) -> list[Value]:
+        return [
+            self.chain_id, self.phase, self.view, self.height, self.block_hash,
+            self.voter, self.signature,
+        ]
+
+    @classmethod
+    def from_value(cls, value: Value) -> Vote:
+        v = _list(value, cls.FIELDS, "vote")
+        phase = _uint(v[1], "phase")
+        if phase not in Phase.ALL:
+            raise DecodeError("vote phase must be 1 (prepare) or 2 (commit)")
+        return cls(
+            chain_id=_text(v[0], "chain_id", CHAIN_ID_BYTES_MAX),
+            phase=phase,
+            view=_uint(v[2], "view"),
+            height=_uint(v[3], "height"),
+            block_hash=_bytes(v[4], "block_hash", HASH_BYTES),
+            voter=_bytes(v[5], "voter", crypto.PUBLIC_KEY_BYTES),
+            signature=_bytes(v[6], "signature", crypto.SIGNATURE_BYTES),
+        )
+
+    def signature_valid(self) -> bool:
+        return crypto.verify(self.voter, self.signing_bytes(), self.signature)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitSignature(_Record):
+    """One validator's COMMIT signature inside a certificate."""
+
+    voter: bytes
+    """Public key of the validator."""
+    signature: bytes
+    """Its signature over the COMMIT vote body for the certified (view, height, hash)."""
+
+    def to_value(self) -> list[Value]:
+        return [self.voter, self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> CommitSignature:
+        v = _list(value, 2, "commit signature")
+        return cls(
+            _bytes(v[0], "voter", crypto.PUBLIC_KEY_BYTES),
+            _bytes(v[1], "signature", crypto.SIGNATURE_BYTES),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CommitCertificate(_Record):
+    """A quorum of COMMIT votes for one header: the proof that a block is final."""
+
+    KIND: ClassVar[str] = "commit certificate"
+    FIELDS: ClassVar[int] = 4
+
+    height: int
+    """Height of the certified block."""
+    view: int
+    """View in which the votes were cast."""
+    block_hash: bytes
+    """Hash of the certified header."""
+    signatures: tuple[CommitSignature, ...]
+    """COMMIT signatures, sorted by voter key, one per voter."""
+
+    def to_value(self) -> list[Value]:
+        return [self.height, self.view, self.block_hash, [s.to_value() for s in self.signatures]]
+
+    @classmethod
+    def from_value(cls, value: Value) -> CommitCertificate:
+        v = _list(value, cls.FIELDS, "commit certificate")
+        if not isinstance(v[3], list) or len(v[3]) > CERT_VOTES_MAX:
+            raise DecodeError(f"certificate signatures must be an array of <= {CERT_VOTES_MAX}")
+        return cls(
+            height=_uint(v[0], "height"),
+            view=_uint(v[1], "view"),
+            block_hash=_bytes(v[2], "block_hash", HASH_BYTES),
+            signatures=tuple(CommitSignature.from_value(s) for s in v[3]),
+        )
+
+    @staticmethod
+    def from_votes(votes: list[Vote]) -> CommitCertificate:
+        """Build a certificate from matching COMMIT votes (one per voter)."""
+        first = votes[0]
+        by_voter = {v.voter: v for v in votes}
+        sigs = tuple(
+            CommitSignature(k, by_voter[k].signature) for k in sorted(by_voter)
+        )
+        return CommitCertificate(first.height, first.view, first.block_hash, sigs)
+
+
+@dataclass(frozen=True, slots=True)
+class Block(_Record):
+    """A header with its transactions (certificate and receipts are stored beside it)."""
+
+    KIND: ClassVar[str] = "block"
+
+    header: BlockHeader
+    """The header voted on."""
+    transactions: tuple[Transaction, ...]
+    """Transactions in execution order; their Merkle root is ``header.txs_root``."""
+
+    def to_value(self) -> list[Value]:
+        return [self.header.to_value(), [tx.to_value() for tx in self.transactions]]
+
+    @classmethod
+    def from_value(cls, value: Value) -> Block:
+        v = _list(value, 2, "block")
+        if not isinstance(v[1], list) or len(v[1]) > BLOCK_TXS_MAX:
+            raise DecodeError(f"block transactions must be an array of <= {BLOCK_TXS_MAX}")
+        return cls(BlockHeader.from_value(v[0]), tuple(Transaction.from_value(t) for t in v[1]))
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt(_Record):
+    """The outcome of one transaction: a stable code, a message, and result data."""
+
+    KIND: ClassVar[str] = "receipt"
+    FIELDS: ClassVar[int] = 4
+
+    tx_id: bytes
+    """Id of the transaction."""
+    code: str
+    """Stable outcome code: ``"ok"`` or a rejection code such as ``"quorum_not_met"``."""
+    message: str
+    """Human-readable explanation for a clerk (may be empty when ``code`` is ``"ok"``)."""
+    data: dict[str, Any]
+    """Result data of the action (e.g. the id of the record created); a canonical map."""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+    def to_value(self) -> list[Value]:
+        return [self.tx_id, self.code, self.message, self.data]
+
+    @classmethod
+    def from_value(cls, value: Value) -> Receipt:
+        v = _list(value, cls.FIELDS, "receipt")
+        return cls(
+            tx_id=_bytes(v[0], "tx_id", HASH_BYTES),
+            code=_text(v[1], "code", NAME_BYTES_MAX),
+            message=_text(v[2], "message", MESSAGE_BYTES_MAX, empty=True),
+            data=_payload(v[3], "receipt data"),
+        )
+
+    @property
+    def receipt_hash(self) -> bytes:
+        return tagged_hash(Tag.RECEIPT, self.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBlock(_Record):
+    """A block with its certificate and the receipts of its own transactions."""
+
+    KIND: ClassVar[str] = "committed block"
+
+    block: Block
+    """The block."""
+    certificate: CommitCertificate
+    """Quorum of COMMIT signatures over ``block.header``."""
+    receipts: tuple[Receipt, ...]
+    """One receipt per transaction, same order; their root appears in the next header."""
+
+    def to_value(self) -> list[Value]:
+        return [
+            self.block.to_value(), self.certificate.to_value(),
+            [r.to_value() for r in self.receipts],
+        ]
+
+    @classmethod
+    def from_value(cls, value: Value) -> CommittedBlock:
+        v = _list(value, 3, "committed block")
+        if not isinstance(v[2], list) or len(v[2]) > BLOCK_TXS_MAX:
+            raise DecodeError("receipts must be an array")
+        return cls(
+            Block.from_value(v[0]), CommitCertificate.from_value(v[1]),
+            tuple(Receipt.from_value(r) for r in v[2]),
+        )
+
+    @property
+    def height(self) -> int:
+        return self.block.header.height

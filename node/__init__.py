@@ -1,0 +1,1 @@
+"""The validator process: the only package that does I/O (asyncio, sockets, HTTP, disk)."""
