@@ -41,11 +41,13 @@ class ConsensusParams:
     """Most encoded transaction bytes a block may carry."""
     view_timeout_ms: int = 2000
     """Base view-change timeout; doubled after each failed view change."""
+    execution_lag: int = 4
+    """D: header h carries the results of block h - D; also the most heights in flight."""
 
     def to_value(self) -> list[Value]:
         return [
             self.checkpoint_interval, self.watermark_window, self.block_txs_max,
-            self.block_bytes_max, self.view_timeout_ms,
+            self.block_bytes_max, self.view_timeout_ms, self.execution_lag,
         ]
 
 
@@ -121,6 +123,7 @@ class Genesis:
                 "block_txs_max": self.consensus.block_txs_max,
                 "block_bytes_max": self.consensus.block_bytes_max,
                 "view_timeout_ms": self.consensus.view_timeout_ms,
+                "execution_lag": self.consensus.execution_lag,
             },
             "governance": {
                 "approval_numerator": self.approval_numerator,
@@ -173,6 +176,7 @@ def genesis_from_json(obj: Any) -> Genesis:
         block_txs_max=_get(c, "block_txs_max", int, "consensus"),
         block_bytes_max=_get(c, "block_bytes_max", int, "consensus"),
         view_timeout_ms=_get(c, "view_timeout_ms", int, "consensus"),
+        execution_lag=_get(c, "execution_lag", int, "consensus"),
     )
     if not 1 <= params.checkpoint_interval <= 10_000:
         raise GenesisError("genesis: consensus.checkpoint_interval must be 1..10000")
@@ -185,6 +189,8 @@ def genesis_from_json(obj: Any) -> Genesis:
         )
     if not 1 <= params.block_txs_max <= 10_000 or not 1024 <= params.block_bytes_max <= 8 << 20:
         raise GenesisError("genesis: block limits must be 1..10000 txs and 1 KiB..8 MiB")
+    if not 1 <= params.execution_lag <= params.checkpoint_interval:
+        raise GenesisError("genesis: consensus.execution_lag must be 1..checkpoint_interval")
     if not 100 <= params.view_timeout_ms <= 600_000:
         raise GenesisError("genesis: consensus.view_timeout_ms must be 100..600000")
     g = _get(obj, "governance", dict, "genesis")

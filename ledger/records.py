@@ -234,7 +234,14 @@ class ValidatorSet(_Record):
 
 @dataclass(frozen=True, slots=True)
 class BlockHeader(_Record):
-    """What validators vote on. Execution results are deferred by one block (ADR 0005)."""
+    """What validators vote on.
+
+    Execution results are deferred by ``D = execution_lag`` blocks (genesis parameter,
+    ADR 0005): header ``h`` carries the receipts root of block ``h - D`` and the state root
+    after block ``h - D`` (for ``h <= D``: the empty receipts root and the genesis state
+    root). That lets a primary keep up to ``D`` heights in flight without executing
+    speculatively.
+    """
 
     KIND: ClassVar[str] = "block header"
     FIELDS: ClassVar[int] = 10
@@ -254,9 +261,9 @@ class BlockHeader(_Record):
     txs_root: bytes
     """RFC 6962 Merkle root of the encoded transactions of this block."""
     results_root: bytes
-    """Merkle root of the receipts of block ``height - 1`` (ZERO_HASH at height 1)."""
+    """Merkle root of the receipts of block ``height - D`` (empty root if ``height <= D``)."""
     state_root: bytes
-    """Authenticated state root after executing block ``height - 1``."""
+    """Authenticated state root after block ``height - D`` (genesis state when ``height <= D``)."""
     validator_set_hash: bytes
     """Hash of the validator set in force at this height."""
 
@@ -497,7 +504,7 @@ class CommittedBlock(_Record):
     certificate: CommitCertificate
     """Quorum of COMMIT signatures over ``block.header``."""
     receipts: tuple[Receipt, ...]
-    """One receipt per transaction, same order; their root appears in the next header."""
+    """One receipt per transaction, same order; their root appears in header ``h + D``."""
 
     def to_value(self) -> list[Value]:
         return [

@@ -156,14 +156,15 @@ def validate_block(
 
 
 def check_execution_roots(
-    header: BlockHeader, prev_receipts_root: bytes, prev_state_root: bytes
+    header: BlockHeader, lagged_receipts_root: bytes, lagged_state_root: bytes
 ) -> None:
-    """Raise ``InvalidBlock`` unless the header carries the results of block h-1."""
-    if header.results_root != prev_receipts_root:
+    """Raise ``InvalidBlock`` unless the header carries the results of block ``h - D``
+    (``D`` = ``execution_lag``): its receipts root and the state root after it."""
+    if header.results_root != lagged_receipts_root:
         raise InvalidBlock(
-            header.height, "results_root differs from the receipts of the previous block"
+            header.height, "results_root differs from the receipts of block h - execution_lag"
         )
-    if header.state_root != prev_state_root:
+    if header.state_root != lagged_state_root:
         raise InvalidBlock(
-            header.height, "state_root differs from the state after the previous block"
+            header.height, "state_root differs from the state after block h - execution_lag"
         )
