@@ -1,0 +1,276 @@
+"""Node configuration: one frozen object, loaded once from a TOML file.
+
+Rules:
+- The file is read once at start-up; nothing reads configuration from anywhere else
+  (no environment lookups scattered through the code, no globals). The one secret, the
+  key passphrase, is not in the file: the file names the environment variable that
+  holds it (``passphrase_env``).
+- Relative paths in the file are relative to the directory of the file, so a network
+  directory can be moved or mounted into a container as a whole.
+- Every field is checked; a ``ConfigError`` names the file and the field, and says what
+  a valid value looks like.
+- Every limit has a default and a range; units are last in names (``..._ms``,
+  ``..._bytes_max``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from node.errors import ConfigError
+
+CONFIG_FILE_BYTES_MAX = 1024 * 1024
+PEERS_MAX = 256
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_HOST_PORT_RE = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})$")
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on everything a peer or a client can make the node hold."""
+
+    frame_bytes_max: int = 16 * 1024 * 1024
+    """Largest peer frame (a pre-prepare carries a whole block; state transfer several)."""
+    send_queue_max: int = 4096
+    """Frames queued for one peer; beyond it the oldest frame is dropped (ADR 0009)."""
+    send_queue_bytes_max: int = 64 * 1024 * 1024
+    """Bytes queued for one peer; beyond it the oldest frames are dropped."""
+    inbox_max: int = 4096
+    """Events waiting for the replica task; a full inbox slows the peers down (TCP)."""
+    handshakes_pending_max: int = 64
+    """Unauthenticated inbound connections at a time; more are closed at once."""
+    handshake_timeout_ms: int = 5_000
+    """Time an inbound connection has to prove its key."""
+    reconnect_backoff_ms_min: int = 50
+    """First delay before redialling a peer; doubles after each failure."""
+    reconnect_backoff_ms_max: int = 2_000
+    """Cap of the redial delay."""
+    mempool_txs_max: int = 50_000
+    """Pending transactions held by the mempool."""
+    mempool_bytes_max: int = 64 * 1024 * 1024
+    """Encoded bytes of the pending transactions."""
+    verified_cache_max: int = 200_000
+    """Transaction signatures remembered as verified (LRU)."""
+    api_body_bytes_max: int = 8 * 1024 * 1024
+    """Largest HTTP request body; a larger one is refused before it is read."""
+    api_batch_txs_max: int = 2_000
+    """Transactions in one POST /v1/transactions."""
+    api_wait_ms_max: int = 60_000
+    """Longest ``timeout_ms`` a client may ask for when waiting for a commit."""
+    api_page_max: int = 500
+    """Most records one page of GET /v1/records returns."""
+    state_transfer_blocks_max: int = 64
+    """Blocks sent in one state-transfer answer."""
+
+    def check(self, where: str) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: limits.{f.name} must be a positive integer")
+        if self.frame_bytes_max < 64 * 1024:
+            raise ConfigError(f"{where}: limits.frame_bytes_max must be at least 65536")
+        if self.reconnect_backoff_ms_min > self.reconnect_backoff_ms_max:
+            raise ConfigError(
+                f"{where}: limits.reconnect_backoff_ms_min must not exceed "
+                "limits.reconnect_backoff_ms_max"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    """Another validator: its public key and where to reach its peer port."""
+
+    validator_key: bytes
+    """Ed25519 public key (32 bytes; hex in the file)."""
+    address: str
+    """``host:port`` of its peer listener."""
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.address)[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.address)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything a validator node needs to start."""
+
+    data_dir: Path
+    """Directory of the chain store (LevelDB); created if missing."""
+    key_file: Path
+    """Encrypted key file of this validator (``tabellion keys new``)."""
+    passphrase_env: str
+    """Name of the environment variable holding the key file's passphrase."""
+    genesis_file: Path
+    """The network's genesis file."""
+    listen_peer: str
+    """``host:port`` the peer transport listens on."""
+    listen_api: str
+    """``host:port`` the HTTP API listens on."""
+    peers: tuple[PeerConfig, ...] = ()
+    """The other validators (this node's own key may be listed too; it is skipped)."""
+    limits: Limits = field(default_factory=Limits)
+    """Bounds; see ``Limits``."""
+    log_level: str = "info"
+    """One of debug, info, warning, error."""
+    source: Path | None = None
+    """The file this configuration was read from (for messages), if any."""
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:7001"`` -> ``("127.0.0.1", 7001)``; raise ``ValueError`` otherwise."""
+    match = _HOST_PORT_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not host:port")
+    port = int(match.group("port"))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range")
+    return match.group("host").strip("[]"), port
+
+
+def _require(obj: dict[str, Any], name: str, kind: type, where: str) -> Any:
+    if name not in obj:
+        raise ConfigError(f"{where}: the field {name!r} is missing")
+    value = obj[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: the field {name!r} must be a {kind.__name__}")
+    return value
+
+
+def _address(obj: dict[str, Any], name: str, where: str) -> str:
+    value = _require(obj, name, str, where)
+    try:
+        split_host_port(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where}: {name} = {value!r} must be host:port, e.g. \"127.0.0.1:7001\""
+        ) from exc
+    return str(value)
+
+
+def config_from_dict(obj: dict[str, Any], base_dir: Path, where: str) -> NodeConfig:
+    """Validate a parsed configuration; ``where`` names its source in messages."""
+    known = {f.name for f in fields(NodeConfig)} - {"source"}
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(known))}")
+
+    def path(name: str) -> Path:
+        value = _require(obj, name, str, where)
+        if not value:
+            raise ConfigError(f"{where}: the field {name!r} must not be empty")
+        p = Path(value)
+        return p if p.is_absolute() else base_dir / p
+
+    passphrase_env = _require(obj, "passphrase_env", str, where)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", passphrase_env):
+        raise ConfigError(f"{where}: passphrase_env must be an environment variable name")
+    peers: list[PeerConfig] = []
+    raw_peers = obj.get("peers", [])
+    if not isinstance(raw_peers, list) or len(raw_peers) > PEERS_MAX:
+        raise ConfigError(f"{where}: peers must be a list of at most {PEERS_MAX} tables")
+    for i, raw in enumerate(raw_peers):
+        pw = f"{where}: peers[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{pw} must be a table with validator_key and address")
+        key = _require(raw, "validator_key", str, pw)
+        if not _KEY_RE.fullmatch(key):
+            raise ConfigError(f"{pw}.validator_key must be 64 lowercase hex digits")
+        peers.append(PeerConfig(bytes.fromhex(key), _address(raw, "address", pw)))
+    if len({p.validator_key for p in peers}) != len(peers):
+        raise ConfigError(f"{where}: a validator key is listed twice in peers")
+    raw_limits = obj.get("limits", {})
+    if not isinstance(raw_limits, dict):
+        raise ConfigError(f"{where}: limits must be a table")
+    limit_names = {f.name for f in fields(Limits)}
+    bad = sorted(set(raw_limits) - limit_names)
+    if bad:
+        raise ConfigError(f"{where}: unknown limit(s) {', '.join(bad)}; known: "
+                          f"{', '.join(sorted(limit_names))}")
+    limits = Limits(**raw_limits)
+    limits.check(where)
+    log_level = obj.get("log_level", "info")
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"{where}: log_level must be one of {', '.join(LOG_LEVELS)}")
+    return NodeConfig(
+        data_dir=path("data_dir"),
+        key_file=path("key_file"),
+        passphrase_env=passphrase_env,
+        genesis_file=path("genesis_file"),
+        listen_peer=_address(obj, "listen_peer", where),
+        listen_api=_address(obj, "listen_api", where),
+        peers=tuple(peers),
+        limits=limits,
+        log_level=log_level,
+    )
+
+
+def load_config(path: Path | str) -> NodeConfig:
+    """Read and validate a node configuration file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > CONFIG_FILE_BYTES_MAX:
+            raise ConfigError(f"{path} is larger than {CONFIG_FILE_BYTES_MAX} bytes")
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    try:
+        obj = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    cfg = config_from_dict(obj, path.resolve().parent, str(path))
+    return NodeConfig(
+        cfg.data_dir, cfg.key_file, cfg.passphrase_env, cfg.genesis_file, cfg.listen_peer,
+        cfg.listen_api, cfg.peers, cfg.limits, cfg.log_level, path,
+    )
+
+
+def _relative(p: Path, base: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(p)
+
+
+def config_to_dict(cfg: NodeConfig, base_dir: Path) -> dict[str, Any]:
+    """The TOML document for ``cfg``; paths under ``base_dir`` are written relative."""
+    defaults = Limits()
+    limits = {
+        f.name: getattr(cfg.limits, f.name)
+        for f in fields(Limits)
+        if getattr(cfg.limits, f.name) != getattr(defaults, f.name)
+    }
+    doc: dict[str, Any] = {
+        "data_dir": _relative(cfg.data_dir, base_dir),
+        "key_file": _relative(cfg.key_file, base_dir),
+        "passphrase_env": cfg.passphrase_env,
+        "genesis_file": _relative(cfg.genesis_file, base_dir),
+        "listen_peer": cfg.listen_peer,
+        "listen_api": cfg.listen_api,
+        "log_level": cfg.log_level,
+        "peers": [{"validator_key": p.validator_key.hex(), "address": p.address}
+                  for p in cfg.peers],
+    }
+    if limits:
+        doc["limits"] = limits
+    return doc
+
+
+def write_config(path: Path | str, cfg: NodeConfig) -> None:
+    """Write ``cfg`` as TOML; ``load_config(path)`` gives back an equal configuration."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(config_to_dict(cfg, path.resolve().parent)))
