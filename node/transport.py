@@ -1,0 +1,398 @@
+"""Authenticated peer transport: persistent TCP connections between validators.
+
+Rules:
+- Framing: every frame is a 4-byte big-endian length then that many bytes. A length of
+  zero or above ``limits.frame_bytes_max`` is a protocol violation: the connection is
+  closed and the event logged. Nothing is allocated before the length is checked.
+- One connection per direction: a node *sends* only on the connections it dialled and
+  *receives* only on the connections its peers dialled. No tie-breaking is needed and a
+  restarted peer simply dials again (its new inbound connection replaces the old one).
+- Handshake (mutual, before any frame is accepted): the dialer sends
+  ``[version, chain_id, dialer_key, dialer_nonce]``; the listener refuses an unknown key
+  or another chain, then answers ``[version, chain_id, listener_key, listener_nonce,
+  listener_signature]``; the dialer checks that the key is the one it meant to reach and
+  answers ``[dialer_signature]``. Each signature covers, under ``Tag.HANDSHAKE_SIGN``,
+  ``[chain_id, role, dialer_key, listener_key, dialer_nonce, listener_nonce]``: both
+  fresh nonces (no replay), both keys and the role (no reflection), the chain id (no
+  cross-network use). Unknown keys are refused: the network is permissioned.
+- Bounded memory: per-peer send queues are bounded in frames and bytes and drop their
+  *oldest* frame when full (PBFT tolerates message loss; the newest votes are the useful
+  ones; a disconnect would drop the whole queue and cost a handshake). Inbound frames
+  are handed to an async callback, which may block: TCP flow control then slows the
+  sender down instead of the node buffering for it. Unauthenticated connections are
+  capped and time out.
+- Redial with exponential backoff, capped at ``limits.reconnect_backoff_ms_max``.
+- Nothing a peer sends raises out of this module: every connection is a task whose
+  errors are logged and end that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from ledger import crypto
+from ledger.crypto import SigningKey
+from ledger.encoding import Limits as DecodeLimits
+from ledger.encoding import decode, encode
+from ledger.errors import DecodeError
+from ledger.hashing import Tag, tagged_bytes
+from node.config import Limits, PeerConfig
+from node.errors import TransportError
+
+PROTOCOL_VERSION = 1
+NONCE_BYTES = 32
+HANDSHAKE_FRAME_BYTES_MAX = 1024
+CONNECT_TIMEOUT_MS = 3_000
+_HEADER = struct.Struct(">I")
+_HANDSHAKE_LIMITS = DecodeLimits(input_bytes_max=HANDSHAKE_FRAME_BYTES_MAX, depth_max=2)
+
+FrameHandler = Callable[[bytes, bytes], Awaitable[None]]
+"""``await on_frame(sender_key, data)`` for every frame an authenticated peer sends."""
+
+log = logging.getLogger("tabellion.transport")
+
+
+def handshake_bytes(
+    chain_id: str, role: str, dialer: bytes, listener: bytes, dialer_nonce: bytes,
+    listener_nonce: bytes,
+) -> bytes:
+    """The bytes each side signs to prove possession of its validator key."""
+    body = encode([chain_id, role, dialer, listener, dialer_nonce, listener_nonce])
+    return tagged_bytes(Tag.HANDSHAKE_SIGN, body)
+
+
+@dataclass(slots=True)
+class PeerStats:
+    """What an operator sees of one peer (``/v1/status``, metrics)."""
+
+    key: bytes
+    address: str
+    outbound: str = "connecting"
+    """``connecting``, ``connected``, ``backoff`` or ``stopped``."""
+    inbound: bool = False
+    """Whether the peer currently holds an authenticated connection to us."""
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_dropped: int = 0
+    """Frames dropped because the peer's send queue was full."""
+    connects: int = 0
+    last_error: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "validator_key": self.key.hex(),
+            "address": self.address,
+            "outbound": self.outbound,
+            "inbound": self.inbound,
+            "connected": self.outbound == "connected" and self.inbound,
+            "frames_sent": self.frames_sent,
+            "frames_received": self.frames_received,
+            "frames_dropped": self.frames_dropped,
+            "connects": self.connects,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(slots=True)
+class _Outbox:
+    """Frames waiting to be written to one peer, bounded in count and bytes."""
+
+    frames: deque[bytes] = field(default_factory=deque)
+    size_bytes: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def read_frame(reader: asyncio.StreamReader, frame_bytes_max: int) -> bytes:
+    """Read one frame; raise ``TransportError`` on a bad length, ``IncompleteReadError``
+    on end of stream."""
+    header = await reader.readexactly(_HEADER.size)
+    (length,) = _HEADER.unpack(header)
+    if length == 0 or length > frame_bytes_max:
+        raise TransportError(f"frame of {length} bytes (allowed 1..{frame_bytes_max})")
+    return await reader.readexactly(length)
+
+
+def frame(data: bytes) -> bytes:
+    return _HEADER.pack(len(data)) + data
+
+
+class Transport:
+    """Connections to and from the other validators of one network."""
+
+    def __init__(
+        self,
+        key: SigningKey,
+        chain_id: str,
+        peers: Sequence[PeerConfig],
+        listen: tuple[str, int],
+        limits: Limits,
+        on_frame: FrameHandler,
+    ) -> None:
+        self._key = key
+        self._me = key.public_key
+        self._chain_id = chain_id
+        self._listen = listen
+        self._limits = limits
+        self._on_frame = on_frame
+        self._peers = {p.validator_key: p for p in peers if p.validator_key != self._me}
+        self.stats = {k: PeerStats(k, p.address) for k, p in self._peers.items()}
+        self._outboxes = {k: _Outbox() for k in self._peers}
+        self._inbound: dict[bytes, asyncio.StreamWriter] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handshakes_pending = 0
+        self._server: asyncio.Server | None = None
+        self._closing = False
+        self.refused = 0
+        """Connections refused or closed for a protocol violation (metrics)."""
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._on_inbound, self._listen[0], self._listen[1]
+        )
+        for key in self._peers:
+            self._spawn(self._dial_forever(key), f"dial-{key.hex()[:8]}")
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._inbound.values()):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        for stats in self.stats.values():
+            stats.outbound = "stopped"
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ sending
+    def send(self, peer: bytes, data: bytes) -> bool:
+        """Queue ``data`` for ``peer``; return False if the peer is unknown or the frame
+        is too large. Never blocks: a full queue drops its oldest frame."""
+        outbox = self._outboxes.get(peer)
+        if outbox is None or not data or len(data) > self._limits.frame_bytes_max:
+            return False
+        outbox.frames.append(data)
+        outbox.size_bytes += len(data)
+        while (len(outbox.frames) > self._limits.send_queue_max
+               or outbox.size_bytes > self._limits.send_queue_bytes_max):
+            dropped = outbox.frames.popleft()
+            outbox.size_bytes -= len(dropped)
+            self.stats[peer].frames_dropped += 1
+        outbox.wake.set()
+        return True
+
+    def broadcast(self, data: bytes) -> None:
+        for peer in self._peers:
+            self.send(peer, data)
+
+    @property
+    def peer_keys(self) -> tuple[bytes, ...]:
+        return tuple(self._peers)
+
+    def connected(self) -> int:
+        return sum(1 for s in self.stats.values() if s.outbound == "connected" and s.inbound)
+
+    # ------------------------------------------------------------------ dialling
+    async def _dial_forever(self, peer: bytes) -> None:
+        config = self._peers[peer]
+        stats = self.stats[peer]
+        backoff_ms = self._limits.reconnect_backoff_ms_min
+        while not self._closing:
+            stats.outbound = "connecting"
+            writer: asyncio.StreamWriter | None = None
+            try:
+                reader, conn = await asyncio.wait_for(
+                    asyncio.open_connection(config.host, config.port),
+                    CONNECT_TIMEOUT_MS / 1000,
+                )
+                writer = conn
+                await asyncio.wait_for(
+                    self._dialer_handshake(peer, reader, conn),
+                    self._limits.handshake_timeout_ms / 1000,
+                )
+                stats.outbound = "connected"
+                stats.connects += 1
+                backoff_ms = self._limits.reconnect_backoff_ms_min
+                log.info("connected to peer %s at %s", peer.hex()[:16], config.address)
+                await self._pump(peer, reader, conn)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, TransportError,
+                    DecodeError) as exc:
+                reason = str(exc) or type(exc).__name__
+                if stats.outbound == "connected" or stats.last_error != reason:
+                    log.info("peer %s at %s: %s; redialling in %d ms", peer.hex()[:16],
+                             config.address, reason, backoff_ms)
+                stats.last_error = reason
+            finally:
+                if writer is not None:
+                    writer.close()
+            stats.outbound = "backoff"
+            await asyncio.sleep(backoff_ms / 1000)
+            backoff_ms = min(2 * backoff_ms, self._limits.reconnect_backoff_ms_max)
+
+    async def _dialer_handshake(
+        self, peer: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        my_nonce = os.urandom(NONCE_BYTES)
+        writer.write(frame(encode([PROTOCOL_VERSION, self._chain_id, self._me, my_nonce])))
+        await writer.drain()
+        reply = decode(await read_frame(reader, HANDSHAKE_FRAME_BYTES_MAX), _HANDSHAKE_LIMITS)
+        if not isinstance(reply, list) or len(reply) != 5:
+            raise TransportError("malformed handshake reply")
+        version, chain_id, their_key, their_nonce, their_sig = reply
+        if version != PROTOCOL_VERSION or chain_id != self._chain_id:
+            raise TransportError(f"peer speaks version {version!r} on chain {chain_id!r}")
+        if their_key != peer:
+            raise TransportError("the peer at this address holds another validator key; "
+                                 "check the peers list of the configuration")
+        if not isinstance(their_nonce, bytes) or len(their_nonce) != NONCE_BYTES:
+            raise TransportError("malformed handshake nonce")
+        signed = handshake_bytes(self._chain_id, "listener", self._me, peer, my_nonce,
+                                 their_nonce)
+        if not isinstance(their_sig, bytes) or not crypto.verify(peer, signed, their_sig):
+            raise TransportError("the peer's handshake signature does not verify")
+        mine = handshake_bytes(self._chain_id, "dialer", self._me, peer, my_nonce, their_nonce)
+        writer.write(frame(encode([self._key.sign(mine)])))
+        await writer.drain()
+
+    async def _pump(
+        self, peer: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Write queued frames until the connection breaks. The listener never sends
+        after the handshake, so anything readable (data or end of stream) ends it."""
+        outbox = self._outboxes[peer]
+        stats = self.stats[peer]
+        watch = asyncio.ensure_future(reader.read(1))
+        try:
+            while True:
+                while outbox.frames:
+                    data = outbox.frames.popleft()
+                    outbox.size_bytes -= len(data)
+                    writer.write(frame(data))
+                    stats.frames_sent += 1
+                    if writer.transport.get_write_buffer_size() > 1 << 20:
+                        await writer.drain()
+                await writer.drain()
+                if watch.done():
+                    raise TransportError("the peer closed the connection")
+                outbox.wake.clear()
+                waiter = asyncio.ensure_future(outbox.wake.wait())
+                await asyncio.wait({waiter, watch}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+        finally:
+            watch.cancel()
+
+    # ------------------------------------------------------------------ listening
+    async def _on_inbound(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        where = writer.get_extra_info("peername")
+        if self._closing or self._handshakes_pending >= self._limits.handshakes_pending_max:
+            self.refused += 1
+            writer.close()
+            return
+        self._handshakes_pending += 1
+        try:
+            peer = await asyncio.wait_for(
+                self._listener_handshake(reader, writer),
+                self._limits.handshake_timeout_ms / 1000,
+            )
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, TransportError,
+                DecodeError) as exc:
+            self.refused += 1
+            log.warning("refused connection from %s: %s", where, str(exc) or type(exc).__name__)
+            writer.close()
+            return
+        finally:
+            self._handshakes_pending -= 1
+        task = asyncio.current_task()
+        if task is not None:  # inbound handlers are tasks of the server; track them
+            self._tasks.add(task)
+        old = self._inbound.get(peer)
+        if old is not None:
+            old.close()  # a restarted peer dials again: the newest connection wins
+        self._inbound[peer] = writer
+        stats = self.stats[peer]
+        stats.inbound = True
+        try:
+            await self._read_frames(peer, reader)
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the peer went away; it will dial again
+        except (TransportError, DecodeError) as exc:
+            self.refused += 1
+            stats.last_error = str(exc)
+            log.warning("disconnected peer %s: %s", peer.hex()[:16], exc)
+        finally:
+            if self._inbound.get(peer) is writer:
+                del self._inbound[peer]
+                stats.inbound = False
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _listener_handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes:
+        hello = decode(await read_frame(reader, HANDSHAKE_FRAME_BYTES_MAX), _HANDSHAKE_LIMITS)
+        if not isinstance(hello, list) or len(hello) != 4:
+            raise TransportError("malformed handshake")
+        version, chain_id, peer, their_nonce = hello
+        if version != PROTOCOL_VERSION or chain_id != self._chain_id:
+            raise TransportError(f"version {version!r} on chain {chain_id!r}")
+        if not isinstance(peer, bytes) or peer not in self._peers:
+            shown = peer.hex()[:16] if isinstance(peer, bytes) else "?"
+            raise TransportError(f"key {shown} is not a validator of this network")
+        if not isinstance(their_nonce, bytes) or len(their_nonce) != NONCE_BYTES:
+            raise TransportError("malformed handshake nonce")
+        my_nonce = os.urandom(NONCE_BYTES)
+        mine = handshake_bytes(self._chain_id, "listener", peer, self._me, their_nonce,
+                               my_nonce)
+        writer.write(frame(encode([PROTOCOL_VERSION, self._chain_id, self._me, my_nonce,
+                                   self._key.sign(mine)])))
+        await writer.drain()
+        finish = decode(await read_frame(reader, HANDSHAKE_FRAME_BYTES_MAX), _HANDSHAKE_LIMITS)
+        if not isinstance(finish, list) or len(finish) != 1 or not isinstance(finish[0], bytes):
+            raise TransportError("malformed handshake finish")
+        theirs = handshake_bytes(self._chain_id, "dialer", peer, self._me, their_nonce,
+                                 my_nonce)
+        if not crypto.verify(peer, theirs, finish[0]):
+            raise TransportError(f"key {peer.hex()[:16]} failed to prove possession")
+        return bytes(peer)
+
+    async def _read_frames(self, peer: bytes, reader: asyncio.StreamReader) -> None:
+        stats = self.stats[peer]
+        while True:
+            data = await read_frame(reader, self._limits.frame_bytes_max)
+            stats.frames_received += 1
+            try:
+                await self._on_frame(peer, data)
+            except (TransportError, DecodeError):
+                raise  # the handler says this peer broke the protocol: disconnect
+            except Exception:  # a bug in a handler must not take the node down
+                log.exception("handler failed on a frame from %s", peer.hex()[:16])

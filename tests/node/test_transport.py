@@ -1,0 +1,210 @@
+"""Peer transport over real sockets on 127.0.0.1: authentication, framing, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from dataclasses import replace
+
+from ledger.crypto import SigningKey
+from ledger.encoding import decode, encode
+from node.config import Limits, PeerConfig
+from node.transport import PROTOCOL_VERSION, Transport, frame, handshake_bytes, read_frame
+from tests.node.helpers import free_port, until
+
+CHAIN = "test-chain"
+LIMITS = Limits(reconnect_backoff_ms_min=10, reconnect_backoff_ms_max=100,
+                frame_bytes_max=64 * 1024, handshake_timeout_ms=2000)
+
+
+class Net:
+    """n transports that know each other; received frames are collected per node."""
+
+    def __init__(self, n: int, limits: Limits = LIMITS) -> None:
+        self.keys = [SigningKey.generate() for _ in range(n)]
+        self.ports = [free_port() for _ in range(n)]
+        self.peers = [PeerConfig(k.public_key, f"127.0.0.1:{p}")
+                      for k, p in zip(self.keys, self.ports, strict=True)]
+        self.got: list[list[tuple[bytes, bytes]]] = [[] for _ in range(n)]
+        self.limits = limits
+        self.nodes = [self.make(i) for i in range(n)]
+
+    def make(self, i: int) -> Transport:
+        async def on_frame(sender: bytes, data: bytes) -> None:
+            self.got[i].append((sender, data))
+        return Transport(self.keys[i], CHAIN, self.peers, ("127.0.0.1", self.ports[i]),
+                         self.limits, on_frame)
+
+    async def start(self) -> None:
+        for node in self.nodes:
+            await node.start()
+
+    async def close(self) -> None:
+        for node in self.nodes:
+            await node.close()
+
+    def all_connected(self) -> bool:
+        return all(t.connected() == len(self.nodes) - 1 for t in self.nodes)
+
+
+def test_frames_reach_every_peer_with_the_authenticated_sender() -> None:
+    async def main() -> None:
+        net = Net(3)
+        await net.start()
+        try:
+            await until(net.all_connected, what="full mesh")
+            net.nodes[0].broadcast(b"hello from 0")
+            net.nodes[2].send(net.keys[1].public_key, b"direct 2->1")
+            await until(lambda: len(net.got[1]) == 2 and len(net.got[2]) == 1)
+            assert sorted(net.got[1]) == sorted([(net.keys[0].public_key, b"hello from 0"),
+                                                 (net.keys[2].public_key, b"direct 2->1")])
+            assert net.got[2] == [(net.keys[0].public_key, b"hello from 0")]
+            assert net.got[0] == []
+            status = net.nodes[0].stats[net.keys[1].public_key].to_json()
+            assert status["connected"] is True and status["frames_sent"] == 1
+        finally:
+            await net.close()
+    asyncio.run(main())
+
+
+def test_an_unknown_key_is_refused_and_delivers_nothing() -> None:
+    async def main() -> None:
+        net = Net(2)
+        stranger = SigningKey.generate()
+        got: list[bytes] = []
+
+        async def on_frame(sender: bytes, data: bytes) -> None:
+            got.append(data)
+        # The stranger lists node 0 as a peer, but node 0 does not list the stranger.
+        rogue = Transport(stranger, CHAIN, [net.peers[0]], ("127.0.0.1", free_port()),
+                          LIMITS, on_frame)
+        await net.start()
+        await rogue.start()
+        try:
+            rogue.send(net.keys[0].public_key, b"let me in")
+            await until(lambda: net.nodes[0].refused >= 2, what="refusals")
+            await until(net.all_connected, what="the real peers still connect")
+            assert all(data != b"let me in" for _, data in net.got[0])
+            assert rogue.stats[net.keys[0].public_key].outbound != "connected"
+        finally:
+            await rogue.close()
+            await net.close()
+    asyncio.run(main())
+
+
+def test_a_listener_with_another_key_than_configured_is_not_trusted() -> None:
+    async def main() -> None:
+        net = Net(2)
+        impostor_key = SigningKey.generate()
+        # Node 0 believes node 1 listens at this port; an impostor holds it instead.
+        impostor = Transport(impostor_key, CHAIN, [net.peers[0]],
+                             ("127.0.0.1", net.ports[1]), LIMITS, _ignore)
+        await net.nodes[0].start()
+        await impostor.start()
+        try:
+            net.nodes[0].send(net.keys[1].public_key, b"secret vote")
+            stats = net.nodes[0].stats[net.keys[1].public_key]
+            await until(lambda: stats.last_error != "", what="a failed handshake")
+            assert stats.outbound != "connected"
+        finally:
+            await impostor.close()
+            await net.nodes[0].close()
+    asyncio.run(main())
+
+
+async def _ignore(sender: bytes, data: bytes) -> None:
+    return None
+
+
+async def _authenticated_client(net: Net, i: int, target: int
+                                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A hand-written dialer speaking the handshake of node.transport, as node ``i``."""
+    me, them = net.keys[i], net.keys[target].public_key
+    reader, writer = await asyncio.open_connection("127.0.0.1", net.ports[target])
+    nonce = os.urandom(32)
+    writer.write(frame(encode([PROTOCOL_VERSION, CHAIN, me.public_key, nonce])))
+    reply = decode(await read_frame(reader, 1024))
+    their_nonce = reply[3]
+    signed = handshake_bytes(CHAIN, "dialer", me.public_key, them, nonce, their_nonce)
+    writer.write(frame(encode([me.sign(signed)])))
+    await writer.drain()
+    return reader, writer
+
+
+def test_garbage_and_oversized_frames_disconnect_only_the_sender() -> None:
+    async def main() -> None:
+        net = Net(3)
+        # Node 2 is not started: its key is used by the test's hand-written client.
+        await net.nodes[0].start()
+        await net.nodes[1].start()
+        try:
+            # 1. garbage before any handshake
+            reader, writer = await asyncio.open_connection("127.0.0.1", net.ports[0])
+            writer.write(b"GET / HTTP/1.1\r\n\r\n" * 10)
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by node 0
+            writer.close()
+            # 2. a valid peer that then sends an oversized frame
+            reader, writer = await _authenticated_client(net, 2, 0)
+            writer.write(struct.pack(">I", LIMITS.frame_bytes_max + 1) + b"x" * 100)
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+            # 3. a zero-length frame
+            reader, writer = await _authenticated_client(net, 2, 0)
+            writer.write(struct.pack(">I", 0))
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+            assert net.nodes[0].refused >= 3
+            # The honest peers are unaffected.
+            await until(lambda: net.nodes[1].stats[net.keys[0].public_key].outbound
+                        == "connected")
+            net.nodes[1].send(net.keys[0].public_key, b"still here")
+            await until(lambda: (net.keys[1].public_key, b"still here") in net.got[0])
+        finally:
+            await net.nodes[0].close()
+            await net.nodes[1].close()
+    asyncio.run(main())
+
+
+def test_a_restarted_peer_is_redialled_and_receives_again() -> None:
+    async def main() -> None:
+        net = Net(2)
+        await net.start()
+        try:
+            await until(net.all_connected)
+            await net.nodes[1].close()
+            net.got[1].clear()
+            stats = net.nodes[0].stats[net.keys[1].public_key]
+            await until(lambda: stats.outbound != "connected", what="the loss noticed")
+            net.nodes[1] = net.make(1)
+            await net.nodes[1].start()
+            await until(lambda: stats.outbound == "connected", what="the redial")
+            net.nodes[0].send(net.keys[1].public_key, b"welcome back")
+            await until(lambda: (net.keys[0].public_key, b"welcome back") in net.got[1])
+            assert stats.connects >= 2
+        finally:
+            await net.close()
+    asyncio.run(main())
+
+
+def test_the_send_queue_of_an_absent_peer_stays_bounded() -> None:
+    async def main() -> None:
+        net = Net(2, replace(LIMITS, send_queue_max=10))
+        await net.nodes[0].start()  # node 1 never starts: everything queues
+        try:
+            peer = net.keys[1].public_key
+            for i in range(1000):
+                assert net.nodes[0].send(peer, b"vote %d" % i)
+            stats = net.nodes[0].stats[peer]
+            assert stats.frames_dropped == 990
+            # The oldest frames were dropped: when node 1 comes up it gets the newest 10.
+            await net.nodes[1].start()
+            await until(lambda: len(net.got[1]) == 10)
+            assert [d for _, d in net.got[1]] == [b"vote %d" % i for i in range(990, 1000)]
+            assert not net.nodes[0].send(peer, b"x" * (LIMITS.frame_bytes_max + 1))
+        finally:
+            await net.close()
+    asyncio.run(main())
