@@ -1,0 +1,142 @@
+"""The execution engine: a block of transactions in, receipts and state changes out.
+
+Rules:
+- Deterministic: the only inputs are the state, the block environment and the
+  transactions; no clock (``env.time_ms`` is the time), no randomness, no floats; state
+  changes come out sorted by key.
+- Transactions run in block order, each in its own overlay over the block's overlay: on
+  success its writes are merged and its receipt says ``ok``; on a rejection its writes are
+  dropped and its receipt carries the rule's stable code and a message for the clerk.
+- Replay guard: before running, the id of every transaction is recorded under
+  ``tx/<id hex>`` (value: its expiry); an id already there is refused
+  (``already_committed``) and leaves the state untouched. A rejected transaction still
+  consumes its id, so the same signed bytes can never be committed twice.
+- Signatures, chain id and expiry are checked before execution by
+  ``ledger.validation.check_transaction`` (block validation and mempool): the engine
+  trusts them and does not spend time re-verifying.
+- A contract bug (an exception other than a rejection) is not swallowed: every correct
+  node fails the same way at the same transaction, and halting beats diverging.
+- The validator set in force is ``sys/validators``; when a block changes it
+  (governance), ``BlockResult.validator_set`` carries the new set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from contracts import deliberations, governance, identity, keys, notary, reports, social_aid
+from contracts.registry import Context, Registry, Rejection, admit
+from contracts.view import BlockEnv, DictState, Overlay, StateView
+from ledger.genesis import Genesis
+from ledger.records import MESSAGE_BYTES_MAX, U64_MAX, Receipt, Transaction, ValidatorSet
+
+__all__ = [
+    "REGISTRY",
+    "BlockEnv",
+    "BlockResult",
+    "DictState",
+    "Overlay",
+    "StateView",
+    "check_admissible",
+    "execute_block",
+    "genesis_changes",
+    "validator_set",
+]
+
+REGISTRY = Registry((
+    identity.CONTRACT,
+    governance.CONTRACT,
+    deliberations.CONTRACT,
+    social_aid.CONTRACT,
+    reports.CONTRACT,
+    notary.CONTRACT,
+))
+"""Every contract of a Tabellion network; changing it changes the protocol."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    """What executing a block produced."""
+
+    receipts: tuple[Receipt, ...]
+    """One receipt per transaction, in block order."""
+    changes: dict[bytes, bytes | None]
+    """State writes sorted by key (``None`` deletes), to apply at version = height."""
+    validator_set: ValidatorSet | None
+    """The new validator set if governance changed it in this block, else ``None``."""
+
+
+def genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
+    """The state at version 0: municipalities, members, validators and parameters."""
+    state = Overlay(DictState())
+    identity.write_genesis(state, genesis)
+    governance.write_genesis(state, genesis)
+    return state.changes()
+
+
+def validator_set(state: StateView) -> ValidatorSet:
+    """The validator set in force according to ``state``."""
+    return ValidatorSet.of([bytes.fromhex(k) for k in identity.validator_keys(state)])
+
+
+def _clip(message: str) -> str:
+    """Fit a message into a receipt (MESSAGE_BYTES_MAX bytes) without splitting a char."""
+    data = message.encode("utf-8")
+    if len(data) <= MESSAGE_BYTES_MAX:
+        return message
+    return data[: MESSAGE_BYTES_MAX - 3].decode("utf-8", errors="ignore") + "…"
+
+
+def _refusal(tx_id: bytes, rejection: Rejection) -> Receipt:
+    return Receipt(tx_id, rejection.code, _clip(rejection.message), {})
+
+
+def _already(tx_id: bytes) -> Receipt:
+    return Receipt(tx_id, "already_committed",
+                   f"transaction {tx_id.hex()[:16]}… was already committed; "
+                   "a signed transaction is recorded once", {})
+
+
+def execute_transaction(block: Overlay, env: BlockEnv, tx: Transaction) -> Receipt:
+    """Run one transaction against the block's overlay; merge its writes only if ok."""
+    tx_id = tx.tx_id
+    guard = keys.tx_key(tx_id)
+    if block.get(guard) is not None:
+        return _already(tx_id)
+    keys.write(block, guard, tx.expiry_ms)
+    scratch = Overlay(block)
+    try:
+        action, signer = admit(REGISTRY, block, tx, env.height)
+        ctx = Context(scratch, env, tx, tx.payload, signer)
+        action.validate(ctx)
+        data = action.apply(ctx)
+    except Rejection as rejection:
+        return _refusal(tx_id, rejection)
+    block.merge(scratch.changes())
+    return Receipt(tx_id, "ok", "", data)
+
+
+def execute_block(state: StateView, env: BlockEnv, txs: Sequence[Transaction]) -> BlockResult:
+    """Execute ``txs`` in order over ``state`` (left untouched) for the block ``env``."""
+    block = Overlay(state)
+    before = block.get(keys.VALIDATORS_KEY)
+    receipts = tuple(execute_transaction(block, env, tx) for tx in txs)
+    changed = block.get(keys.VALIDATORS_KEY) != before
+    return BlockResult(receipts, block.changes(), validator_set(block) if changed else None)
+
+
+def check_admissible(state: StateView, tx: Transaction, time_ms: int) -> Receipt | None:
+    """Cheap mempool pre-check, without executing: ``None`` if ``tx`` may be proposed,
+    else the rejection receipt (already committed, unknown contract or action, signer
+    not enrolled or revoked, malformed payload, missing role or wrong municipality).
+    ``time_ms`` is the node's current time, accepted for rules that depend on it."""
+    del time_ms  # no admission rule depends on time yet; expiry is ledger.validation's
+    tx_id = tx.tx_id
+    if state.get(keys.tx_key(tx_id)) is not None:
+        return _already(tx_id)
+    try:
+        admit(REGISTRY, state, tx, U64_MAX)
+    except Rejection as rejection:
+        return _refusal(tx_id, rejection)
+    return None

@@ -1,0 +1,239 @@
+"""Identity and roles: municipalities, their member keys, and who may sign what.
+
+Rules:
+- Municipalities come from genesis (or from a passed governance proposal): name, SIRET,
+  validator key, member keys with roles from ``ledger.genesis.ROLES``.
+- Only an admin of a municipality enrolls, rotates or revokes keys of THAT municipality:
+  every action names its SIRET (``siret``), which must be the signer's.
+- A key is enrolled once, ever: a revoked key is never enrolled again, and a key that is a
+  validator key is never a member key (a validator signs votes, not records).
+- A revoked key signs nothing from the transaction that revokes it onwards: the framework
+  (``registry.load_signer``) refuses it at any height >= its revocation height.
+- A municipality keeps at least one active admin (``last_admin``): otherwise nobody could
+  ever enroll a key for it again.
+- Records are never deleted: revocation sets ``revoked_height`` (and ``replaced_by`` for a
+  rotation), so the history of who could sign what stays queryable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from contracts import keys
+from contracts.registry import SIRET, Action, Context, Contract, hex64, reject, text, texts
+from contracts.view import Overlay, StateView
+from ledger.encoding import Value
+from ledger.genesis import ROLES, Genesis
+
+MEMBERS_MAX = 1_000
+"""Most keys ever enrolled in one municipality (bounds the member list and its scans)."""
+MUNICIPALITIES_MAX = 256
+"""Most active municipalities (bounded by the validator set size, records.CERT_VOTES_MAX)."""
+
+
+# ---------------------------------------------------------------- records and queries
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """What the chain knows about a member key (query result)."""
+
+    key_hex: str
+    siret: str
+    roles: tuple[str, ...]
+    enrolled_height: int
+    revoked_height: int | None
+    replaced_by: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_height is None
+
+
+def member(state: StateView, key_hex: str) -> MemberInfo | None:
+    """The member record of a key (hex), active or revoked, or ``None``."""
+    record = keys.read_map(state, keys.member_key(key_hex))
+    if record is None:
+        return None
+    return MemberInfo(key_hex, record["siret"], tuple(record["roles"]),
+                      record["enrolled_height"], record["revoked_height"],
+                      record["replaced_by"])
+
+
+def member_roles(state: StateView, key_hex: str) -> tuple[str, ...]:
+    """Roles the key holds now: empty if unknown or revoked."""
+    info = member(state, key_hex)
+    return info.roles if info is not None and info.active else ()
+
+
+def municipality(state: StateView, siret: str) -> dict[str, Any] | None:
+    """The municipality record (name, siret, validator_key, active, heights)."""
+    return keys.read_map(state, keys.municipality_key(siret))
+
+
+def active_municipalities(state: StateView) -> list[str]:
+    """SIRETs of the municipalities in the network now, sorted."""
+    return [str(s) for s in keys.read_list(state, keys.MUNICIPALITIES_KEY)]
+
+
+def members_of(state: StateView, siret: str) -> list[MemberInfo]:
+    """Every key ever enrolled in a municipality, sorted by key."""
+    found = (member(state, k) for k in keys.read_list(state, keys.members_key(siret)))
+    return [m for m in found if m is not None]
+
+
+def validator_keys(state: StateView) -> list[str]:
+    return [str(k) for k in keys.read_list(state, keys.VALIDATORS_KEY)]
+
+
+# ---------------------------------------------------------------- writes shared with governance
+def _sorted_insert(items: list[Any], item: Any) -> list[Any]:
+    return sorted({*items, item})
+
+
+def enroll_key(state: Overlay, siret: str, key_hex: str, roles: list[str], height: int) -> None:
+    keys.write(state, keys.member_key(key_hex), {
+        "siret": siret,
+        "roles": sorted(roles, key=ROLES.index),
+        "enrolled_height": height,
+        "revoked_height": None,
+        "replaced_by": None,
+    })
+    listed = keys.read_list(state, keys.members_key(siret))
+    keys.write(state, keys.members_key(siret), _sorted_insert(listed, key_hex))
+
+
+def revoke_key(state: Overlay, key_hex: str, height: int, replaced_by: str | None) -> None:
+    record = keys.read_map(state, keys.member_key(key_hex))
+    assert record is not None and record["revoked_height"] is None, "validated before"
+    keys.write(state, keys.member_key(key_hex),
+               {**record, "revoked_height": height, "replaced_by": replaced_by})
+
+
+def add_municipality(state: Overlay, name: str, siret: str, validator_hex: str,
+                     admin_hexes: list[str], height: int) -> None:
+    """Write (or reactivate) a municipality with its validator and admin keys."""
+    keys.write(state, keys.municipality_key(siret), {
+        "name": name, "siret": siret, "validator_key": validator_hex, "active": True,
+        "added_height": height, "removed_height": None,
+    })
+    keys.write(state, keys.MUNICIPALITIES_KEY,
+               _sorted_insert(active_municipalities(state), siret))
+    keys.write(state, keys.VALIDATORS_KEY, _sorted_insert(validator_keys(state), validator_hex))
+    for admin in admin_hexes:
+        enroll_key(state, siret, admin, ["admin"], height)
+
+
+def remove_municipality(state: Overlay, siret: str, height: int) -> None:
+    """Deactivate a municipality: its validator leaves the set, all its keys are revoked."""
+    record = municipality(state, siret)
+    assert record is not None and record["active"], "validated before"
+    keys.write(state, keys.municipality_key(siret),
+               {**record, "active": False, "removed_height": height})
+    keys.write(state, keys.MUNICIPALITIES_KEY,
+               [s for s in active_municipalities(state) if s != siret])
+    keys.write(state, keys.VALIDATORS_KEY,
+               [k for k in validator_keys(state) if k != record["validator_key"]])
+    for info in members_of(state, siret):
+        if info.active:
+            revoke_key(state, info.key_hex, height, None)
+
+
+def check_new_key(state: StateView, key_hex: str, field_name: str) -> None:
+    """Refuse a key already enrolled (even revoked) or used by a validator."""
+    existing = member(state, key_hex)
+    if existing is not None:
+        reject("key_already_enrolled",
+               f"{field_name}: the key {key_hex[:16]}… is already enrolled "
+               f"(municipality {existing.siret}); a key is enrolled once, ever: "
+               "generate a new key")
+    if key_hex in validator_keys(state):
+        reject("key_already_enrolled",
+               f"{field_name}: the key {key_hex[:16]}… is a validator key; "
+               "members sign records with their own keys: generate a new key")
+
+
+def write_genesis(state: Overlay, genesis: Genesis) -> None:
+    """The identity part of the state at version 0."""
+    for m in sorted(genesis.municipalities, key=lambda m: m.siret):
+        add_municipality(state, m.name, m.siret, m.validator_key.hex(), [], 0)
+        for x in m.members:
+            enroll_key(state, m.siret, x.key.hex(), [x.role], 0)
+
+
+# ---------------------------------------------------------------- actions
+def _member_here(ctx: Context, key_hex: str, field_name: str) -> MemberInfo:
+    info = member(ctx.state, key_hex)
+    if info is None:
+        reject("unknown_member",
+               f"{field_name}: the key {key_hex[:16]}… is not enrolled; check the key")
+    if info.siret != ctx.signer.siret:
+        reject("wrong_municipality",
+               f"{field_name}: the key {key_hex[:16]}… belongs to municipality {info.siret}, "
+               f"not yours ({ctx.signer.siret}): nobody writes for another municipality")
+    if not info.active:
+        reject("already_revoked",
+               f"{field_name}: the key {key_hex[:16]}… was already revoked at height "
+               f"{info.revoked_height}")
+    return info
+
+
+def _active_admins(state: StateView, siret: str) -> int:
+    return sum(1 for m in members_of(state, siret) if m.active and "admin" in m.roles)
+
+
+def _validate_enroll(ctx: Context) -> None:
+    check_new_key(ctx.state, ctx.payload["key"], "key")
+    if len(keys.read_list(ctx.state, keys.members_key(ctx.signer.siret))) >= MEMBERS_MAX:
+        reject("too_many_members",
+               f"municipality {ctx.signer.siret} has enrolled {MEMBERS_MAX} keys, the limit")
+
+
+def _apply_enroll(ctx: Context) -> dict[str, Value]:
+    enroll_key(ctx.state, ctx.signer.siret, ctx.payload["key"], list(ctx.payload["roles"]),
+               ctx.env.height)
+    return {"key": ctx.payload["key"], "roles": sorted(ctx.payload["roles"], key=ROLES.index)}
+
+
+def _validate_rotate(ctx: Context) -> None:
+    _member_here(ctx, ctx.payload["old_key"], "old_key")
+    check_new_key(ctx.state, ctx.payload["new_key"], "new_key")
+
+
+def _apply_rotate(ctx: Context) -> dict[str, Value]:
+    old, new = ctx.payload["old_key"], ctx.payload["new_key"]
+    info = member(ctx.state, old)
+    assert info is not None
+    revoke_key(ctx.state, old, ctx.env.height, new)
+    enroll_key(ctx.state, info.siret, new, list(info.roles), ctx.env.height)
+    return {"old_key": old, "new_key": new, "roles": list(info.roles)}
+
+
+def _validate_revoke(ctx: Context) -> None:
+    info = _member_here(ctx, ctx.payload["key"], "key")
+    if "admin" in info.roles and _active_admins(ctx.state, info.siret) <= 1:
+        reject("last_admin",
+               f"the key {info.key_hex[:16]}… is the last active admin of municipality "
+               f"{info.siret}; enroll another admin first (or rotate this key instead)")
+
+
+def _apply_revoke(ctx: Context) -> dict[str, Value]:
+    revoke_key(ctx.state, ctx.payload["key"], ctx.env.height, None)
+    return {"key": ctx.payload["key"], "revoked_height": ctx.env.height}
+
+
+_ROLES_FIELD = texts("roles", choices=ROLES, items_max=len(ROLES),
+                     doc="Roles of the new key: admin, clerk, social_aid_agent, auditor.")
+
+CONTRACT = Contract("identity", (
+    Action("enroll", (SIRET, hex64("key", doc="Public key to enroll (hex)."), _ROLES_FIELD),
+           ("admin",), "siret", _validate_enroll, _apply_enroll,
+           "Enroll a new member key with roles in the admin's municipality."),
+    Action("rotate", (SIRET, hex64("old_key", doc="Key to retire."),
+                      hex64("new_key", doc="Key that takes over its roles.")),
+           ("admin",), "siret", _validate_rotate, _apply_rotate,
+           "Replace a member key by a new one with the same roles; the old one is revoked."),
+    Action("revoke", (SIRET, hex64("key", doc="Key to revoke."),
+                      text("reason", 256, required=False, doc="Why (kept on chain).")),
+           ("admin",), "siret", _validate_revoke, _apply_revoke,
+           "Revoke a member key: it signs nothing from now on."),
+), "Municipalities, member keys and roles.")

@@ -1,0 +1,197 @@
+"""A small deterministic world for contract tests, vectors and examples.
+
+Four municipalities, each with an admin, a clerk, two social-aid agents and an auditor;
+keys derived from names, so every signature (Ed25519 is deterministic) and every state
+root is the same on every run. ``Chain`` executes blocks over a ``DictState``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.engine import BlockEnv, BlockResult, DictState, execute_block, genesis_changes
+from ledger.crypto import SigningKey
+from ledger.encoding import encode
+from ledger.genesis import Genesis, Member, Municipality
+from ledger.merkle import merkle_root
+from ledger.records import Receipt, Transaction
+
+CHAIN_ID = "tabellion-test"
+GENESIS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+BLOCK_MS = 60_000
+EXPIRY_MS = 24 * 3600 * 1000
+TOWNS = {
+    "montreuil": ("Montreuil", "21930048000015"),
+    "bagnolet": ("Bagnolet", "21930006800017"),
+    "pantin": ("Pantin", "21930055500016"),
+    "vincennes": ("Vincennes", "21940080200016"),
+}
+PEOPLE = {"admin": "admin", "clerk": "clerk", "agent": "social_aid_agent",
+          "agent2": "social_aid_agent", "auditor": "auditor"}
+
+
+def key(name: str) -> SigningKey:
+    """The test key called ``name`` (e.g. ``montreuil.clerk``)."""
+    return SigningKey(hashlib.sha256(b"tabellion-test-key/" + name.encode()).digest())
+
+
+def pub(name: str) -> str:
+    return key(name).public_key.hex()
+
+
+def siret(town: str) -> str:
+    return TOWNS[town][1]
+
+
+def name_of(town: str) -> str:
+    return TOWNS[town][0]
+
+
+def make_genesis(towns: Sequence[str] = tuple(TOWNS)) -> Genesis:
+    return Genesis(
+        chain_id=CHAIN_ID,
+        genesis_time_ms=GENESIS_MS,
+        municipalities=tuple(
+            Municipality(
+                name_of(t), siret(t), key(f"{t}.validator").public_key,
+                tuple(Member(key(f"{t}.{who}").public_key, role) for who, role in PEOPLE.items()),
+            )
+            for t in towns
+        ),
+    )
+
+
+USE_LEDGER_STATE = False
+"""Switch to ``ledger.state.compute_root`` once that module is committed (then regenerate
+the vectors with ``python -m tests.vectors.contracts.generate``)."""
+
+
+def state_root(items: Mapping[bytes, bytes]) -> bytes:
+    """The authenticated state root of ``items`` (the one switchable helper)."""
+    if USE_LEDGER_STATE:
+        from ledger import state  # noqa: PLC0415  (optional until the module lands)
+
+        root: bytes = state.compute_root(items)
+        return root
+    return merkle_root([encode([k, items[k]]) for k in sorted(items)])
+
+
+@dataclass
+class Chain:
+    """A chain in memory: genesis state, then blocks of transactions."""
+
+    genesis: Genesis = field(default_factory=make_genesis)
+    state: DictState = field(default_factory=DictState)
+    height: int = 0
+    time_ms: int = GENESIS_MS
+    nonce: int = 0
+    results: list[BlockResult] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.state.apply(genesis_changes(self.genesis))
+
+    def tx(self, signer: str, contract: str, action: str, payload: Mapping[str, Any],
+           nonce: int | None = None) -> Transaction:
+        if nonce is None:
+            self.nonce += 1
+            nonce = self.nonce
+        k = key(signer)
+        return Transaction(CHAIN_ID, contract, action, dict(payload), k.public_key, nonce,
+                           self.time_ms + EXPIRY_MS).signed(k)
+
+    def env(self) -> BlockEnv:
+        return BlockEnv(CHAIN_ID, self.height + 1, self.time_ms + BLOCK_MS,
+                        key("montreuil.validator").public_key)
+
+    def block(self, *txs: Transaction) -> tuple[Receipt, ...]:
+        env = self.env()
+        result = execute_block(self.state, env, txs)
+        self.state.apply(result.changes)
+        self.height, self.time_ms = env.height, env.time_ms
+        self.results.append(result)
+        return result.receipts
+
+    def run(self, tx: Transaction) -> Receipt:
+        (receipt,) = self.block(tx)
+        return receipt
+
+    def do(self, signer: str, contract: str, action: str, payload: Mapping[str, Any]
+           ) -> Receipt:
+        return self.run(self.tx(signer, contract, action, payload))
+
+    def root(self) -> bytes:
+        return state_root(self.state.items())
+
+
+# ---------------------------------------------------------------- payload builders
+ACT_SHA = hashlib.sha256(b"deliberation act").hexdigest()
+
+
+def sitting(town: str = "montreuil", sitting_id: str = "CM-2026-03-12", *,
+            date: str = "2026-01-01", in_office: int = 49, present: int = 30,
+            second: bool = False) -> dict[str, Any]:
+    return {"COLL_SIRET": siret(town), "sitting_id": sitting_id, "date": date,
+            "members_in_office": in_office, "members_present": present,
+            "second_convocation": second}
+
+
+def act(town: str = "montreuil", delib_id: str = "DEL-2026-001", *,
+        sitting_id: str = "CM-2026-03-12", date: str = "2026-01-01", order: int = 1,
+        votes: tuple[int, int, int, int, int] | None = (49, 30, 20, 8, 2),
+        **extra: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "COLL_NOM": name_of(town), "COLL_SIRET": siret(town), "DELIB_ID": delib_id,
+        "DELIB_DATE": date, "DELIB_MATIERE_CODE": "7.1",
+        "DELIB_MATIERE_NOM": "Décisions budgétaires",
+        "DELIB_OBJET": "Budget primitif 2026", "act_sha256": ACT_SHA,
+        "sitting_id": sitting_id, "order_number": order,
+    }
+    if votes is not None:
+        for name, value in zip(("VOTE_EFFECTIF", "VOTE_REEL", "VOTE_POUR", "VOTE_CONTRE",
+                                "VOTE_ABSTENTION"), votes, strict=True):
+            payload[name] = value
+    payload.update(extra)
+    return payload
+
+
+def scheme(town: str = "montreuil", scheme_id: str = "energie-2026", *,
+           budget: int = 1_000_000, ceiling: int = 30_000, threshold: int = 20_000,
+           start: str = "2026-01", end: str = "2026-12") -> dict[str, Any]:
+    return {"siret": siret(town), "scheme_id": scheme_id, "name": "Aide énergie 2026",
+            "budget_cents": budget, "period_start": start, "period_end": end,
+            "ceiling_cents": ceiling, "decision_ref": "DEL-2026-001",
+            "four_eyes_threshold_cents": threshold}
+
+
+def tag(n: int) -> str:
+    """A beneficiary tag as the CLI would compute it (fixed test key)."""
+    from contracts.social_aid import beneficiary_tag
+
+    return beneficiary_tag(b"test-tag-key-0123456789abcdef", f"CASE-{n:05d}")
+
+
+def disbursement(town: str = "montreuil", n: int = 1, amount: int = 10_000, *,
+                 period: str = "2026-01", scheme_id: str = "energie-2026") -> dict[str, Any]:
+    return {"siret": siret(town), "scheme_id": scheme_id, "period": period,
+            "amount_cents": amount, "beneficiary": tag(n)}
+
+
+def report(town: str = "montreuil", **extra: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "siret": siret(town), "service_code": "streetlight",
+        "description": "Lampadaire éteint devant le 12 rue de Paris",
+        "lat": 48_861_500, "long": 2_443_300,
+    }
+    payload.update(extra)
+    return payload
+
+
+def anchor(town: str = "montreuil", document: bytes = b"arrete 42", **extra: Any
+           ) -> dict[str, Any]:
+    payload: dict[str, Any] = {"siret": siret(town), "sha256": hashlib.sha256(document).hexdigest(),
+                               "document_type": "arrete", "reference": "ARR-2026-042"}
+    payload.update(extra)
+    return payload
