@@ -1,0 +1,642 @@
+"""Authenticated key-value state: a versioned, compressed sparse Merkle tree (Jellyfish style).
+
+Rules (docs/adr/0006-authenticated-state.md gives the reasons):
+
+- A key is any byte string of at most ``KEY_BYTES_MAX`` bytes, a value any byte string of at
+  most ``VALUE_BYTES_MAX`` bytes (``b""`` is a value; ``None`` means "absent").
+- The tree is a binary Merkle tree of depth 256. The path of a key is the 256 bits of
+  ``key_hash = tagged_hash(STATE_KEY, key)``, most significant bit first (bit 0 = left).
+- Hashes, which define the root and are therefore consensus-critical:
+    * a leaf:          ``tagged_hash(STATE_LEAF, key_hash || value_hash)``,
+      where ``value_hash = SHA-256(value)``;
+    * an empty subtree: ``PLACEHOLDER_HASH = tagged_hash(STATE_NODE, b"")``;
+    * a subtree holding exactly one leaf: that leaf's hash (no chain of single-child nodes);
+    * any other subtree: ``tagged_hash(STATE_NODE, left_hash || right_hash)``.
+  The root is therefore a function of the set of (key, value) pairs alone, never of the
+  order in which they were written. The empty tree's root is ``EMPTY_STATE_ROOT``
+  (= the placeholder).
+- Storage follows the Jellyfish Merkle tree: one stored node stands for four binary
+  levels (a nibble, 16 children). Nodes are keyed by ``(version, nibble path)``; an update
+  at version ``v`` writes new nodes only along the changed paths (O(depth) per key) and
+  never rewrites a node of an older version, so every version's root stays readable.
+  A child reference records the version at which the child was written.
+- Version = block height. ``apply(v, changes)`` builds version ``v`` from ``v - 1`` (or
+  from the empty tree for the very first version), applies the changes in key order and
+  hands every new node, plus the latest-version marker, to ONE ``write_nodes`` call.
+- Stored node bytes are checked when read; damaged bytes raise ``CorruptionError``.
+- Proofs list the sibling hashes from the root down to the point where the key's path
+  ends (in a leaf or an empty subtree); a proof verifies against a root alone.
+This module is pure: no I/O besides the ``NodeStore`` handed to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, Self
+
+from ledger.errors import CorruptionError, InvalidProof, StoreError
+from ledger.hashing import HASH_BYTES, Tag, sha256, tagged_hash
+
+KEY_BYTES_MAX = 256
+VALUE_BYTES_MAX = 64 * 1024
+CHANGES_PER_VERSION_MAX = 1_000_000
+VERSION_MAX = 2**64 - 1
+KEY_BITS = 8 * HASH_BYTES
+PROOF_SIBLINGS_MAX = KEY_BITS
+NIBBLES_MAX = KEY_BITS // 4
+
+PLACEHOLDER_HASH = tagged_hash(Tag.STATE_NODE, b"")
+"""Hash of an empty subtree. Its input (0 bytes) can never be a node's input (64 bytes)."""
+EMPTY_STATE_ROOT: bytes = PLACEHOLDER_HASH
+"""Root of the state that holds no key."""
+
+LATEST_VERSION_KEY = b"latest"
+"""Reserved store key holding the latest applied version (8 bytes, big-endian). Node keys
+are at least 9 bytes long, so this key can never name a node."""
+
+_NULL = 0
+_LEAF = 1
+_INTERNAL = 2
+_EMPTY, _ONE_LEAF, _MANY = 0, 1, 2  # what a binary range inside a node holds
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+def key_hash(key: bytes) -> bytes:
+    """The 256-bit path of ``key`` in the tree."""
+    return tagged_hash(Tag.STATE_KEY, key)
+
+
+def value_hash(value: bytes) -> bytes:
+    """Hash of a value; only ever hashed again inside a tagged leaf hash."""
+    return sha256(value)
+
+
+def leaf_hash(key_hash_: bytes, value_hash_: bytes) -> bytes:
+    return tagged_hash(Tag.STATE_LEAF, key_hash_ + value_hash_)
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return tagged_hash(Tag.STATE_NODE, left + right)
+
+
+# ----------------------------------------------------------------------------- stores
+
+
+class NodeStore(Protocol):
+    """Where a ``StateTree`` keeps its nodes. Keys and values are opaque bytes."""
+
+    def get_node(self, node_key: bytes) -> bytes | None: ...
+
+    def write_nodes(self, nodes: Mapping[bytes, bytes], *, version: int) -> None:
+        """Write all ``nodes`` at once (atomically): either all are stored or none."""
+        ...
+
+
+class MemoryNodeStore:
+    """A dict-backed ``NodeStore`` for tests, replays and ``compute_root``."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self) -> None:
+        self.nodes: dict[bytes, bytes] = {}
+
+    def get_node(self, node_key: bytes) -> bytes | None:
+        return self.nodes.get(node_key)
+
+    def write_nodes(self, nodes: Mapping[bytes, bytes], *, version: int) -> None:
+        self.nodes.update(nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def node_key(version: int, path: str) -> bytes:
+    """Store key of the node at ``path`` (hex nibbles) written at ``version``:
+    version (8 bytes big-endian) || nibble count (1 byte) || nibbles packed two per byte."""
+    packed = bytes.fromhex(path + "0") if len(path) & 1 else bytes.fromhex(path)
+    return version.to_bytes(8, "big") + bytes((len(path),)) + packed
+
+
+# ----------------------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    key_hash: bytes
+    value_hash: bytes
+    key: bytes
+    value: bytes
+
+    @property
+    def hash(self) -> bytes:
+        return leaf_hash(self.key_hash, self.value_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class _Child:
+    """A reference from an internal node to the child stored at (version, path + nibble)."""
+
+    version: int
+    hash: bytes
+    is_leaf: bool
+
+
+_Children = dict[int, _Child]
+_Node = _Leaf | _Children | None  # None: the empty tree (only ever a root)
+
+
+def _new_leaf(key: bytes, value: bytes) -> _Leaf:
+    return _Leaf(key_hash(key), value_hash(value), key, value)
+
+
+def _encode_node(node: _Node) -> bytes:
+    if node is None:
+        return bytes((_NULL,))
+    if isinstance(node, _Leaf):
+        return (
+            bytes((_LEAF,))
+            + node.key_hash
+            + node.value_hash
+            + len(node.key).to_bytes(2, "big")
+            + node.key
+            + node.value
+        )
+    bitmap = leafmask = 0
+    parts = []
+    for nibble in sorted(node):
+        child = node[nibble]
+        bitmap |= 1 << nibble
+        if child.is_leaf:
+            leafmask |= 1 << nibble
+        parts.append(child.version.to_bytes(8, "big") + child.hash)
+    return (
+        bytes((_INTERNAL,))
+        + bitmap.to_bytes(2, "big")
+        + leafmask.to_bytes(2, "big")
+        + b"".join(parts)
+    )
+
+
+def _damaged(key: bytes, what: str) -> CorruptionError:
+    return CorruptionError(
+        f"state node {key.hex()} is damaged ({what}); the state data was altered or "
+        "corrupted: restore the data directory from a healthy copy or resynchronise"
+    )
+
+
+def _decode_node(key: bytes, data: bytes) -> _Node:
+    if not data:
+        raise _damaged(key, "empty record")
+    kind = data[0]
+    if kind == _NULL and len(data) == 1:
+        return None
+    if kind == _LEAF:
+        if len(data) < 67:
+            raise _damaged(key, "leaf too short")
+        key_len = int.from_bytes(data[65:67], "big")
+        if key_len > KEY_BYTES_MAX or len(data) < 67 + key_len:
+            raise _damaged(key, "bad key length")
+        leaf = _Leaf(data[1:33], data[33:65], data[67 : 67 + key_len], data[67 + key_len :])
+        if len(leaf.value) > VALUE_BYTES_MAX or key_hash(leaf.key) != leaf.key_hash:
+            raise _damaged(key, "leaf key does not match its hash")
+        if value_hash(leaf.value) != leaf.value_hash:
+            raise _damaged(key, "leaf value does not match its hash")
+        return leaf
+    if kind == _INTERNAL and len(data) >= 5:
+        bitmap = int.from_bytes(data[1:3], "big")
+        leafmask = int.from_bytes(data[3:5], "big")
+        nibbles = [n for n in range(16) if bitmap >> n & 1]
+        if leafmask & ~bitmap or len(data) != 5 + 40 * len(nibbles) or not nibbles:
+            raise _damaged(key, "bad internal node layout")
+        children: _Children = {}
+        offset = 5
+        for n in nibbles:
+            version = int.from_bytes(data[offset : offset + 8], "big")
+            children[n] = _Child(version, data[offset + 8 : offset + 40], bool(leafmask >> n & 1))
+            offset += 40
+        return children
+    raise _damaged(key, f"unknown node kind {kind}")
+
+
+def _levels(children: _Children) -> list[list[tuple[bytes, int]]]:
+    """Binary hashes inside one internal node: levels[0] holds the 16 child slots,
+    levels[4] the node itself; each entry is (hash, what the range holds)."""
+    level: list[tuple[bytes, int]] = [(PLACEHOLDER_HASH, _EMPTY)] * 16
+    for n, child in children.items():
+        level[n] = (child.hash, _ONE_LEAF if child.is_leaf else _MANY)
+    levels = [level]
+    while len(level) > 1:
+        nxt: list[tuple[bytes, int]] = []
+        for i in range(0, len(level), 2):
+            left, right = level[i], level[i + 1]
+            if left[1] == _EMPTY and right[1] != _MANY:
+                nxt.append(right)  # empty or a lone leaf moves up unchanged
+            elif right[1] == _EMPTY and left[1] == _ONE_LEAF:
+                nxt.append(left)
+            else:
+                nxt.append((node_hash(left[0], right[0]), _MANY))
+        levels.append(nxt)
+        level = nxt
+    return levels
+
+
+def _internal_hash(children: _Children) -> bytes:
+    return _levels(children)[-1][0][0]
+
+
+def _node_hash(node: _Node) -> bytes:
+    if node is None:
+        return EMPTY_STATE_ROOT
+    if isinstance(node, _Leaf):
+        return node.hash
+    return _internal_hash(node)
+
+
+# ----------------------------------------------------------------------------- proofs
+
+
+@dataclass(frozen=True, slots=True)
+class StateProof:
+    """Proof that a key has a given value, or none, under a state root.
+
+    Encoded (``to_value``) as ``[leaf, siblings]`` where ``leaf`` is ``None`` or
+    ``[key_hash, value_hash]`` (32 bytes each) and ``siblings`` a list of 32-byte hashes.
+    """
+
+    leaf: tuple[bytes, bytes] | None
+    """The leaf where the key's path ends: (key_hash, value_hash), or None if it ends in
+    an empty subtree. For an absence proof it may be another key's leaf."""
+    siblings: tuple[bytes, ...]
+    """Sibling hashes along the key's path, from the root (bit 0) downwards."""
+
+    def to_value(self) -> list[object]:
+        leaf = None if self.leaf is None else [self.leaf[0], self.leaf[1]]
+        return [leaf, list(self.siblings)]
+
+    @classmethod
+    def from_value(cls, value: object) -> Self:
+        shape = "a state proof is [leaf or nil, [sibling hashes]]"
+        if not (isinstance(value, list) and len(value) == 2):
+            raise InvalidProof(shape)
+        leaf, siblings = value
+        if not isinstance(siblings, list) or len(siblings) > PROOF_SIBLINGS_MAX:
+            raise InvalidProof(f"{shape}, with at most {PROOF_SIBLINGS_MAX} siblings")
+        if not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in siblings):
+            raise InvalidProof("every sibling of a state proof must be a 32-byte hash")
+        if leaf is None:
+            return cls(None, tuple(siblings))
+        if not (
+            isinstance(leaf, list)
+            and len(leaf) == 2
+            and all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in leaf)
+        ):
+            raise InvalidProof("the leaf of a state proof is [key_hash, value_hash], 32 bytes each")
+        return cls((leaf[0], leaf[1]), tuple(siblings))
+
+
+def _shared_prefix_bits(a: bytes, b: bytes) -> int:
+    diff = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+    return KEY_BITS - diff.bit_length()
+
+
+def verify_state_proof(root: bytes, key: bytes, value: bytes | None, proof: StateProof) -> None:
+    """Raise ``InvalidProof`` unless ``value`` is the value of ``key`` under ``root``
+    (``value`` None: unless ``key`` is absent under ``root``)."""
+    if len(proof.siblings) > PROOF_SIBLINGS_MAX:
+        raise InvalidProof(f"a state proof holds at most {PROOF_SIBLINGS_MAX} siblings")
+    path = key_hash(key)
+    leaf = proof.leaf
+    if leaf is not None and not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in leaf):
+        raise InvalidProof("the leaf of a state proof is [key_hash, value_hash], 32 bytes each")
+    if value is not None:
+        if leaf is None or leaf[0] != path:
+            raise InvalidProof("the proof shows that this key has no value in this state")
+        if leaf[1] != value_hash(value):
+            raise InvalidProof("the proof is for another value of this key")
+        current = leaf_hash(leaf[0], leaf[1])
+    elif leaf is None:
+        current = PLACEHOLDER_HASH
+    else:
+        if leaf[0] == path:
+            raise InvalidProof("the proof shows that this key has a value in this state")
+        if _shared_prefix_bits(leaf[0], path) < len(proof.siblings):
+            raise InvalidProof("the proof's leaf does not lie on this key's path")
+        current = leaf_hash(leaf[0], leaf[1])
+    bits = int.from_bytes(path, "big")
+    for depth in range(len(proof.siblings) - 1, -1, -1):
+        sibling = proof.siblings[depth]
+        if bits >> (KEY_BITS - 1 - depth) & 1:
+            current = node_hash(sibling, current)
+        else:
+            current = node_hash(current, sibling)
+    if current != root:
+        raise InvalidProof("the state proof does not lead to the expected state root")
+
+
+# ----------------------------------------------------------------------------- the tree
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """A lone leaf returned to its parent, with where it is stored now (if anywhere)."""
+
+    leaf: _Leaf
+    version: int | None
+    path: str | None
+
+
+_Result = _Placed | _Child | None  # None: the subtree became empty
+_Change = tuple[str, bytes, bytes | None, bytes]  # (key_hash hex, key, value, key_hash)
+_Item = tuple[str, _Leaf, int | None, str | None]  # (key_hash hex, leaf, stored at version, path)
+
+
+def _check_changes(changes: Mapping[bytes, bytes | None]) -> list[_Change]:
+    if len(changes) > CHANGES_PER_VERSION_MAX:
+        raise StoreError(
+            f"{len(changes)} state changes in one version exceed {CHANGES_PER_VERSION_MAX}"
+        )
+    out: list[_Change] = []
+    for key in sorted(changes):
+        value = changes[key]
+        if not isinstance(key, bytes) or len(key) > KEY_BYTES_MAX:
+            raise StoreError(f"a state key must be at most {KEY_BYTES_MAX} bytes: {key!r:.80}")
+        if value is not None and (not isinstance(value, bytes) or len(value) > VALUE_BYTES_MAX):
+            raise StoreError(
+                f"the value of state key {key!r:.80} must be bytes of at most "
+                f"{VALUE_BYTES_MAX} bytes"
+            )
+        kh = key_hash(key)
+        out.append((kh.hex(), key, value, kh))
+    out.sort()  # tree order: by key hash
+    return out
+
+
+def _groups(items: list[_Change], depth: int) -> list[tuple[int, list[_Change]]]:
+    """Split items (sorted by key hash) by their nibble at ``depth``."""
+    groups: list[tuple[int, list[_Change]]] = []
+    current = ""
+    for item in items:
+        nibble = item[0][depth]
+        if nibble != current:
+            groups.append((int(nibble, 16), []))
+            current = nibble
+        groups[-1][1].append(item)
+    return groups
+
+
+class _Update:
+    """One application of changes at ``version``; collects the nodes to write."""
+
+    __slots__ = ("store", "version", "writes")
+
+    def __init__(self, store: NodeStore, version: int) -> None:
+        self.store = store
+        self.version = version
+        self.writes: dict[bytes, bytes] = {}
+
+    def load(self, version: int, path: str) -> _Node:
+        key = node_key(version, path)
+        data = self.writes.get(key)
+        if data is None:
+            data = self.store.get_node(key)
+        if data is None:
+            raise _damaged(key, "missing node")
+        return _decode_node(key, data)
+
+    def place(self, path: str, result: _Placed | _Child) -> _Child:
+        """Store a child result at ``path`` (if not already there) and reference it."""
+        if isinstance(result, _Child):
+            return result  # internal nodes are always written at their own path
+        leaf = result.leaf
+        if result.version is not None and result.path == path:
+            return _Child(result.version, leaf.hash, True)
+        self.writes[node_key(self.version, path)] = _encode_node(leaf)
+        return _Child(self.version, leaf.hash, True)
+
+    def update_child(self, path: str, ref: _Child | None, changes: list[_Change]) -> _Result:
+        if ref is None:
+            return self.update_leaf(path, None, None, changes)
+        node = self.load(ref.version, path)
+        if isinstance(node, _Leaf) and ref.is_leaf:
+            return self.update_leaf(path, node, ref.version, changes)
+        if isinstance(node, dict) and not ref.is_leaf:
+            return self.update_internal(path, node, ref, changes)
+        raise _damaged(node_key(ref.version, path), "node kind differs from its reference")
+
+    def update_leaf(
+        self, path: str, leaf: _Leaf | None, at: int | None, changes: list[_Change]
+    ) -> _Result:
+        """Apply changes to a subtree that holds at most one leaf."""
+        items: list[_Item] = []
+        kept = leaf is not None
+        for hex_, key, value, kh in changes:
+            if leaf is not None and kh == leaf.key_hash:
+                if value is not None and value_hash(value) == leaf.value_hash:
+                    continue  # same value: keep the stored leaf
+                kept = False
+            if value is not None:
+                items.append((hex_, _Leaf(kh, value_hash(value), key, value), None, None))
+        if kept and leaf is not None:
+            items.append((leaf.key_hash.hex(), leaf, at, path if at is not None else None))
+            items.sort(key=lambda item: item[0])
+        return self.build(path, items)
+
+    def build(self, path: str, items: list[_Item]) -> _Result:
+        """Build a fresh subtree at ``path`` holding ``items`` (sorted by key hash)."""
+        if not items:
+            return None
+        if len(items) == 1:
+            _, leaf, at_version, at_path = items[0]
+            return _Placed(leaf, at_version, at_path)
+        depth = len(path)
+        if depth >= NIBBLES_MAX:
+            raise StoreError("two different state keys share a 256-bit hash")
+        children: _Children = {}
+        start = 0
+        while start < len(items):
+            nibble = items[start][0][depth]
+            end = start
+            while end < len(items) and items[end][0][depth] == nibble:
+                end += 1
+            sub = self.build(path + nibble, items[start:end])
+            assert sub is not None  # a non-empty group builds a non-empty subtree
+            children[int(nibble, 16)] = self.place(path + nibble, sub)
+            start = end
+        return self.write_internal(path, children)
+
+    def write_internal(self, path: str, children: _Children) -> _Child:
+        self.writes[node_key(self.version, path)] = _encode_node(children)
+        return _Child(self.version, _internal_hash(children), False)
+
+    def update_internal(
+        self, path: str, children: _Children, ref: _Child, changes: list[_Change]
+    ) -> _Result:
+        new = dict(children)
+        for nibble, group in _groups(changes, len(path)):
+            sub_path = path + format(nibble, "x")
+            result = self.update_child(sub_path, children.get(nibble), group)
+            if result is None:
+                new.pop(nibble, None)
+            else:
+                new[nibble] = self.place(sub_path, result)
+        if new == children:
+            return ref
+        if not new:
+            return None
+        if len(new) == 1:
+            ((nibble, only),) = new.items()
+            if only.is_leaf:  # a lone leaf moves up: no chain of single-child nodes
+                sub_path = path + format(nibble, "x")
+                node = self.load(only.version, sub_path)
+                assert isinstance(node, _Leaf)
+                if only.version == self.version:
+                    del self.writes[node_key(only.version, sub_path)]  # never left orphaned
+                return _Placed(node, None, None)
+        return self.write_internal(path, new)
+
+
+class StateTree:
+    """The versioned authenticated state over a ``NodeStore``."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: NodeStore) -> None:
+        self.store = store
+
+    def latest_version(self) -> int | None:
+        """The last version applied, or None before the first ``apply``."""
+        data = self.store.get_node(LATEST_VERSION_KEY)
+        if data is None:
+            return None
+        if len(data) != 8:
+            raise _damaged(LATEST_VERSION_KEY, "bad latest-version record")
+        return int.from_bytes(data, "big")
+
+    def _root_node(self, version: int) -> _Node:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise StoreError(f"a state version is a block height, not {version!r}")
+        latest = self.latest_version()
+        key = node_key(version, "") if latest is not None and version <= latest else None
+        data = None if key is None else self.store.get_node(key)
+        if key is None or data is None:
+            shown = "none yet" if latest is None else str(latest)
+            raise StoreError(
+                f"there is no state at height {version} (latest state height: {shown})"
+            )
+        return _decode_node(key, data)
+
+    def root(self, version: int) -> bytes:
+        """State root after ``version``; ``EMPTY_STATE_ROOT`` if that state is empty."""
+        return _node_hash(self._root_node(version))
+
+    def get(self, key: bytes, version: int) -> bytes | None:
+        """Value of ``key`` in the state at ``version``, or None if absent."""
+        node = self._root_node(version)
+        path = key_hash(key)
+        hex_ = path.hex()
+        depth = 0
+        while isinstance(node, dict):
+            child = node.get(int(hex_[depth], 16))
+            if child is None:
+                return None
+            depth += 1
+            node = self._load(child.version, hex_[:depth])
+        if isinstance(node, _Leaf) and node.key_hash == path:
+            return node.value
+        return None
+
+    def _load(self, version: int, path: str) -> _Node:
+        key = node_key(version, path)
+        data = self.store.get_node(key)
+        if data is None:
+            raise _damaged(key, "missing node")
+        return _decode_node(key, data)
+
+    def prove(self, key: bytes, version: int) -> StateProof:
+        """Inclusion proof of ``key``'s value at ``version``, or absence proof if it has none."""
+        node = self._root_node(version)
+        hex_ = key_hash(key).hex()
+        siblings: list[bytes] = []
+        depth = 0
+        while isinstance(node, dict):
+            nibble = int(hex_[depth], 16)
+            levels = _levels(node)
+            for level in (4, 3, 2, 1):
+                index = nibble >> level
+                held = levels[level][index][1]
+                if held != _MANY:  # the path ends inside this node
+                    return self._proof_end(node, hex_[:depth], index << level, 1 << level, siblings)
+                siblings.append(levels[level - 1][(nibble >> (level - 1)) ^ 1][0])
+            child = node.get(nibble)
+            if child is None:
+                return StateProof(None, tuple(siblings))
+            depth += 1
+            node = self._load(child.version, hex_[:depth])
+        if isinstance(node, _Leaf):
+            return StateProof((node.key_hash, node.value_hash), tuple(siblings))
+        return StateProof(None, tuple(siblings))
+
+    def _proof_end(
+        self, children: _Children, path: str, first: int, width: int, siblings: list[bytes]
+    ) -> StateProof:
+        """The path ends in a range of slots holding nothing or one leaf."""
+        present = [n for n in range(first, first + width) if n in children]
+        if not present:
+            return StateProof(None, tuple(siblings))
+        nibble = present[0]
+        leaf = self._load(children[nibble].version, path + format(nibble, "x"))
+        if not isinstance(leaf, _Leaf):
+            raise _damaged(node_key(children[nibble].version, path), "expected a leaf")
+        return StateProof((leaf.key_hash, leaf.value_hash), tuple(siblings))
+
+    def apply(self, version: int, changes: Mapping[bytes, bytes | None]) -> bytes:
+        """Build ``version`` from ``version - 1`` (or from the empty tree if no version
+        exists yet) with ``changes`` (None deletes), write it atomically, return its root."""
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise StoreError(f"a state version is a block height, not {version!r}")
+        latest = self.latest_version()
+        if latest is None:
+            if not 0 <= version <= VERSION_MAX:
+                raise StoreError(f"state version {version} is out of range")
+        elif version != latest + 1:
+            raise StoreError(
+                f"cannot build state version {version}: the latest state is version {latest}, "
+                f"and versions are applied one block at a time (next: {latest + 1})"
+            )
+        items = _check_changes(changes)
+        update = _Update(self.store, version)
+        if latest is None:
+            result = update.update_leaf("", None, None, items)
+        else:
+            base = self._root_node(latest)
+            if isinstance(base, dict):
+                base_ref = _Child(latest, _internal_hash(base), False)
+                result = update.update_internal("", base, base_ref, items)
+            else:
+                result = update.update_leaf("", base, latest if base is not None else None, items)
+        root_key = node_key(version, "")
+        if result is None:
+            update.writes[root_key] = _encode_node(None)
+            root = EMPTY_STATE_ROOT
+        elif isinstance(result, _Placed):
+            update.writes[root_key] = _encode_node(result.leaf)
+            root = result.leaf.hash
+        else:
+            if result.version != version:  # unchanged root: copy it to the new version
+                data = self.store.get_node(node_key(result.version, ""))
+                assert data is not None
+                update.writes[root_key] = data
+            root = result.hash
+        update.writes[LATEST_VERSION_KEY] = version.to_bytes(8, "big")
+        self.store.write_nodes(update.writes, version=version)
+        return root
+
+
+def compute_root(items: Mapping[bytes, bytes]) -> bytes:
+    """Root of a fresh tree holding exactly ``items``."""
+    if any(value is None for value in items.values()):
+        raise StoreError("compute_root takes values, not deletions (None)")
+    return StateTree(MemoryNodeStore()).apply(0, items)
