@@ -1,0 +1,231 @@
+"""The mempool: signed transactions waiting for a block.
+
+Rules:
+- A transaction is admitted only if it decodes canonically, is for this chain, is not
+  expired and does not expire beyond the horizon, its signature verifies, it is not
+  already committed and not already pending, and (when the node supplies one) the
+  contracts' admission check passes (the signer holds a role, writes for its own
+  municipality, ...). Each refusal has a stable ``code`` and a message saying what to fix.
+- Bounded: at most ``limits.mempool_txs_max`` transactions and
+  ``limits.mempool_bytes_max`` encoded bytes; a full mempool refuses (``mempool_full``)
+  rather than evicting work a clerk was promised.
+- A signature is verified once per node: verified (id, signature) pairs are remembered
+  in a bounded LRU, so a transaction forwarded by every peer costs one verification.
+- Transactions admitted from clients are queued for forwarding to every validator
+  (censorship resistance: a primary that ignores them is replaced by a view change);
+  those received from peers are not forwarded again.
+- ``take`` hands transactions to a proposal and marks them in flight for that height;
+  when that height commits, any marked transaction that did not commit is released for
+  the next proposal (a view change may have replaced the block).
+- Insertion order is proposal order (first come, first served).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ledger.errors import DecodeError
+from ledger.records import TX_BYTES_MAX, Transaction
+from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX
+from node.config import Limits
+from node.errors import MempoolRejection
+
+Admissible = Callable[[Transaction, int], tuple[str, str] | None]
+"""``admissible(tx, now_ms)`` returns ``(code, message)`` to refuse, ``None`` to admit."""
+IsCommitted = Callable[[bytes], bool]
+
+
+@dataclass(slots=True)
+class _Entry:
+    tx: Transaction
+    encoded: bytes
+    proposed_at: int = 0
+    """Height of the proposal carrying it, 0 when available."""
+
+
+class Mempool:
+    """Pending transactions of one node."""
+
+    def __init__(
+        self,
+        chain_id: str,
+        limits: Limits,
+        is_committed: IsCommitted,
+        admissible: Admissible | None = None,
+    ) -> None:
+        self._chain_id = chain_id
+        self._limits = limits
+        self._is_committed = is_committed
+        self._admissible = admissible
+        self._pending: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._bytes = 0
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._forward: deque[bytes] = deque()
+        self.verifications = 0
+        """Signatures verified (each at most once per (id, signature))."""
+        self.rejections = 0
+
+    # ------------------------------------------------------------------ admission
+    def admit(self, raw: bytes, now_ms: int, *, forward: bool) -> bytes:
+        """Admit canonical transaction bytes; return the id or raise ``MempoolRejection``.
+        Admitting a pending transaction again is not an error (idempotent)."""
+        if len(raw) > TX_BYTES_MAX:
+            self.rejections += 1
+            raise MempoolRejection(
+                "malformed", f"a transaction is at most {TX_BYTES_MAX} bytes, got {len(raw)}"
+            )
+        try:
+            tx = Transaction.decode(raw)
+        except DecodeError as exc:
+            self.rejections += 1
+            raise MempoolRejection(
+                "malformed", f"not a canonical signed transaction: {exc}"
+            ) from exc
+        return self.admit_tx(tx, raw, now_ms, forward=forward)
+
+    def admit_tx(self, tx: Transaction, raw: bytes, now_ms: int, *, forward: bool) -> bytes:
+        tx_id = tx.tx_id
+        if tx_id in self._pending:
+            return tx_id
+        try:
+            self._check(tx, tx_id, now_ms)
+        except MempoolRejection:
+            self.rejections += 1
+            raise
+        if (len(self._pending) >= self._limits.mempool_txs_max
+                or self._bytes + len(raw) > self._limits.mempool_bytes_max):
+            self.rejections += 1
+            raise MempoolRejection(
+                "mempool_full",
+                "the node holds as many pending transactions as it may; retry in a few "
+                "seconds or submit to another node",
+            )
+        self._pending[tx_id] = _Entry(tx, raw)
+        self._bytes += len(raw)
+        if forward:
+            self._forward.append(tx_id)
+        return tx_id
+
+    def _check(self, tx: Transaction, tx_id: bytes, now_ms: int) -> None:
+        short = tx_id.hex()[:16]
+        if tx.chain_id != self._chain_id:
+            raise MempoolRejection(
+                "wrong_chain",
+                f"transaction {short} is for network {tx.chain_id!r}, this node serves "
+                f"{self._chain_id!r}: sign it again for this network",
+            )
+        if tx.expiry_ms < now_ms:
+            raise MempoolRejection(
+                "expired", f"transaction {short} expired at {tx.expiry_ms} ms (now {now_ms}): "
+                "sign it again with a later expiry",
+            )
+        if tx.expiry_ms > now_ms + TX_EXPIRY_HORIZON_MS_MAX:
+            raise MempoolRejection(
+                "expiry_too_far", f"transaction {short} expires more than 7 days ahead: "
+                "choose an earlier expiry",
+            )
+        if not self._signature_ok(tx, tx_id):
+            raise MempoolRejection(
+                "bad_signature", f"the signature of transaction {short} does not verify: "
+                "sign it with the key named as its signer",
+            )
+        if self._is_committed(tx_id):
+            raise MempoolRejection(
+                "already_committed", f"transaction {short} is already committed: a signed "
+                "transaction commits once; sign a new one (new nonce) to record again",
+            )
+        if self._admissible is not None:
+            refusal = self._admissible(tx, now_ms)
+            if refusal is not None:
+                raise MempoolRejection(*refusal)
+
+    def _signature_ok(self, tx: Transaction, tx_id: bytes) -> bool:
+        memo = tx_id + tx.signature
+        if memo in self._verified:
+            self._verified.move_to_end(memo)
+            return True
+        self.verifications += 1
+        if not tx.signature_valid():
+            return False
+        self._verified[memo] = None
+        if len(self._verified) > self._limits.verified_cache_max:
+            self._verified.popitem(last=False)
+        return True
+
+    def signature_known(self, tx: Transaction) -> bool:
+        """Whether this exact signed transaction was verified before (no new work)."""
+        return tx.tx_id + tx.signature in self._verified
+
+    def verify_signature(self, tx: Transaction) -> bool:
+        """Verify through the cache (used when checking a proposed block)."""
+        return self._signature_ok(tx, tx.tx_id)
+
+    # ------------------------------------------------------------------ proposals
+    def take(self, txs_max: int, bytes_max: int, now_ms: int, height: int
+             ) -> list[Transaction]:
+        """Oldest available transactions that fit, marked in flight at ``height``;
+        expired ones met on the way are dropped."""
+        chosen: list[Transaction] = []
+        size = 0
+        expired: list[bytes] = []
+        for tx_id, entry in self._pending.items():
+            if len(chosen) >= txs_max:
+                break
+            if entry.proposed_at:
+                continue
+            if entry.tx.expiry_ms < now_ms:
+                expired.append(tx_id)
+                continue
+            if size + len(entry.encoded) > bytes_max:
+                break
+            entry.proposed_at = height
+            chosen.append(entry.tx)
+            size += len(entry.encoded)
+        self.remove(expired)
+        return chosen
+
+    def committed(self, height: int, tx_ids: Iterable[bytes]) -> None:
+        """Block ``height`` committed: drop its transactions and release anything still
+        marked for a proposal at or below it."""
+        self.remove(tx_ids)
+        for entry in self._pending.values():
+            if entry.proposed_at and entry.proposed_at <= height:
+                entry.proposed_at = 0
+
+    def release_all(self) -> None:
+        """Make every in-flight transaction available again (after a view change)."""
+        for entry in self._pending.values():
+            entry.proposed_at = 0
+
+    def remove(self, tx_ids: Iterable[bytes]) -> None:
+        for tx_id in tx_ids:
+            entry = self._pending.pop(tx_id, None)
+            if entry is not None:
+                self._bytes -= len(entry.encoded)
+
+    # ------------------------------------------------------------------ forwarding
+    def to_forward(self, txs_max: int) -> list[bytes]:
+        """Encoded transactions admitted from clients and not yet forwarded."""
+        out: list[bytes] = []
+        while self._forward and len(out) < txs_max:
+            entry = self._pending.get(self._forward.popleft())
+            if entry is not None:
+                out.append(entry.encoded)
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._pending
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_id: bytes) -> Transaction | None:
+        entry = self._pending.get(tx_id)
+        return None if entry is None else entry.tx
