@@ -1,0 +1,595 @@
+"""``tabellion audit``: verify a whole chain while trusting nothing but the genesis file.
+
+Rules:
+- The verification core (``ChainAudit``) is pure: it is fed the blocks a source read, in
+  height order, and returns findings. It does no I/O, so ``audit --data`` (a copy of a
+  node's LevelDB) and ``audit --node`` (the HTTP API) run exactly the same checks.
+- Nothing stored is believed: every header link, transaction root, certificate, receipt
+  root and state root is recomputed from the transactions and the genesis file; the
+  contracts are replayed from genesis.
+- The audit never stops at the first finding: an unreadable, missing or moved block is
+  reported and the next one is checked. Only replay cannot cross a hole (the state after
+  it is unknown); that is reported once, with the height where replay stopped.
+- Transaction signatures are the bulk of the work; they leave the core as
+  ``SignatureJob`` batches that the caller verifies on every core (``verify_jobs``).
+- Every finding names the height, the transaction (when there is one) and what is wrong,
+  in words an auditor can act on.
+- Exit codes: 0 the chain is intact, 1 integrity findings, 2 the audit could not run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
+from ledger import crypto
+from ledger.errors import InvalidCertificate
+from ledger.genesis import Genesis
+from ledger.merkle import EMPTY_ROOT, merkle_root
+from ledger.records import BlockHeader, CommittedBlock, Receipt, Transaction, ValidatorSet
+from ledger.state import MemoryNodeStore, NodeStore, StateTree
+from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, verify_certificate
+
+EXIT_INTACT = 0
+EXIT_FINDINGS = 1
+EXIT_CANNOT_RUN = 2
+
+FINDINGS_MAX = 10_000
+"""Most findings kept in a report: a wrecked copy must not exhaust memory. Counting goes on."""
+SEEN_TX_IDS_MAX = 50_000_000
+"""Bound on the set of committed ids kept to detect a transaction committed twice."""
+SIGNATURE_BATCH_TXS = 4096
+"""Transaction signatures sent to a worker at once: large enough to amortise the pickling."""
+SIGNATURE_BATCHES_IN_FLIGHT_MAX = 8
+"""Batches queued in the pool before the reader waits: bounds memory on huge chains."""
+
+
+# --------------------------------------------------------------------------- findings
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One integrity problem, located as precisely as the data allows."""
+
+    height: int
+    """Height of the block concerned (0 for the genesis state)."""
+    part: str
+    """What is wrong: ``block``, ``header``, ``transaction``, ``certificate``, ``receipt``,
+    ``state`` or ``validators``."""
+    message: str
+    """What is wrong, in words; the position inside the block when it is known."""
+    tx_id: str | None = None
+    """Hex id of the transaction concerned, if any."""
+    position: int | None = None
+    """Index of the transaction (or certificate signature) in its block, if any."""
+
+    def line(self) -> str:
+        where = f"height {self.height:,}"
+        if self.position is not None and self.tx_id is not None:
+            where += f", transaction {self.position} ({self.tx_id[:16]})"
+        return f"{where} [{self.part}]: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    """What a source read at one height: the decoded block, or why it could not be read."""
+
+    height: int
+    """The height the source was asked for."""
+    block: CommittedBlock | None
+    """The decoded block, or ``None`` when it is missing or unreadable."""
+    problem: str | None = None
+    """Why ``block`` is ``None`` (missing key, damaged bytes and where)."""
+    part: str = "block"
+    """Which stored record the problem is in, when the source could tell."""
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """What replaying one block produced."""
+
+    receipts: tuple[Receipt, ...]
+    """One receipt per transaction, in block order."""
+    state_root: bytes
+    """Authenticated state root after the block."""
+    validator_set: ValidatorSet | None
+    """A validator set decided by governance in this block, or ``None``."""
+
+
+class Replayer(Protocol):
+    """Executes blocks from genesis on a fresh state (the contracts engine behind it)."""
+
+    def genesis_root(self) -> bytes: ...
+
+    def execute(self, header: BlockHeader, txs: Sequence[Transaction]) -> Execution: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureJob:
+    """One transaction signature to verify, with where to report a failure."""
+
+    height: int
+    position: int
+    tx_id: bytes
+    signer: bytes
+    message: bytes
+    signature: bytes
+
+
+def effective_height(decided_at: int, checkpoint_interval: int, execution_lag: int) -> int:
+    """First height at which a validator set decided by executing block ``decided_at``
+    is in force: the first checkpoint boundary after the result is certified in a header
+    (``decided_at + execution_lag``), plus one."""
+    certified = decided_at + execution_lag
+    boundary = -(-certified // checkpoint_interval) * checkpoint_interval
+    return boundary + 1
+
+
+@dataclass
+class Summary:
+    """Counts shown at the end of an audit."""
+
+    blocks: int = 0
+    transactions: int = 0
+    municipalities: int = 0
+    validator_set_changes: int = 0
+    head_height: int = 0
+    findings: int = 0
+
+
+@dataclass
+class ChainAudit:
+    """The audit as a pure accumulator: ``on_block`` for heights 1..head in order, then
+    ``on_end``. Returns findings and signature jobs; never reads or writes anything."""
+
+    genesis: Genesis
+    replayer: Replayer | None
+    effective: Callable[[int, int, int], int] = effective_height
+    summary: Summary = field(default_factory=Summary)
+    findings: list[Finding] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        params = self.genesis.consensus
+        self._lag = params.execution_lag
+        self._validators = self.genesis.validator_set
+        self._pending: list[tuple[int, ValidatorSet]] = []
+        self._prev: BlockHeader | None = None
+        self._prev_known = True
+        self._expected_height = 1
+        self._seen: set[bytes] = set()
+        # Per height h: (stored receipts root, replayed receipts root, replayed state root),
+        # kept until header h + D has been checked against them.
+        self._results: dict[int, tuple[bytes | None, bytes | None, bytes | None]] = {}
+        self._replay_stopped: int | None = None
+        self._replay_diverged = False
+        self.summary.municipalities = len(self.genesis.municipalities)
+        self._genesis_root: bytes | None = None
+        if self.replayer is not None:
+            self._genesis_root = self.replayer.genesis_root()
+
+    # ----------------------------------------------------------------- reporting
+
+    def _report(self, finding: Finding) -> None:
+        self.summary.findings += 1
+        if len(self.findings) < FINDINGS_MAX:
+            self.findings.append(finding)
+
+    def on_signature_failures(self, failed: Iterable[SignatureJob]) -> None:
+        """Record the transaction signatures that ``verify_jobs`` found invalid."""
+        for job in failed:
+            self._report(Finding(
+                job.height, "transaction",
+                "the signature does not verify for its signer: the transaction was altered "
+                "after signing, or never signed by that key",
+                job.tx_id.hex(), job.position,
+            ))
+
+    # ----------------------------------------------------------------- blocks
+
+    def on_block(self, stored: StoredBlock) -> list[SignatureJob]:
+        """Check one block read at ``stored.height``; return its signatures to verify."""
+        h = stored.height
+        if h != self._expected_height:
+            raise ValueError(f"blocks must be fed in order: expected {self._expected_height}")
+        self._expected_height += 1
+        self.summary.head_height = h
+        self._apply_validator_changes(h)
+        block = stored.block
+        if block is None:
+            self._report(Finding(h, stored.part, stored.problem or "the block is missing"))
+            self._lose(h)
+            return []
+        if block.height != h:
+            self._report(Finding(
+                h, "block",
+                f"the block stored at height {h:,} is block {block.height:,}: "
+                "blocks were moved, swapped or overwritten",
+            ))
+            self._lose(h)
+            return []
+        self.summary.blocks += 1
+        self.summary.transactions += len(block.block.transactions)
+        header = block.block.header
+        self._check_header(header)
+        self._check_certificate(block, header)
+        self._check_execution_roots(header)
+        jobs = self._check_transactions(block)
+        self._check_receipts(block)
+        self._replay(block)
+        self._prev, self._prev_known = header, True
+        return jobs
+
+    def _lose(self, h: int) -> None:
+        """Block ``h`` is unusable: the next link cannot be checked, replay must stop."""
+        self._prev_known = False
+        self._results[h] = (None, None, None)
+        if self._replay_stopped is None and self.replayer is not None:
+            self._replay_stopped = h
+            self._report(Finding(
+                h, "state",
+                f"contract replay stopped at height {h:,} because this block cannot be read; "
+                "state roots and receipts after it were not replayed",
+            ))
+
+    def _apply_validator_changes(self, h: int) -> None:
+        while self._pending and self._pending[0][0] <= h:
+            _, new_set = self._pending.pop(0)
+            if new_set != self._validators:
+                self._validators = new_set
+                self.summary.validator_set_changes += 1
+
+    def _check_header(self, header: BlockHeader) -> None:
+        h = header.height
+        g = self.genesis
+        if header.chain_id != g.chain_id:
+            self._report(Finding(h, "header", f"the header is for network {header.chain_id!r}"))
+        if h == 1:
+            if header.prev_hash != g.genesis_hash:
+                self._report(Finding(
+                    h, "header", "prev_hash is not the genesis hash: this chain does not "
+                    "start from this genesis file"))
+            if header.time_ms <= g.genesis_time_ms:
+                self._report(Finding(h, "header", "block time is not after genesis time"))
+        elif self._prev is not None and self._prev_known:
+            if header.prev_hash != self._prev.block_hash:
+                self._report(Finding(
+                    h, "header", f"prev_hash does not match the hash of header {h - 1:,}: "
+                    f"header {h - 1:,} was altered, or this block does not follow it"))
+            if header.time_ms <= self._prev.time_ms:
+                self._report(Finding(h, "header", "block time does not increase"))
+        if header.validator_set_hash != self._validators.set_hash:
+            self._report(Finding(
+                h, "validators", "validator_set_hash is not the validator set in force at "
+                "this height (following governance changes from genesis)"))
+        if header.proposer not in self._validators.keys:
+            self._report(Finding(h, "header", "the proposer is not a validator at this height"))
+
+    def _check_certificate(self, block: CommittedBlock, header: BlockHeader) -> None:
+        try:
+            verify_certificate(block.certificate, header, self._validators)
+        except InvalidCertificate as exc:
+            self._report(Finding(header.height, "certificate", exc.reason))
+
+    def _check_transactions(self, block: CommittedBlock) -> list[SignatureJob]:
+        header = block.block.header
+        h = header.height
+        txs = block.block.transactions
+        if merkle_root([tx.encode() for tx in txs]) != header.txs_root:
+            self._report(Finding(
+                h, "block", "txs_root does not match the stored transactions: a transaction "
+                "was altered, added, removed or reordered"))
+        jobs: list[SignatureJob] = []
+        for position, tx in enumerate(txs):
+            tx_id = tx.tx_id
+            hexid = tx_id.hex()
+            if tx_id in self._seen:
+                self._report(Finding(
+                    h, "transaction", "this transaction was already committed earlier "
+                    "(replayed)", hexid, position))
+            elif len(self._seen) < SEEN_TX_IDS_MAX:
+                self._seen.add(tx_id)
+            if tx.chain_id != self.genesis.chain_id:
+                self._report(Finding(
+                    h, "transaction", f"signed for network {tx.chain_id!r}", hexid, position))
+            if tx.expiry_ms < header.time_ms:
+                self._report(Finding(
+                    h, "transaction", "committed after its expiry", hexid, position))
+            elif tx.expiry_ms > header.time_ms + TX_EXPIRY_HORIZON_MS_MAX:
+                self._report(Finding(
+                    h, "transaction", "expiry more than 7 days after the block", hexid,
+                    position))
+            jobs.append(SignatureJob(
+                h, position, tx_id, tx.signer, tx.signing_bytes(), tx.signature))
+        return jobs
+
+    def _check_receipts(self, block: CommittedBlock) -> None:
+        h = block.height
+        txs = block.block.transactions
+        receipts = block.receipts
+        if len(receipts) != len(txs):
+            self._report(Finding(
+                h, "receipt", f"{len(receipts)} receipts are stored for {len(txs)} "
+                "transactions"))
+        for position, (tx, receipt) in enumerate(zip(txs, receipts, strict=False)):
+            if receipt.tx_id != tx.tx_id:
+                self._report(Finding(
+                    h, "receipt", "the stored receipt names another transaction",
+                    tx.tx_id.hex(), position))
+        self._results[h] = (merkle_root([r.encode() for r in receipts]), None, None)
+
+    def _replay(self, block: CommittedBlock) -> None:
+        h = block.height
+        stored_root = self._results[h][0]
+        if self.replayer is None or self._replay_stopped is not None:
+            return
+        txs = block.block.transactions
+        try:
+            result = self.replayer.execute(block.block.header, txs)
+        except Exception as exc:  # an auditor reports a crashing replay, never crashes
+            self._replay_stopped = h
+            self._report(Finding(
+                h, "state", f"contract replay failed here ({type(exc).__name__}: {exc}); "
+                "later blocks were not replayed"))
+            return
+        if not self._replay_diverged:
+            for position, (tx, mine, theirs) in enumerate(
+                zip(txs, result.receipts, block.receipts, strict=False)
+            ):
+                if mine != theirs:
+                    self._report(Finding(
+                        h, "receipt", "the stored receipt differs from the one replay "
+                        f"produces (stored {theirs.code!r}: {theirs.message!r}; replay "
+                        f"{mine.code!r}: {mine.message!r})", tx.tx_id.hex(), position))
+        self._results[h] = (stored_root, merkle_root([r.encode() for r in result.receipts]),
+                            result.state_root)
+        if result.validator_set is not None:
+            at = self.effective(h, self.genesis.consensus.checkpoint_interval, self._lag)
+            self._pending.append((at, result.validator_set))
+            self._pending.sort(key=lambda item: item[0])
+
+    def _check_execution_roots(self, header: BlockHeader) -> None:
+        h = header.height
+        source = h - self._lag
+        if source < 1:
+            if header.results_root != EMPTY_ROOT:
+                self._report(Finding(
+                    h, "header", f"results_root must be the empty root up to height "
+                    f"{self._lag}"))
+            if self._genesis_root is not None and header.state_root != self._genesis_root:
+                self._report(Finding(
+                    h, "state", "state_root is not the genesis state root (the genesis "
+                    "file and the chain disagree)"))
+            return
+        stored, replayed, state = self._results.pop(source, (None, None, None))
+        if stored is not None and stored != header.results_root:
+            self._report(Finding(
+                source, "receipt", f"the stored receipts of block {source:,} do not match "
+                f"results_root in header {h:,}: a receipt was altered"))
+        if replayed is not None and not self._replay_diverged:
+            if replayed != header.results_root:
+                self._report(Finding(
+                    source, "receipt", f"replaying block {source:,} gives receipts whose "
+                    f"root differs from results_root in header {h:,}"))
+            if state is not None and state != header.state_root:
+                self._replay_diverged = True
+                self._report(Finding(
+                    source, "state", f"replaying block {source:,} gives a state root that "
+                    f"differs from state_root in header {h:,}; later state roots are not "
+                    "compared (the replayed state has diverged)"))
+
+    # ----------------------------------------------------------------- end
+
+    def on_end(self) -> None:
+        """Close the audit: the chain must not be empty."""
+        if self.summary.head_height == 0:
+            self._report(Finding(0, "block", "the chain holds no block"))
+
+    def replayed_state_ok(self) -> bool:
+        """Whether the replayed state can be compared with a stored state at the head."""
+        return self.replayer is not None and self._replay_stopped is None and (
+            not self._replay_diverged)
+
+    @property
+    def validators(self) -> ValidatorSet:
+        """The validator set in force after the last block fed."""
+        return self._validators
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def _verify_batch(batch: list[tuple[bytes, bytes, bytes]]) -> list[int]:
+    """Worker: the indexes of the signatures in ``batch`` that do not verify."""
+    return [i for i, (key, msg, sig) in enumerate(batch) if not crypto.verify(key, msg, sig)]
+
+
+class SignaturePool:
+    """Verifies signature jobs in batches on every core; failures come back in order."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._workers = workers if workers is not None else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = (
+            ProcessPoolExecutor(self._workers) if self._workers > 1 else None)
+        self._buffer: list[SignatureJob] = []
+        self._in_flight: list[tuple[list[SignatureJob], Future[list[int]]]] = []
+        self.verified = 0
+
+    def add(self, jobs: Sequence[SignatureJob]) -> list[SignatureJob]:
+        """Queue ``jobs``; return the failures of any batch that has finished."""
+        self._buffer.extend(jobs)
+        failed: list[SignatureJob] = []
+        while len(self._buffer) >= SIGNATURE_BATCH_TXS:
+            batch, self._buffer = (self._buffer[:SIGNATURE_BATCH_TXS],
+                                   self._buffer[SIGNATURE_BATCH_TXS:])
+            failed.extend(self._submit(batch))
+        return failed
+
+    def _submit(self, batch: list[SignatureJob]) -> list[SignatureJob]:
+        payload = [(j.signer, j.message, j.signature) for j in batch]
+        if self._pool is None:
+            self.verified += len(batch)
+            return [batch[i] for i in _verify_batch(payload)]
+        self._in_flight.append((batch, self._pool.submit(_verify_batch, payload)))
+        failed: list[SignatureJob] = []
+        while len(self._in_flight) > SIGNATURE_BATCHES_IN_FLIGHT_MAX or (
+            self._in_flight and self._in_flight[0][1].done()
+        ):
+            failed.extend(self._collect())
+        return failed
+
+    def _collect(self) -> list[SignatureJob]:
+        batch, future = self._in_flight.pop(0)
+        self.verified += len(batch)
+        return [batch[i] for i in future.result()]
+
+    def finish(self) -> list[SignatureJob]:
+        """Verify what is left and wait for every batch; return the remaining failures."""
+        failed: list[SignatureJob] = []
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            failed.extend(self._submit(batch))
+        while self._in_flight:
+            failed.extend(self._collect())
+        return failed
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> SignaturePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def verify_jobs(jobs: Sequence[SignatureJob]) -> list[SignatureJob]:
+    """Verify jobs in this process (for small inputs and tests); return the failures."""
+    payload = [(j.signer, j.message, j.signature) for j in jobs]
+    return [jobs[i] for i in _verify_batch(payload)]
+
+
+# --------------------------------------------------------------------------- driving
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """The result of one audit, as written by ``--json``."""
+
+    source: str
+    chain_id: str
+    genesis_hash: str
+    summary: dict[str, int]
+    intact: bool
+    findings: list[dict[str, Any]]
+    findings_truncated: bool
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+
+def run_audit(
+    genesis: Genesis,
+    blocks: Iterator[StoredBlock],
+    replayer: Replayer | None,
+    *,
+    pool: SignaturePool | None = None,
+    extra_checks: Callable[[ChainAudit], Iterable[Finding]] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    source: str = "",
+) -> tuple[ChainAudit, AuditReport]:
+    """Feed every block to a ``ChainAudit``, verify signatures, run the source's own
+    checks at the end (e.g. the stored state against the replayed one), build the report."""
+    audit = ChainAudit(genesis, replayer)
+    own_pool = pool is None
+    pool = pool or SignaturePool(1)
+    try:
+        for stored in blocks:
+            jobs = audit.on_block(stored)
+            audit.on_signature_failures(pool.add(jobs))
+            if on_progress is not None:
+                on_progress(stored.height, len(jobs))
+        audit.on_signature_failures(pool.finish())
+    finally:
+        if own_pool:
+            pool.close()
+    audit.on_end()
+    if extra_checks is not None:
+        for finding in extra_checks(audit):
+            audit._report(finding)
+    return audit, make_report(audit, source)
+
+
+def make_report(audit: ChainAudit, source: str) -> AuditReport:
+    ordered = sorted(audit.findings, key=lambda f: (f.height, f.position or -1, f.part))
+    s = audit.summary
+    return AuditReport(
+        source=source,
+        chain_id=audit.genesis.chain_id,
+        genesis_hash=audit.genesis.genesis_hash.hex(),
+        summary={
+            "blocks": s.blocks, "transactions": s.transactions,
+            "municipalities": s.municipalities,
+            "validator_set_changes": s.validator_set_changes,
+            "head_height": s.head_height, "findings": s.findings,
+        },
+        intact=s.findings == 0,
+        findings=[asdict(f) for f in ordered],
+        findings_truncated=s.findings > len(audit.findings),
+    )
+
+
+def write_report(report: AuditReport, path: Path) -> None:
+    Path(path).write_text(report.to_json(), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- replay
+
+
+class EngineReplayer:
+    """Replays the contracts (``contracts.engine``) from genesis into a state tree.
+
+    ``nodes`` receives the tree's nodes: a ``MemoryNodeStore`` by default, or a store
+    that compares every node with a node's stored state (``--data``)."""
+
+    def __init__(self, genesis: Genesis, nodes: NodeStore | None = None) -> None:
+        self._chain_id = genesis.chain_id
+        self._state = DictState()
+        changes = genesis_changes(genesis)
+        self._state.apply(changes)
+        self._tree = StateTree(nodes if nodes is not None else MemoryNodeStore())
+        self._genesis_root = self._tree.apply(0, changes)
+
+    def genesis_root(self) -> bytes:
+        return self._genesis_root
+
+    def execute(self, header: BlockHeader, txs: Sequence[Transaction]) -> Execution:
+        env = BlockEnv(self._chain_id, header.height, header.time_ms, header.proposer)
+        result = execute_block(self._state, env, txs)
+        self._state.apply(result.changes)
+        root = self._tree.apply(header.height, result.changes)
+        return Execution(result.receipts, root, result.validator_set)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class BlockSource(Protocol):
+    """Where the blocks come from: a copy of a data directory, or a node's API."""
+
+    description: str
+
+    def head_height(self) -> int: ...
+
+    def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]: ...
+
+    def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,319 @@
+"""A populated Tabellion chain built with the library itself (no node): the audit tests'
+and the audit benchmark's material.
+
+Rules:
+- Everything is real: Ed25519 keys from fixed seeds, transactions signed by enrolled
+  members, blocks executed by the contracts engine, state roots from the authenticated
+  state tree, commit certificates signed by a quorum of the validators in force, blocks
+  appended to a LevelDB chain store.
+- Deterministic: the same arguments give the same chain, byte for byte.
+- The validator set changes by governance (a fifth municipality is added, one of the
+  first four removed) and the schedule follows ``cli.audit.effective_height``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cli.audit import StoredBlock, effective_height
+from contracts.engine import DictState, execute_block, genesis_changes
+from contracts.keys import VALIDATORS_KEY
+from contracts.social_aid import beneficiary_tag
+from contracts.view import BlockEnv
+from ledger.crypto import SigningKey
+from ledger.encoding import encode
+from ledger.genesis import ConsensusParams, Genesis, Member, Municipality
+from ledger.hashing import sha256
+from ledger.merkle import EMPTY_ROOT
+from ledger.records import (
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    CommittedBlock,
+    Phase,
+    Receipt,
+    Transaction,
+    ValidatorSet,
+    Vote,
+)
+from ledger.state import MemoryNodeStore, StateTree
+from ledger.validation import receipts_root, txs_root
+
+SEED = b"tabellion/audit-tests/"
+TOWNS = (
+    ("Montreuil", "21930048000013"),
+    ("Bagnolet", "21930006000017"),
+    ("Vincennes", "21940080000015"),
+    ("Pantin", "21930055000019"),
+)
+NEW_TOWN = ("Romainville", "21930063000012")
+REMOVED_TOWN = TOWNS[3]
+GENESIS_TIME_MS = 1_795_000_000_000  # 2026-11-18
+BLOCK_SPACING_MS = 7_000
+TX_LIFETIME_MS = 3_600_000
+TAG_KEY = b"social-service-secret-key-montreuil"
+
+
+def key(name: str) -> SigningKey:
+    """The fixed key of one role of one town (``validator:<siret>``, ``admin:<siret>``...)."""
+    return SigningKey(sha256(SEED + name.encode()))
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    genesis: Genesis
+
+    def validator(self, siret: str) -> SigningKey:
+        return key(f"validator:{siret}")
+
+
+def make_network(*, checkpoint_interval: int = 8, execution_lag: int = 2) -> Network:
+    municipalities = tuple(
+        Municipality(name, siret, key(f"validator:{siret}").public_key, (
+            Member(key(f"admin:{siret}").public_key, "admin"),
+            Member(key(f"clerk:{siret}").public_key, "clerk"),
+            Member(key(f"agent:{siret}").public_key, "social_aid_agent"),
+        ))
+        for name, siret in TOWNS
+    )
+    params = ConsensusParams(
+        checkpoint_interval=checkpoint_interval,
+        watermark_window=4 * checkpoint_interval,
+        execution_lag=execution_lag,
+    )
+    return Network(Genesis("audit-test-net", GENESIS_TIME_MS, municipalities, params))
+
+
+@dataclass
+class ChainBuilder:
+    """Executes and certifies blocks one after the other, like a network would."""
+
+    net: Network
+    on_commit: Callable[[CommittedBlock, dict[bytes, bytes | None]], None] | None = None
+    blocks: list[CommittedBlock] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        g = self.net.genesis
+        self.state = DictState()
+        changes = genesis_changes(g)
+        self.state.apply(changes)
+        self.tree = StateTree(MemoryNodeStore())
+        self.genesis_changes = changes
+        self.genesis_root = self.tree.apply(0, changes)
+        self._results: dict[int, tuple[bytes, bytes]] = {}
+        self._schedule: list[tuple[int, ValidatorSet]] = []
+        self._validators = g.validator_set
+        self._nonce = 0
+        self.time_ms = g.genesis_time_ms
+        self.validator_changes: list[int] = []
+        self.keys_by_public = {
+            key(f"validator:{siret}").public_key: key(f"validator:{siret}")
+            for _, siret in (*TOWNS, NEW_TOWN)
+        }
+
+    @property
+    def height(self) -> int:
+        return len(self.blocks)
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        current = self.net.genesis.validator_set
+        for at, vs in self._schedule:
+            if at <= height:
+                current = vs
+        return current
+
+    def tx(self, who: str, contract: str, action: str, payload: dict[str, Any]) -> Transaction:
+        signer = key(who)
+        self._nonce += 1
+        expiry = self.time_ms + BLOCK_SPACING_MS + TX_LIFETIME_MS
+        return Transaction(self.net.genesis.chain_id, contract, action, payload,
+                           signer.public_key, self._nonce, expiry).signed(signer)
+
+    def add_block(self, txs: list[Transaction]) -> CommittedBlock:
+        g = self.net.genesis
+        h = self.height + 1
+        lag = g.consensus.execution_lag
+        self.time_ms += BLOCK_SPACING_MS
+        validators = self.validators_at(h)
+        results_root, state_root = (
+            self._results.pop(h - lag) if h > lag else (EMPTY_ROOT, self.genesis_root))
+        prev = self.blocks[-1].block.header.block_hash if self.blocks else g.genesis_hash
+        header = BlockHeader(
+            g.chain_id, h, prev, validators.primary(0), 0, self.time_ms, txs_root(txs),
+            results_root, state_root, validators.set_hash)
+        env = BlockEnv(g.chain_id, h, self.time_ms, header.proposer)
+        result = execute_block(self.state, env, txs)
+        self.state.apply(result.changes)
+        root = self.tree.apply(h, result.changes)
+        receipts = tuple(result.receipts)
+        self._results[h] = (receipts_root(receipts), root)
+        if result.validator_set is not None:
+            at = effective_height(h, g.consensus.checkpoint_interval, lag)
+            self._schedule.append((at, result.validator_set))
+            self.validator_changes.append(h)
+        cert = self.certify(header, validators)
+        committed = CommittedBlock(Block(header, tuple(txs)), cert, receipts)
+        self.blocks.append(committed)
+        if self.on_commit is not None:
+            self.on_commit(committed, dict(result.changes))
+        return committed
+
+    def certify(self, header: BlockHeader, validators: ValidatorSet,
+                signers: list[bytes] | None = None) -> CommitCertificate:
+        """A certificate from ``signers`` (default: the first quorum of ``validators``)."""
+        chosen = signers if signers is not None else list(validators.keys[:validators.quorum])
+        votes = [
+            Vote.make(self.keys_by_public[k], header.chain_id, Phase.COMMIT, header.view,
+                      header.height, header.block_hash)
+            for k in chosen
+        ]
+        return CommitCertificate.from_votes(votes)
+
+
+def _siret(town: tuple[str, str]) -> str:
+    return town[1]
+
+
+def populate(builder: ChainBuilder, blocks: int) -> None:
+    """Fill ``builder`` with ``blocks`` blocks using every record type, with a governance
+    addition (a fifth town) and a removal (Pantin) of a validator on the way."""
+    b = builder
+    first = [_siret(t) for t in TOWNS]
+    new = _siret(NEW_TOWN)
+    # Enrollment: a second social-aid agent in every town (four eyes).
+    b.add_block([
+        b.tx(f"admin:{s}", "identity", "enroll",
+             {"siret": s, "key": key(f"agent2:{s}").public_key.hex(),
+              "roles": ["social_aid_agent"]})
+        for s in first
+    ])
+    b.add_block([
+        b.tx(f"clerk:{s}", "deliberations", "record_sitting",
+             {"COLL_SIRET": s, "sitting_id": "CM-2026-11", "date": "2026-11-18",
+              "members_in_office": 15, "members_present": 14, "second_convocation": False})
+        for s in first
+    ] + [
+        b.tx(f"agent:{s}", "social_aid", "create_scheme",
+             {"siret": s, "scheme_id": "energie-2026", "name": "Aide énergie 2026",
+              "budget_cents": 10_000_000, "period_start": "2026-11", "period_end": "2027-03",
+              "ceiling_cents": 50_000, "decision_ref": "2026-001",
+              "four_eyes_threshold_cents": 30_000})
+        for s in first
+    ])
+    # Governance: Montreuil proposes to add Romainville; Bagnolet and Vincennes approve.
+    propose_add = b.tx(f"admin:{first[0]}", "governance", "propose", {
+        "siret": first[0], "kind": "add_municipality", "municipality_name": NEW_TOWN[0],
+        "municipality_siret": new, "validator_key": key(f"validator:{new}").public_key.hex(),
+        "admin_key": key(f"admin:{new}").public_key.hex(), "reason": "joins the network"})
+    b.add_block([propose_add])
+    b.add_block([
+        b.tx(f"admin:{s}", "governance", "approve",
+             {"siret": s, "proposal_id": propose_add.tx_id.hex()})
+        for s in first[1:3]
+    ])
+    removal_at = max(blocks // 3, b.height + 30)
+    n = 0
+    while b.height < blocks:
+        n += 1
+        h = b.height + 1
+        if h == removal_at:
+            _remove_pantin(b, first, new)
+            continue
+        town = first[n % 3]  # Pantin stops writing: it is about to leave
+        b.add_block(_records(b, town, n))
+
+
+def _remove_pantin(b: ChainBuilder, first: list[str], new: str) -> None:
+    gone = _siret(REMOVED_TOWN)
+    propose = b.tx(f"admin:{first[0]}", "governance", "propose", {
+        "siret": first[0], "kind": "remove_municipality", "municipality_siret": gone,
+        "reason": "leaves the network"})
+    b.add_block([propose])
+    b.add_block([
+        b.tx(f"admin:{s}", "governance", "approve",
+             {"siret": s, "proposal_id": propose.tx_id.hex()})
+        for s in (first[1], first[2], new)
+    ])
+
+
+def _records(b: ChainBuilder, siret: str, n: int) -> list[Transaction]:
+    """A few records of every kind, varying with ``n``."""
+    kind = n % 5
+    if kind == 0:
+        return [b.tx(f"clerk:{siret}", "deliberations", "record", {
+            "COLL_NOM": dict((s, t) for t, s in TOWNS)[siret], "COLL_SIRET": siret,
+            "DELIB_ID": f"2026-{n:03d}", "DELIB_DATE": "2026-11-18",
+            "DELIB_MATIERE_CODE": "7.1", "DELIB_MATIERE_NOM": "Décisions budgétaires",
+            "DELIB_OBJET": f"Budget supplémentaire n°{n}", "VOTE_EFFECTIF": 15,
+            "VOTE_REEL": 14, "VOTE_POUR": 12, "VOTE_CONTRE": 2, "VOTE_ABSTENTION": 0,
+            "act_sha256": sha256(f"act {n}".encode()).hex(), "sitting_id": "CM-2026-11",
+            "order_number": n}),
+            b.tx(f"clerk:{siret}", "notary", "anchor", {
+                "siret": siret, "sha256": sha256(f"minutes {n}".encode()).hex(),
+                "document_type": "proces_verbal", "reference": f"PV-2026-{n:03d}"})]
+    if kind == 1:
+        tag = beneficiary_tag(TAG_KEY, f"CASE-{n:05d}")
+        return [b.tx(f"agent:{siret}", "social_aid", "disburse", {
+            "siret": siret, "scheme_id": "energie-2026", "period": "2026-11",
+            "beneficiary": tag, "amount_cents": 12_000 + n})]
+    if kind == 2:
+        return [b.tx(f"clerk:{siret}", "reports", "submit", {
+            "siret": siret, "service_code": "streetlight",
+            "description": f"Lampadaire éteint n°{n}", "lat": 48_861_000 + n,
+            "long": 2_443_000 + n})]
+    if kind == 3:
+        return [b.tx(f"clerk:{siret}", "notary", "anchor", {
+            "siret": siret, "sha256": sha256(f"arrete {n}".encode()).hex(),
+            "document_type": "arrete", "reference": f"ARR-2026-{n:03d}"})]
+    # An empty block now and then: networks commit them too.
+    return []
+
+
+def build_chain(blocks: int = 240, *, on_commit: Callable[
+        [CommittedBlock, dict[bytes, bytes | None]], None] | None = None,
+        net: Network | None = None) -> ChainBuilder:
+    builder = ChainBuilder(net or make_network(), on_commit)
+    populate(builder, blocks)
+    return builder
+
+
+def all_receipts_ok(builder: ChainBuilder) -> list[Receipt]:
+    """Receipts that are not ``ok`` (the tests expect none: the chain is well-formed)."""
+    return [r for blk in builder.blocks for r in blk.receipts if not r.ok]
+
+
+
+
+class BuilderSource:
+    """A ``cli.receipt.ReceiptSource`` over a builder's blocks and state tree."""
+
+    def __init__(self, builder: ChainBuilder) -> None:
+        self.builder = builder
+
+    def head_height(self) -> int:
+        return self.builder.height
+
+    def committed(self, height: int) -> CommittedBlock:
+        return self.builder.blocks[height - 1]
+
+    def header(self, height: int) -> BlockHeader:
+        return self.builder.blocks[height - 1].block.header
+
+    def locate(self, tx_id: bytes) -> int:
+        for blk in self.builder.blocks:
+            if any(tx.tx_id == tx_id for tx in blk.block.transactions):
+                return blk.height
+        raise KeyError(tx_id.hex())
+
+    def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
+        tree = self.builder.tree
+        proof = tree.prove(VALIDATORS_KEY, version)
+        return tree.get(VALIDATORS_KEY, version), encode(proof.to_value())
+
+
+def stored_blocks(blocks: list[CommittedBlock]) -> Iterator[StoredBlock]:
+    """The blocks as a source would read them, heights 1..n."""
+    for height, blk in enumerate(blocks, start=1):
+        yield StoredBlock(height, blk)
