@@ -10,8 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
-from cli.receipt import ReceiptError, describe, gather_receipt, verify_receipt
+from cli.receipt import (
+    ReceiptError,
+    describe,
+    gather_receipt,
+    receipt_app,
+    verify_receipt,
+    write_receipt_file,
+)
 from ledger.encoding import decode, encode
 from tests.audit.chain import BuilderSource, ChainBuilder, build_chain
 
@@ -180,3 +189,36 @@ def test_any_change_fails_naming_the_part(
     with pytest.raises(ReceiptError) as caught:
         verify_receipt(chain.net.genesis, doc)
     assert str(caught.value).startswith(part), str(caught.value)
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.add_typer(receipt_app, name="receipt")
+    return app
+
+
+def test_the_verify_command_prints_what_it_proves(
+    chain: ChainBuilder, receipt: dict[str, Any], tmp_path: Path
+) -> None:
+    genesis = tmp_path / "genesis.json"
+    chain.net.genesis.save(genesis)
+    good = tmp_path / "receipt.json"
+    write_receipt_file(receipt, good)
+    result = CliRunner().invoke(_cli(), ["receipt", "verify", str(good), "--genesis",
+                                         str(genesis)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("VERIFIED: Deliberation ")
+    assert "certified by 3 of 4 municipalities" in result.stdout
+
+    bad = copy.deepcopy(receipt)
+    _resign_payload(bad)
+    write_receipt_file(bad, good)
+    result = CliRunner().invoke(_cli(), ["receipt", "verify", str(good), "--genesis",
+                                         str(genesis)])
+    assert result.exit_code == 1
+    assert "NOT VERIFIED: record.transaction" in result.stderr
+
+    result = CliRunner().invoke(_cli(), ["receipt", "verify", str(tmp_path / "nope.json"),
+                                         "--genesis", str(genesis)])
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
