@@ -72,7 +72,7 @@ the vectors with ``python -m tests.vectors.contracts.generate``)."""
 def state_root(items: Mapping[bytes, bytes]) -> bytes:
     """The authenticated state root of ``items`` (the one switchable helper)."""
     if USE_LEDGER_STATE:
-        from ledger import state  # noqa: PLC0415  (optional until the module lands)
+        from ledger import state  # imported here: optional until the module is committed
 
         root: bytes = state.compute_root(items)
         return root
