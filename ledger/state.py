@@ -31,15 +31,19 @@ This module is pure: no I/O besides the ``NodeStore`` handed to it.
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from ledger.errors import CorruptionError, InvalidProof, StoreError
 from ledger.hashing import HASH_BYTES, Tag, sha256, tagged_hash
 
-KEY_BYTES_MAX = 256
-VALUE_BYTES_MAX = 64 * 1024
+KEY_BYTES_MAX = 512
+"""Longest state key; at least ``contracts.view.KEY_BYTES_MAX`` so no contract write is refused."""
+VALUE_BYTES_MAX = 256 * 1024
+"""Largest state value; at least ``contracts.view.VALUE_BYTES_MAX`` for the same reason."""
 CHANGES_PER_VERSION_MAX = 1_000_000
 VERSION_MAX = 2**64 - 1
 KEY_BITS = 8 * HASH_BYTES
@@ -64,9 +68,15 @@ _EMPTY, _ONE_LEAF, _MANY = 0, 1, 2  # what a binary range inside a node holds
 # ----------------------------------------------------------------------------- hashing
 
 
+# Prefixes of tagged_hash (tag || 0x00), computed once: hashing is the hot path of updates.
+_KEY_PREFIX = Tag.STATE_KEY.value + b"\x00"
+_LEAF_PREFIX = Tag.STATE_LEAF.value + b"\x00"
+_NODE_PREFIX = Tag.STATE_NODE.value + b"\x00"
+
+
 def key_hash(key: bytes) -> bytes:
-    """The 256-bit path of ``key`` in the tree."""
-    return tagged_hash(Tag.STATE_KEY, key)
+    """The 256-bit path of ``key`` in the tree: ``tagged_hash(STATE_KEY, key)``."""
+    return hashlib.sha256(_KEY_PREFIX + key).digest()
 
 
 def value_hash(value: bytes) -> bytes:
@@ -75,11 +85,13 @@ def value_hash(value: bytes) -> bytes:
 
 
 def leaf_hash(key_hash_: bytes, value_hash_: bytes) -> bytes:
-    return tagged_hash(Tag.STATE_LEAF, key_hash_ + value_hash_)
+    """``tagged_hash(STATE_LEAF, key_hash || value_hash)``."""
+    return hashlib.sha256(_LEAF_PREFIX + key_hash_ + value_hash_).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
-    return tagged_hash(Tag.STATE_NODE, left + right)
+    """``tagged_hash(STATE_NODE, left || right)``."""
+    return hashlib.sha256(_NODE_PREFIX + left + right).digest()
 
 
 # ----------------------------------------------------------------------------- stores
@@ -123,8 +135,7 @@ def node_key(version: int, path: str) -> bytes:
 # ----------------------------------------------------------------------------- nodes
 
 
-@dataclass(frozen=True, slots=True)
-class _Leaf:
+class _Leaf(NamedTuple):  # NamedTuple, not a frozen dataclass: built on every node read
     key_hash: bytes
     value_hash: bytes
     key: bytes
@@ -135,14 +146,9 @@ class _Leaf:
         return leaf_hash(self.key_hash, self.value_hash)
 
 
-@dataclass(frozen=True, slots=True)
-class _Child:
-    """A reference from an internal node to the child stored at (version, path + nibble)."""
-
-    version: int
-    hash: bytes
-    is_leaf: bool
-
+_Child = tuple[int, bytes, bool]
+"""A reference from an internal node to the child stored at (version, path + nibble):
+(version, hash, is_leaf). A plain tuple: thousands are built per update."""
 
 _Children = dict[int, _Child]
 _Node = _Leaf | _Children | None  # None: the empty tree (only ever a root)
@@ -165,18 +171,21 @@ def _encode_node(node: _Node) -> bytes:
             + node.value
         )
     bitmap = leafmask = 0
-    parts = []
+    versions = []
+    hashes = []
     for nibble in sorted(node):
-        child = node[nibble]
+        version, hash_, is_leaf = node[nibble]
         bitmap |= 1 << nibble
-        if child.is_leaf:
+        if is_leaf:
             leafmask |= 1 << nibble
-        parts.append(child.version.to_bytes(8, "big") + child.hash)
+        versions.append(version)
+        hashes.append(hash_)
     return (
         bytes((_INTERNAL,))
         + bitmap.to_bytes(2, "big")
         + leafmask.to_bytes(2, "big")
-        + b"".join(parts)
+        + struct.pack(f">{len(versions)}Q", *versions)
+        + b"".join(hashes)
     )
 
 
@@ -185,6 +194,17 @@ def _damaged(key: bytes, what: str) -> CorruptionError:
         f"state node {key.hex()} is damaged ({what}); the state data was altered or "
         "corrupted: restore the data directory from a healthy copy or resynchronise"
     )
+
+
+_NIBBLES: dict[int, tuple[int, ...]] = {}
+
+
+def _nibbles(bitmap: int) -> tuple[int, ...]:
+    """The child slots present in a 16-bit bitmap (memoised: at most 65,536 entries)."""
+    found = _NIBBLES.get(bitmap)
+    if found is None:
+        found = _NIBBLES[bitmap] = tuple(n for n in range(16) if bitmap >> n & 1)
+    return found
 
 
 def _decode_node(key: bytes, data: bytes) -> _Node:
@@ -208,16 +228,16 @@ def _decode_node(key: bytes, data: bytes) -> _Node:
     if kind == _INTERNAL and len(data) >= 5:
         bitmap = int.from_bytes(data[1:3], "big")
         leafmask = int.from_bytes(data[3:5], "big")
-        nibbles = [n for n in range(16) if bitmap >> n & 1]
-        if leafmask & ~bitmap or len(data) != 5 + 40 * len(nibbles) or not nibbles:
+        nibbles = _nibbles(bitmap)
+        count = len(nibbles)
+        if leafmask & ~bitmap or len(data) != 5 + 40 * count or not count:
             raise _damaged(key, "bad internal node layout")
-        children: _Children = {}
-        offset = 5
-        for n in nibbles:
-            version = int.from_bytes(data[offset : offset + 8], "big")
-            children[n] = _Child(version, data[offset + 8 : offset + 40], bool(leafmask >> n & 1))
-            offset += 40
-        return children
+        versions = struct.unpack_from(f">{count}Q", data, 5)
+        base = 5 + 8 * count
+        return {
+            n: (versions[i], data[base + 32 * i : base + 32 * i + 32], leafmask >> n & 1 == 1)
+            for i, n in enumerate(nibbles)
+        }
     raise _damaged(key, f"unknown node kind {kind}")
 
 
@@ -225,8 +245,8 @@ def _levels(children: _Children) -> list[list[tuple[bytes, int]]]:
     """Binary hashes inside one internal node: levels[0] holds the 16 child slots,
     levels[4] the node itself; each entry is (hash, what the range holds)."""
     level: list[tuple[bytes, int]] = [(PLACEHOLDER_HASH, _EMPTY)] * 16
-    for n, child in children.items():
-        level[n] = (child.hash, _ONE_LEAF if child.is_leaf else _MANY)
+    for n, (_, hash_, is_leaf) in children.items():
+        level[n] = (hash_, _ONE_LEAF if is_leaf else _MANY)
     levels = [level]
     while len(level) > 1:
         nxt: list[tuple[bytes, int]] = []
@@ -408,23 +428,24 @@ class _Update:
 
     def place(self, path: str, result: _Placed | _Child) -> _Child:
         """Store a child result at ``path`` (if not already there) and reference it."""
-        if isinstance(result, _Child):
+        if not isinstance(result, _Placed):
             return result  # internal nodes are always written at their own path
         leaf = result.leaf
         if result.version is not None and result.path == path:
-            return _Child(result.version, leaf.hash, True)
+            return (result.version, leaf.hash, True)
         self.writes[node_key(self.version, path)] = _encode_node(leaf)
-        return _Child(self.version, leaf.hash, True)
+        return (self.version, leaf.hash, True)
 
     def update_child(self, path: str, ref: _Child | None, changes: list[_Change]) -> _Result:
         if ref is None:
             return self.update_leaf(path, None, None, changes)
-        node = self.load(ref.version, path)
-        if isinstance(node, _Leaf) and ref.is_leaf:
-            return self.update_leaf(path, node, ref.version, changes)
-        if isinstance(node, dict) and not ref.is_leaf:
+        version, _, is_leaf = ref
+        node = self.load(version, path)
+        if isinstance(node, _Leaf) and is_leaf:
+            return self.update_leaf(path, node, version, changes)
+        if isinstance(node, dict) and not is_leaf:
             return self.update_internal(path, node, ref, changes)
-        raise _damaged(node_key(ref.version, path), "node kind differs from its reference")
+        raise _damaged(node_key(version, path), "node kind differs from its reference")
 
     def update_leaf(
         self, path: str, leaf: _Leaf | None, at: int | None, changes: list[_Change]
@@ -469,7 +490,7 @@ class _Update:
 
     def write_internal(self, path: str, children: _Children) -> _Child:
         self.writes[node_key(self.version, path)] = _encode_node(children)
-        return _Child(self.version, _internal_hash(children), False)
+        return (self.version, _internal_hash(children), False)
 
     def update_internal(
         self, path: str, children: _Children, ref: _Child, changes: list[_Change]
@@ -488,12 +509,13 @@ class _Update:
             return None
         if len(new) == 1:
             ((nibble, only),) = new.items()
-            if only.is_leaf:  # a lone leaf moves up: no chain of single-child nodes
+            only_version, _, only_is_leaf = only
+            if only_is_leaf:  # a lone leaf moves up: no chain of single-child nodes
                 sub_path = path + format(nibble, "x")
-                node = self.load(only.version, sub_path)
+                node = self.load(only_version, sub_path)
                 assert isinstance(node, _Leaf)
-                if only.version == self.version:
-                    del self.writes[node_key(only.version, sub_path)]  # never left orphaned
+                if only_version == self.version:
+                    del self.writes[node_key(only_version, sub_path)]  # never left orphaned
                 return _Placed(node, None, None)
         return self.write_internal(path, new)
 
@@ -543,7 +565,7 @@ class StateTree:
             if child is None:
                 return None
             depth += 1
-            node = self._load(child.version, hex_[:depth])
+            node = self._load(child[0], hex_[:depth])
         if isinstance(node, _Leaf) and node.key_hash == path:
             return node.value
         return None
@@ -574,7 +596,7 @@ class StateTree:
             if child is None:
                 return StateProof(None, tuple(siblings))
             depth += 1
-            node = self._load(child.version, hex_[:depth])
+            node = self._load(child[0], hex_[:depth])
         if isinstance(node, _Leaf):
             return StateProof((node.key_hash, node.value_hash), tuple(siblings))
         return StateProof(None, tuple(siblings))
@@ -587,9 +609,10 @@ class StateTree:
         if not present:
             return StateProof(None, tuple(siblings))
         nibble = present[0]
-        leaf = self._load(children[nibble].version, path + format(nibble, "x"))
+        version = children[nibble][0]
+        leaf = self._load(version, path + format(nibble, "x"))
         if not isinstance(leaf, _Leaf):
-            raise _damaged(node_key(children[nibble].version, path), "expected a leaf")
+            raise _damaged(node_key(version, path), "expected a leaf")
         return StateProof((leaf.key_hash, leaf.value_hash), tuple(siblings))
 
     def apply(self, version: int, changes: Mapping[bytes, bytes | None]) -> bytes:
@@ -613,7 +636,7 @@ class StateTree:
         else:
             base = self._root_node(latest)
             if isinstance(base, dict):
-                base_ref = _Child(latest, _internal_hash(base), False)
+                base_ref = (latest, b"", False)  # hash filled in below if unchanged
                 result = update.update_internal("", base, base_ref, items)
             else:
                 result = update.update_leaf("", base, latest if base is not None else None, items)
@@ -625,11 +648,12 @@ class StateTree:
             update.writes[root_key] = _encode_node(result.leaf)
             root = result.leaf.hash
         else:
-            if result.version != version:  # unchanged root: copy it to the new version
-                data = self.store.get_node(node_key(result.version, ""))
+            result_version, root, _ = result
+            if result_version != version:  # unchanged root: copy it to the new version
+                data = self.store.get_node(node_key(result_version, ""))
                 assert data is not None
                 update.writes[root_key] = data
-            root = result.hash
+                root = _node_hash(_decode_node(root_key, data))
         update.writes[LATEST_VERSION_KEY] = version.to_bytes(8, "big")
         self.store.write_nodes(update.writes, version=version)
         return root
