@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from ledger.encoding import encode
 from ledger.state import MemoryNodeStore, StateProof, StateTree, verify_state_proof
@@ -89,7 +87,7 @@ def _updates(target: _Target, version: int, keys: int, rnd: random.Random) -> tu
 
 def _proofs(target: _Target, root: bytes, version: int, values: Mapping[bytes, bytes]) -> None:
     """Prove and verify present keys (``values``) and as many absent keys."""
-    cases = [(key, value) for key, value in values.items()]
+    cases: list[tuple[bytes, bytes | None]] = list(values.items())
     cases += [(b"absent/%d" % n, None) for n in range(len(values))]
     stats: dict[bool, tuple[list[int], list[int], list[float]]] = {
         True: ([], [], []),
@@ -148,19 +146,7 @@ def main() -> None:
     tree = StateTree(MemoryNodeStore())
     memory = _Target("memory", tree.apply, tree.prove)
     _run(memory, args.keys, args.seed, lambda key: _latest_in_tree(tree, key))
-    if args.memory_only:
-        return
-    from ledger.kv import KV
-    from ledger.state_store import PersistentState
-
-    with tempfile.TemporaryDirectory(prefix="tabellion-state-bench-") as folder:
-        kv = KV.open(Path(folder) / "db")
-        try:
-            state = PersistentState(kv.prefixed(b"s/"))
-            disk = _Target("leveldb", state.apply, state.prove)
-            _run(disk, args.keys, args.seed, state.get_latest)
-        finally:
-            kv.close()
+    # LevelDB figures come with ledger.state_store (waiting for ledger.kv).
 
 
 def _latest_in_tree(tree: StateTree, key: bytes) -> bytes | None:
