@@ -29,8 +29,10 @@ from typing import Any, Protocol
 
 from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
 from ledger import crypto
+from ledger.encoding import encode
 from ledger.errors import InvalidCertificate
 from ledger.genesis import Genesis
+from ledger.hashing import Tag, tagged_bytes, tagged_hash
 from ledger.merkle import EMPTY_ROOT, merkle_root
 from ledger.records import BlockHeader, CommittedBlock, Receipt, Transaction, ValidatorSet
 from ledger.state import MemoryNodeStore, NodeStore, StateTree
@@ -220,7 +222,7 @@ class ChainAudit:
         self._check_certificate(block, header)
         self._check_execution_roots(header)
         jobs = self._check_transactions(block)
-        self._check_receipts(block)
+        self._check_receipts(block, [job.tx_id for job in jobs])
         self._replay(block)
         self._prev, self._prev_known = header, True
         return jobs
@@ -280,13 +282,18 @@ class ChainAudit:
         header = block.block.header
         h = header.height
         txs = block.block.transactions
-        if merkle_root([tx.encode() for tx in txs]) != header.txs_root:
+        bodies = [encode(tx.body_value()) for tx in txs]
+        # The full encoding is the body's array of 7 with the signature appended: one
+        # encode per transaction serves the id, the signed bytes and the Merkle leaf.
+        leaves = [_with_signature(body, tx.signature) for body, tx in zip(bodies, txs,
+                                                                          strict=True)]
+        if merkle_root(leaves) != header.txs_root:
             self._report(Finding(
                 h, "block", "txs_root does not match the stored transactions: a transaction "
                 "was altered, added, removed or reordered"))
         jobs: list[SignatureJob] = []
-        for position, tx in enumerate(txs):
-            tx_id = tx.tx_id
+        for position, (tx, body) in enumerate(zip(txs, bodies, strict=True)):
+            tx_id = tagged_hash(Tag.TX_ID, body)
             hexid = tx_id.hex()
             if tx_id in self._seen:
                 self._report(Finding(
@@ -305,10 +312,10 @@ class ChainAudit:
                     h, "transaction", "expiry more than 7 days after the block", hexid,
                     position))
             jobs.append(SignatureJob(
-                h, position, tx_id, tx.signer, tx.signing_bytes(), tx.signature))
+                h, position, tx_id, tx.signer, tagged_bytes(Tag.TX_SIGN, body), tx.signature))
         return jobs
 
-    def _check_receipts(self, block: CommittedBlock) -> None:
+    def _check_receipts(self, block: CommittedBlock, tx_ids: list[bytes]) -> None:
         h = block.height
         txs = block.block.transactions
         receipts = block.receipts
@@ -316,11 +323,11 @@ class ChainAudit:
             self._report(Finding(
                 h, "receipt", f"{len(receipts)} receipts are stored for {len(txs)} "
                 "transactions"))
-        for position, (tx, receipt) in enumerate(zip(txs, receipts, strict=False)):
-            if receipt.tx_id != tx.tx_id:
+        for position, (tx_id, receipt) in enumerate(zip(tx_ids, receipts, strict=False)):
+            if receipt.tx_id != tx_id:
                 self._report(Finding(
                     h, "receipt", "the stored receipt names another transaction",
-                    tx.tx_id.hex(), position))
+                    tx_id.hex(), position))
         self._results[h] = (merkle_root([r.encode() for r in receipts]), None, None)
 
     def _replay(self, block: CommittedBlock) -> None:
@@ -346,8 +353,9 @@ class ChainAudit:
                         h, "receipt", "the stored receipt differs from the one replay "
                         f"produces (stored {theirs.code!r}: {theirs.message!r}; replay "
                         f"{mine.code!r}: {mine.message!r})", tx.tx_id.hex(), position))
-        self._results[h] = (stored_root, merkle_root([r.encode() for r in result.receipts]),
-                            result.state_root)
+        replayed_root = stored_root if result.receipts == block.receipts else merkle_root(
+            [r.encode() for r in result.receipts])
+        self._results[h] = (stored_root, replayed_root, result.state_root)
         if result.validator_set is not None:
             at = self.effective(h, self.genesis.consensus.checkpoint_interval, self._lag)
             self._pending.append((at, result.validator_set))
@@ -399,6 +407,13 @@ class ChainAudit:
     def validators(self) -> ValidatorSet:
         """The validator set in force after the last block fed."""
         return self._validators
+
+
+def _with_signature(body: bytes, signature: bytes) -> bytes:
+    """Canonical bytes of a transaction from those of its body (a msgpack fixarray of 7
+    fields): the same fields and the signature in a fixarray of 8."""
+    assert body[0] == 0x97, "a transaction body is a msgpack array of 7 fields"
+    return b"\x98" + body[1:] + encode(signature)
 
 
 # --------------------------------------------------------------------------- signatures

@@ -317,3 +317,26 @@ def stored_blocks(blocks: list[CommittedBlock]) -> Iterator[StoredBlock]:
     """The blocks as a source would read them, heights 1..n."""
     for height, blk in enumerate(blocks, start=1):
         yield StoredBlock(height, blk)
+
+
+def populate_bulk(builder: ChainBuilder, txs: int, block_txs: int) -> None:
+    """Add about ``txs`` transactions in blocks of ``block_txs``: notarised documents and
+    citizen reports from the clerks of the first three towns (the bench's load)."""
+    sirets = [_siret(t) for t in TOWNS[:3]]
+    made = 0
+    while made < txs:
+        batch = []
+        for i in range(min(block_txs, txs - made)):
+            n = made + i
+            siret = sirets[n % 3]
+            if n % 4 == 3:
+                batch.append(builder.tx(f"clerk:{siret}", "reports", "submit", {
+                    "siret": siret, "service_code": "pothole",
+                    "description": f"Nid-de-poule n°{n}", "lat": 48_850_000 + n % 10_000,
+                    "long": 2_440_000 + n % 10_000}))
+            else:
+                batch.append(builder.tx(f"clerk:{siret}", "notary", "anchor", {
+                    "siret": siret, "sha256": sha256(f"bulk {n}".encode()).hex(),
+                    "document_type": "arrete", "reference": f"ARR-{n:07d}"}))
+        builder.add_block(batch)
+        made += len(batch)
