@@ -89,6 +89,8 @@ class Chain:
     time_ms: int = GENESIS_MS
     nonce: int = 0
     results: list[BlockResult] = field(default_factory=list)
+    log: list[tuple[BlockEnv, tuple[Transaction, ...]]] = field(default_factory=list)
+    """Every block executed: its environment and transactions (for vectors and replay)."""
 
     def __post_init__(self) -> None:
         self.state.apply(genesis_changes(self.genesis))
@@ -112,6 +114,7 @@ class Chain:
         self.state.apply(result.changes)
         self.height, self.time_ms = env.height, env.time_ms
         self.results.append(result)
+        self.log.append((env, txs))
         return result.receipts
 
     def run(self, tx: Transaction) -> Receipt:

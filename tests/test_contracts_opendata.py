@@ -1,0 +1,126 @@
+"""Open-data exports: SCDL CSV, suppressed aid aggregates, Open311 JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from contracts.opendata import (
+    Record,
+    deliberations_csv,
+    micro_degrees,
+    service_requests_json,
+    social_aid_aggregates,
+    social_aid_csv,
+)
+from ledger.records import ZERO_HASH, BlockHeader, Transaction
+from tests.vectors.contracts.scenario import (
+    Chain,
+    act,
+    disbursement,
+    report,
+    scheme,
+    siret,
+    sitting,
+)
+
+SCDL_HEADER = ("COLL_NOM,COLL_SIRET,DELIB_ID,DELIB_DATE,DELIB_MATIERE_CODE,DELIB_MATIERE_NOM,"
+               "DELIB_OBJET,BUDGET_ANNEE,BUDGET_NOM,PREF_ID,PREF_DATE,VOTE_EFFECTIF,VOTE_REEL,"
+               "VOTE_POUR,VOTE_CONTRE,VOTE_ABSTENTION,DELIB_URL")
+
+
+class Recorder:
+    """A chain that keeps its committed (transaction, receipt, header) records."""
+
+    def __init__(self) -> None:
+        self.chain = Chain()
+        self.records: list[Record] = []
+
+    def block(self, *txs: Transaction) -> None:
+        env = self.chain.env()
+        receipts = self.chain.block(*txs)
+        header = BlockHeader(env.chain_id, env.height, ZERO_HASH, env.proposer, 0, env.time_ms,
+                             ZERO_HASH, ZERO_HASH, ZERO_HASH, ZERO_HASH)
+        self.records.extend((tx, r, header) for tx, r in zip(txs, receipts, strict=True))
+
+    def do(self, signer: str, contract: str, action: str, payload: dict[str, Any]) -> None:
+        self.block(self.chain.tx(signer, contract, action, payload))
+
+
+def test_scdl_csv_has_the_schema_columns_and_current_versions() -> None:
+    rec = Recorder()
+    rec.do("montreuil.clerk", "deliberations", "record_sitting", sitting())
+    rec.do("montreuil.clerk", "deliberations", "record",
+           act(DELIB_OBJET='Tarifs "cantine", 2026', PREF_DATE="2026-01-01"))
+    rec.do("montreuil.clerk", "deliberations", "record", act(delib_id="D2", order=2))
+    rec.do("montreuil.clerk", "deliberations", "correct",
+           act(delib_id="D2-R1", order=2, replaces="D2", DELIB_OBJET="Objet corrigé"))
+    rec.do("montreuil.clerk", "deliberations", "record", act(delib_id="D3", order=3))
+    rec.do("montreuil.clerk", "deliberations", "withdraw",
+           {"COLL_SIRET": siret("montreuil"), "DELIB_ID": "D3-W", "DELIB_DATE": "2026-01-01",
+            "replaces": "D3", "reason": "erreur", "act_sha256": "00" * 32})
+    rec.do("montreuil.clerk", "deliberations", "record", act(delib_id="D4", sitting_id="NOPE"))
+    text = deliberations_csv(rec.records)
+    lines = text.split("\r\n")
+    assert lines[0] == SCDL_HEADER
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["DELIB_ID"] for r in rows] == ["DEL-2026-001", "D2-R1"]
+    assert rows[0]["DELIB_OBJET"] == 'Tarifs "cantine", 2026'
+    assert rows[0]["VOTE_POUR"] == "20" and rows[0]["BUDGET_NOM"] == ""
+    assert rows[0]["DELIB_DATE"] == "2026-01-01" and rows[0]["COLL_SIRET"] == "21930048000015"
+    assert rows[1]["DELIB_OBJET"] == "Objet corrigé"
+    every = list(csv.DictReader(io.StringIO(deliberations_csv(rec.records,
+                                                             current_only=False))))
+    assert [r["DELIB_ID"] for r in every] == ["DEL-2026-001", "D2", "D2-R1", "D3"]
+
+
+def test_aid_aggregates_suppress_small_counts() -> None:
+    rec = Recorder()
+    rec.do("montreuil.agent", "social_aid", "create_scheme", scheme(threshold=20_000))
+    rec.block(*(rec.chain.tx("montreuil.agent", "social_aid", "disburse",
+                             disbursement(n=n, amount=1_000)) for n in range(12)))
+    rec.block(*(rec.chain.tx("montreuil.agent", "social_aid", "disburse",
+                             disbursement(n=n, amount=2_000, period="2026-02"))
+                for n in range(3)))
+    pending = disbursement(n=99, amount=25_000, period="2026-02")
+    rec.do("montreuil.agent", "social_aid", "disburse", pending)
+    del pending["amount_cents"]
+    rec.do("montreuil.agent2", "social_aid", "approve", pending)
+    rec.do("montreuil.agent", "social_aid", "disburse", disbursement(n=1, amount=1))  # refused
+    rows = social_aid_aggregates(rec.records)
+    assert [(a.month, a.payments, a.total_cents, a.suppressed) for a in rows] == [
+        ("2026-01", 12, 12_000, False), ("2026-02", None, None, True)]
+    low = social_aid_aggregates(rec.records, min_count=2)
+    assert (low[1].payments, low[1].total_cents) == (4, 31_000)
+    text = social_aid_csv(rows)
+    assert text.split("\r\n")[2] == "21930048000015,energie-2026,2026-02,,,true"
+    assert "CASE" not in text and disbursement(n=1)["beneficiary"] not in text
+
+
+def test_open311_json() -> None:
+    rec = Recorder()
+    rec.do("montreuil.clerk", "reports", "submit", report())
+    rec.do("montreuil.clerk", "reports", "submit",
+           report(lat=None, long=None, address_string="Place Jean Jaurès"))
+    first = str(rec.records[0][1].data["service_request_id"])
+    rec.do("montreuil.clerk", "reports", "acknowledge",
+           {"siret": siret("montreuil"), "service_request_id": first,
+            "status_notes": "Équipe prévenue"})
+    body = json.loads(service_requests_json(rec.records))
+    assert [r["status"] for r in body] == ["open", "open"]
+    assert body[0]["x_tabellion_status"] == "acknowledged"
+    assert body[0]["status_notes"] == "Équipe prévenue"
+    assert body[0]["lat"] == 48.8615 and body[0]["long"] == 2.4433
+    assert body[0]["requested_datetime"] == "2026-01-01T00:01:00Z"
+    assert body[0]["updated_datetime"] == "2026-01-01T00:03:00Z"
+    assert body[1]["lat"] is None and body[1]["address"] == "Place Jean Jaurès"
+    assert '"lat":48.8615' in service_requests_json(rec.records)
+
+
+def test_micro_degrees_are_exact() -> None:
+    assert micro_degrees(48_861_500) == "48.8615"
+    assert micro_degrees(-1_500) == "-0.0015"
+    assert micro_degrees(2_000_000) == "2.0"
+    assert micro_degrees(-180_000_000) == "-180.0"

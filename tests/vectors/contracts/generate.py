@@ -1,0 +1,351 @@
+"""Generate the contract test vectors: ``python -m tests.vectors.contracts.generate``.
+
+Each vector is one rule exercised once: the pre-state (genesis plus setup blocks, every
+transaction as canonical hex, every block environment), the transaction, the expected
+receipt (code, message, data) and the state roots before and after. Keys derive from
+names and Ed25519 signing is deterministic, so running this twice writes identical files;
+the generator checks each expected code while it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contracts.engine import BlockEnv
+from ledger.records import Transaction
+from tests.vectors.contracts import scenario as s
+from tests.vectors.contracts.scenario import Chain, siret
+
+HERE = Path(__file__).resolve().parent
+M = siret("montreuil")
+Build = Callable[[Chain], Transaction]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    file: str
+    name: str
+    rule: str
+    code: str
+    build: Build
+
+
+def _env(env: BlockEnv) -> dict[str, Any]:
+    return {"chain_id": env.chain_id, "height": env.height, "time_ms": env.time_ms,
+            "proposer": env.proposer.hex()}
+
+
+def _tx(tx: Transaction) -> dict[str, Any]:
+    return {"hex": tx.encode().hex(), "contract": tx.contract, "action": tx.action,
+            "signer": tx.signer.hex(), "payload": tx.payload}
+
+
+def run_case(case: Case) -> dict[str, Any]:
+    chain = Chain()
+    tx = case.build(chain)
+    setup = [{"env": _env(env), "txs": [t.encode().hex() for t in txs]} for env, txs in chain.log]
+    pre_root = chain.root().hex()
+    env = chain.env()
+    receipt = chain.run(tx)
+    if receipt.code != case.code:
+        raise SystemExit(f"{case.file}/{case.name}: expected {case.code}, got "
+                         f"{receipt.code}: {receipt.message}")
+    return {
+        "name": case.name, "rule": case.rule, "setup_blocks": setup,
+        "pre_state_root": pre_root, "env": _env(env), "tx": _tx(tx),
+        "receipt": {"code": receipt.code, "message": receipt.message, "data": receipt.data},
+        "post_state_root": chain.root().hex(),
+    }
+
+
+# ---------------------------------------------------------------- builders
+def do(who: str, contract: str, action: str, payload: dict[str, Any]) -> Build:
+    """A case with no setup: just this transaction."""
+    return lambda chain: chain.tx(who, contract, action, payload)
+
+
+def after(steps: list[tuple[str, str, str, dict[str, Any]]], who: str, contract: str,
+          action: str, payload: dict[str, Any]) -> Build:
+    """Run ``steps`` (one block each, each must succeed), then this transaction."""
+    def build(chain: Chain) -> Transaction:
+        for step in steps:
+            receipt = chain.do(*step)
+            assert receipt.ok, (step, receipt.message)
+        return chain.tx(who, contract, action, payload)
+    return build
+
+
+def replayed(chain: Chain) -> Transaction:
+    tx = chain.tx("montreuil.clerk", "notary", "anchor", s.anchor())
+    chain.run(tx)
+    return tx
+
+
+def _proposal(then: str, town: str, *, advance_ms: int = 0, votes: tuple[str, ...] = ()
+              ) -> Build:
+    def build(chain: Chain) -> Transaction:
+        tx = chain.tx("montreuil.admin", "governance", "propose", ADD)
+        assert chain.run(tx).ok
+        for voter in votes:
+            assert chain.do(f"{voter}.admin", "governance", "approve",
+                            {"siret": siret(voter), "proposal_id": tx.tx_id.hex()}).ok
+        chain.time_ms += advance_ms
+        return chain.tx(f"{town}.admin", "governance", then,
+                        {"siret": siret(town), "proposal_id": tx.tx_id.hex()})
+    return build
+
+
+def _report_then(action: str, who: str, first: str | None = None) -> Build:
+    def build(chain: Chain) -> Transaction:
+        receipt = chain.do("montreuil.clerk", "reports", "submit", s.report())
+        rid = str(receipt.data["service_request_id"])
+        if first is not None:
+            assert chain.do("montreuil.clerk", "reports", first,
+                            {"siret": M, "service_request_id": rid}).ok
+        return chain.tx(who, "reports", action, {"siret": M, "service_request_id": rid})
+    return build
+
+
+ADD = {"siret": M, "kind": "add_municipality", "municipality_name": "Rosny-sous-Bois",
+       "municipality_siret": "21930063900017", "validator_key": s.pub("rosny.validator"),
+       "admin_key": s.pub("rosny.admin")}
+SITTING = ("montreuil.clerk", "deliberations", "record_sitting", s.sitting())
+RECORD = ("montreuil.clerk", "deliberations", "record", s.act())
+SCHEME = ("montreuil.agent", "social_aid", "create_scheme", s.scheme())
+PAY_REF = {k: v for k, v in s.disbursement(amount=25_000).items() if k != "amount_cents"}
+PENDING = ("montreuil.agent", "social_aid", "disburse", s.disbursement(amount=25_000))
+WITHDRAW = {"COLL_SIRET": M, "DELIB_ID": "DEL-2026-001-W", "DELIB_DATE": "2026-01-01",
+            "replaces": "DEL-2026-001", "reason": "retrait demandé par la préfecture",
+            "act_sha256": "12" * 32}
+CORRECT = s.act(delib_id="DEL-2026-001-R1", replaces="DEL-2026-001",
+                DELIB_OBJET="Budget primitif 2026 (rectifié)")
+
+CASES = [
+    # engine and framework
+    Case("engine", "ok", "a well-formed permitted transaction commits", "ok",
+         do("montreuil.clerk", "notary", "anchor", s.anchor())),
+    Case("engine", "replay", "a committed id is refused", "already_committed", replayed),
+    Case("engine", "unknown_contract", "the contract must exist", "unknown_contract",
+         do("montreuil.clerk", "budget", "vote", {})),
+    Case("engine", "unknown_action", "the action must exist", "unknown_action",
+         do("montreuil.clerk", "notary", "erase", {})),
+    Case("engine", "unknown_signer", "the signer must be enrolled", "unknown_signer",
+         do("stranger", "notary", "anchor", s.anchor())),
+    Case("engine", "unknown_field", "no field outside the schema", "invalid_payload",
+         do("montreuil.clerk", "notary", "anchor", {**s.anchor(), "citizen": "x"})),
+    Case("engine", "missing_field", "required fields are present", "invalid_payload",
+         do("montreuil.clerk", "notary", "anchor", {"siret": M})),
+    Case("engine", "not_permitted", "the signer holds a role of the action", "not_permitted",
+         do("montreuil.auditor", "notary", "anchor", s.anchor())),
+    Case("engine", "wrong_municipality", "nobody writes for another municipality",
+         "wrong_municipality", do("pantin.clerk", "notary", "anchor", s.anchor())),
+    # identity
+    Case("identity", "enroll", "an admin enrolls a key in its municipality", "ok",
+         do("montreuil.admin", "identity", "enroll",
+            {"siret": M, "key": s.pub("montreuil.new"), "roles": ["clerk"]})),
+    Case("identity", "enroll_twice", "a key is enrolled once, ever", "key_already_enrolled",
+         do("montreuil.admin", "identity", "enroll",
+            {"siret": M, "key": s.pub("pantin.clerk"), "roles": ["clerk"]})),
+    Case("identity", "rotate", "rotation moves the roles to a new key", "ok",
+         do("montreuil.admin", "identity", "rotate",
+            {"siret": M, "old_key": s.pub("montreuil.clerk"),
+             "new_key": s.pub("montreuil.clerk2")})),
+    Case("identity", "revoke", "an admin revokes a key of its municipality", "ok",
+         do("montreuil.admin", "identity", "revoke",
+            {"siret": M, "key": s.pub("montreuil.clerk")})),
+    Case("identity", "revoke_other_town", "keys of another municipality are out of reach",
+         "wrong_municipality",
+         do("montreuil.admin", "identity", "revoke", {"siret": M, "key": s.pub("pantin.clerk")})),
+    Case("identity", "last_admin", "a municipality keeps an active admin", "last_admin",
+         do("montreuil.admin", "identity", "revoke",
+            {"siret": M, "key": s.pub("montreuil.admin")})),
+    Case("identity", "revoked_signer", "a revoked key signs nothing", "signer_revoked",
+         after([("montreuil.admin", "identity", "revoke",
+                 {"siret": M, "key": s.pub("montreuil.clerk")})],
+               "montreuil.clerk", "notary", "anchor", s.anchor())),
+    # governance
+    Case("governance", "propose", "a proposal counts its proposer's approval", "ok",
+         do("montreuil.admin", "governance", "propose", ADD)),
+    Case("governance", "propose_existing", "an existing municipality cannot be added",
+         "municipality_exists",
+         do("montreuil.admin", "governance", "propose",
+            {**ADD, "municipality_siret": siret("pantin")})),
+    Case("governance", "approve_open", "an approval below the majority keeps it open", "ok",
+         _proposal("approve", "bagnolet")),
+    Case("governance", "approve_passes", "two thirds of municipalities pass it and the "
+         "validator set changes", "ok", _proposal("approve", "pantin", votes=("bagnolet",))),
+    Case("governance", "approve_twice", "one vote per municipality", "already_approved",
+         _proposal("approve", "montreuil")),
+    Case("governance", "approve_expired", "a proposal expires after 30 days",
+         "proposal_expired", _proposal("approve", "bagnolet", advance_ms=31 * 86_400_000)),
+    Case("governance", "approve_unknown", "the proposal must exist", "unknown_proposal",
+         do("bagnolet.admin", "governance", "approve",
+            {"siret": siret("bagnolet"), "proposal_id": "ab" * 32})),
+    Case("governance", "bad_parameter", "parameters keep their bounds", "invalid_parameter",
+         do("montreuil.admin", "governance", "propose",
+            {"siret": M, "kind": "set_parameter", "parameter": "approval_numerator",
+             "value": 4})),
+    # deliberations
+    Case("deliberations", "sitting", "a sitting records members in office and present", "ok",
+         do(*SITTING)),
+    Case("deliberations", "sitting_overfull", "present <= in office", "invalid_sitting",
+         do("montreuil.clerk", "deliberations", "record_sitting", s.sitting(present=50))),
+    Case("deliberations", "sitting_future", "no sitting after the block date",
+         "date_in_future",
+         do("montreuil.clerk", "deliberations", "record_sitting", s.sitting(date="2026-01-02"))),
+    Case("deliberations", "record", "a deliberation with quorum and consistent votes", "ok",
+         after([SITTING], *RECORD)),
+    Case("deliberations", "record_rejected", "more contre than pour is stored as rejected",
+         "ok", after([SITTING], "montreuil.clerk", "deliberations", "record",
+                     s.act(votes=(49, 30, 10, 12, 8)))),
+    Case("deliberations", "quorum", "more than half of members in office present",
+         "quorum_not_met",
+         after([("montreuil.clerk", "deliberations", "record_sitting", s.sitting(present=24))],
+               *RECORD)),
+    Case("deliberations", "second_convocation", "no quorum on a second convocation", "ok",
+         after([("montreuil.clerk", "deliberations", "record_sitting",
+                 s.sitting(present=10, second=True))],
+               "montreuil.clerk", "deliberations", "record", s.act(votes=(49, 10, 8, 1, 1)))),
+    Case("deliberations", "votes_sum", "pour + contre + abstention <= réel",
+         "vote_arithmetic", after([SITTING], "montreuil.clerk", "deliberations", "record",
+                                  s.act(votes=(49, 30, 20, 9, 2)))),
+    Case("deliberations", "votes_reel", "réel <= effectif", "vote_arithmetic",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(votes=(49, 50, 20, 8, 2)))),
+    Case("deliberations", "order_number", "order numbers unique within a sitting",
+         "duplicate_order_number",
+         after([SITTING, RECORD], "montreuil.clerk", "deliberations", "record",
+               s.act(delib_id="DEL-2026-002"))),
+    Case("deliberations", "delib_id", "DELIB_ID unique in the municipality",
+         "duplicate_delib_id",
+         after([SITTING, RECORD], "montreuil.clerk", "deliberations", "record",
+               s.act(order=2))),
+    Case("deliberations", "siret_format", "COLL_SIRET has 14 digits", "invalid_payload",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(COLL_SIRET="2193004800001"))),
+    Case("deliberations", "matiere_code", "DELIB_MATIERE_CODE is digit.digit(s)",
+         "invalid_payload", after([SITTING], "montreuil.clerk", "deliberations", "record",
+                                  s.act(DELIB_MATIERE_CODE="7.123"))),
+    Case("deliberations", "unknown_sitting", "the sitting is recorded first",
+         "unknown_sitting", do(*RECORD)),
+    Case("deliberations", "date_mismatch", "DELIB_DATE is the sitting's date",
+         "date_mismatch", after([SITTING], "montreuil.clerk", "deliberations", "record",
+                                s.act(date="2025-12-30"))),
+    Case("deliberations", "coll_nom", "COLL_NOM is the registered name", "coll_nom_mismatch",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(COLL_NOM="Ville de Montreuil"))),
+    Case("deliberations", "pref_date", "PREF_DATE is not before DELIB_DATE",
+         "pref_date_before_delib", after([SITTING], "montreuil.clerk", "deliberations",
+                                         "record", s.act(PREF_DATE="2025-12-31"))),
+    Case("deliberations", "correct", "a correction is a new record replacing the current",
+         "ok", after([SITTING, RECORD], "montreuil.clerk", "deliberations", "correct",
+                     CORRECT)),
+    Case("deliberations", "correct_stale", "only the current version can be replaced",
+         "not_current_version",
+         after([SITTING, RECORD, ("montreuil.clerk", "deliberations", "correct", CORRECT)],
+               "montreuil.clerk", "deliberations", "correct",
+               s.act(delib_id="DEL-2026-001-R2", replaces="DEL-2026-001"))),
+    Case("deliberations", "withdraw", "a withdrawal is a new record ending the chain", "ok",
+         after([SITTING, RECORD], "montreuil.clerk", "deliberations", "withdraw", WITHDRAW)),
+    Case("deliberations", "correct_withdrawn", "a withdrawn deliberation cannot change",
+         "already_withdrawn",
+         after([SITTING, RECORD, ("montreuil.clerk", "deliberations", "withdraw", WITHDRAW)],
+               "montreuil.clerk", "deliberations", "correct", CORRECT)),
+    # social aid
+    Case("social_aid", "scheme", "a scheme with budget, period, ceiling, threshold", "ok",
+         do(*SCHEME)),
+    Case("social_aid", "scheme_period", "the period ends after it starts", "invalid_period",
+         do("montreuil.agent", "social_aid", "create_scheme",
+            s.scheme(start="2026-12", end="2026-01"))),
+    Case("social_aid", "scheme_ceiling", "the ceiling fits in the budget",
+         "ceiling_above_budget", do("montreuil.agent", "social_aid", "create_scheme",
+                                    s.scheme(ceiling=2_000_000))),
+    Case("social_aid", "pay", "a payment under the threshold is paid", "ok",
+         after([SCHEME], "montreuil.agent", "social_aid", "disburse", s.disbursement())),
+    Case("social_aid", "pay_pending", "above the threshold it waits for a second agent", "ok",
+         after([SCHEME], *PENDING)),
+    Case("social_aid", "ceiling", "amount <= ceiling", "above_ceiling",
+         after([SCHEME], "montreuil.agent", "social_aid", "disburse",
+               s.disbursement(amount=30_001))),
+    Case("social_aid", "budget", "the budget is never exceeded", "budget_exceeded",
+         after([("montreuil.agent", "social_aid", "create_scheme",
+                 s.scheme(budget=15_000, ceiling=10_000)),
+                ("montreuil.agent", "social_aid", "disburse", s.disbursement(n=1))],
+               "montreuil.agent", "social_aid", "disburse", s.disbursement(n=2, amount=5_001))),
+    Case("social_aid", "once_per_month", "one payment per beneficiary, scheme and month",
+         "duplicate_payment",
+         after([SCHEME, ("montreuil.agent", "social_aid", "disburse", s.disbursement())],
+               "montreuil.agent", "social_aid", "disburse", s.disbursement(amount=500))),
+    Case("social_aid", "period", "the month is within the scheme's period",
+         "outside_scheme_period", after([SCHEME], "montreuil.agent", "social_aid", "disburse",
+                                        s.disbursement(period="2027-01"))),
+    Case("social_aid", "unknown_scheme", "the scheme exists", "unknown_scheme",
+         do("montreuil.agent", "social_aid", "disburse", s.disbursement())),
+    Case("social_aid", "approve", "a second agent approves", "ok",
+         after([SCHEME, PENDING], "montreuil.agent2", "social_aid", "approve", PAY_REF)),
+    Case("social_aid", "approve_self", "four eyes: not the recording agent", "same_agent",
+         after([SCHEME, PENDING], "montreuil.agent", "social_aid", "approve", PAY_REF)),
+    Case("social_aid", "approve_paid", "only a pending payment is approved", "not_pending",
+         after([SCHEME, PENDING, ("montreuil.agent2", "social_aid", "approve", PAY_REF)],
+               "montreuil.agent2", "social_aid", "approve", PAY_REF)),
+    Case("social_aid", "cancel", "a pending payment may be cancelled", "ok",
+         after([SCHEME, PENDING], "montreuil.agent2", "social_aid", "cancel", PAY_REF)),
+    Case("social_aid", "no_name", "no personal data field exists", "invalid_payload",
+         after([SCHEME], "montreuil.agent", "social_aid", "disburse",
+               {**s.disbursement(), "beneficiary_name": "Jeanne Dupont"})),
+    # reports
+    Case("reports", "submit", "a member files a report with a location", "ok",
+         do("montreuil.clerk", "reports", "submit", s.report())),
+    Case("reports", "no_location", "a report needs a location", "location_required",
+         do("montreuil.clerk", "reports", "submit", s.report(lat=None, long=None))),
+    Case("reports", "acknowledge", "open -> acknowledged", "ok",
+         _report_then("acknowledge", "montreuil.clerk")),
+    Case("reports", "close", "acknowledged -> closed", "ok",
+         _report_then("close", "montreuil.clerk", first="acknowledge")),
+    Case("reports", "backwards", "status only moves forward", "status_not_forward",
+         _report_then("acknowledge", "montreuil.clerk", first="close")),
+    Case("reports", "close_auditor", "closing needs an agent", "not_permitted",
+         _report_then("close", "montreuil.auditor")),
+    # notary
+    Case("notary", "anchor", "a document hash is anchored", "ok",
+         do("montreuil.clerk", "notary", "anchor", s.anchor())),
+    Case("notary", "anchor_twice", "a hash is anchored once", "already_anchored",
+         after([("montreuil.clerk", "notary", "anchor", s.anchor())],
+               "pantin.clerk", "notary", "anchor", s.anchor(town="pantin"))),
+    Case("notary", "bad_hash", "the hash is 64 lowercase hex", "invalid_payload",
+         do("montreuil.clerk", "notary", "anchor", s.anchor(sha256="AB" * 32))),
+]
+
+
+def vectors() -> dict[str, dict[str, Any]]:
+    """Every vector file's content, by file name."""
+    genesis = s.make_genesis().to_json()
+    files: dict[str, dict[str, Any]] = {}
+    for case in CASES:
+        doc = files.setdefault(f"{case.file}.json", {
+            "about": f"Tabellion contract vectors: {case.file}. Generated by "
+                     "tests/vectors/contracts/generate.py; do not edit by hand.",
+            "state_root": "ledger.state.compute_root" if s.USE_LEDGER_STATE
+                          else "stand-in: RFC 6962 root of sorted encoded [key, value]",
+            "genesis": genesis,
+            "cases": [],
+        })
+        doc["cases"].append(run_case(case))
+    return files
+
+
+def main() -> int:
+    for name, doc in vectors().items():
+        (HERE / name).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+        print(f"wrote {name}: {len(doc['cases'])} cases")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
