@@ -177,7 +177,7 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=ops, cuts=st.lists(st.integers(1, 6), min_size=1, max_size=10))
 def test_same_transactions_give_same_roots_and_receipts_and_replay_reproduces_them(
     ops: list[tuple[int, int, int, int, bool]], cuts: list[int]

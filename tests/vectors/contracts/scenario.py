@@ -14,10 +14,9 @@ from typing import Any
 
 from contracts.engine import BlockEnv, BlockResult, DictState, execute_block, genesis_changes
 from ledger.crypto import SigningKey
-from ledger.encoding import encode
 from ledger.genesis import Genesis, Member, Municipality
-from ledger.merkle import merkle_root
 from ledger.records import Receipt, Transaction
+from ledger.state import compute_root
 
 CHAIN_ID = "tabellion-test"
 GENESIS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -64,19 +63,10 @@ def make_genesis(towns: Sequence[str] = tuple(TOWNS)) -> Genesis:
     )
 
 
-USE_LEDGER_STATE = False
-"""Switch to ``ledger.state.compute_root`` once that module is committed (then regenerate
-the vectors with ``python -m tests.vectors.contracts.generate``)."""
-
-
 def state_root(items: Mapping[bytes, bytes]) -> bytes:
-    """The authenticated state root of ``items`` (the one switchable helper)."""
-    if USE_LEDGER_STATE:
-        from ledger import state  # imported here: optional until the module is committed
-
-        root: bytes = state.compute_root(items)
-        return root
-    return merkle_root([encode([k, items[k]]) for k in sorted(items)])
+    """The authenticated state root of ``items`` (``ledger.state``, ADR 0006): the one
+    place tests, vectors and the generator compute roots."""
+    return compute_root(items)
 
 
 @dataclass
