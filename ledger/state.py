@@ -264,7 +264,25 @@ def _levels(children: _Children) -> list[list[tuple[bytes, int]]]:
 
 
 def _internal_hash(children: _Children) -> bytes:
-    return _levels(children)[-1][0][0]
+    """The node's hash: ``_levels(children)[-1][0][0]``, folded in place (hot path)."""
+    hashes = [PLACEHOLDER_HASH] * 16
+    held = [_EMPTY] * 16
+    for n, (_, hash_, is_leaf) in children.items():
+        hashes[n] = hash_
+        held[n] = _ONE_LEAF if is_leaf else _MANY
+    width = 16
+    while width > 1:
+        for i in range(0, width, 2):
+            left, right = held[i], held[i + 1]
+            if left == _EMPTY and right != _MANY:
+                hashes[i >> 1], held[i >> 1] = hashes[i + 1], right
+            elif right == _EMPTY and left == _ONE_LEAF:
+                hashes[i >> 1], held[i >> 1] = hashes[i], left
+            else:
+                hashes[i >> 1] = node_hash(hashes[i], hashes[i + 1])
+                held[i >> 1] = _MANY
+        width >>= 1
+    return hashes[0]
 
 
 def _node_hash(node: _Node) -> bytes:
