@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from ledger.genesis import Genesis
 from ledger.hashing import Tag, tagged_bytes, tagged_hash
 from ledger.merkle import EMPTY_ROOT, merkle_root
 from ledger.records import BlockHeader, CommittedBlock, Receipt, Transaction, ValidatorSet
-from ledger.state import MemoryNodeStore, NodeStore, StateTree
+from ledger.state import LATEST_VERSION_KEY, MemoryNodeStore, NodeStore, StateTree
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, verify_certificate
 
 EXIT_INTACT = 0
@@ -170,6 +170,7 @@ class ChainAudit:
         self._results: dict[int, tuple[bytes | None, bytes | None, bytes | None]] = {}
         self._replay_stopped: int | None = None
         self._replay_diverged = False
+        self._diverged_at: int | None = None
         self.summary.municipalities = len(self.genesis.municipalities)
         self._genesis_root: bytes | None = None
         if self.replayer is not None:
@@ -386,6 +387,7 @@ class ChainAudit:
                     f"root differs from results_root in header {h:,}"))
             if state is not None and state != header.state_root:
                 self._replay_diverged = True
+                self._diverged_at = source
                 self._report(Finding(
                     source, "state", f"replaying block {source:,} gives a state root that "
                     f"differs from state_root in header {h:,}; later state roots are not "
@@ -398,10 +400,15 @@ class ChainAudit:
         if self.summary.head_height == 0:
             self._report(Finding(0, "block", "the chain holds no block"))
 
-    def replayed_state_ok(self) -> bool:
-        """Whether the replayed state can be compared with a stored state at the head."""
-        return self.replayer is not None and self._replay_stopped is None and (
-            not self._replay_diverged)
+    def replay_sound_below(self) -> int:
+        """Heights below this one were replayed on a state that agrees with the headers:
+        stored state there can be judged against the replay."""
+        limits = [h for h in (self._replay_stopped, self._diverged_at) if h is not None]
+        return min(limits, default=self.summary.head_height + 1)
+
+    def report(self, finding: Finding) -> None:
+        """Add a finding found outside ``on_block`` (e.g. by a source's own checks)."""
+        self._report(finding)
 
     @property
     def validators(self) -> ValidatorSet:
@@ -538,7 +545,7 @@ def run_audit(
     audit.on_end()
     if extra_checks is not None:
         for finding in extra_checks(audit):
-            audit._report(finding)
+            audit.report(finding)
     return audit, make_report(audit, source)
 
 
@@ -591,6 +598,73 @@ class EngineReplayer:
         self._state.apply(result.changes)
         root = self._tree.apply(header.height, result.changes)
         return Execution(result.receipts, root, result.validator_set)
+
+
+class StoredNodes(Protocol):
+    """Read access to a node's stored state-tree nodes (``ledger.kv.KV`` fits)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
+
+
+NODE_FINDINGS_PER_VERSION_MAX = 16
+"""Differing state nodes reported for one height; the rest are counted in one line."""
+
+
+def _leaf_key(data: bytes | None) -> str | None:
+    """The state key held by a stored leaf node (layout of ``ledger.state``), if any."""
+    if not data or data[0] != 1 or len(data) < 67:
+        return None
+    size = int.from_bytes(data[65:67], "big")
+    return data[67:67 + size].decode("ascii", errors="replace")
+
+
+class ComparingNodeStore:
+    """The replay's node store over a node's stored state.
+
+    Every node the replay writes at version ``v`` is compared with the node stored under
+    the same key, and the stored nodes of version ``v`` must be exactly those: the tree
+    layout is deterministic, so any difference is a finding at height ``v``. Reads come
+    from the stored nodes (verified when their version was replayed) except where they
+    differ, so memory stays small whatever the length of the chain."""
+
+    def __init__(self, stored: StoredNodes) -> None:
+        self._stored = stored
+        self._own: dict[bytes, bytes] = {}
+        self.findings: list[Finding] = []
+
+    def get_node(self, node_key: bytes) -> bytes | None:
+        own = self._own.get(node_key)
+        return own if own is not None else self._stored.get(node_key)
+
+    def write_nodes(self, nodes: Mapping[bytes, bytes], *, version: int) -> None:
+        problems: list[str] = []
+        for node_key in sorted(nodes):
+            if node_key == LATEST_VERSION_KEY:
+                continue
+            data = nodes[node_key]
+            stored = self._stored.get(node_key)
+            if stored == data:
+                continue
+            self._own[node_key] = data
+            what = _leaf_key(data) or _leaf_key(stored)
+            subject = f"the value of state key {what!r}" if what else (
+                f"state node {node_key.hex()}")
+            problems.append(f"{subject} is missing from the stored state" if stored is None
+                            else f"{subject} is stored with bytes that differ from replay")
+        for node_key, stored in self._stored.items(prefix=version.to_bytes(8, "big")):
+            if node_key not in nodes:
+                what = _leaf_key(stored)
+                problems.append(
+                    f"the stored state holds an extra node {node_key.hex()}"
+                    + (f" (state key {what!r})" if what else "") + " that replay never wrote")
+        for problem in problems[:NODE_FINDINGS_PER_VERSION_MAX]:
+            self.findings.append(Finding(version, "state", problem))
+        if len(problems) > NODE_FINDINGS_PER_VERSION_MAX:
+            self.findings.append(Finding(
+                version, "state", f"... and {len(problems) - NODE_FINDINGS_PER_VERSION_MAX} "
+                "more differing state nodes at this height"))
 
 
 # --------------------------------------------------------------------------- sources
