@@ -141,6 +141,12 @@ PEOPLE = ["montreuil.admin", "montreuil.clerk", "montreuil.agent", "montreuil.ag
           "montreuil.auditor", "pantin.admin", "pantin.clerk", "stranger"]
 
 
+NATURAL = ["montreuil.clerk", "montreuil.clerk", "montreuil.agent", "montreuil.agent",
+           "montreuil.agent2", "montreuil.clerk", "montreuil.clerk", "montreuil.admin",
+           "montreuil.admin"]
+"""The signer each template below is meant for (others get a random signer)."""
+
+
 def _op(kind: int, a: int, b: int) -> tuple[str, str, dict[str, Any]]:
     """One transaction template per kind; ``a`` and ``b`` vary it into valid and invalid."""
     ids = ["S1", "S2", "S3"]
@@ -171,7 +177,7 @@ def _op(kind: int, a: int, b: int) -> tuple[str, str, dict[str, Any]]:
 
 
 ops = st.lists(
-    st.tuples(st.integers(0, len(PEOPLE) - 1), st.integers(0, 8), st.integers(0, 99),
+    st.tuples(st.integers(0, 2 * len(PEOPLE)), st.integers(0, 8), st.integers(0, 99),
               st.integers(0, 99), st.booleans()),
     min_size=1, max_size=40,
 )
@@ -183,13 +189,19 @@ def test_same_transactions_give_same_roots_and_receipts_and_replay_reproduces_th
     ops: list[tuple[int, int, int, int, bool]], cuts: list[int]
 ) -> None:
     first = Chain()
-    txs: list[Transaction] = []
+    # A preamble that lets later operations reach the deeper rules (budget, quorum...).
+    txs: list[Transaction] = [
+        first.tx("montreuil.agent", "social_aid", "create_scheme", scheme(budget=60_000)),
+        *(first.tx("montreuil.clerk", "deliberations", "record_sitting",
+                   sitting(sitting_id=sid, present=p)) for sid, p in (("S1", 30), ("S2", 20))),
+    ]
     for who, kind, a, b, replay in ops:
         if replay and txs:
             txs.append(txs[a % len(txs)])  # resubmitted: must be refused the second time
             continue
         contract, action, payload = _op(kind, a, b)
-        txs.append(first.tx(PEOPLE[who], contract, action, payload))
+        signer = PEOPLE[who] if who < len(PEOPLE) else NATURAL[kind]
+        txs.append(first.tx(signer, contract, action, payload))
     blocks: list[list[Transaction]] = []
     position = 0
     while position < len(txs):
