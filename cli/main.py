@@ -1,22 +1,35 @@
 """Entry point of the ``tabellion`` command: a Typer application.
 
-Each command group lives in its own module and is mounted here; errors that Tabellion
-raises on purpose (``LedgerError``) are printed as one line with a non-zero exit code.
+Each command group lives in its own module and is mounted here. Every command turns the
+errors it expects into one line on stderr and a documented exit code (``cli.common``):
+0 done, 1 the operation failed or was refused, 2 bad input or usage, 3 node unreachable.
+(``tabellion audit`` has its own: 0 intact, 1 findings, 2 could not run.)
 """
 
 from __future__ import annotations
 
 import typer
 
+from cli import keys, network, node_cmd, submit
+from cli.common import EXIT_CODES_HELP, guarded
+
 app = typer.Typer(
     name="tabellion",
     help="Tabellion: a permissioned ledger for municipal records.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
+app.add_typer(keys.app, name="keys")
+app.add_typer(network.app, name="network")
+app.add_typer(node_cmd.app, name="node")
+submit.register(app)
 
-@app.command()
+
+@app.command(epilog=EXIT_CODES_HELP)
+@guarded
 def version() -> None:
     """Print the Tabellion version.
 

@@ -1,0 +1,51 @@
+"""Fixtures of the CLI tests: a generated network (made once per module), the console
+script, and a runner that keeps stderr apart from stdout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.network import DEMO_MUNICIPALITIES, Network, init_network
+
+REPO = Path(__file__).resolve().parents[2]
+TABELLION = Path(sys.executable).parent / "tabellion"
+RUN_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Network:
+    """A four-municipality network with generated passphrases and free ports."""
+    root = tmp_path_factory.mktemp("net") / "net"
+    return init_network(root, list(DEMO_MUNICIPALITIES), base_port=0, compose=True)
+
+
+@pytest.fixture
+def runner() -> Iterator[CliRunner]:
+    yield CliRunner()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str = "",
+            timeout_s: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    """Run the real console script, as an operator would."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([str(TABELLION), *args], capture_output=True, text=True,
+                          input=stdin, env=full_env, timeout=timeout_s, check=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int,
+                          *fragments: str) -> None:
+    """The operator sees exactly one ``error:`` line, no traceback, and ``code``."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

@@ -1,0 +1,108 @@
+"""Every command: --help with an example; bad input and an unreachable node give one
+line on stderr and the documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cli.main import app
+from cli.network import Network, free_ports
+from tests.cli.conftest import assert_one_line_error, run_cli
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every leaf command of the tree (Typer vendors click: groups have ``commands``)."""
+    found: dict[tuple[str, ...], Any] = {}
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        if hasattr(command, "commands"):
+            found.update(_commands(command, path))
+        else:
+            found[path] = command
+    return found
+
+
+def test_every_command_has_help_with_an_example_and_the_exit_codes() -> None:
+    commands = _commands(typer.main.get_command(app))
+    assert {("keys", "new"), ("network", "init"), ("node", "start"), ("submit",),
+            ("status",), ("tx", "show"), ("query",)} <= set(commands)
+    for path, command in commands.items():
+        text = f"{command.help or ''}"
+        assert "Example: tabellion " in text, path
+        assert command.epilog and "Exit codes" in command.epilog, path
+
+
+def test_help_runs_through_the_console_script() -> None:
+    result = run_cli("submit", "--help")
+    assert result.returncode == 0
+    assert "Example" in result.stdout and "3 the node could not be reached" in result.stdout
+
+
+def _unreachable() -> str:
+    return f"http://127.0.0.1:{free_ports(1)[0]}"
+
+
+def test_unreachable_node_exits_3(network: Network) -> None:
+    assert_one_line_error(run_cli("status", "--node", _unreachable()), 3,
+                          "cannot reach the node")
+    assert_one_line_error(run_cli("tx", "show", "ab" * 32, "--node", _unreachable()), 3)
+    assert_one_line_error(run_cli("status", "--node", "127.0.0.1:1"), 2, "must be a URL")
+
+
+def test_submit_checks_the_payload_before_contacting_the_node(network: Network,
+                                                              tmp_path: Path) -> None:
+    m = network.municipalities[0]
+    key = str(network.key_of(m, "clerk"))
+    pw = str(network.passphrase_of(m))
+    node = _unreachable()  # reaching it would exit 3: these must fail earlier, with 2
+
+    def submit(payload: str, *extra: str) -> None:
+        path = tmp_path / "payload.json"
+        path.write_text(payload)
+        result = run_cli("submit", "notary", "anchor", "--payload", str(path), "--key", key,
+                         "--passphrase-file", pw, "--node", node, *extra)
+        assert result.returncode == 2, result.stderr
+        assert_one_line_error(result, 2)
+
+    good = {"siret": m.siret, "sha256": "ab" * 32, "document_type": "arrete",
+            "reference": "ARR-1"}
+    submit(json.dumps({**good, "colour": "red"}))  # unknown field
+    submit(json.dumps({**good, "sha256": "xyz"}))  # not a hash
+    submit(json.dumps({**good, "amount": 1.5}))  # a float
+    submit("{not json")
+    submit("[1, 2]")
+    missing = run_cli("submit", "notary", "anchor", "--payload", str(tmp_path / "no.json"),
+                      "--key", key, "--passphrase-file", pw, "--node", node)
+    assert_one_line_error(missing, 2, "does not exist")
+    unknown = run_cli("submit", "notary", "stamp", "--payload", "-", "--key", key,
+                      "--passphrase-file", pw, "--node", node, stdin=json.dumps(good))
+    assert_one_line_error(unknown, 2, "no action 'stamp'")
+    wrong_pw = tmp_path / "wrong"
+    wrong_pw.write_text("not the passphrase\n")
+    bad_key = run_cli("submit", "notary", "anchor", "--payload", "-", "--key", key,
+                      "--passphrase-file", str(wrong_pw), "--node", node,
+                      stdin=json.dumps(good))
+    assert_one_line_error(bad_key, 2, "passphrase is wrong")
+    # A valid payload and key get as far as the network: the unreachable node is exit 3.
+    reached = run_cli("submit", "notary", "anchor", "--payload", "-", "--key", key,
+                      "--passphrase-file", pw, "--node", node, stdin=json.dumps(good))
+    assert_one_line_error(reached, 3, "cannot reach the node")
+
+
+def test_node_start_reports_a_bad_configuration(network: Network, tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("node", "start", "--config", str(tmp_path / "none.toml")),
+                          2, "does not exist")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('data_dir = "x"\nlisten_api = 3\n')
+    assert_one_line_error(run_cli("node", "start", "--config", str(bad)), 2)
+    m = network.municipalities[0]
+    wrong = tmp_path / "wrong"
+    wrong.write_text("definitely wrong\n")
+    assert_one_line_error(run_cli("node", "start", "--config", str(network.config_of(m)),
+                                  "--passphrase-file", str(wrong)), 2, "passphrase is wrong")
+    assert_one_line_error(run_cli("node", "start", "--config", str(network.config_of(m)),
+                                  env={"TABELLION_PASSPHRASE": ""}), 2, "empty")

@@ -1,0 +1,172 @@
+"""``tabellion network init`` and the Docker files built from what it generates."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli.main import app
+from cli.network import (
+    CONTAINER_API_PORT,
+    CONTAINER_CONFIG,
+    CONTAINER_PEER_PORT,
+    DEFAULT_BASE_PORT,
+    DEMO_MUNICIPALITIES,
+    Network,
+    compose_document,
+    init_network,
+    load_network,
+    load_tag_key,
+    reference_compose,
+)
+from ledger.crypto import load_key
+from ledger.genesis import ROLES, load_genesis
+from node.config import load_config
+from tests.cli.conftest import REPO, assert_one_line_error, run_cli
+
+MUNIS = [f"{name}:{siret}" for name, siret in DEMO_MUNICIPALITIES]
+
+
+def _args(out: Path, *extra: str) -> list[str]:
+    return ["network", "init", "--out", str(out), *[a for m in MUNIS for a in ("-m", m)],
+            *extra]
+
+
+def test_genesis_enrolls_every_generated_key_with_its_role(network: Network) -> None:
+    genesis = load_genesis(network.genesis_file)
+    assert [(m.name, m.siret) for m in genesis.municipalities] == list(DEMO_MUNICIPALITIES)
+    assert load_network(network.root) == network
+    for m, g in zip(network.municipalities, genesis.municipalities, strict=True):
+        passphrase = network.passphrase_of(m).read_bytes().strip()
+        validator = load_key(network.dir_of(m) / "validator.key", passphrase)
+        assert validator.public_key == g.validator_key
+        enrolled = {member.role: member.key for member in g.members}
+        assert set(enrolled) == set(ROLES)
+        for role in ROLES:
+            assert load_key(network.key_of(m, role), passphrase).public_key == enrolled[role]
+        assert load_genesis(network.dir_of(m) / "genesis.json") == genesis
+
+
+def test_secrets_are_private_and_the_tag_key_is_32_random_bytes(network: Network) -> None:
+    tags = set()
+    for m in network.municipalities:
+        for path in (network.tag_key_of(m), network.passphrase_of(m),
+                     network.key_of(m, "clerk"), network.dir_of(m) / "validator.key"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        tag = load_tag_key(network.tag_key_of(m))
+        assert len(tag) == 32
+        tags.add(tag)
+    assert len(tags) == 4
+    genesis_text = network.genesis_file.read_text()
+    assert not any(tag.hex() in genesis_text for tag in tags)
+
+
+def test_node_configs_point_at_each_other(network: Network) -> None:
+    by_key = {m.validator_key: m for m in network.municipalities}
+    ports = [p for m in network.municipalities for p in (m.api_port, m.peer_port)]
+    assert len(set(ports)) == 8
+    for m in network.municipalities:
+        cfg = load_config(network.config_of(m))
+        assert cfg.listen_api == f"127.0.0.1:{m.api_port}"
+        assert cfg.listen_peer == f"127.0.0.1:{m.peer_port}"
+        assert cfg.key_file == (network.dir_of(m) / "validator.key").resolve()
+        assert cfg.genesis_file.is_file()
+        assert cfg.data_dir == (network.dir_of(m) / "data").resolve()
+        peers = {p.validator_key.hex(): p.address for p in cfg.peers}
+        assert set(peers) == set(by_key) - {m.validator_key}
+        for key, address in peers.items():
+            assert address == f"127.0.0.1:{by_key[key].peer_port}"
+
+
+def test_compose_services_ports_volumes_and_commands_match_the_network(
+        network: Network) -> None:
+    doc = json.loads((network.root / "compose.yaml").read_text())
+    assert set(doc["services"]) == {m.slug for m in network.municipalities}
+    for m in network.municipalities:
+        service = doc["services"][m.slug]
+        assert service["ports"] == [f"127.0.0.1:{m.api_port}:{CONTAINER_API_PORT}"]
+        assert service["command"] == ["node", "start", "--config", CONTAINER_CONFIG,
+                                      "--passphrase-file", "/run/secrets/passphrase"]
+        config_dir, data = f"./{m.slug}:/etc/tabellion:ro", f"{m.slug}-data:/var/lib/tabellion"
+        assert config_dir in service["volumes"] and data in service["volumes"]
+        assert f"{m.slug}-data" in doc["volumes"]
+        secret = doc["secrets"][service["secrets"][0]["source"]]["file"]
+        assert (network.root / secret).resolve() == network.passphrase_of(m).resolve()
+        for volume in service["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (network.root / source).exists(), volume
+        assert str(CONTAINER_API_PORT) in " ".join(service["healthcheck"]["test"])
+        # The container's configuration: its data volume, all interfaces, peers by name.
+        inner = load_config(network.dir_of(m) / "node.docker.toml")
+        assert str(inner.data_dir) == "/var/lib/tabellion"
+        assert inner.listen_api == f"0.0.0.0:{CONTAINER_API_PORT}"
+        assert sorted(p.address for p in inner.peers) == sorted(
+            f"{o.slug}:{CONTAINER_PEER_PORT}" for o in network.municipalities if o is not m)
+
+
+def test_committed_docker_compose_is_what_init_generates(tmp_path: Path) -> None:
+    committed = json.loads((REPO / "docker" / "compose.yaml").read_text())
+    assert committed == reference_compose()
+    # Generating the network where docker/compose.yaml expects it gives the same file,
+    # up to the relative paths (the reference lives one directory above the network).
+    generated = init_network(tmp_path / "network", list(DEMO_MUNICIPALITIES),
+                             base_port=DEFAULT_BASE_PORT)
+    assert compose_document(generated, "./network", "..") == committed
+
+
+def _directive(dockerfile: str, name: str) -> list[str]:
+    match = re.search(rf"^{name} (\[.*\])$", dockerfile, re.M)
+    assert match is not None, f"the Dockerfile has no exec-form {name}"
+    value: list[str] = json.loads(match.group(1))
+    return value
+
+
+def test_dockerfile_default_command_is_the_compose_command(network: Network) -> None:
+    text = (REPO / "docker" / "Dockerfile").read_text()
+    entrypoint, cmd = _directive(text, "ENTRYPOINT"), _directive(text, "CMD")
+    assert entrypoint == ["tabellion"]
+    service = json.loads((network.root / "compose.yaml").read_text())["services"]["montreuil"]
+    assert service["command"][: len(cmd)] == cmd
+    assert "--require-hashes -r requirements.lock" in text
+    assert re.search(r"^USER tabellion$", text, re.M)
+    assert f"127.0.0.1:{CONTAINER_API_PORT}/healthz" in text
+
+
+def test_init_with_passphrase_env_writes_no_passphrase(runner: CliRunner,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "prod"
+    result = runner.invoke(app, _args(out, "--passphrase-env", "PW", "--base-port", "0",
+                                      "--compose", "--chain-id", "prod.net"),
+                           env={"PW": "a long operator passphrase", "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    network = load_network(out)
+    assert network.chain_id == "prod.net"
+    assert not list(out.rglob("passphrase"))
+    m = network.municipalities[1]
+    assert load_key(network.key_of(m, "admin"), b"a long operator passphrase")
+    service = json.loads((out / "compose.yaml").read_text())["services"][m.slug]
+    assert service["environment"] == {"PW":
+                                      "${BAGNOLET_PASSPHRASE:?set BAGNOLET_PASSPHRASE}"}
+    assert "Next:" in result.stdout and "Bagnolet" in result.stdout
+
+
+def test_init_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
+    three = ["network", "init", "--out", str(tmp_path / "a"), *[
+        a for m in MUNIS[:3] for a in ("-m", m)]]
+    assert_one_line_error(run_cli(*three), 2, "4 to 64 municipalities")
+    bad_siret = ["network", "init", "--out", str(tmp_path / "b"), "-m", "Paris:123",
+                 *[a for m in MUNIS for a in ("-m", m)]]
+    assert_one_line_error(run_cli(*bad_siret), 2, "14 digits")
+    twice = ["network", "init", "--out", str(tmp_path / "c"), "-m", MUNIS[0],
+             *[a for m in MUNIS for a in ("-m", m)]]
+    assert_one_line_error(run_cli(*twice), 2, "share a SIRET")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep").write_text("x")
+    assert_one_line_error(run_cli(*_args(busy)), 2, "not an empty directory")
+    assert sorted(p.name for p in busy.iterdir()) == ["keep"]
