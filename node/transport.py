@@ -307,6 +307,8 @@ class Transport:
                 waiter.cancel()
         finally:
             watch.cancel()
+            if watch.done() and not watch.cancelled():
+                watch.exception()  # retrieved: a reset connection is not an error to log
 
     # ------------------------------------------------------------------ listening
     async def _on_inbound(
