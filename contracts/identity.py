@@ -26,8 +26,8 @@ from contracts.view import Overlay, StateView
 from ledger.encoding import Value
 from ledger.genesis import ROLES, Genesis
 
-MEMBERS_MAX = 1_000
-"""Most keys ever enrolled in one municipality (bounds the member list and its scans)."""
+MEMBERS_MAX = 10_000
+"""Most keys ever enrolled in one municipality (bounds ``members_of`` and removal)."""
 MUNICIPALITIES_MAX = 256
 """Most active municipalities (bounded by the validator set size, records.CERT_VOTES_MAX)."""
 
@@ -75,10 +75,20 @@ def active_municipalities(state: StateView) -> list[str]:
     return [str(s) for s in keys.read_list(state, keys.MUNICIPALITIES_KEY)]
 
 
+def roster(state: StateView, siret: str) -> dict[str, int]:
+    """Counters of a municipality: keys ever enrolled, admins active now."""
+    found = keys.read_map(state, keys.roster_key(siret))
+    return found or {"enrolled": 0, "active_admins": 0}
+
+
 def members_of(state: StateView, siret: str) -> list[MemberInfo]:
-    """Every key ever enrolled in a municipality, sorted by key."""
-    found = (member(state, k) for k in keys.read_list(state, keys.members_key(siret)))
-    return [m for m in found if m is not None]
+    """Every key ever enrolled in a municipality, in enrollment order."""
+    found = []
+    for n in range(roster(state, siret)["enrolled"]):
+        info = member(state, str(keys.read(state, keys.member_index_key(siret, n))))
+        assert info is not None, "the index names enrolled keys"
+        found.append(info)
+    return found
 
 
 def validator_keys(state: StateView) -> list[str]:
@@ -98,8 +108,12 @@ def enroll_key(state: Overlay, siret: str, key_hex: str, roles: list[str], heigh
         "revoked_height": None,
         "replaced_by": None,
     })
-    listed = keys.read_list(state, keys.members_key(siret))
-    keys.write(state, keys.members_key(siret), _sorted_insert(listed, key_hex))
+    counts = roster(state, siret)
+    keys.write(state, keys.member_index_key(siret, counts["enrolled"]), key_hex)
+    keys.write(state, keys.roster_key(siret), {
+        "enrolled": counts["enrolled"] + 1,
+        "active_admins": counts["active_admins"] + ("admin" in roles),
+    })
 
 
 def revoke_key(state: Overlay, key_hex: str, height: int, replaced_by: str | None) -> None:
@@ -107,6 +121,10 @@ def revoke_key(state: Overlay, key_hex: str, height: int, replaced_by: str | Non
     assert record is not None and record["revoked_height"] is None, "validated before"
     keys.write(state, keys.member_key(key_hex),
                {**record, "revoked_height": height, "replaced_by": replaced_by})
+    if "admin" in record["roles"]:
+        counts = roster(state, record["siret"])
+        keys.write(state, keys.roster_key(record["siret"]),
+                   {**counts, "active_admins": counts["active_admins"] - 1})
 
 
 def add_municipality(state: Overlay, name: str, siret: str, validator_hex: str,
@@ -178,12 +196,12 @@ def _member_here(ctx: Context, key_hex: str, field_name: str) -> MemberInfo:
 
 
 def _active_admins(state: StateView, siret: str) -> int:
-    return sum(1 for m in members_of(state, siret) if m.active and "admin" in m.roles)
+    return roster(state, siret)["active_admins"]
 
 
 def _validate_enroll(ctx: Context) -> None:
     check_new_key(ctx.state, ctx.payload["key"], "key")
-    if len(keys.read_list(ctx.state, keys.members_key(ctx.signer.siret))) >= MEMBERS_MAX:
+    if roster(ctx.state, ctx.signer.siret)["enrolled"] >= MEMBERS_MAX:
         reject("too_many_members",
                f"municipality {ctx.signer.siret} has enrolled {MEMBERS_MAX} keys, the limit")
 

@@ -49,9 +49,14 @@ def municipality_key(siret: str) -> bytes:
     return _key("id", "muni", siret)
 
 
-def members_key(siret: str) -> bytes:
-    """``id/members/<siret>`` -> sorted list of every key (hex) ever enrolled there."""
-    return _key("id", "members", siret)
+def roster_key(siret: str) -> bytes:
+    """``id/roster/<siret>`` -> {enrolled, active_admins}: counters of a municipality."""
+    return _key("id", "roster", siret)
+
+
+def member_index_key(siret: str, n: int) -> bytes:
+    """``id/members/<siret>/<n>`` -> the n-th key (hex) enrolled there, from 0."""
+    return _key("id", "members", siret, str(n))
 
 
 def member_key(public_key_hex: str) -> bytes:
