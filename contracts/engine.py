@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contracts import deliberations, governance, identity, keys, notary, reports, social_aid
-from contracts.registry import Context, Registry, Rejection, admit
+from contracts.registry import Context, Registry, Rejection, admit, check_payload
 from contracts.view import BlockEnv, DictState, Overlay, StateView
 from ledger.genesis import Genesis
 from ledger.records import MESSAGE_BYTES_MAX, U64_MAX, Receipt, Transaction, ValidatorSet
@@ -39,6 +39,7 @@ __all__ = [
     "Overlay",
     "StateView",
     "check_admissible",
+    "check_schema",
     "execute_block",
     "genesis_changes",
     "validator_set",
@@ -139,4 +140,20 @@ def check_admissible(state: StateView, tx: Transaction, time_ms: int) -> Receipt
         admit(REGISTRY, state, tx, U64_MAX)
     except Rejection as rejection:
         return _refusal(tx_id, rejection)
+    return None
+
+
+def check_schema(tx: Transaction) -> Receipt | None:
+    """The stateless part of admission: the contract and action exist and the payload
+    fits the action's schema (no unknown field). ``None`` if so, else the rejection.
+
+    It needs no state, so a validator can run it on every transaction of a proposed block
+    and refuse to vote for a block carrying one that fails: an unknown field is the one
+    way personal data could be written into a block, and only a faulty primary would
+    propose such a transaction (honest mempools refuse it through ``check_admissible``)."""
+    try:
+        action = REGISTRY.lookup(tx.contract, tx.action)
+        check_payload(action.fields, tx.payload, f"{tx.contract}.{tx.action}")
+    except Rejection as rejection:
+        return _refusal(tx.tx_id, rejection)
     return None
