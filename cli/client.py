@@ -84,6 +84,13 @@ class NodeClient:
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._checked(self._http.get(path, params=params))
 
+    def get_raw(self, path: str) -> dict[str, Any] | None:
+        """The JSON body of a 200 answer, ``None`` for a 404; other errors raise."""
+        response = self._http.get(path)
+        if response.status_code == 404:
+            return None
+        return self._checked(response)
+
     # ------------------------------------------------------------------ API
 
     def status(self) -> dict[str, Any]:

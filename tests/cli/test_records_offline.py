@@ -1,0 +1,63 @@
+"""The parts of ``tabellion record`` that run before anything is sent: CSV rows of the
+SCDL schema, exact coordinates, local hashing."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from cli.common import CliError
+from cli.records import deliberation_from_csv, micro_degrees, sha256_file
+from cli.submit import check_action
+from contracts.deliberations import SCDL_FIELDS
+
+
+def test_scdl_csv_row_becomes_a_checked_payload(tmp_path: Path) -> None:
+    path = tmp_path / "delib.csv"
+    rows = [
+        ";".join(SCDL_FIELDS),
+        "Montreuil;21930048000015;D2026-040;2026-11-20;7.1;Décisions budgétaires;"
+        "Budget; 2026;Principal;;;35;30;20;8;2;https://montreuil.fr/d40",
+        "Montreuil;21930048000015;D2026-041;2026-11-20;9.1;Autres;Vœu;;;;;;;;;;",
+    ]
+    path.write_text("\ufeff" + "\n".join(rows) + "\n", encoding="utf-8")
+    first = deliberation_from_csv(path, 1)
+    assert first["DELIB_ID"] == "D2026-040"
+    assert first["BUDGET_ANNEE"] == "2026"
+    assert (first["VOTE_EFFECTIF"], first["VOTE_POUR"], first["VOTE_ABSTENTION"]) == (35, 20, 2)
+    second = deliberation_from_csv(path, 2)
+    assert "VOTE_POUR" not in second and "BUDGET_ANNEE" not in second
+    full = {**first, "act_sha256": "00" * 32, "sitting_id": "CM-1", "order_number": 1}
+    check_action("deliberations", "record", full)
+    with pytest.raises(CliError, match="no row 3"):
+        deliberation_from_csv(path, 3)
+
+
+def test_csv_without_scdl_columns_or_with_bad_votes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("name,amount\nx,1\n")
+    with pytest.raises(CliError, match="COLL_SIRET, DELIB_ID, DELIB_DATE"):
+        deliberation_from_csv(path, 1)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("COLL_SIRET,DELIB_ID,DELIB_DATE,VOTE_POUR\n21930048000015,D1,2026-01-01,"
+                   "twelve\n")
+    with pytest.raises(CliError, match="VOTE_POUR must be a whole number"):
+        deliberation_from_csv(bad, 1)
+
+
+def test_coordinates_are_exact_micro_degrees() -> None:
+    assert micro_degrees("48.8638", "lat", 90) == 48_863_800
+    assert micro_degrees("-0.000001", "long", 180) == -1
+    assert micro_degrees("2.448512", "long", 180) == 2_448_512
+    for bad in ("91", "1.0000001", "north", "nan", "inf"):
+        with pytest.raises(CliError):
+            micro_degrees(bad, "lat", 90)
+
+
+def test_files_are_hashed_locally(tmp_path: Path) -> None:
+    path = tmp_path / "arrete.pdf"
+    data = bytes(range(256)) * 5000
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
