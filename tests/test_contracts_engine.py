@@ -176,8 +176,23 @@ def _op(kind: int, a: int, b: int) -> tuple[str, str, dict[str, Any]]:
                                   "roles": ["clerk"]}
 
 
+def _reference(kind: int, b: int, earlier: str) -> tuple[str, str, dict[str, Any], str]:
+    """Templates that name an earlier transaction's id: governance and report follow-ups."""
+    if kind == len(NATURAL):
+        return "governance", "propose", {
+            "siret": siret("montreuil"), "kind": "set_parameter",
+            "parameter": ("block_txs_max", "approval_numerator")[b % 2], "value": 1 + b}, (
+            "montreuil.admin")
+    if kind == len(NATURAL) + 1:
+        return "governance", "approve", {"siret": siret("pantin"), "proposal_id": earlier}, (
+            "pantin.admin")
+    action = ("acknowledge", "close")[b % 2]
+    return "reports", action, {"siret": siret("montreuil"), "service_request_id": earlier}, (
+        "montreuil.clerk")
+
+
 ops = st.lists(
-    st.tuples(st.integers(0, 2 * len(PEOPLE)), st.integers(0, 8), st.integers(0, 99),
+    st.tuples(st.integers(0, 2 * len(PEOPLE)), st.integers(0, 11), st.integers(0, 99),
               st.integers(0, 99), st.booleans()),
     min_size=1, max_size=40,
 )
@@ -199,8 +214,13 @@ def test_same_transactions_give_same_roots_and_receipts_and_replay_reproduces_th
         if replay and txs:
             txs.append(txs[a % len(txs)])  # resubmitted: must be refused the second time
             continue
-        contract, action, payload = _op(kind, a, b)
-        signer = PEOPLE[who] if who < len(PEOPLE) else NATURAL[kind]
+        if kind >= len(NATURAL):  # refer to an earlier transaction (maybe a proposal/report)
+            earlier = txs[a % len(txs)].tx_id.hex()
+            contract, action, payload, natural = _reference(kind, b, earlier)
+        else:
+            contract, action, payload = _op(kind, a, b)
+            natural = NATURAL[kind]
+        signer = PEOPLE[who] if who < len(PEOPLE) else natural
         txs.append(first.tx(signer, contract, action, payload))
     blocks: list[list[Transaction]] = []
     position = 0
