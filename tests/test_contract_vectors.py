@@ -2,7 +2,8 @@
 
 Each case rebuilds its pre-state from the genesis and the setup blocks it lists, checks
 the pre-state root, executes the transaction in the given block environment, and
-compares the receipt (code, message, data) and the post-state root.
+compares the receipt (code, message, data), the new validator set (if any) and the
+post-state root.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def test_there_is_a_vector_file_per_contract() -> None:
                                        "social_aid", "reports", "notary"}
 
 
+def test_validator_set_changes_are_covered() -> None:
+    changes = [case for _, case in CASES if case["new_validator_set"] is not None]
+    assert {case["name"] for case in changes} == {"approve_passes", "remove_passes"}
+
+
 def test_every_file_has_accepted_and_rejected_cases() -> None:
     for path in FILES:
         codes = [c["receipt"]["code"] for c in json.loads(path.read_text())["cases"]]
@@ -61,6 +67,9 @@ def test_vector(contract: str, case: dict[str, Any]) -> None:
     assert receipt.tx_id == tx.tx_id
     assert {"code": receipt.code, "message": receipt.message, "data": receipt.data} == (
         case["receipt"])
+    changed = result.validator_set
+    assert (None if changed is None else [k.hex() for k in changed.keys]) == (
+        case["new_validator_set"])
     state.apply(result.changes)
     assert state_root(state.items()).hex() == case["post_state_root"]
 

@@ -2,7 +2,8 @@
 
 Each vector is one rule exercised once: the pre-state (genesis plus setup blocks, every
 transaction as canonical hex, every block environment), the transaction, the expected
-receipt (code, message, data) and the state roots before and after. Keys derive from
+receipt (code, message, data), the state roots before and after, and the new validator
+set if the transaction changed it (else null). Keys derive from
 names and Ed25519 signing is deterministic, so running this twice writes identical files;
 the generator checks each expected code while it writes.
 """
@@ -52,6 +53,7 @@ def run_case(case: Case) -> dict[str, Any]:
     pre_root = chain.root().hex()
     env = chain.env()
     receipt = chain.run(tx)
+    changed = chain.results[-1].validator_set
     if receipt.code != case.code:
         raise SystemExit(f"{case.file}/{case.name}: expected {case.code}, got "
                          f"{receipt.code}: {receipt.message}")
@@ -60,6 +62,7 @@ def run_case(case: Case) -> dict[str, Any]:
         "pre_state_root": pre_root, "env": _env(env), "tx": _tx(tx),
         "receipt": {"code": receipt.code, "message": receipt.message, "data": receipt.data},
         "post_state_root": chain.root().hex(),
+        "new_validator_set": None if changed is None else [k.hex() for k in changed.keys],
     }
 
 
@@ -86,10 +89,10 @@ def replayed(chain: Chain) -> Transaction:
     return tx
 
 
-def _proposal(then: str, town: str, *, advance_ms: int = 0, votes: tuple[str, ...] = ()
-              ) -> Build:
+def _proposal(then: str, town: str, *, advance_ms: int = 0, votes: tuple[str, ...] = (),
+              payload: dict[str, Any] | None = None) -> Build:
     def build(chain: Chain) -> Transaction:
-        tx = chain.tx("montreuil.admin", "governance", "propose", ADD)
+        tx = chain.tx("montreuil.admin", "governance", "propose", payload or ADD)
         assert chain.run(tx).ok
         for voter in votes:
             assert chain.do(f"{voter}.admin", "governance", "approve",
@@ -114,6 +117,7 @@ def _report_then(action: str, who: str, first: str | None = None) -> Build:
 ADD = {"siret": M, "kind": "add_municipality", "municipality_name": "Rosny-sous-Bois",
        "municipality_siret": "21930063900017", "validator_key": s.pub("rosny.validator"),
        "admin_key": s.pub("rosny.admin")}
+REMOVE = {"siret": M, "kind": "remove_municipality", "municipality_siret": siret("vincennes")}
 SITTING = ("montreuil.clerk", "deliberations", "record_sitting", s.sitting())
 RECORD = ("montreuil.clerk", "deliberations", "record", s.act())
 SCHEME = ("montreuil.agent", "social_aid", "create_scheme", s.scheme())
@@ -161,6 +165,13 @@ CASES = [
     Case("identity", "revoke_other_town", "keys of another municipality are out of reach",
          "wrong_municipality",
          do("montreuil.admin", "identity", "revoke", {"siret": M, "key": s.pub("pantin.clerk")})),
+    Case("identity", "revoke_twice", "revocation is permanent", "already_revoked",
+         after([("montreuil.admin", "identity", "revoke",
+                 {"siret": M, "key": s.pub("montreuil.clerk")})],
+               "montreuil.admin", "identity", "revoke",
+               {"siret": M, "key": s.pub("montreuil.clerk")})),
+    Case("identity", "revoke_unknown", "the key to revoke is enrolled", "unknown_member",
+         do("montreuil.admin", "identity", "revoke", {"siret": M, "key": "00" * 32})),
     Case("identity", "last_admin", "a municipality keeps an active admin", "last_admin",
          do("montreuil.admin", "identity", "revoke",
             {"siret": M, "key": s.pub("montreuil.admin")})),
@@ -186,6 +197,15 @@ CASES = [
     Case("governance", "approve_unknown", "the proposal must exist", "unknown_proposal",
          do("bagnolet.admin", "governance", "approve",
             {"siret": siret("bagnolet"), "proposal_id": "ab" * 32})),
+    Case("governance", "approve_passed", "a passed proposal takes no more votes",
+         "proposal_closed",
+         _proposal("approve", "vincennes", votes=("bagnolet", "pantin"))),
+    Case("governance", "remove_passes", "removing a municipality drops its validator", "ok",
+         _proposal("approve", "pantin", votes=("bagnolet",), payload=REMOVE)),
+    Case("governance", "remove_unknown", "only a member municipality can be removed",
+         "unknown_municipality",
+         do("montreuil.admin", "governance", "propose",
+            {**REMOVE, "municipality_siret": "21930063900017"})),
     Case("governance", "bad_parameter", "parameters keep their bounds", "invalid_parameter",
          do("montreuil.admin", "governance", "propose",
             {"siret": M, "kind": "set_parameter", "parameter": "approval_numerator",
@@ -193,6 +213,12 @@ CASES = [
     # deliberations
     Case("deliberations", "sitting", "a sitting records members in office and present", "ok",
          do(*SITTING)),
+    Case("deliberations", "sitting_twice", "sitting ids are unique", "duplicate_sitting",
+         after([SITTING], *SITTING)),
+    Case("deliberations", "correct_unknown", "a correction replaces a recorded act",
+         "unknown_deliberation",
+         after([SITTING], "montreuil.clerk", "deliberations", "correct",
+               s.act(delib_id="X-R1", replaces="X"))),
     Case("deliberations", "sitting_overfull", "present <= in office", "invalid_sitting",
          do("montreuil.clerk", "deliberations", "record_sitting", s.sitting(present=50))),
     Case("deliberations", "sitting_future", "no sitting after the block date",
@@ -259,6 +285,10 @@ CASES = [
     # social aid
     Case("social_aid", "scheme", "a scheme with budget, period, ceiling, threshold", "ok",
          do(*SCHEME)),
+    Case("social_aid", "scheme_twice", "scheme ids are unique", "duplicate_scheme",
+         after([SCHEME], *SCHEME)),
+    Case("social_aid", "approve_unknown", "the payment to approve exists", "unknown_payment",
+         after([SCHEME], "montreuil.agent2", "social_aid", "approve", PAY_REF)),
     Case("social_aid", "scheme_period", "the period ends after it starts", "invalid_period",
          do("montreuil.agent", "social_aid", "create_scheme",
             s.scheme(start="2026-12", end="2026-01"))),
@@ -309,6 +339,9 @@ CASES = [
          _report_then("close", "montreuil.clerk", first="acknowledge")),
     Case("reports", "backwards", "status only moves forward", "status_not_forward",
          _report_then("acknowledge", "montreuil.clerk", first="close")),
+    Case("reports", "unknown_report", "the report exists in the signer's municipality",
+         "unknown_report",
+         do("montreuil.clerk", "reports", "close", {"siret": M, "service_request_id": "ab" * 32})),
     Case("reports", "close_auditor", "closing needs an agent", "not_permitted",
          _report_then("close", "montreuil.auditor")),
     # notary
