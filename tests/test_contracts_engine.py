@@ -17,7 +17,7 @@ from contracts.engine import (
     genesis_changes,
     validator_set,
 )
-from ledger.records import Transaction
+from ledger.records import MESSAGE_BYTES_MAX, Receipt, Transaction
 from tests.vectors.contracts.scenario import (
     Chain,
     act,
@@ -252,3 +252,12 @@ def test_different_transactions_give_different_roots() -> None:
     a.block(x)
     b.block(y)
     assert a.root() != b.root()
+
+
+def test_a_huge_unknown_field_name_still_gives_a_valid_receipt() -> None:
+    chain = Chain()
+    receipt = chain.do("montreuil.clerk", "notary", "anchor", {**anchor(), "é" * 20_000: 1})
+    assert receipt.code == "invalid_payload"
+    assert len(receipt.message.encode()) <= MESSAGE_BYTES_MAX
+    assert receipt.message.startswith("the field éé") and receipt.message.endswith("…")
+    assert Receipt.decode(receipt.encode()) == receipt
