@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import demo, keys, network, node_cmd, records, submit
+from cli import bench, demo, keys, network, node_cmd, records, submit
 from cli.common import EXIT_CODES_HELP, guarded
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.add_typer(node_cmd.app, name="node")
 submit.register(app)
 app.add_typer(records.app, name="record")
 demo.register(app)
+bench.register(app)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
