@@ -76,7 +76,10 @@ def _sorted_maps(value: Value) -> Value:
 def encode(value: Value, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Return the canonical bytes of ``value``; raise ``DecodeError`` if it has none."""
     _check(value, 0, limits)
-    packed: bytes = msgpack.packb(_sorted_maps(value), use_bin_type=True)
+    try:
+        packed: bytes = msgpack.packb(_sorted_maps(value), use_bin_type=True)
+    except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 spelling
+        raise DecodeError("a text string is not valid Unicode (lone surrogate)") from exc
     return packed
 
 
