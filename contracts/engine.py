@@ -11,6 +11,11 @@ Rules:
   ``tx/<id hex>`` (value: its expiry); an id already there is refused
   (``already_committed``) and leaves the state untouched. A rejected transaction still
   consumes its id, so the same signed bytes can never be committed twice.
+- Guards do not accumulate forever: each id is also filed in the bucket of the hour its
+  expiry falls in, and at the start of every block the buckets of the hours that ended
+  before the block's hour are deleted with their guards. A transaction in such a bucket
+  expired before the block's time, so ``ledger.validation.check_transaction`` refuses it
+  anyway (its expiry is covered by its id: the same id always falls in the same bucket).
 - Signatures, chain id and expiry are checked before execution by
   ``ledger.validation.check_transaction`` (block validation and mempool): the engine
   trusts them and does not spend time re-verifying.
@@ -99,13 +104,46 @@ def _already(tx_id: bytes) -> Receipt:
                    "a signed transaction is recorded once", {})
 
 
+EXPIRY_BUCKET_MS = 3_600_000
+"""Committed ids are pruned by the hour of their expiry."""
+
+
+def _guard(block: Overlay, tx_id: bytes, expiry_ms: int) -> None:
+    """Record a committed id, and file it for pruning after it expires."""
+    keys.write(block, keys.tx_key(tx_id), expiry_ms)
+    hour = expiry_ms // EXPIRY_BUCKET_MS
+    count = keys.read(block, keys.expiry_bucket_key(hour)) or 0
+    keys.write(block, keys.expiry_item_key(hour, count), tx_id.hex())
+    keys.write(block, keys.expiry_bucket_key(hour), count + 1)
+
+
+def prune_expired(block: Overlay, time_ms: int) -> int:
+    """Delete the guards of ids that expired in hours before ``time_ms``'s hour; return
+    how many. Work is proportional to the ids pruned plus the hours elapsed."""
+    now = time_ms // EXPIRY_BUCKET_MS
+    start = keys.read(block, keys.PRUNED_HOUR_KEY)
+    if start == now:
+        return 0
+    pruned = 0
+    for hour in range(now if start is None else start, now):
+        count = keys.read(block, keys.expiry_bucket_key(hour)) or 0
+        for n in range(count):
+            item = keys.expiry_item_key(hour, n)
+            block.delete(keys.tx_key(bytes.fromhex(str(keys.read(block, item)))))
+            block.delete(item)
+        if count:
+            block.delete(keys.expiry_bucket_key(hour))
+        pruned += count
+    keys.write(block, keys.PRUNED_HOUR_KEY, now)
+    return pruned
+
+
 def execute_transaction(block: Overlay, env: BlockEnv, tx: Transaction) -> Receipt:
     """Run one transaction against the block's overlay; merge its writes only if ok."""
     tx_id = tx.tx_id
-    guard = keys.tx_key(tx_id)
-    if block.get(guard) is not None:
+    if block.get(keys.tx_key(tx_id)) is not None:
         return _already(tx_id)
-    keys.write(block, guard, tx.expiry_ms)
+    _guard(block, tx_id, tx.expiry_ms)
     scratch = Overlay(block)
     try:
         action, signer = admit(REGISTRY, block, tx, env.height)
@@ -121,6 +159,7 @@ def execute_transaction(block: Overlay, env: BlockEnv, tx: Transaction) -> Recei
 def execute_block(state: StateView, env: BlockEnv, txs: Sequence[Transaction]) -> BlockResult:
     """Execute ``txs`` in order over ``state`` (left untouched) for the block ``env``."""
     block = Overlay(state)
+    prune_expired(block, env.time_ms)
     before = block.get(keys.VALIDATORS_KEY)
     receipts = tuple(execute_transaction(block, env, tx) for tx in txs)
     changed = block.get(keys.VALIDATORS_KEY) != before

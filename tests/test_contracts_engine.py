@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +18,11 @@ from contracts.engine import (
     genesis_changes,
     validator_set,
 )
+from ledger.errors import InvalidTransaction
 from ledger.records import MESSAGE_BYTES_MAX, Receipt, Transaction
+from ledger.validation import check_transaction
 from tests.vectors.contracts.scenario import (
+    BLOCK_MS,
     Chain,
     act,
     anchor,
@@ -77,7 +81,27 @@ def test_a_failed_transaction_leaves_no_write_but_its_id() -> None:
     receipt = chain.run(tx)
     assert receipt.code == "unknown_sitting"
     after = chain.state.items()
-    assert set(after) - set(before) == {keys.tx_key(tx.tx_id)}
+    hour = tx.expiry_ms // 3_600_000
+    assert set(after) - set(before) == {
+        keys.tx_key(tx.tx_id), keys.expiry_bucket_key(hour), keys.expiry_item_key(hour, 0),
+        keys.PRUNED_HOUR_KEY,
+    }
+
+
+def test_guards_are_pruned_once_their_transactions_expired() -> None:
+    chain = Chain()
+    tx = chain.tx("montreuil.clerk", "notary", "anchor", anchor())
+    other = chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"other"))
+    chain.block(tx, other)
+    chain.time_ms = tx.expiry_ms - 2 * BLOCK_MS  # still valid: the guard refuses a replay
+    assert chain.run(tx).code == "already_committed"
+    chain.time_ms = (tx.expiry_ms // 3_600_000 + 1) * 3_600_000  # the next hour has begun
+    chain.block()
+    assert chain.state.get(keys.tx_key(tx.tx_id)) is None
+    assert chain.state.get(keys.tx_key(other.tx_id)) is None
+    assert not any(k.startswith(b"txexp/") for k in chain.state)
+    with pytest.raises(InvalidTransaction, match="expired"):
+        check_transaction(tx, chain.genesis.chain_id, chain.env().time_ms)
 
 
 def test_the_same_transaction_twice_in_one_block_commits_once() -> None:
