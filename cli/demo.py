@@ -82,6 +82,9 @@ class Cluster:
     """The node processes of a network, all in one process group."""
 
     network: Network
+    command: tuple[str, ...] = (sys.executable, "-m", "cli")
+    """How to run ``tabellion``: this interpreter by default, so that it works from a
+    checkout; tests pass the console script to run exactly the image's entry command."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pgid: int | None = None
 
@@ -96,7 +99,7 @@ class Cluster:
             log = (self.network.dir_of(m) / "node.log").open("ab")
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "cli", "node", "start", "--config",
+                    [*self.command, "node", "start", "--config",
                      str(self.network.config_of(m))],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                     process_group=0 if self.pgid is None else self.pgid,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import bench, demo, keys, network, node_cmd, records, submit
+from cli import bench, demo, export, keys, network, node_cmd, records, submit
 from cli.common import EXIT_CODES_HELP, guarded
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ submit.register(app)
 app.add_typer(records.app, name="record")
 demo.register(app)
 bench.register(app)
+export.register(app)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
