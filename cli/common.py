@@ -88,8 +88,8 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt):
+            raise  # Typer's own exits and usage errors (exit code 2) keep their meaning
         except CliError as exc:
             fail(exc.message, exc.exit_code)
         except LedgerError as exc:

@@ -228,10 +228,14 @@ def status(node: NodeUrl, json_out: JsonOut = False) -> None:
     table = Table(title=f"Node {node}", show_header=False)
     table.add_column("field")
     table.add_column("value")
-    for name in ("chain_id", "height", "head_hash", "view", "primary", "validator",
-                 "mempool_size"):
+    for name in ("chain_id", "height", "head_hash", "executed_height", "view", "primary",
+                 "validator"):
         if name in found:
             table.add_row(name, str(found[name]))
+    mempool = found.get("mempool")
+    if isinstance(mempool, dict):
+        table.add_row("mempool", f"{mempool.get('transactions', '?')} transactions, "
+                                 f"{mempool.get('bytes', '?')} bytes")
     out.print(table)
     peers = found.get("peers")
     if isinstance(peers, list) and peers:
