@@ -106,3 +106,42 @@ def test_node_start_reports_a_bad_configuration(network: Network, tmp_path: Path
                                   "--passphrase-file", str(wrong)), 2, "passphrase is wrong")
     assert_one_line_error(run_cli("node", "start", "--config", str(network.config_of(m)),
                                   env={"TABELLION_PASSPHRASE": ""}), 2, "empty")
+
+
+def test_guard_turns_any_error_into_one_line_and_its_exit_code() -> None:
+    from typer.testing import CliRunner
+
+    from cli.common import CliError, guarded
+    from ledger.errors import CorruptionError, KeyFileError
+
+    errors: dict[str, BaseException] = {
+        "bug": RuntimeError("boom\nsecond line"),
+        "store": CorruptionError("block 7 does not match its hash"),
+        "key": KeyFileError("cannot decrypt k.key: the passphrase is wrong"),
+        "perm": PermissionError(13, "Permission denied", "/etc/shadow"),
+        "mine": CliError("refused", 1),
+    }
+    expected = {"bug": 1, "store": 1, "key": 2, "perm": 2, "mine": 1}
+    demo = typer.Typer()
+
+    @demo.command()
+    @guarded
+    def fail(kind: str) -> None:
+        raise errors[kind]
+
+    for kind, code in expected.items():
+        result = CliRunner().invoke(demo, [kind])
+        assert result.exit_code == code, (kind, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (kind, result.stderr)
+        assert "Traceback" not in result.output
+    assert "bug in tabellion" in CliRunner().invoke(demo, ["bug"]).stderr
+
+
+def test_python_dash_m_cli_is_the_same_application() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "network" in result.stdout and "demo" in result.stdout
