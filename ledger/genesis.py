@@ -24,6 +24,8 @@ from ledger.records import CHAIN_ID_BYTES_MAX, NAME_BYTES_MAX, ValidatorSet
 GENESIS_FILE_BYTES_MAX = 4 * 1024 * 1024
 ROLES = ("admin", "clerk", "social_aid_agent", "auditor")
 SIRET_RE = re.compile(r"^\d{14}$")
+GENESIS_TIME_MS_MAX = 2**63 - 1
+APPROVAL_DENOMINATOR_MAX = 1000
 CHAIN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -152,6 +154,11 @@ def _get(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
         raise GenesisError(f"genesis: {where}.{key} must be an integer")
     if not isinstance(value, kind):
         raise GenesisError(f"genesis: {where}.{key} must be a {kind.__name__}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate from a "\ud800" JSON escape
+            raise GenesisError(f"genesis: {where}.{key} is not valid Unicode text") from exc
     return value
 
 
@@ -169,6 +176,10 @@ def genesis_from_json(obj: Any) -> Genesis:
     if not CHAIN_ID_RE.fullmatch(chain_id) or len(chain_id) > CHAIN_ID_BYTES_MAX:
         raise GenesisError("genesis: chain_id must be 1-64 characters of a-z 0-9 . _ -")
     time_ms = _get(obj, "genesis_time_ms", int, "genesis")
+    if not 0 <= time_ms <= GENESIS_TIME_MS_MAX:
+        raise GenesisError(
+            "genesis: genesis_time_ms must be milliseconds since 1970 (0..2**63-1)"
+        )
     c = _get(obj, "consensus", dict, "genesis")
     params = ConsensusParams(
         checkpoint_interval=_get(c, "checkpoint_interval", int, "consensus"),
@@ -196,8 +207,11 @@ def genesis_from_json(obj: Any) -> Genesis:
     g = _get(obj, "governance", dict, "genesis")
     num = _get(g, "approval_numerator", int, "governance")
     den = _get(g, "approval_denominator", int, "governance")
-    if not 0 < num <= den:
-        raise GenesisError("genesis: governance approval must be a fraction in (0, 1]")
+    if not 0 < num <= den <= APPROVAL_DENOMINATOR_MAX:
+        raise GenesisError(
+            "genesis: governance approval must be a fraction in (0, 1] with a denominator "
+            f"of at most {APPROVAL_DENOMINATOR_MAX}"
+        )
     raw = _get(obj, "municipalities", list, "genesis")
     if not 1 <= len(raw) <= 256:
         raise GenesisError("genesis: there must be 1 to 256 municipalities")
