@@ -1,0 +1,54 @@
+"""The LevelDB layer: prefixes, atomic batches, ranges and operator-facing errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import StoreError
+from ledger.kv import KV
+
+
+def test_prefixed_views_are_disjoint_and_ordered(tmp_path: Path) -> None:
+    with KV.open(tmp_path / "db") as kv:
+        a, b = kv.prefixed(b"a/"), kv.prefixed(b"b/")
+        for i in (3, 1, 2):
+            a.put(bytes([i]), b"A%d" % i)
+            b.put(bytes([i]), b"B%d" % i)
+        assert [k for k, _ in a.items()] == [b"\x01", b"\x02", b"\x03"]
+        assert [v for _, v in b.items(reverse=True)] == [b"B3", b"B2", b"B1"]
+        assert [k for k, _ in a.items(start=b"\x02")] == [b"\x02", b"\x03"]
+        assert [k for k, _ in a.items(start=b"\x01", stop=b"\x03")] == [b"\x01", b"\x02"]
+        assert a.get(b"\x04") is None
+        assert kv.get(b"a/\x01") == b"A1"
+
+
+def test_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    with KV.open(tmp_path / "db") as kv:
+        with kv.batch() as batch:
+            batch.put(b"x", b"1")
+            batch.put(b"y", b"2")
+        with pytest.raises(RuntimeError), kv.batch() as batch:
+            batch.put(b"z", b"3")
+            batch.delete(b"x")
+            raise RuntimeError("crash in the middle")
+        assert kv.get(b"z") is None
+        assert kv.get(b"x") == b"1"
+
+
+def test_data_survives_reopen(tmp_path: Path) -> None:
+    with KV.open(tmp_path / "db") as kv:
+        kv.put(b"k", b"v", sync=True)
+    with KV.open(tmp_path / "db", create=False) as kv:
+        assert kv.get(b"k") == b"v"
+
+
+def test_a_locked_directory_names_the_likely_cause(tmp_path: Path) -> None:
+    with KV.open(tmp_path / "db"), pytest.raises(StoreError, match="already running"):
+        KV.open(tmp_path / "db")
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no Tabellion data"):
+        KV.open(tmp_path / "nothing", create=False)
