@@ -15,11 +15,15 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from ledger.encoding import encode
+from ledger.kv import KV
 from ledger.state import MemoryNodeStore, StateProof, StateTree, verify_state_proof
+from ledger.state_store import PersistentState
 
 BUILD_CHUNK_KEYS = 10_000
 BATCHES = ((1, 200), (100, 20), (1000, 5))  # (keys per version, versions measured)
@@ -146,7 +150,16 @@ def main() -> None:
     tree = StateTree(MemoryNodeStore())
     memory = _Target("memory", tree.apply, tree.prove)
     _run(memory, args.keys, args.seed, lambda key: _latest_in_tree(tree, key))
-    # LevelDB figures come with ledger.state_store (waiting for ledger.kv).
+    if args.memory_only:
+        return
+    with tempfile.TemporaryDirectory(prefix="tabellion-state-bench-") as folder:
+        kv = KV.open(Path(folder) / "db")
+        try:
+            state = PersistentState(kv.prefixed(b"s/"))
+            disk = _Target("leveldb", state.apply, state.prove)
+            _run(disk, args.keys, args.seed, state.get_latest)
+        finally:
+            kv.close()
 
 
 def _latest_in_tree(tree: StateTree, key: bytes) -> bytes | None:

@@ -1,0 +1,162 @@
+"""The authenticated state on LevelDB: tree nodes plus a flat index of the latest values.
+
+Rules:
+- ``KVNodeStore`` keeps the nodes of a ``ledger.state.StateTree`` in a ``KV``, one entry
+  per node under its node key (version || nibble path); ``write_nodes`` is one synced
+  LevelDB batch.
+- ``PersistentState`` lays out the KV it is given (the node passes the chain store's
+  ``s/`` space) as:
+    ``n/`` + node key          tree nodes and the latest-version marker (ledger.state);
+    ``i/`` + state key         the value of that key in the latest version (flat index).
+  ``apply`` writes the new nodes, the index changes and the latest-version marker in ONE
+  synced batch, so after a crash the index, the tree and the recorded version always
+  agree: either the whole version is there or none of it.
+- Reading the latest value of a key is one LevelDB read (``get_latest``); reading at an
+  older version, or proving, walks the tree (O(depth) reads).
+- Nothing is ever deleted from the tree: every version stays provable (no pruning yet,
+  see docs/adr/0006-authenticated-state.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from ledger.errors import StoreError
+from ledger.kv import KV
+from ledger.state import (
+    KEY_BYTES_MAX,
+    LATEST_VERSION_KEY,
+    StateProof,
+    StateTree,
+)
+
+NODES_PREFIX = b"n/"
+INDEX_PREFIX = b"i/"
+SCAN_ITEMS_MAX = 100_000
+
+
+class KVNodeStore:
+    """A ``NodeStore`` over a ``KV`` (typically a prefixed view of the chain store)."""
+
+    __slots__ = ("kv",)
+
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+
+    def get_node(self, node_key: bytes) -> bytes | None:
+        return self.kv.get(node_key)
+
+    def write_nodes(self, nodes: Mapping[bytes, bytes], *, version: int) -> None:
+        with self.kv.batch(sync=True) as batch:
+            for key, data in nodes.items():
+                batch.put(key, data)
+
+
+class _StagedNodes:
+    """Reads through to the stored nodes, keeps the writes of one ``apply`` aside so
+    that ``PersistentState`` can put them in the same batch as the index."""
+
+    __slots__ = ("base", "pending")
+
+    def __init__(self, base: KVNodeStore) -> None:
+        self.base = base
+        self.pending: dict[bytes, bytes] = {}
+
+    def get_node(self, node_key: bytes) -> bytes | None:
+        data = self.pending.get(node_key)
+        return data if data is not None else self.base.get_node(node_key)
+
+    def write_nodes(self, nodes: Mapping[bytes, bytes], *, version: int) -> None:
+        self.pending.update(nodes)
+
+
+class LatestView:
+    """The latest state as a read-only view (``contracts.view.StateView``)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: PersistentState) -> None:
+        self._state = state
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._state.get_latest(key)
+
+
+class PersistentState:
+    """The versioned authenticated state of a node, on LevelDB."""
+
+    __slots__ = ("_index", "_kv", "_latest", "_staged", "_tree")
+
+    def __init__(self, kv: KV) -> None:
+        self._kv = kv
+        self._index = kv.prefixed(INDEX_PREFIX)
+        self._staged = _StagedNodes(KVNodeStore(kv.prefixed(NODES_PREFIX)))
+        self._tree = StateTree(self._staged)
+        # This object is the only writer of its KV space, so the version it last
+        # committed is the stored one; cached to spare a read on every ``get``.
+        self._latest = self._tree.latest_version()
+
+    @property
+    def tree(self) -> StateTree:
+        """The tree itself (reads only: writes go through ``apply``)."""
+        return self._tree
+
+    def latest_version(self) -> int | None:
+        """The last version committed (block height), or None if nothing was applied yet."""
+        return self._latest
+
+    def root(self, version: int) -> bytes:
+        return self._tree.root(version)
+
+    def get(self, key: bytes, version: int) -> bytes | None:
+        """Value of ``key`` at ``version``; at the latest version, from the index."""
+        if version == self._latest and not isinstance(version, bool):
+            return self.get_latest(key)
+        return self._tree.get(key, version)
+
+    def prove(self, key: bytes, version: int) -> StateProof:
+        return self._tree.prove(key, version)
+
+    def get_latest(self, key: bytes) -> bytes | None:
+        """Value of ``key`` in the latest version: one LevelDB read."""
+        if len(key) > KEY_BYTES_MAX:
+            return None  # no such key can have been written
+        return self._index.get(key)
+
+    def latest_view(self) -> LatestView:
+        return LatestView(self)
+
+    def items_latest(
+        self, prefix: bytes = b"", *, limit: int = SCAN_ITEMS_MAX
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs of the latest version whose key starts with ``prefix``, in
+        key order, at most ``limit`` of them."""
+        if not 0 <= limit <= SCAN_ITEMS_MAX:
+            raise StoreError(f"a state scan returns at most {SCAN_ITEMS_MAX} items")
+        for count, item in enumerate(self._index.items(prefix=prefix)):
+            if count >= limit:
+                return
+            yield item
+
+    def apply(self, version: int, changes: Mapping[bytes, bytes | None]) -> bytes:
+        """Build ``version`` from the previous one (see ``StateTree.apply``) and commit
+        nodes, index and version marker in one synced batch; return the new root."""
+        self._staged.pending.clear()
+        try:
+            root = self._tree.apply(version, changes)
+            nodes = self._staged.pending
+            if LATEST_VERSION_KEY not in nodes:
+                raise AssertionError("StateTree.apply always records the new version")
+            with self._kv.batch(sync=True) as batch:
+                for node_key, data in nodes.items():
+                    batch.put(NODES_PREFIX + node_key, data)
+                for key in sorted(changes):
+                    value = changes[key]
+                    if value is None:
+                        batch.delete(INDEX_PREFIX + key)
+                    else:
+                        batch.put(INDEX_PREFIX + key, value)
+            self._latest = version
+        finally:
+            self._staged.pending.clear()
+        return root

@@ -1,0 +1,202 @@
+"""The state on a real LevelDB (ledger.state_store): reopen, index agreement, crashes."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import StoreError
+from ledger.kv import KV
+from ledger.state import (
+    EMPTY_STATE_ROOT,
+    KEY_BYTES_MAX,
+    MemoryNodeStore,
+    StateTree,
+    compute_root,
+    verify_state_proof,
+)
+from ledger.state_store import KVNodeStore, PersistentState
+
+ROOT = Path(__file__).resolve().parent.parent
+CRASH_DEADLINE_S = 120
+
+
+def history(seed: int, versions: int) -> list[dict[bytes, bytes | None]]:
+    """A reproducible sequence of change sets over a small key space."""
+    rnd = random.Random(seed)
+    out: list[dict[bytes, bytes | None]] = []
+    for _ in range(versions):
+        change: dict[bytes, bytes | None] = {}
+        for _ in range(rnd.randint(0, 40)):
+            key = b"rec/%03d" % rnd.randrange(150)
+            change[key] = None if rnd.random() < 0.3 else rnd.randbytes(rnd.randint(0, 40))
+        out.append(change)
+    return out
+
+
+def states_of(changes: list[dict[bytes, bytes | None]]) -> list[dict[bytes, bytes]]:
+    states: list[dict[bytes, bytes]] = []
+    state: dict[bytes, bytes] = {}
+    for change in changes:
+        state = dict(state)
+        for key, value in change.items():
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+        states.append(state)
+    return states
+
+
+def open_state(path: Path) -> tuple[KV, PersistentState]:
+    kv = KV.open(path)
+    return kv, PersistentState(kv.prefixed(b"s/"))
+
+
+def assert_matches(state: PersistentState, expected: list[dict[bytes, bytes]]) -> None:
+    """Every stored version equals the expected dicts; the index equals the last one."""
+    assert state.latest_version() == len(expected) - 1
+    keys = {key for past in expected for key in past} | {b"never written"}
+    for version, past in enumerate(expected):
+        assert state.root(version) == compute_root(past)
+        for key in keys:
+            assert state.get(key, version) == past.get(key)
+            assert state.tree.get(key, version) == past.get(key)  # the index aside
+    last = expected[-1]
+    for key in keys:
+        assert state.get_latest(key) == last.get(key)
+    assert dict(state.items_latest()) == dict(sorted(last.items()))
+
+
+def test_reopening_gives_the_same_roots_values_and_proofs(tmp_path: Path) -> None:
+    changes = history(seed=7, versions=25)
+    expected = states_of(changes)
+    kv, state = open_state(tmp_path / "db")
+    try:
+        assert state.latest_version() is None
+        roots = [state.apply(version, change) for version, change in enumerate(changes)]
+        assert roots == [compute_root(s) for s in expected]
+    finally:
+        kv.close()
+
+    kv, state = open_state(tmp_path / "db")
+    try:
+        assert_matches(state, expected)
+        for version in (0, 12, 24):
+            for key in (b"rec/001", b"rec/077", b"absent"):
+                value = expected[version].get(key)
+                verify_state_proof(roots[version], key, value, state.prove(key, version))
+        # and it carries on from where it stopped
+        root = state.apply(25, {b"rec/001": b"after reopen"})
+        assert root == compute_root({**expected[-1], b"rec/001": b"after reopen"})
+    finally:
+        kv.close()
+
+
+def test_the_same_history_in_memory_and_on_disk_gives_the_same_roots(tmp_path: Path) -> None:
+    changes = history(seed=3, versions=15)
+    memory = StateTree(MemoryNodeStore())
+    kv = KV.open(tmp_path / "db")
+    try:
+        on_disk = StateTree(KVNodeStore(kv.prefixed(b"s/n/")))
+        for version, change in enumerate(changes):
+            assert memory.apply(version, change) == on_disk.apply(version, change)
+    finally:
+        kv.close()
+
+
+def test_deleting_everything_empties_the_index_too(tmp_path: Path) -> None:
+    kv, state = open_state(tmp_path / "db")
+    try:
+        items = {b"k%d" % i: b"v" for i in range(50)}
+        state.apply(0, items)
+        assert state.apply(1, dict.fromkeys(items)) == EMPTY_STATE_ROOT
+        assert list(state.items_latest()) == []
+        assert state.get_latest(b"k3") is None
+        assert state.get(b"k3", 0) == b"v"  # the old version stays readable
+    finally:
+        kv.close()
+
+
+def test_a_refused_change_set_writes_nothing(tmp_path: Path) -> None:
+    kv, state = open_state(tmp_path / "db")
+    try:
+        state.apply(0, {b"a": b"1"})
+        with pytest.raises(StoreError):
+            state.apply(1, {b"b": b"2", b"x" * (KEY_BYTES_MAX + 1): b"too long a key"})
+        with pytest.raises(StoreError, match="next: 1"):
+            state.apply(3, {b"b": b"2"})
+        assert state.latest_version() == 0
+        assert state.get_latest(b"b") is None
+        assert state.apply(1, {b"b": b"2"}) == compute_root({b"a": b"1", b"b": b"2"})
+        assert state.get_latest(b"x" * (KEY_BYTES_MAX + 1)) is None
+    finally:
+        kv.close()
+
+
+def test_latest_view_and_prefix_scans(tmp_path: Path) -> None:
+    kv, state = open_state(tmp_path / "db")
+    try:
+        state.apply(0, {b"delib/2": b"b", b"delib/1": b"a", b"notary/x": b"n", b"": b"root"})
+        view = state.latest_view()
+        assert view.get(b"delib/1") == b"a"
+        assert view.get(b"delib/3") is None
+        assert list(state.items_latest(b"delib/")) == [(b"delib/1", b"a"), (b"delib/2", b"b")]
+        assert list(state.items_latest(b"delib/", limit=1)) == [(b"delib/1", b"a")]
+        with pytest.raises(StoreError):
+            list(state.items_latest(limit=-1))
+    finally:
+        kv.close()
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from ledger.kv import KV
+from ledger.state_store import PersistentState
+from tests.test_state_store import history
+
+kv = KV.open(Path(sys.argv[1]))
+state = PersistentState(kv.prefixed(b"s/"))
+for version, change in enumerate(history(seed=11, versions=100_000)):
+    state.apply(version, change)
+    print(version, flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_index_and_tree_in_agreement(tmp_path: Path) -> None:
+    """kill -9 a process in the middle of applying versions: on reopen, the recorded
+    version, the tree and the flat index describe the same state."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path / "db")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + CRASH_DEADLINE_S
+        assert child.stdout is not None
+        for line in child.stdout:  # wait for progress, then kill mid-stream
+            if int(line) >= 30 or time.monotonic() > deadline:
+                break
+        os.killpg(child.pid, signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=CRASH_DEADLINE_S)
+
+    kv, state = open_state(tmp_path / "db")
+    try:
+        latest = state.latest_version()
+        assert latest is not None and latest >= 30
+        assert_matches(state, states_of(history(seed=11, versions=latest + 1)))
+    finally:
+        kv.close()
