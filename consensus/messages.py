@@ -1,0 +1,522 @@
+"""Consensus messages: signed, canonical, bounded.
+
+Rules:
+- Every message travels as the canonical msgpack array ``[kind, body]``; ``body`` is the
+  message's fields in declaration order (arrays, not maps). ``decode_message`` accepts
+  only the canonical form (``ledger.encoding``) and raises ``DecodeError`` for anything
+  else, whatever the bytes: wrong kind, wrong arity, out-of-range integer, oversize list.
+- PREPARE and COMMIT are ``ledger.records.Vote`` (signed under ``Tag.VOTE_SIGN`` over the
+  chain id, phase, view, height and block hash), so a quorum of COMMITs is directly a
+  ``ledger.records.CommitCertificate``.
+- Every other signed message is signed by its ``sender`` under ``Tag.CONSENSUS_SIGN``
+  over ``[chain_id, kind, *fields]`` (every field except the signature). Large parts
+  (blocks) are covered through their hash: a pre-prepare signs the block hash.
+- Decoding checks form only. Signatures, membership, views and watermarks are checked by
+  the replica (``consensus.replica``), which knows the validator set in force.
+- ``BlocksResponse`` is unsigned: each block in it carries its own commit certificate,
+  which the receiver verifies; a response is worth exactly what its certificates prove.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ledger import crypto
+from ledger.encoding import Value, decode, encode
+from ledger.errors import DecodeError
+from ledger.hashing import HASH_BYTES, Tag, tagged_bytes
+from ledger.records import (
+    CHAIN_ID_BYTES_MAX,
+    U64_MAX,
+    Block,
+    CommitCertificate,
+    Phase,
+    Vote,
+)
+
+MESSAGE_BYTES_MAX = 8 * 1024 * 1024
+"""Largest encoded consensus message accepted (the decoder's input bound)."""
+CERTS_PER_VIEW_CHANGE_MAX = 1024
+"""Most certificates one VIEW-CHANGE may carry (at most one per height in the window)."""
+VOTES_PER_CERT_MAX = 256
+"""Most votes in a prepared certificate or a checkpoint proof (the validator-set bound)."""
+BLOCKS_PER_RESPONSE_MAX = 64
+"""Most blocks in one state-transfer response."""
+HEIGHTS_PER_REQUEST_MAX = 64
+"""Most heights one state-transfer request may ask for."""
+
+
+class Kind:
+    """Message kinds; the integer is what is encoded."""
+
+    PRE_PREPARE = 1
+    PREPARE = 2
+    COMMIT = 3
+    CHECKPOINT = 4
+    VIEW_CHANGE = 5
+    NEW_VIEW = 6
+    STATUS = 7
+    BLOCKS_REQUEST = 8
+    BLOCKS_RESPONSE = 9
+
+
+# --------------------------------------------------------------------------- field checks
+
+
+def _list(value: Value, length: int, what: str) -> list[Value]:
+    if not isinstance(value, list) or len(value) != length:
+        raise DecodeError(f"{what} must be an array of {length} fields")
+    return value
+
+
+def _seq(value: Value, maximum: int, what: str) -> list[Value]:
+    if not isinstance(value, list) or len(value) > maximum:
+        raise DecodeError(f"{what} must be an array of at most {maximum} items")
+    return value
+
+
+def _uint(value: Value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+        raise DecodeError(f"{what} must be an integer between 0 and {U64_MAX}")
+    return int(value)
+
+
+def _bytes(value: Value, what: str, length: int) -> bytes:
+    if not isinstance(value, bytes) or len(value) != length:
+        raise DecodeError(f"{what} must be {length} raw bytes")
+    return value
+
+
+def _chain(value: Value) -> str:
+    if not isinstance(value, str) or not 0 < len(value.encode()) <= CHAIN_ID_BYTES_MAX:
+        raise DecodeError(f"chain_id must be 1 to {CHAIN_ID_BYTES_MAX} bytes of UTF-8")
+    return value
+
+
+def _key(value: Value, what: str) -> bytes:
+    return _bytes(value, what, crypto.PUBLIC_KEY_BYTES)
+
+
+def _sig(value: Value) -> bytes:
+    return _bytes(value, "signature", crypto.SIGNATURE_BYTES)
+
+
+def _hash(value: Value, what: str) -> bytes:
+    return _bytes(value, what, HASH_BYTES)
+
+
+def _vote(value: Value, phase: int) -> Vote:
+    vote = Vote.from_value(value)
+    if vote.phase != phase:
+        raise DecodeError("vote has the wrong phase for its place")
+    return vote
+
+
+def consensus_signing_bytes(chain_id: str, kind: int, fields: list[Value]) -> bytes:
+    """Bytes signed by the sender of a non-vote message."""
+    return tagged_bytes(Tag.CONSENSUS_SIGN, encode([chain_id, kind, *fields]))
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class PrePrepare:
+    """The primary of ``view`` assigns ``block`` to height ``block.height``."""
+
+    KIND: ClassVar[int] = Kind.PRE_PREPARE
+
+    chain_id: str
+    """Network id."""
+    view: int
+    """View in which the block is (re-)proposed; may exceed ``block.header.view``."""
+    block: Block
+    """The proposed block (a re-proposal keeps the original header)."""
+    sender: bytes
+    """Public key of the primary of ``view``."""
+    signature: bytes
+    """Signature over ``[chain_id, kind, view, height, block_hash, sender]``."""
+
+    @property
+    def height(self) -> int:
+        return self.block.header.height
+
+    @property
+    def block_hash(self) -> bytes:
+        return self.block.header.block_hash
+
+    def signed_fields(self) -> list[Value]:
+        return [self.view, self.height, self.block_hash, self.sender]
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, self.view, self.block.to_value(), self.sender, self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> PrePrepare:
+        v = _list(value, 5, "pre-prepare")
+        return cls(_chain(v[0]), _uint(v[1], "view"), Block.from_value(v[2]),
+                   _key(v[3], "sender"), _sig(v[4]))
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, view: int, block: Block) -> PrePrepare:
+        unsigned = PrePrepare(chain_id, view, block, key.public_key, b"")
+        return PrePrepare(chain_id, view, block, key.public_key, _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCertificate:
+    """Proof that ``pre_prepare`` was prepared: q - 1 matching PREPAREs from backups."""
+
+    pre_prepare: PrePrepare
+    """The pre-prepare, signed by the primary of its view."""
+    prepares: tuple[Vote, ...]
+    """PREPARE votes for the same (view, height, hash), sorted by voter, one per voter."""
+
+    @property
+    def view(self) -> int:
+        return self.pre_prepare.view
+
+    @property
+    def height(self) -> int:
+        return self.pre_prepare.height
+
+    def to_value(self) -> list[Value]:
+        return [self.pre_prepare.to_value(), [p.to_value() for p in self.prepares]]
+
+    @classmethod
+    def from_value(cls, value: Value) -> PreparedCertificate:
+        v = _list(value, 2, "prepared certificate")
+        prepares = tuple(_vote(p, Phase.PREPARE)
+                         for p in _seq(v[1], VOTES_PER_CERT_MAX, "prepares"))
+        return cls(PrePrepare.from_value(v[0]), prepares)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedProof:
+    """A block with the commit certificate that made it final."""
+
+    block: Block
+    """The committed block."""
+    certificate: CommitCertificate
+    """Quorum of COMMIT signatures over ``block.header``."""
+
+    @property
+    def height(self) -> int:
+        return self.block.header.height
+
+    def to_value(self) -> list[Value]:
+        return [self.block.to_value(), self.certificate.to_value()]
+
+    @classmethod
+    def from_value(cls, value: Value) -> CommittedProof:
+        v = _list(value, 2, "committed block")
+        return cls(Block.from_value(v[0]), CommitCertificate.from_value(v[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A validator's signed digest of the chain after executing height ``height``."""
+
+    KIND: ClassVar[int] = Kind.CHECKPOINT
+
+    chain_id: str
+    """Network id."""
+    height: int
+    """Checkpoint height, a multiple of ``checkpoint_interval``."""
+    block_hash: bytes
+    """Hash of the header at ``height`` (binds the whole chain below it)."""
+    time_ms: int
+    """Block time of that header (the next block's time must exceed it)."""
+    state_root: bytes
+    """State root after executing block ``height``."""
+    sender: bytes
+    """Public key of the signing validator."""
+    signature: bytes
+    """Signature over ``[chain_id, kind, height, block_hash, time_ms, state_root, sender]``."""
+
+    @property
+    def digest(self) -> tuple[int, bytes, int, bytes]:
+        """What q checkpoints must agree on to be stable."""
+        return (self.height, self.block_hash, self.time_ms, self.state_root)
+
+    def signed_fields(self) -> list[Value]:
+        return [self.height, self.block_hash, self.time_ms, self.state_root, self.sender]
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, *self.signed_fields(), self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> Checkpoint:
+        v = _list(value, 7, "checkpoint")
+        return cls(_chain(v[0]), _uint(v[1], "height"), _hash(v[2], "block_hash"),
+                   _uint(v[3], "time_ms"), _hash(v[4], "state_root"), _key(v[5], "sender"),
+                   _sig(v[6]))
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, height: int, block_hash: bytes,
+             time_ms: int, state_root: bytes) -> Checkpoint:
+        unsigned = Checkpoint(chain_id, height, block_hash, time_ms, state_root,
+                              key.public_key, b"")
+        return Checkpoint(chain_id, height, block_hash, time_ms, state_root, key.public_key,
+                          _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChange:
+    """A validator's request to move to ``new_view``, with what it must not lose."""
+
+    KIND: ClassVar[int] = Kind.VIEW_CHANGE
+
+    chain_id: str
+    """Network id."""
+    new_view: int
+    """The view asked for."""
+    checkpoint: tuple[Checkpoint, ...]
+    """Proof of the sender's stable checkpoint: q matching checkpoints (empty = genesis)."""
+    prepared: tuple[PreparedCertificate, ...]
+    """Highest-view prepared certificate per height above the checkpoint, by height."""
+    committed: tuple[CommittedProof, ...]
+    """Committed blocks above the checkpoint that the sender holds, by height."""
+    sender: bytes
+    """Public key of the sender."""
+    signature: bytes
+    """Signature over ``[chain_id, kind, new_view, checkpoint, prepared, committed, sender]``."""
+
+    def signed_fields(self) -> list[Value]:
+        return [
+            self.new_view, [c.to_value() for c in self.checkpoint],
+            [p.to_value() for p in self.prepared], [c.to_value() for c in self.committed],
+            self.sender,
+        ]
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, *self.signed_fields(), self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> ViewChange:
+        v = _list(value, 7, "view-change")
+        return cls(
+            _chain(v[0]), _uint(v[1], "new_view"),
+            tuple(Checkpoint.from_value(c)
+                  for c in _seq(v[2], VOTES_PER_CERT_MAX, "checkpoint proof")),
+            tuple(PreparedCertificate.from_value(p)
+                  for p in _seq(v[3], CERTS_PER_VIEW_CHANGE_MAX, "prepared certificates")),
+            tuple(CommittedProof.from_value(c)
+                  for c in _seq(v[4], CERTS_PER_VIEW_CHANGE_MAX, "committed blocks")),
+            _key(v[5], "sender"), _sig(v[6]),
+        )
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, new_view: int,
+             checkpoint: tuple[Checkpoint, ...], prepared: tuple[PreparedCertificate, ...],
+             committed: tuple[CommittedProof, ...]) -> ViewChange:
+        unsigned = ViewChange(chain_id, new_view, checkpoint, prepared, committed,
+                              key.public_key, b"")
+        return ViewChange(chain_id, new_view, checkpoint, prepared, committed,
+                          key.public_key, _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
+class NewView:
+    """The primary of ``view`` starts it: the view-change quorum and the re-proposals O."""
+
+    KIND: ClassVar[int] = Kind.NEW_VIEW
+
+    chain_id: str
+    """Network id."""
+    view: int
+    """The new view."""
+    view_changes: tuple[ViewChange, ...]
+    """q VIEW-CHANGE messages for ``view`` from distinct validators."""
+    pre_prepares: tuple[PrePrepare, ...]
+    """O: pre-prepares in ``view`` for consecutive heights above the chosen checkpoint."""
+    sender: bytes
+    """Public key of the primary of ``view``."""
+    signature: bytes
+    """Signature over ``[chain_id, kind, view, view_changes, O hashes, sender]``."""
+
+    def signed_fields(self) -> list[Value]:
+        return [self.view, [vc.to_value() for vc in self.view_changes],
+                [[p.height, p.block_hash] for p in self.pre_prepares], self.sender]
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, self.view, [vc.to_value() for vc in self.view_changes],
+                [p.to_value() for p in self.pre_prepares], self.sender, self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> NewView:
+        v = _list(value, 6, "new-view")
+        return cls(
+            _chain(v[0]), _uint(v[1], "view"),
+            tuple(ViewChange.from_value(x)
+                  for x in _seq(v[2], VOTES_PER_CERT_MAX, "view changes")),
+            tuple(PrePrepare.from_value(x)
+                  for x in _seq(v[3], CERTS_PER_VIEW_CHANGE_MAX, "re-proposals")),
+            _key(v[4], "sender"), _sig(v[5]),
+        )
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, view: int,
+             view_changes: tuple[ViewChange, ...],
+             pre_prepares: tuple[PrePrepare, ...]) -> NewView:
+        unsigned = NewView(chain_id, view, view_changes, pre_prepares, key.public_key, b"")
+        return NewView(chain_id, view, view_changes, pre_prepares, key.public_key,
+                       _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A periodic heartbeat: where the sender is, so peers can help it catch up."""
+
+    KIND: ClassVar[int] = Kind.STATUS
+
+    chain_id: str
+    """Network id."""
+    view: int
+    """The sender's current view."""
+    view_active: bool
+    """False while the sender is changing view."""
+    committed_height: int
+    """Highest height the sender has delivered in order."""
+    sender: bytes
+    """Public key of the sender."""
+    signature: bytes
+    """Signature over ``[chain_id, kind, view, view_active, committed_height, sender]``."""
+
+    def signed_fields(self) -> list[Value]:
+        return [self.view, self.view_active, self.committed_height, self.sender]
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, *self.signed_fields(), self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> Status:
+        v = _list(value, 6, "status")
+        if not isinstance(v[2], bool):
+            raise DecodeError("view_active must be a boolean")
+        return cls(_chain(v[0]), _uint(v[1], "view"), v[2], _uint(v[3], "committed_height"),
+                   _key(v[4], "sender"), _sig(v[5]))
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, view: int, view_active: bool,
+             committed_height: int) -> Status:
+        unsigned = Status(chain_id, view, view_active, committed_height, key.public_key, b"")
+        return Status(chain_id, view, view_active, committed_height, key.public_key,
+                      _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksRequest:
+    """Ask a peer for the committed blocks ``from_height..to_height`` (inclusive)."""
+
+    KIND: ClassVar[int] = Kind.BLOCKS_REQUEST
+
+    chain_id: str
+    """Network id."""
+    from_height: int
+    """First height wanted."""
+    to_height: int
+    """Last height wanted; at most ``HEIGHTS_PER_REQUEST_MAX`` heights in all."""
+    sender: bytes
+    """Public key of the requester (the node answers to it)."""
+    signature: bytes
+    """Signature over ``[chain_id, kind, from_height, to_height, sender]``."""
+
+    def signed_fields(self) -> list[Value]:
+        return [self.from_height, self.to_height, self.sender]
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, *self.signed_fields(), self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> BlocksRequest:
+        v = _list(value, 5, "blocks request")
+        first, last = _uint(v[1], "from_height"), _uint(v[2], "to_height")
+        if not 1 <= first <= last or last - first >= HEIGHTS_PER_REQUEST_MAX:
+            raise DecodeError(
+                f"a blocks request asks for 1 to {HEIGHTS_PER_REQUEST_MAX} heights from 1 up")
+        return cls(_chain(v[0]), first, last, _key(v[3], "sender"), _sig(v[4]))
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, from_height: int,
+             to_height: int) -> BlocksRequest:
+        unsigned = BlocksRequest(chain_id, from_height, to_height, key.public_key, b"")
+        return BlocksRequest(chain_id, from_height, to_height, key.public_key,
+                             _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksResponse:
+    """Committed blocks with their certificates, in increasing height order."""
+
+    KIND: ClassVar[int] = Kind.BLOCKS_RESPONSE
+
+    chain_id: str
+    """Network id."""
+    blocks: tuple[CommittedProof, ...]
+    """At most ``BLOCKS_PER_RESPONSE_MAX`` consecutive committed blocks."""
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, [b.to_value() for b in self.blocks]]
+
+    @classmethod
+    def from_value(cls, value: Value) -> BlocksResponse:
+        v = _list(value, 2, "blocks response")
+        return cls(_chain(v[0]), tuple(
+            CommittedProof.from_value(b)
+            for b in _seq(v[1], BLOCKS_PER_RESPONSE_MAX, "blocks")))
+
+
+Signed = PrePrepare | Checkpoint | ViewChange | NewView | Status | BlocksRequest
+Message = Signed | Vote | BlocksResponse
+
+
+def _sign(key: crypto.SigningKey, message: Signed) -> bytes:
+    return key.sign(consensus_signing_bytes(message.chain_id, message.KIND,
+                                            message.signed_fields()))
+
+
+def signature_valid(message: Signed) -> bool:
+    """Whether the sender's signature over the message verifies."""
+    data = consensus_signing_bytes(message.chain_id, message.KIND, message.signed_fields())
+    return crypto.verify(message.sender, data, message.signature)
+
+
+_DECODERS: dict[int, Callable[[Value], Message]] = {
+    Kind.PRE_PREPARE: PrePrepare.from_value,
+    Kind.CHECKPOINT: Checkpoint.from_value,
+    Kind.VIEW_CHANGE: ViewChange.from_value,
+    Kind.NEW_VIEW: NewView.from_value,
+    Kind.STATUS: Status.from_value,
+    Kind.BLOCKS_REQUEST: BlocksRequest.from_value,
+    Kind.BLOCKS_RESPONSE: BlocksResponse.from_value,
+}
+
+
+def encode_message(message: Message) -> bytes:
+    """The canonical bytes ``[kind, body]`` of a message."""
+    if isinstance(message, Vote):
+        kind = Kind.PREPARE if message.phase == Phase.PREPARE else Kind.COMMIT
+        return encode([kind, message.to_value()])
+    return encode([message.KIND, message.to_value()])
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode a message; raise ``DecodeError`` for anything that is not one."""
+    if not isinstance(data, bytes) or len(data) > MESSAGE_BYTES_MAX:
+        raise DecodeError(f"a consensus message is bytes of at most {MESSAGE_BYTES_MAX}")
+    value = decode(data)
+    envelope = _list(value, 2, "consensus message")
+    kind = envelope[0]
+    if kind == Kind.PREPARE or kind == Kind.COMMIT:
+        if isinstance(kind, bool):
+            raise DecodeError("message kind must be an integer")
+        return _vote(envelope[1], Phase.PREPARE if kind == Kind.PREPARE else Phase.COMMIT)
+    if isinstance(kind, bool) or not isinstance(kind, int) or kind not in _DECODERS:
+        raise DecodeError("unknown consensus message kind")
+    try:
+        return _DECODERS[kind](envelope[1])
+    except RecursionError as exc:  # defensive: nesting is bounded by the decoder already
+        raise DecodeError("message nested too deeply") from exc

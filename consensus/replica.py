@@ -1,0 +1,1089 @@
+"""The PBFT replica (Castro & Liskov), adapted to hash-chained blocks, as a pure state
+machine: ``Replica.step(event) -> list[Effect]``.
+
+Rules:
+- One owner, one event at a time; no clock, I/O or randomness (time is ``event.now_ms``).
+- Every handler first rejects what it must not act on: malformed bytes, wrong chain id,
+  unknown or non-member sender, bad signature, stale or future view, height outside the
+  watermark window ``(low, low + window]``. Rejection is silent and never raises.
+- Memory is bounded whatever peers send: one slot per height in the window, one vote per
+  (sender, phase) per slot, one VIEW-CHANGE per sender, a few checkpoints per sender, a
+  bounded pending-transaction queue and state-transfer buffer.
+- Every vote this replica signs (pre-prepare, prepare, commit, view-change) is persisted
+  by a ``Persist`` effect placed before the effect that sends it; after a restart the
+  replica never signs a different block for the same (view, height, phase).
+- Chaining (ADR 0008): a replica PREPAREs height h in view v only if it prepared h - 1 in
+  view v with the hash h names as ``prev_hash``, or knows h - 1 final with that hash; it
+  COMMITs h only once h is prepared under that same rule. Blocks are delivered strictly in
+  height order, each with a commit certificate of q COMMITs from distinct validators.
+- Validator sets change only at checkpoint boundaries (``effective_height``); the heights
+  in flight never straddle a change: a height whose set differs from the set in force at
+  low + 1 waits until the boundary checkpoint is stable.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from consensus import persist as keys
+from consensus.events import (
+    BlockExecuted,
+    Broadcast,
+    CancelTimer,
+    Deliver,
+    DropTransactions,
+    Effect,
+    Event,
+    MessageReceived,
+    Persist,
+    PersistRecord,
+    RequestStateTransfer,
+    Send,
+    ServeBlocks,
+    SetTimer,
+    Start,
+    StateTransferData,
+    TimerFired,
+    TimerId,
+    TransactionsAvailable,
+)
+from consensus.executor import Executor
+from consensus.messages import (
+    BLOCKS_PER_RESPONSE_MAX,
+    HEIGHTS_PER_REQUEST_MAX,
+    BlocksRequest,
+    BlocksResponse,
+    Checkpoint,
+    CommittedProof,
+    Message,
+    NewView,
+    PreparedCertificate,
+    PrePrepare,
+    Status,
+    ViewChange,
+    decode_message,
+    encode_message,
+    signature_valid,
+)
+from consensus.persist import PHASE_PRE_PREPARE, PersistedState
+from consensus.viewchange import compute_o
+from ledger import crypto
+from ledger.encoding import decode, encode
+from ledger.errors import DecodeError, InvalidBlock, InvalidCertificate
+from ledger.genesis import Genesis
+from ledger.records import (
+    Block,
+    CommitCertificate,
+    Phase,
+    Transaction,
+    ValidatorSet,
+    Vote,
+)
+from ledger.validation import verify_certificate
+
+PENDING_TXS_MAX = 20_000
+"""Most transactions waiting for a block (the node's mempool keeps the rest)."""
+RECENT_COMMITTED_IDS_MAX = 100_000
+"""Committed transaction ids remembered to ignore late copies of them."""
+CHECKPOINTS_PER_SENDER_MAX = 8
+"""Checkpoint messages kept per sender (the highest ones)."""
+TIME_AHEAD_MS_MAX = 60_000
+"""A proposed block time may be at most this far ahead of this replica's clock."""
+TICK_MS_MIN = 50
+"""Shortest heartbeat period."""
+
+
+def effective_height(decided_at: int, checkpoint_interval: int, execution_lag: int) -> int:
+    """First height governed by a validator set decided by executing block ``decided_at``:
+    one past the first checkpoint boundary at or after ``decided_at + execution_lag`` (the
+    height whose header certifies the result). Same rule as the auditor (ADR 0011)."""
+    certified = decided_at + execution_lag
+    boundary = -(-certified // checkpoint_interval) * checkpoint_interval
+    return boundary + 1
+
+
+@dataclass
+class Slot:
+    """What this replica knows about one height in the current view."""
+
+    candidate: PrePrepare | None = None
+    """A pre-prepare received but not yet accepted (waiting for its parent or execution)."""
+    trusted: bool = False
+    """The candidate comes from a verified NEW-VIEW (its content was checked before)."""
+    pre_prepare: PrePrepare | None = None
+    """The accepted pre-prepare of this view (at most one)."""
+    prepares: dict[bytes, Vote] = field(default_factory=dict)
+    """PREPARE votes of this view, the first one per voter."""
+    commits: dict[bytes, Vote] = field(default_factory=dict)
+    """COMMIT votes of this view, the first one per voter."""
+    prepared: bool = False
+    """Prepared under the chaining rule in this view; COMMIT sent."""
+
+
+class Replica:
+    """One validator's PBFT state machine. See the module docstring for its rules."""
+
+    def __init__(self, *, key: crypto.SigningKey, genesis: Genesis, executor: Executor,
+                 persisted: PersistedState | None = None) -> None:
+        self.key = key
+        self.me = key.public_key
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.params = genesis.consensus
+        self.executor = executor
+        self.view = 0
+        self.view_active = True
+        self.view_attempts = 0
+        self.view_deadline: int | None = None
+        self.new_view_msg: NewView | None = None
+        self.low = 0
+        self.low_hash = genesis.genesis_hash
+        self.low_time = genesis.genesis_time_ms
+        self.stable_proof: tuple[Checkpoint, ...] = ()
+        self.tip = 0
+        self.tip_hash = genesis.genesis_hash
+        self.tip_time = genesis.genesis_time_ms
+        self.history: list[tuple[int, ValidatorSet]] = [(1, genesis.validator_set)]
+        self.slots: dict[int, Slot] = {}
+        self.prepared: dict[int, PreparedCertificate] = {}
+        self.committed: dict[int, CommittedProof] = {}
+        self.my_votes: dict[tuple[int, int, int], bytes] = {}
+        self.my_pre_prepares: dict[tuple[int, int], PrePrepare] = {}
+        self.my_view_change: ViewChange | None = None
+        self.view_changes: dict[bytes, ViewChange] = {}
+        self.checkpoints: dict[bytes, dict[int, Checkpoint]] = {}
+        self.my_checkpoint: Checkpoint | None = None
+        self.pending: OrderedDict[bytes, Transaction] = OrderedDict()
+        self.recent_committed: OrderedDict[bytes, None] = OrderedDict()
+        self.transfer_target = 0
+        self.transfer_deadline: int | None = None
+        self.transfer_peer_index = 0
+        self.transfer_buffer: dict[int, CommittedProof] = {}
+        self.peer_heights: dict[bytes, int] = {}
+        self.behind_seen: dict[bytes, int] = {}
+        self.peer_tips: dict[bytes, int] = {}
+        self.now = 0
+        self._out: list[Effect] = []
+        if persisted is not None:
+            self._restore(persisted)
+
+    # ------------------------------------------------------------------ entry point
+
+    def step(self, event: Event) -> list[Effect]:
+        """Handle one event; return the effects to carry out, in order."""
+        self._out = []
+        self.now = max(self.now, event.now_ms)
+        if isinstance(event, MessageReceived):
+            self.on_message(event.sender, event.data)
+        elif isinstance(event, TransactionsAvailable):
+            self.on_transactions(event.txs)
+        elif isinstance(event, TimerFired):
+            self.on_timer(event.timer)
+        elif isinstance(event, BlockExecuted):
+            self.on_block_executed(event)
+        elif isinstance(event, StateTransferData):
+            self.on_blocks(tuple(CommittedProof(b.block, b.certificate) for b in event.blocks))
+        elif isinstance(event, Start):
+            self.on_start()
+        self._propose()
+        self._arm_view_timer()
+        out, self._out = self._out, []
+        return out
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def window(self) -> int:
+        return self.params.watermark_window
+
+    def set_at(self, height: int) -> ValidatorSet:
+        """The validator set in force at ``height`` as far as this replica knows."""
+        current = self.history[0][1]
+        for start, vset in self.history:
+            if start <= height:
+                current = vset
+        return current
+
+    @property
+    def active_set(self) -> ValidatorSet:
+        """The set that runs views and checkpoints now: the one in force at low + 1."""
+        return self.set_at(self.low + 1)
+
+    def primary(self, view: int) -> bytes:
+        return self.active_set.primary(view)
+
+    def _executed(self) -> int:
+        return int(self.executor.executed_height())
+
+    def _height_open(self, height: int) -> bool:
+        """Inside the watermarks and governed by the active set (changes wait for the
+        boundary checkpoint to become stable)."""
+        if not self.low < height <= self.low + self.window:
+            return False
+        return self.set_at(height) == self.active_set
+
+    def _persist(self, key: bytes, value: bytes | None) -> None:
+        self._out.append(Persist(PersistRecord(key, value)))
+
+    def _broadcast(self, message: Message) -> None:
+        self._out.append(Broadcast(encode_message(message)))
+
+    def _send(self, to: bytes, message: Message) -> None:
+        self._out.append(Send(to, encode_message(message)))
+
+    def _slot(self, height: int) -> Slot:
+        slot = self.slots.get(height)
+        if slot is None:
+            slot = self.slots[height] = Slot()
+        return slot
+
+    def _final_hash(self, height: int) -> tuple[bytes, int] | None:
+        """(hash, time) of the final block at ``height``, if this replica knows it."""
+        if height == self.low:
+            return self.low_hash, self.low_time
+        if height == 0:
+            return self.genesis.genesis_hash, self.genesis.genesis_time_ms
+        if height == self.tip:
+            return self.tip_hash, self.tip_time
+        proof = self.committed.get(height)
+        if proof is not None:
+            return proof.block.header.block_hash, proof.block.header.time_ms
+        return None
+
+    def _parent(self, height: int) -> tuple[bytes, int] | None:
+        """(hash, time) of the block height - 1 chains to: final, or accepted in this view."""
+        final = self._final_hash(height - 1)
+        if final is not None:
+            return final
+        slot = self.slots.get(height - 1)
+        if slot is not None and slot.pre_prepare is not None:
+            header = slot.pre_prepare.block.header
+            return header.block_hash, header.time_ms
+        return None
+
+    def _parent_locked(self, height: int, prev_hash: bytes) -> bool:
+        """The chaining rule: h - 1 is final with ``prev_hash``, or prepared in this view."""
+        final = self._final_hash(height - 1)
+        if final is not None:
+            return final[0] == prev_hash
+        slot = self.slots.get(height - 1)
+        return (slot is not None and slot.prepared and slot.pre_prepare is not None
+                and slot.pre_prepare.block_hash == prev_hash)
+
+    def _record_vote(self, bucket: dict[bytes, Vote], vote: Vote) -> bool:
+        """Keep the first vote of each voter; a second one from the same voter never
+        counts (whether a duplicate or a conflicting vote)."""
+        if vote.voter in bucket:
+            return False
+        bucket[vote.voter] = vote
+        return True
+
+    def _matching(self, bucket: dict[bytes, Vote], block_hash: bytes,
+                  members: ValidatorSet, exclude: bytes | None = None) -> list[Vote]:
+        keys_ = set(members.keys)
+        return [v for v in bucket.values()
+                if v.block_hash == block_hash and v.voter in keys_ and v.voter != exclude]
+
+    def _sign_vote(self, phase: int, height: int, block_hash: bytes) -> Vote | None:
+        """Sign a vote unless this replica already signed another hash at this place."""
+        place = (height, self.view, phase)
+        previous = self.my_votes.get(place)
+        if previous is not None and previous != block_hash:
+            return None
+        vote = Vote.make(self.key, self.chain_id, phase, self.view, height, block_hash)
+        if previous is None:
+            self.my_votes[place] = block_hash
+            self._persist(keys.vote_key(height, self.view, phase), block_hash)
+        return vote
+
+    # ------------------------------------------------------------------ start and restore
+
+    def _restore(self, state: PersistedState) -> None:
+        """Rebuild from persisted records; a record that does not decode is a damaged
+        store: refuse to start rather than risk signing a conflicting vote."""
+        try:
+            self._restore_records(state.records)
+        except (DecodeError, InvalidBlock, IndexError, ValueError) as exc:
+            raise DecodeError(
+                "the persisted consensus state is damaged; restore the node's data "
+                f"directory from a backup ({exc})") from exc
+
+    def _restore_records(self, records: dict[bytes, bytes]) -> None:
+        if keys.KEY_VALIDATOR_SETS in records:
+            value = decode(records[keys.KEY_VALIDATOR_SETS])
+            self.history = [(int(s), ValidatorSet.from_value(v)) for s, v in value]
+        if keys.KEY_STABLE in records:
+            self._set_stable(tuple(Checkpoint.from_value(c)
+                                   for c in decode(records[keys.KEY_STABLE])))
+        if keys.KEY_VIEW in records:
+            view, active = decode(records[keys.KEY_VIEW])
+            self.view, self.view_active = int(view), bool(active)
+        if keys.KEY_VIEW_CHANGE in records:
+            vc = decode_message(records[keys.KEY_VIEW_CHANGE])
+            if isinstance(vc, ViewChange):
+                self.my_view_change = vc
+                self.view_changes[self.me] = vc
+        for key, value in sorted(records.items()):
+            if key.startswith(keys.PREFIX_VOTE):
+                height, view, phase = keys.parse_vote_key(key)
+                if phase == PHASE_PRE_PREPARE:
+                    pp = decode_message(value)
+                    if isinstance(pp, PrePrepare):
+                        self.my_votes[(height, view, phase)] = pp.block_hash
+                        self.my_pre_prepares[(height, view)] = pp
+                else:
+                    self.my_votes[(height, view, phase)] = value
+            elif key.startswith(keys.PREFIX_PREPARED):
+                cert = PreparedCertificate.from_value(decode(value))
+                self.prepared[cert.height] = cert
+            elif key.startswith(keys.PREFIX_COMMITTED):
+                done = CommittedProof.from_value(decode(value))
+                self.committed[done.height] = done
+        # Slots of the current view come back from this replica's own persisted votes.
+        for (height, view), pp in self.my_pre_prepares.items():
+            if view == self.view and height > self.low:
+                self._slot(height).pre_prepare = pp
+
+    def on_start(self) -> None:
+        """(Re)start: re-deliver persisted committed blocks the node has not executed,
+        announce where this replica is, and arm the heartbeat."""
+        self._deliver_ready()
+        for height in sorted(self.slots):
+            self._maybe_prepare(height)
+        if not self.view_active and self.my_view_change is not None:
+            self._broadcast(self.my_view_change)
+        self._out.append(SetTimer(TimerId.TICK, self.now + self._tick_ms()))
+        self._broadcast_status()
+
+    def _tick_ms(self) -> int:
+        return max(TICK_MS_MIN, self.params.view_timeout_ms // 4)
+
+    # ------------------------------------------------------------------ messages
+
+    def on_message(self, sender: bytes, data: bytes) -> None:
+        """Decode and dispatch one peer message; anything malformed is dropped."""
+        try:
+            message = decode_message(data)
+        except DecodeError:
+            return
+        if isinstance(message, BlocksResponse):
+            if message.chain_id == self.chain_id:
+                self.on_blocks(message.blocks)
+            return
+        if message.chain_id != self.chain_id:
+            return
+        if isinstance(message, Vote):
+            if message.voter != sender:
+                return  # a vote relayed by someone else is not needed and not accepted
+            if message.phase == Phase.PREPARE:
+                self.on_prepare(message)
+            else:
+                self.on_commit(message)
+            return
+        if message.sender != sender or not self._known_validator(sender):
+            return
+        if isinstance(message, PrePrepare):
+            self.on_pre_prepare(message)
+        elif isinstance(message, Checkpoint):
+            self.on_checkpoint(message)
+        elif isinstance(message, ViewChange):
+            self.on_view_change(message)
+        elif isinstance(message, NewView):
+            self.on_new_view(message)
+        elif isinstance(message, Status):
+            self.on_status(message)
+        elif isinstance(message, BlocksRequest):
+            self.on_blocks_request(message)
+
+    def _known_validator(self, key: bytes) -> bool:
+        return any(key in vset.keys for _, vset in self.history)
+
+    # ------------------------------------------------------------------ normal case
+
+    def on_pre_prepare(self, pp: PrePrepare) -> None:
+        """Keep the first valid pre-prepare of the current view's primary per height."""
+        height = pp.height
+        if not self.view_active or pp.view != self.view or pp.sender != self.primary(pp.view):
+            return
+        if height <= self.tip or not self._height_open(height) or height in self.committed:
+            return
+        slot = self._slot(height)
+        if slot.pre_prepare is not None or slot.candidate is not None:
+            return  # one pre-prepare per (view, height): an equivocating primary loses
+        header = pp.block.header
+        if header.view != pp.view or header.proposer != pp.sender:
+            return
+        if not signature_valid(pp):
+            return
+        slot.candidate = pp
+        self._try_accept(height)
+
+    def _try_accept(self, height: int) -> None:
+        """Accept the candidate at ``height`` once its parent and execution allow it."""
+        while True:
+            slot = self.slots.get(height)
+            if slot is None or slot.candidate is None or slot.pre_prepare is not None:
+                return
+            if not self._accept_candidate(height, slot):
+                return
+            self._maybe_prepare(height)
+            height += 1
+
+    def _accept_candidate(self, height: int, slot: Slot) -> bool:
+        pp = slot.candidate
+        assert pp is not None  # the caller checked: a candidate exists
+        header = pp.block.header
+        parent = self._parent(height)
+        if parent is None:
+            return False
+        if (header.prev_hash != parent[0] or header.time_ms <= parent[1]
+                or header.chain_id != self.chain_id or header.height != height
+                or header.validator_set_hash != self.set_at(height).set_hash):
+            slot.candidate = None
+            return False
+        if not slot.trusted:
+            if header.time_ms > self.now + TIME_AHEAD_MS_MAX:
+                slot.candidate = None
+                return False
+            if self._executed() < height - self.params.execution_lag:
+                return False  # roots of h - D not known yet: retried after execution
+            try:
+                self.executor.check_block(pp.block)
+            except InvalidBlock:
+                slot.candidate = None
+                return False
+        previous = self.my_votes.get((height, self.view, PHASE_PRE_PREPARE))
+        if previous is not None and previous != pp.block_hash:
+            slot.candidate = None
+            return False
+        slot.pre_prepare, slot.candidate = pp, None
+        if previous is None:
+            self.my_votes[(height, self.view, PHASE_PRE_PREPARE)] = pp.block_hash
+            self._persist(keys.vote_key(height, self.view, PHASE_PRE_PREPARE),
+                          encode_message(pp))
+        return True
+
+    def _maybe_prepare(self, height: int) -> None:
+        """Send PREPARE (backups) once the parent is locked; then check progress."""
+        slot = self.slots.get(height)
+        if slot is None or slot.pre_prepare is None:
+            return
+        pp = slot.pre_prepare
+        primary = self.primary(self.view)
+        members = self.set_at(height)
+        if (self.me != primary and self.me in members.keys and self.me not in slot.prepares
+                and self._parent_locked(height, pp.block.header.prev_hash)):
+            vote = self._sign_vote(Phase.PREPARE, height, pp.block_hash)
+            if vote is not None:
+                slot.prepares[self.me] = vote
+                self._broadcast(vote)
+        self._check_prepared(height)
+
+    def on_prepare(self, vote: Vote) -> None:
+        if not self._vote_acceptable(vote):
+            return
+        slot = self._slot(vote.height)
+        if not self._record_vote(slot.prepares, vote):
+            return
+        if not vote.signature_valid():
+            del slot.prepares[vote.voter]
+            return
+        self._check_prepared(vote.height)
+
+    def on_commit(self, vote: Vote) -> None:
+        if not self._vote_acceptable(vote):
+            return
+        slot = self._slot(vote.height)
+        if not self._record_vote(slot.commits, vote):
+            return
+        if not vote.signature_valid():
+            del slot.commits[vote.voter]
+            return
+        self._check_committed(vote.height)
+
+    def _vote_acceptable(self, vote: Vote) -> bool:
+        # Heights this replica already committed still count: after a view change it
+        # helps the others commit the same block again in the new view.
+        return (self.view_active and vote.view == self.view
+                and self._height_open(vote.height)
+                and vote.voter in self.set_at(vote.height).keys)
+
+    def _check_prepared(self, height: int) -> None:
+        """Prepared = the pre-prepare + q - 1 matching PREPAREs from distinct backups,
+        with the parent locked; record the certificate, persist it, then COMMIT."""
+        slot = self.slots.get(height)
+        if slot is None or slot.pre_prepare is None or slot.prepared:
+            return
+        pp = slot.pre_prepare
+        members = self.set_at(height)
+        matching = self._matching(slot.prepares, pp.block_hash, members, exclude=pp.sender)
+        if len(matching) < members.quorum - 1:
+            return
+        if not self._parent_locked(height, pp.block.header.prev_hash):
+            return
+        slot.prepared = True
+        previous = self.prepared.get(height)
+        if previous is None or previous.view < self.view:
+            cert = PreparedCertificate(pp, tuple(sorted(matching, key=lambda v: v.voter)))
+            self.prepared[height] = cert
+            self._persist(keys.height_key(keys.PREFIX_PREPARED, height),
+                          encode(cert.to_value()))
+        if self.me in members.keys:
+            vote = self._sign_vote(Phase.COMMIT, height, pp.block_hash)
+            if vote is not None:
+                slot.commits.setdefault(self.me, vote)
+                self._broadcast(vote)
+        self._check_committed(height)
+        self._maybe_prepare(height + 1)
+
+    def _check_committed(self, height: int) -> None:
+        """Committed = q matching COMMITs from distinct validators for the accepted block."""
+        slot = self.slots.get(height)
+        if slot is None or slot.pre_prepare is None or height in self.committed:
+            return
+        if height <= self.tip:
+            return
+        pp = slot.pre_prepare
+        members = self.set_at(height)
+        matching = self._matching(slot.commits, pp.block_hash, members)
+        if len(matching) < members.quorum:
+            return
+        cert = self._certificate(matching)
+        self._add_committed(CommittedProof(pp.block, cert))
+
+    def _certificate(self, votes: list[Vote]) -> CommitCertificate:
+        return CommitCertificate.from_votes(votes)
+
+    def _add_committed(self, proof: CommittedProof) -> None:
+        height = proof.height
+        self.committed[height] = proof
+        self._persist(keys.height_key(keys.PREFIX_COMMITTED, height), encode(proof.to_value()))
+        self._deliver_ready()
+
+    def _deliver_ready(self) -> None:
+        """Deliver committed blocks in strict height order."""
+        executed = self._executed()
+        delivered: list[bytes] = []
+        while self.tip + 1 in self.committed:
+            proof = self.committed[self.tip + 1]
+            header = proof.block.header
+            if header.prev_hash != self.tip_hash:
+                # Cannot happen with at most f faulty validators (ADR 0008); refuse to
+                # deliver a block that does not chain rather than corrupt the node's chain.
+                return
+            self.tip, self.tip_hash, self.tip_time = header.height, header.block_hash, \
+                header.time_ms
+            if self.tip > executed:
+                self._out.append(Deliver(proof.block, proof.certificate))
+            for tx in proof.block.transactions:
+                delivered.append(tx.tx_id)
+                self.pending.pop(tx.tx_id, None)
+                self.recent_committed[tx.tx_id] = None
+            self.view_attempts = 0
+            self.view_deadline = None  # progress: the view timer restarts below
+        while len(self.recent_committed) > RECENT_COMMITTED_IDS_MAX:
+            self.recent_committed.popitem(last=False)
+        if delivered:
+            self._out.append(DropTransactions(tuple(delivered)))
+            self._check_committed(self.tip + 1)
+            self._maybe_prepare(self.tip + 1)
+            self._try_accept(self.tip + 1)
+
+    # ------------------------------------------------------------------ proposals
+
+    def on_transactions(self, txs: tuple[Transaction, ...]) -> None:
+        for tx in txs:
+            if len(self.pending) >= PENDING_TXS_MAX:
+                return
+            if tx.tx_id not in self.recent_committed and tx.chain_id == self.chain_id:
+                self.pending.setdefault(tx.tx_id, tx)
+
+    def _in_flight_ids(self) -> set[bytes]:
+        ids: set[bytes] = set()
+        for height, slot in self.slots.items():
+            for pp in (slot.pre_prepare, slot.candidate):
+                if pp is not None and height > self.tip:
+                    ids.update(tx.tx_id for tx in pp.block.transactions)
+        for height, proof in self.committed.items():
+            if height > self.tip:
+                ids.update(tx.tx_id for tx in proof.block.transactions)
+        return ids
+
+    def _next_proposal_height(self) -> int:
+        height = self.tip + 1
+        while height in self.committed or (
+                height in self.slots and self.slots[height].pre_prepare is not None):
+            height += 1
+        return height
+
+    def _propose(self) -> None:
+        """As primary, propose blocks of pending transactions while the window, the
+        execution lag and the chain allow."""
+        if not self.view_active or self.primary(self.view) != self.me:
+            return
+        while True:
+            height = self._next_proposal_height()
+            if not self._height_open(height):
+                return
+            if self._executed() < height - self.params.execution_lag:
+                return
+            parent = self._parent(height)
+            if parent is None:
+                return
+            remembered = self.my_pre_prepares.get((height, self.view))
+            if remembered is None and (height, self.view, PHASE_PRE_PREPARE) in self.my_votes:
+                return  # signed another block here before a restart: never a second one
+            if remembered is not None:
+                pp = remembered
+            else:
+                txs = self._pick_transactions()
+                if not txs:
+                    return
+                block = self.executor.build_block(
+                    height=height, view=self.view, prev_hash=parent[0],
+                    time_ms=max(self.now, parent[1] + 1), proposer=self.me, transactions=txs)
+                pp = PrePrepare.make(self.key, self.chain_id, self.view, block)
+            slot = self._slot(height)
+            slot.candidate, slot.trusted = None, False
+            self.my_pre_prepares[(height, self.view)] = pp
+            slot.pre_prepare = pp
+            if (height, self.view, PHASE_PRE_PREPARE) not in self.my_votes:
+                self.my_votes[(height, self.view, PHASE_PRE_PREPARE)] = pp.block_hash
+                self._persist(keys.vote_key(height, self.view, PHASE_PRE_PREPARE),
+                              encode_message(pp))
+            self._broadcast(pp)
+            self._check_prepared(height)
+
+    def _pick_transactions(self) -> list[Transaction]:
+        busy = self._in_flight_ids()
+        picked: list[Transaction] = []
+        size = 0
+        for tx_id, tx in self.pending.items():
+            if tx_id in busy:
+                continue
+            tx_bytes = len(tx.encode())
+            if (len(picked) >= self.params.block_txs_max
+                    or size + tx_bytes > self.params.block_bytes_max):
+                break
+            picked.append(tx)
+            size += tx_bytes
+        return picked
+
+    # ------------------------------------------------------------------ timers
+
+    def _work_pending(self) -> bool:
+        if self.pending:
+            return True
+        return any(h > self.tip and s.pre_prepare is not None for h, s in self.slots.items())
+
+    def _view_timeout_ms(self) -> int:
+        return self.params.view_timeout_ms << min(self.view_attempts, 10)
+
+    def _arm_view_timer(self) -> None:
+        """Run the view timer while work waits (or a view change is under way)."""
+        if self.view_active and not self._work_pending():
+            if self.view_deadline is not None:
+                self.view_deadline = None
+                self._out.append(CancelTimer(TimerId.VIEW))
+            return
+        if self.view_deadline is None:
+            self.view_deadline = self.now + self._view_timeout_ms()
+            self._out.append(SetTimer(TimerId.VIEW, self.view_deadline))
+
+    def on_timer(self, timer: str) -> None:
+        if timer == TimerId.TICK:
+            self.on_tick()
+        elif timer == TimerId.VIEW:
+            self.on_view_timeout()
+        elif timer == TimerId.TRANSFER:
+            self.transfer_deadline = None
+            if self.transfer_target > self.tip:
+                self.transfer_peer_index += 1
+                self._request_transfer(self.transfer_target, self._transfer_peers())
+
+    def on_view_timeout(self) -> None:
+        """No progress in time: ask for the next view (a view change that itself stalls
+        with a quorum of requests moves on, with a doubled timeout)."""
+        if self.view_deadline is None or self.now < self.view_deadline:
+            return
+        self.view_deadline = None
+        if self.view_active:
+            self._start_view_change(self.view + 1)
+            return
+        same = [vc for vc in self.view_changes.values() if vc.new_view == self.view]
+        if len(same) >= self.active_set.quorum:
+            self._start_view_change(self.view + 1)
+        elif self.my_view_change is not None:
+            self._broadcast(self.my_view_change)
+
+    def on_tick(self) -> None:
+        """Heartbeat: status, and retransmission of this replica's current messages so
+        that lost messages never need a view change."""
+        self._out.append(SetTimer(TimerId.TICK, self.now + self._tick_ms()))
+        self._broadcast_status()
+        # A peer was already ahead at the previous tick and we have not caught up by the
+        # normal path: fetch the blocks (one peer's claim costs at most one request).
+        ahead = {k: h for k, h in self.peer_heights.items() if h > self.tip}
+        for peer, height in sorted(self.behind_seen.items()):
+            if ahead.get(peer, 0) >= height > self.tip:
+                self._request_transfer(height, (peer,))
+                break
+        # Retransmit for heights some live peer has not committed yet (peers silent since
+        # the last tick are ignored: a crashed peer does not make us resend the window).
+        slowest = min(self.peer_tips.values(), default=self.tip)
+        self.behind_seen, self.peer_heights, self.peer_tips = ahead, {}, {}
+        if not self.view_active:
+            if self.my_view_change is not None:
+                self._broadcast(self.my_view_change)
+            return
+        for height in sorted(self.slots):
+            slot = self.slots[height]
+            if height <= self.low or (height <= slowest and height <= self.tip):
+                continue
+            if slot.pre_prepare is not None and slot.pre_prepare.sender == self.me:
+                self._broadcast(slot.pre_prepare)
+            for bucket in (slot.prepares, slot.commits):
+                mine = bucket.get(self.me)
+                if mine is not None:
+                    self._broadcast(mine)
+        if self.my_checkpoint is not None and self.my_checkpoint.height > self.low:
+            self._broadcast(self.my_checkpoint)
+
+    def _broadcast_status(self) -> None:
+        self._broadcast(Status.make(self.key, self.chain_id, self.view, self.view_active,
+                                    self.tip))
+
+    def on_status(self, status: Status) -> None:
+        """Help a peer that is behind: the NEW-VIEW it missed, or blocks it lacks."""
+        if not signature_valid(status):
+            return
+        if (self.view_active and status.view < self.view and self.new_view_msg is not None
+                and self.new_view_msg.view == self.view):
+            self._send(status.sender, self.new_view_msg)
+        if status.sender in self.active_set.keys:
+            self.peer_tips[status.sender] = status.committed_height
+        if status.committed_height > self.tip:
+            self.peer_heights[status.sender] = status.committed_height
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def on_block_executed(self, event: BlockExecuted) -> None:
+        """Record a decided validator set, take a checkpoint every K heights, and retry
+        what waited for execution."""
+        params = self.params
+        if event.validator_set is not None:
+            start = effective_height(event.height, params.checkpoint_interval,
+                                     params.execution_lag)
+            if all(s != start for s, _ in self.history) and start > self.history[-1][0]:
+                self.history.append((start, event.validator_set))
+                self._persist(keys.KEY_VALIDATOR_SETS, encode(
+                    [[s, v.to_value()] for s, v in self.history]))
+        height = event.height
+        if height % params.checkpoint_interval == 0 and height > self.low:
+            final = self._final_hash(height)
+            if final is not None and self.me in self.set_at(height).keys:
+                cp = Checkpoint.make(self.key, self.chain_id, height, final[0], final[1],
+                                     event.state_root)
+                self.my_checkpoint = cp
+                self._broadcast(cp)
+                self._store_checkpoint(cp)
+        self._drain_transfer()
+        self._try_accept(self._lowest_waiting())
+
+    def _lowest_waiting(self) -> int:
+        waiting = [h for h, s in self.slots.items() if s.candidate is not None]
+        return min(waiting) if waiting else self.tip + 1
+
+    def on_checkpoint(self, cp: Checkpoint) -> None:
+        if cp.height <= self.low or cp.height % self.params.checkpoint_interval:
+            return
+        if cp.sender not in self.set_at(cp.height).keys or not signature_valid(cp):
+            return
+        self._store_checkpoint(cp)
+
+    def _store_checkpoint(self, cp: Checkpoint) -> None:
+        mine = self.checkpoints.setdefault(cp.sender, {})
+        mine[cp.height] = cp
+        while len(mine) > CHECKPOINTS_PER_SENDER_MAX:
+            del mine[min(mine)]
+        same = [c for per in self.checkpoints.values() for c in per.values()
+                if c.height == cp.height and c.digest == cp.digest]
+        if len(same) >= self.set_at(cp.height).quorum:
+            self._set_stable(tuple(sorted(same, key=lambda c: c.sender)))
+            self._persist(keys.KEY_STABLE, encode([c.to_value() for c in self.stable_proof]))
+            self._garbage_collect()
+            if self.tip < self.low:
+                self._request_transfer(self.low, tuple(c.sender for c in same))
+
+    def _set_stable(self, proof: tuple[Checkpoint, ...]) -> None:
+        first = proof[0]
+        if first.height <= self.low:
+            return
+        self.low, self.low_hash, self.low_time = first.height, first.block_hash, first.time_ms
+        self.stable_proof = proof
+
+    def _garbage_collect(self) -> None:
+        """Forget everything at or below the stable checkpoint (delivered blocks only)."""
+        low = self.low
+        for height in [h for h in self.slots if h <= low]:
+            del self.slots[height]
+        for height in [h for h in self.prepared if h <= low]:
+            del self.prepared[height]
+            self._persist(keys.height_key(keys.PREFIX_PREPARED, height), None)
+        for height in [h for h in self.committed if h <= min(low, self.tip)]:
+            del self.committed[height]
+            self._persist(keys.height_key(keys.PREFIX_COMMITTED, height), None)
+        for place in [p for p in self.my_votes if p[0] <= low]:
+            del self.my_votes[place]
+            self.my_pre_prepares.pop((place[0], place[1]), None)
+            self._persist(keys.vote_key(*place), None)
+        for per in self.checkpoints.values():
+            for height in [h for h in per if h <= low]:
+                del per[height]
+
+    # ------------------------------------------------------------------ view change
+
+    def _start_view_change(self, new_view: int) -> None:
+        """Stop accepting messages of lower views and ask for ``new_view``."""
+        self.view, self.view_active = new_view, False
+        self.view_attempts += 1
+        self.view_deadline = None
+        self.slots = {}
+        self._persist(keys.KEY_VIEW, encode([self.view, False]))
+        prepared = tuple(self.prepared[h] for h in sorted(self.prepared)
+                         if h > self.low and h not in self.committed)
+        committed = tuple(self.committed[h] for h in sorted(self.committed) if h > self.low)
+        vc = ViewChange.make(self.key, self.chain_id, new_view, self.stable_proof, prepared,
+                             committed)
+        self.my_view_change = vc
+        self.view_changes[self.me] = vc
+        self._persist(keys.KEY_VIEW_CHANGE, encode_message(vc))
+        self._broadcast(vc)
+        self._maybe_new_view()
+
+    def on_view_change(self, vc: ViewChange) -> None:
+        if vc.sender not in self.active_set.keys:
+            return
+        if vc.new_view <= self.view and self.view_active:
+            if self.new_view_msg is not None and self.new_view_msg.view == self.view:
+                self._send(vc.sender, self.new_view_msg)  # it missed the NEW-VIEW
+            return
+        if vc.new_view < self.view:
+            return
+        known = self.view_changes.get(vc.sender)
+        if known is not None and known.new_view >= vc.new_view:
+            return
+        if not self._view_change_valid(vc):
+            return
+        self.view_changes[vc.sender] = vc
+        higher = sorted(v.new_view for v in self.view_changes.values()
+                        if v.new_view > self.view)
+        if len(higher) >= self.active_set.f + 1 and (self.view_active or higher[0] > self.view):
+            # f + 1 validators want a higher view: at least one is correct; join the
+            # smallest such view so that a quorum forms.
+            self._start_view_change(higher[-(self.active_set.f + 1)])
+        self._maybe_new_view()
+
+    def _view_change_valid(self, vc: ViewChange) -> bool:
+        if not signature_valid(vc):
+            return False
+        if vc.checkpoint and not self._checkpoint_proof_valid(vc.checkpoint):
+            return False
+        base = vc.checkpoint[0].height if vc.checkpoint else 0
+        for cert in vc.prepared:
+            if cert.height <= base or cert.view >= vc.new_view:
+                return False
+            if not self._prepared_valid(cert):
+                return False
+        for proof in vc.committed:
+            if proof.height <= base:
+                return False
+            try:
+                verify_certificate(proof.certificate, proof.block.header,
+                                   self.set_at(proof.height))
+            except InvalidCertificate:
+                return False
+        return True
+
+    def _checkpoint_proof_valid(self, proof: tuple[Checkpoint, ...]) -> bool:
+        first = proof[0]
+        if first.height % self.params.checkpoint_interval or first.chain_id != self.chain_id:
+            return False
+        members = self.set_at(first.height)
+        senders = [c.sender for c in proof]
+        if len(set(senders)) != len(senders) or len(senders) < members.quorum:
+            return False
+        return all(c.digest == first.digest and c.sender in members.keys
+                   and c.chain_id == self.chain_id and signature_valid(c) for c in proof)
+
+    def _prepared_valid(self, cert: PreparedCertificate) -> bool:
+        pp = cert.pre_prepare
+        members = self.set_at(pp.height)
+        if pp.chain_id != self.chain_id or pp.sender != members.primary(pp.view):
+            return False
+        voters = [v.voter for v in cert.prepares]
+        if len(set(voters)) != len(voters) or len(voters) < members.quorum - 1:
+            return False
+        for vote in cert.prepares:
+            if (vote.voter not in members.keys or vote.voter == pp.sender
+                    or vote.view != pp.view or vote.height != pp.height
+                    or vote.block_hash != pp.block_hash or vote.chain_id != self.chain_id):
+                return False
+        return signature_valid(pp) and all(v.signature_valid() for v in cert.prepares)
+
+    def _maybe_new_view(self) -> None:
+        """As primary of a pending view with a quorum of VIEW-CHANGEs, start it."""
+        if self.view_active or self.primary(self.view) != self.me:
+            return
+        same = sorted((vc for vc in self.view_changes.values() if vc.new_view == self.view),
+                      key=lambda vc: vc.sender)
+        quorum = self.active_set.quorum
+        if len(same) < quorum or self.view_changes.get(self.me) not in same:
+            return
+        chosen = [self.view_changes[self.me]] + [vc for vc in same if vc.sender != self.me]
+        chosen = sorted(chosen[:quorum], key=lambda vc: vc.sender)
+        o = self._compute_o(tuple(chosen))
+        pre_prepares = tuple(PrePrepare.make(self.key, self.chain_id, self.view, block)
+                             for block in o)
+        nv = NewView.make(self.key, self.chain_id, self.view, tuple(chosen), pre_prepares)
+        self._broadcast(nv)
+        self._enter_new_view(nv)
+
+    def _compute_o(self, view_changes: tuple[ViewChange, ...]) -> tuple[Block, ...]:
+        return compute_o(view_changes, self.genesis.genesis_hash, self.window).blocks
+
+    def _o_matches(self, nv: NewView) -> bool:
+        """Backups recompute O from the view-change set and reject a NEW-VIEW that differs."""
+        expected = self._compute_o(nv.view_changes)
+        got = [(pp.height, pp.block_hash) for pp in nv.pre_prepares]
+        return got == [(b.header.height, b.header.block_hash) for b in expected]
+
+    def on_new_view(self, nv: NewView) -> None:
+        if nv.view < self.view or (nv.view == self.view and self.view_active):
+            return
+        if nv.sender != self.primary(nv.view) or not signature_valid(nv):
+            return
+        senders = [vc.sender for vc in nv.view_changes]
+        members = self.active_set
+        if (len(set(senders)) != len(senders) or len(senders) < members.quorum
+                or any(s not in members.keys for s in senders)):
+            return
+        for vc in nv.view_changes:
+            if vc.new_view != nv.view or vc.chain_id != self.chain_id:
+                return
+            if self.view_changes.get(vc.sender) != vc and not self._view_change_valid(vc):
+                return
+        for pp in nv.pre_prepares:
+            if pp.view != nv.view or pp.sender != nv.sender or pp.chain_id != self.chain_id:
+                return
+            if not signature_valid(pp):
+                return
+        if not self._o_matches(nv):
+            return
+        self._enter_new_view(nv)
+
+    def _enter_new_view(self, nv: NewView) -> None:
+        """Adopt the view, its checkpoint and its re-proposals."""
+        self.view, self.view_active = nv.view, True
+        self.new_view_msg = nv
+        self.slots = {}
+        self.view_deadline = None
+        self._persist(keys.KEY_VIEW, encode([self.view, True]))
+        base = compute_o(nv.view_changes, self.genesis.genesis_hash, self.window)
+        if base.base_height > self.low:
+            self._set_stable(base.base_proof)
+            self._persist(keys.KEY_STABLE, encode([c.to_value() for c in self.stable_proof]))
+            self._garbage_collect()
+            if self.tip < self.low:
+                self._request_transfer(self.low, tuple(c.sender for c in base.base_proof))
+        for pp in nv.pre_prepares:
+            height = pp.height
+            if height <= self.low:
+                continue
+            slot = self._slot(height)
+            final = self._final_hash(height)
+            if final is not None:
+                # Already committed here: take part again so that the others can commit
+                # it in this view too (O must hold the same block; anything else would
+                # be a safety failure, and this replica then stays out).
+                if final[0] == pp.block_hash:
+                    slot.pre_prepare = pp
+                continue
+            if pp.sender == self.me:
+                slot.pre_prepare = pp
+                self.my_pre_prepares[(height, self.view)] = pp
+                if (height, self.view, PHASE_PRE_PREPARE) not in self.my_votes:
+                    self.my_votes[(height, self.view, PHASE_PRE_PREPARE)] = pp.block_hash
+                    self._persist(keys.vote_key(height, self.view, PHASE_PRE_PREPARE),
+                                  encode_message(pp))
+            else:
+                slot.candidate, slot.trusted = pp, True
+        self._try_accept(self._lowest_waiting())
+        for height in sorted(self.slots):
+            self._maybe_prepare(height)
+
+    # ------------------------------------------------------------------ state transfer
+
+    def _transfer_peers(self) -> tuple[bytes, ...]:
+        return tuple(k for k in self.active_set.keys if k != self.me)
+
+    def _request_transfer(self, target: int, peers: tuple[bytes, ...]) -> None:
+        """Ask one peer for the next blocks up to ``target`` (one request in flight)."""
+        self.transfer_target = max(self.transfer_target, target)
+        if self.transfer_deadline is not None and self.now < self.transfer_deadline:
+            return
+        peers = tuple(p for p in peers if p != self.me) or self._transfer_peers()
+        if not peers:
+            return
+        peer = peers[self.transfer_peer_index % len(peers)]
+        first = self.tip + 1
+        last = min(self.transfer_target, first + HEIGHTS_PER_REQUEST_MAX - 1)
+        if last < first:
+            return
+        request = BlocksRequest.make(self.key, self.chain_id, first, last)
+        self.transfer_deadline = self.now + self.params.view_timeout_ms
+        self._out.append(SetTimer(TimerId.TRANSFER, self.transfer_deadline))
+        self._out.append(RequestStateTransfer(first, last, (peer,), encode_message(request)))
+
+    def on_blocks_request(self, request: BlocksRequest) -> None:
+        if not signature_valid(request) or request.from_height > self.tip:
+            return
+        self._out.append(ServeBlocks(request.sender, request.from_height,
+                                     min(request.to_height, self.tip)))
+
+    def on_blocks(self, blocks: tuple[CommittedProof, ...]) -> None:
+        """Buffer fetched blocks; deliver each once its certificate and link verify."""
+        for proof in blocks[:BLOCKS_PER_RESPONSE_MAX]:
+            height = proof.height
+            if self.tip < height <= self.tip + BLOCKS_PER_RESPONSE_MAX:
+                self.transfer_buffer.setdefault(height, proof)
+        self._drain_transfer()
+        if self.transfer_deadline is not None:
+            self.transfer_deadline = None
+            self._out.append(CancelTimer(TimerId.TRANSFER))
+        if self.transfer_target > self.tip and not self.transfer_buffer:
+            self._request_transfer(self.transfer_target, self._transfer_peers())
+
+    def _drain_transfer(self) -> None:
+        for height in [h for h in self.transfer_buffer if h <= self.tip]:
+            del self.transfer_buffer[height]
+        while self.tip + 1 in self.transfer_buffer:
+            height = self.tip + 1
+            # The set in force at h is known once every block that could change it
+            # (decided at or before h - 1 - D) has executed.
+            if self._executed() < height - 1 - self.params.execution_lag:
+                return
+            proof = self.transfer_buffer.pop(height)
+            header = proof.block.header
+            if (header.prev_hash != self.tip_hash or header.chain_id != self.chain_id
+                    or header.time_ms <= self.tip_time
+                    or (height == self.low and header.block_hash != self.low_hash)):
+                self.transfer_buffer.clear()
+                return
+            try:
+                verify_certificate(proof.certificate, header, self.set_at(height))
+            except InvalidCertificate:
+                self.transfer_buffer.clear()
+                return
+            self._add_committed(proof)

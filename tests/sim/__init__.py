@@ -1,0 +1,1 @@
+"""Deterministic PBFT simulator (see tests/sim/core.py)."""

@@ -1,0 +1,281 @@
+"""The named scenarios of issue 3, each a function of a seed.
+
+Rules:
+- A scenario builds a ``Simulation``, scripts faults at fixed simulated times, and ends
+  with a liveness check (every submitted transaction commits at every correct node)
+  unless the scenario is about the absence of progress. The checker runs after every
+  step throughout, so safety is checked in every scenario.
+- Each returns a ``Result`` with the figures the report needs (view changes, heights).
+- Times are simulated milliseconds after the start; ``SIM_PARAMS`` uses a 400 ms view
+  timeout, checkpoints every 4 heights, a 16-height window and an execution lag of 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consensus.messages import Message, PrePrepare, Status
+from ledger.records import Vote
+from tests.sim.core import Simulation
+
+LIVENESS_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Figures of one run."""
+
+    scenario: str
+    seed: int
+    steps: int
+    heights: int
+    view_changes: int
+    extra: dict[str, int]
+
+
+def _result(sim: Simulation, **extra: int) -> Result:
+    return Result(sim.scenario, sim.seed, sim.steps, sim.heights(), sim.view_changes(), extra)
+
+
+def _load(sim: Simulation, batches: int, every_ms: int, size: int, start_ms: int = 0) -> None:
+    for i in range(batches):
+        sim.at(start_ms + i * every_ms, lambda: sim.submit(size))
+
+
+def normal(seed: int) -> Result:
+    sim = Simulation(seed, scenario="normal")
+    _load(sim, 5, 100, 8)
+    sim.run(600)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def primary_crash(seed: int) -> Result:
+    """The primary crashes right after proposing the first blocks of a batch."""
+    sim = Simulation(seed, scenario="primary_crash")
+    sim.submit(20)
+    sim.at(4, lambda: sim.crash(0))
+    _load(sim, 3, 200, 5, start_ms=100)
+    sim.run(700)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def primary_paused(seed: int) -> Result:
+    """The primary stops for 3 s (others change view), then resumes with its old view."""
+    sim = Simulation(seed, scenario="primary_paused")
+    sim.submit(10)
+    sim.at(3, lambda: sim.pause(0))
+    _load(sim, 5, 300, 4, start_ms=50)
+    sim.at(3_000, lambda: sim.resume(0))
+    stale: list[int] = []
+    resumed = 3_000 + sim.time
+
+    def observe(index: int, message: Message | None) -> None:
+        # Messages the old primary sends after resuming, for views the others have left.
+        others = min(n.replica.view for n in sim.nodes if n.index != 0)
+        if (index == 0 and sim.time >= resumed
+                and isinstance(message, (PrePrepare, Vote, Status)) and message.view < others):
+            stale.append(message.view)
+
+    sim.observer = observe
+    sim.run(3_000)
+    views_at_resume = min(n.replica.view for n in sim.nodes if n.index != 0)
+    sim.at(3_100, lambda: sim.submit(8))
+    sim.run(3_500)
+    sim.run_until_committed(LIVENESS_MS)
+    lowest = min(n.replica.view for n in sim.nodes if n.index != 0)
+    return _result(sim, stale_messages_after_resume=len(stale),
+                   views_at_resume=views_at_resume, lowest_view_at_end=lowest,
+                   old_primary_view=sim.nodes[0].replica.view)
+
+
+def equivocating_primary(seed: int) -> Result:
+    """The primary sends two different blocks for each height to two halves."""
+    sim = Simulation(seed, scenario="equivocating_primary")
+    sim.nodes[0].equivocate = True
+    sim.faulty.add(0)
+    _load(sim, 4, 150, 6)
+    sim.run(600)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def twinned_backup(seed: int) -> Result:
+    """Two instances of validator 1 share its key and both take part (Twins)."""
+    sim = Simulation(seed, scenario="twinned_backup", twins=(1,))
+    _load(sim, 4, 150, 6)
+    sim.at(300, lambda: sim.crash(0))  # force a view change with the twins voting in it
+    sim.run(600)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def twinned_primary(seed: int) -> Result:
+    """Two instances of the primary share its key: two proposals per height."""
+    sim = Simulation(seed, scenario="twinned_primary", twins=(0,))
+    _load(sim, 4, 150, 6)
+    sim.run(600)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def amnesia_restart(seed: int, *, forget: bool = False) -> Result:
+    """The primary crashes just after proposing and restarts at once with the same key;
+    with working persistence it re-sends the same block, never a conflicting one."""
+    name = "amnesia_restart_broken" if forget else "amnesia_restart"
+    sim = Simulation(seed, scenario=name)
+    sim.nodes[0].forget_persisted = forget
+    sim.submit(6)
+    sim.at(3, lambda: sim.crash(0))
+    sim.at(8, lambda: sim.restart(0))
+    sim.at(300, lambda: sim.crash(1))
+    sim.at(320, lambda: sim.restart(1))
+    _load(sim, 3, 200, 4, start_ms=100)
+    sim.run(800)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def partition_2_2(seed: int) -> Result:
+    """Two halves of two: no quorum anywhere, so no commit and no violation; after the
+    partition heals, everything commits."""
+    sim = Simulation(seed, scenario="partition_2_2")
+    sim.set_partition([{0, 1}, {2, 3}])
+    _load(sim, 3, 300, 6)
+    sim.run(4_000)
+    committed_during = sim.heights()
+    views_before = sim.view_changes()
+    sim.set_partition(None)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim, committed_during_partition=committed_during,
+                   views_during_partition=views_before,
+                   views_after_heal=sim.view_changes() - views_before)
+
+
+def partition_3_1(seed: int) -> Result:
+    """The primary is cut off; the other three change view and go on; it catches up."""
+    sim = Simulation(seed, scenario="partition_3_1")
+    sim.set_partition([{0}, {1, 2, 3}])
+    _load(sim, 4, 200, 6)
+    sim.run(800)
+    majority = [n for n in sim.nodes if n.index != 0]
+    sim.run_until_committed(LIVENESS_MS, nodes=majority)
+    progress_during = min(n.replica.tip for n in majority)
+    sim.set_partition(None)
+    sim.submit(4)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim, heights_during_partition=progress_during)
+
+
+def lossy_network(seed: int) -> Result:
+    """20% loss, 10% duplication, delays of 1 to 80 ms (heavy reordering)."""
+    sim = Simulation(seed, scenario="lossy_network", loss=0.2, dup=0.1, delay_ms=(1, 80))
+    _load(sim, 10, 250, 8)
+    sim.run(2_500)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def clock_skew(seed: int) -> Result:
+    """One replica's clock runs 50% fast (its timers fire early, its times run ahead);
+    then the primary's."""
+    sim = Simulation(seed, scenario="clock_skew")
+    sim.nodes[2].clock_rate = 1.5
+    sim.nodes[0].clock_rate = 0.5
+    _load(sim, 8, 300, 6)
+    sim.run(2_400)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def n7_two_faulty_primaries(seed: int) -> Result:
+    """n = 7 (f = 2): the primaries of views 0 and 1 are both down."""
+    sim = Simulation(seed, 7, scenario="n7_two_faulty_primaries")
+    sim.crash(0)
+    sim.crash(1)
+    _load(sim, 4, 200, 6)
+    sim.run(800)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def lagging_state_transfer(seed: int) -> Result:
+    """A replica is down while the chain moves past its low watermark; on restart it
+    catches up by state transfer (certificates checked) and takes part again."""
+    sim = Simulation(seed, scenario="lagging_state_transfer")
+    sim.crash(3)
+    _load(sim, 30, 40, 8)
+    sim.run(1_300)
+    others = [n for n in sim.nodes if n.index != 3]
+    sim.run_until_committed(LIVENESS_MS, nodes=others)
+    low_at_restart = min(n.replica.low for n in others)
+    sim.restart(3)
+    sim.after(50, lambda: sim.submit(8))
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim, low_at_restart=low_at_restart,
+                   lagging_tip=sim.nodes[3].replica.tip)
+
+
+def validators_change(seed: int) -> Result:
+    """Under load, validator 4 is added (5 validators), then validator 0 is removed."""
+    sim = Simulation(seed, scenario="validators_change", extra_nodes=1)
+    keys = [k.public_key.hex() for k in sim.keys]
+    _load(sim, 20, 100, 4)
+    sim.at(150, lambda: sim.submit(1, "validators", {"keys": keys[:5]}))
+    sim.at(1_200, lambda: sim.submit(1, "validators", {"keys": keys[1:5]}))
+    sim.run(2_200)
+    sim.run_until_committed(LIVENESS_MS, nodes=[n for n in sim.nodes if n.index != 0])
+    added, removed = sim.keys[4].public_key, sim.keys[0].public_key
+    chain = sim.nodes[1].delivered
+    signed_by_added = [h for h, p in chain.items()
+                       if any(s.voter == added for s in p.certificate.signatures)]
+    signed_by_removed = [h for h, p in chain.items()
+                         if any(s.voter == removed for s in p.certificate.signatures)]
+    return _result(sim, first_signed_by_added=min(signed_by_added, default=0),
+                   last_signed_by_removed=max(signed_by_removed, default=0),
+                   validators_at_tip=sim.nodes[1].replica.set_at(sim.heights() + 1).n,
+                   added_tip=sim.nodes[4].replica.tip)
+
+
+def forged_messages(seed: int) -> Result:
+    """A Byzantine validator adds garbage, bit flips, replays and forged votes."""
+    sim = Simulation(seed, scenario="forged_messages")
+    sim.nodes[3].forger = True
+    sim.faulty.add(3)
+    _load(sim, 5, 150, 6)
+    sim.run(800)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def silent_replica(seed: int) -> Result:
+    """One validator receives everything and sends nothing."""
+    sim = Simulation(seed, scenario="silent_replica")
+    sim.nodes[1].silent = True
+    sim.faulty.add(1)
+    _load(sim, 5, 150, 6)
+    sim.run(800)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+SCENARIOS: dict[str, Callable[[int], Result]] = {
+    "normal": normal,
+    "primary_crash": primary_crash,
+    "primary_paused": primary_paused,
+    "equivocating_primary": equivocating_primary,
+    "twinned_backup": twinned_backup,
+    "twinned_primary": twinned_primary,
+    "amnesia_restart": amnesia_restart,
+    "partition_2_2": partition_2_2,
+    "partition_3_1": partition_3_1,
+    "lossy_network": lossy_network,
+    "clock_skew": clock_skew,
+    "n7_two_faulty_primaries": n7_two_faulty_primaries,
+    "lagging_state_transfer": lagging_state_transfer,
+    "validators_change": validators_change,
+    "forged_messages": forged_messages,
+    "silent_replica": silent_replica,
+}
