@@ -14,6 +14,8 @@ Rules:
 - Transactions admitted from clients are queued for forwarding to every validator
   (censorship resistance: a primary that ignores them is replaced by a view change);
   those received from peers are not forwarded again.
+- ``feed`` hands each transaction once to the replica (which keeps its own bounded queue
+  of pending transactions until they commit); the node feeds as the replica has room.
 - ``take`` hands transactions to a proposal and marks them in flight for that height;
   when that height commits, any marked transaction that did not commit is released for
   the next proposal (a view change may have replaced the block).
@@ -43,6 +45,8 @@ class _Entry:
     encoded: bytes
     proposed_at: int = 0
     """Height of the proposal carrying it, 0 when available."""
+    fed: bool = False
+    """Handed to the replica (which keeps it until it commits)."""
 
 
 class Mempool:
@@ -61,6 +65,7 @@ class Mempool:
         self._admissible = admissible
         self._pending: OrderedDict[bytes, _Entry] = OrderedDict()
         self._bytes = 0
+        self._unfed = 0
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._forward: deque[bytes] = deque()
         self.verifications = 0
@@ -104,6 +109,7 @@ class Mempool:
             )
         self._pending[tx_id] = _Entry(tx, raw)
         self._bytes += len(raw)
+        self._unfed += 1
         if forward:
             self._forward.append(tx_id)
         return tx_id
@@ -194,6 +200,30 @@ class Mempool:
             if entry.proposed_at and entry.proposed_at <= height:
                 entry.proposed_at = 0
 
+    def feed(self, txs_max: int, now_ms: int) -> list[Transaction]:
+        """Oldest transactions not yet handed to the replica, marked as handed over (they
+        stay until committed); expired ones met on the way are dropped."""
+        chosen: list[Transaction] = []
+        expired: list[bytes] = []
+        for tx_id, entry in self._pending.items():
+            if len(chosen) >= txs_max:
+                break
+            if entry.fed:
+                continue
+            if entry.tx.expiry_ms < now_ms:
+                expired.append(tx_id)
+                continue
+            entry.fed = True
+            chosen.append(entry.tx)
+        self.remove(expired)
+        self._unfed -= len(chosen)
+        return chosen
+
+    @property
+    def unfed(self) -> int:
+        """Transactions admitted but not yet handed to the replica."""
+        return self._unfed
+
     def release_all(self) -> None:
         """Make every in-flight transaction available again (after a view change)."""
         for entry in self._pending.values():
@@ -204,6 +234,7 @@ class Mempool:
             entry = self._pending.pop(tx_id, None)
             if entry is not None:
                 self._bytes -= len(entry.encoded)
+                self._unfed -= not entry.fed
 
     # ------------------------------------------------------------------ forwarding
     def to_forward(self, txs_max: int) -> list[bytes]:

@@ -132,3 +132,19 @@ def test_only_client_submissions_are_forwarded_once() -> None:
     m.admit(b.encode(), NOW, forward=False)  # from a peer
     assert m.to_forward(100) == [a.encode()]
     assert m.to_forward(100) == []
+
+
+def test_feed_hands_each_transaction_once_and_counts_the_rest() -> None:
+    m = pool()
+    txs = [tx(i) for i in range(5)]
+    short = tx(99, expiry=NOW + 10)
+    m.admit(short.encode(), NOW, forward=False)
+    for t in txs:
+        m.admit(t.encode(), NOW, forward=False)
+    assert m.unfed == 6
+    assert m.feed(3, NOW + 100) == txs[:3]  # the expired one is dropped on the way
+    assert m.unfed == 2 and short.tx_id not in m
+    m.remove([txs[3].tx_id])
+    assert m.unfed == 1
+    assert m.feed(10, NOW) == [txs[4]]
+    assert m.feed(10, NOW) == [] and m.unfed == 0

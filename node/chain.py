@@ -1,0 +1,170 @@
+"""The node's executed chain: the chain store, the authenticated state and the contracts.
+
+Rules:
+- One data directory holds one LevelDB (``ledger.store.ChainStore``): blocks with their
+  certificates and receipts, the state under ``s/`` (``ledger.state_store``), the
+  replica's persisted records under ``p/`` (see ``node.runtime``), and ``m/genesis``,
+  the genesis hash the directory was created for: a directory of another network is
+  refused instead of being mixed with this one.
+- Blocks execute strictly in height order. Executing block ``h`` runs the contracts over
+  the state at version ``h - 1``, appends the committed block (receipts included) to the
+  chain store, then applies the changes as state version ``h``. A crash between the two
+  writes leaves the state one version behind the chain: ``open`` re-executes the missing
+  blocks and checks that they reproduce the stored receipts.
+- Header ``h`` carries the results of block ``h - D`` (``D = execution_lag``):
+  ``lagged_roots(h)`` gives them, from the stored receipts and the state tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts import engine
+from contracts.view import BlockEnv
+from ledger.errors import CorruptionError, StoreError
+from ledger.genesis import Genesis
+from ledger.merkle import EMPTY_ROOT
+from ledger.records import Block, CommitCertificate, CommittedBlock, Receipt, ValidatorSet
+from ledger.state_store import PersistentState
+from ledger.store import ChainStore
+from ledger.validation import receipts_root
+
+STATE_PREFIX = b"s/"
+GENESIS_MARK = b"m/genesis"
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """What executing one block produced."""
+
+    height: int
+    receipts: tuple[Receipt, ...]
+    receipts_root: bytes
+    state_root: bytes
+    validator_set: ValidatorSet | None
+    """The new validator set if the block changed it, else None."""
+
+
+class VersionView:
+    """The state at one version, as a contracts ``StateView``."""
+
+    __slots__ = ("_state", "_version")
+
+    def __init__(self, state: PersistentState, version: int) -> None:
+        self._state = state
+        self._version = version
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._state.get(key, self._version)
+
+
+class Chain:
+    """Chain store + state of one node, executing committed blocks."""
+
+    def __init__(self, store: ChainStore, state: PersistentState, genesis: Genesis) -> None:
+        self.store = store
+        self.state = state
+        self.genesis = genesis
+        self.lag = genesis.consensus.execution_lag
+
+    @staticmethod
+    def open(data_dir: Path, genesis: Genesis) -> Chain:
+        """Open (or create) the data directory for ``genesis``; replay what a crash left
+        unexecuted."""
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        store = ChainStore.open(Path(data_dir))
+        try:
+            mark = store.kv.get(GENESIS_MARK)
+            if mark is None:
+                if store.head_height() != 0:
+                    raise StoreError(f"{data_dir} holds blocks but no genesis mark: "
+                                     "it was not created by a Tabellion node")
+                store.kv.put(GENESIS_MARK, genesis.genesis_hash)
+            elif mark != genesis.genesis_hash:
+                raise StoreError(
+                    f"{data_dir} belongs to another network (genesis "
+                    f"{mark.hex()[:16]}…, this one is {genesis.genesis_hash.hex()[:16]}…): "
+                    "point data_dir at an empty directory or at this network's data"
+                )
+            state = PersistentState(store.kv.prefixed(STATE_PREFIX))
+            if state.latest_version() is None:
+                state.apply(0, engine.genesis_changes(genesis))
+            chain = Chain(store, state, genesis)
+            chain.replay()
+        except BaseException:
+            store.close()
+            raise
+        return chain
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ heights
+    @property
+    def height(self) -> int:
+        """Height of the last stored (committed) block; 0 at genesis."""
+        return self.store.head_height()
+
+    @property
+    def executed_height(self) -> int:
+        version = self.state.latest_version()
+        assert version is not None, "the genesis state is written on open"
+        return version
+
+    def head_hash(self) -> bytes:
+        h = self.height
+        return self.genesis.genesis_hash if h == 0 else self.store.header(h).block_hash
+
+    def last_time_ms(self) -> int:
+        h = self.height
+        return self.genesis.genesis_time_ms if h == 0 else self.store.header(h).time_ms
+
+    # ------------------------------------------------------------------ execution
+    def replay(self) -> int:
+        """Re-execute stored blocks the state has not applied yet; return how many."""
+        done = 0
+        while self.executed_height < self.height:
+            h = self.executed_height + 1
+            stored = self.store.get(h)
+            result = self._run(stored.block)
+            if result.receipts != stored.receipts:
+                raise CorruptionError(
+                    f"block {h}: re-execution gives other receipts than the stored ones; "
+                    "the data directory is damaged: restore it or start from an empty one"
+                )
+            self.state.apply(h, result.changes)
+            done += 1
+        return done
+
+    def _run(self, block: Block) -> engine.BlockResult:
+        header = block.header
+        if header.height != self.executed_height + 1:
+            raise StoreError(f"cannot execute block {header.height}: the state is at "
+                             f"{self.executed_height}")
+        env = BlockEnv(header.chain_id, header.height, header.time_ms, header.proposer)
+        return engine.execute_block(self.state.latest_view(), env, block.transactions)
+
+    def execute(self, block: Block, certificate: CommitCertificate) -> Executed:
+        """Execute the next block, store it with its certificate and receipts, apply its
+        state changes."""
+        result = self._run(block)
+        self.store.append(CommittedBlock(block, certificate, result.receipts))
+        root = self.state.apply(block.height, result.changes)
+        return Executed(block.height, result.receipts, receipts_root(result.receipts), root,
+                        result.validator_set)
+
+    # ------------------------------------------------------------------ roots
+    def lagged_roots(self, height: int) -> tuple[bytes, bytes]:
+        """(results_root, state_root) that header ``height`` must carry."""
+        source = height - self.lag
+        if source <= 0:
+            return EMPTY_ROOT, self.state.root(0)
+        if source > self.executed_height:
+            raise StoreError(f"block {source} is not executed yet (header {height} needs it)")
+        return receipts_root(self.store.get(source).receipts), self.state.root(source)
+
+    def validator_set(self, version: int | None = None) -> ValidatorSet:
+        """The validator set in force after state ``version`` (default: the latest)."""
+        v = self.executed_height if version is None else version
+        return engine.validator_set(VersionView(self.state, v))

@@ -1,0 +1,691 @@
+"""The validator node: one asyncio task owns the replica and carries out its effects.
+
+Rules:
+- Single owner. Every input (peer messages, admitted transactions, timer expiries,
+  executed blocks) becomes an event; the owner task feeds events to ``Replica.step`` one
+  at a time and carries out the returned effects *in order* and synchronously: there is
+  no ``await`` between two effects, so a shutdown (cancelling the task) lands between
+  events, never half-way through an effect list.
+- Persist before send: a ``Persist`` effect is one synced LevelDB write (prefix ``p/``
+  of the chain store) done before the next effect of the same list runs.
+- Execution in height order: ``Deliver`` executes the block with the contracts
+  (``node.chain``), stores it with its certificate and receipts, applies the state,
+  answers waiting clients and reports ``BlockExecuted`` back to the replica before any
+  other event. A height already stored is ignored (delivery is at-least-once).
+- Start-up: ``Chain.open`` reopens the store and the state and re-executes what a crash
+  left unexecuted; the replica is rebuilt from its persisted records; it then catches
+  up from its peers by state transfer (the replica verifies every certificate) before
+  it votes again.
+- Transactions reach the replica through ``TransactionsAvailable`` only as fast as its
+  bounded queue has room; the mempool keeps the rest (``Mempool.feed``).
+- Peer frames start with a channel byte (consensus message, forwarded transactions). A
+  frame on an unknown channel, or a transactions frame that does not decode,
+  disconnects the peer; a consensus message that does not decode is dropped by the
+  replica.
+- SIGTERM and SIGINT: stop accepting (API, peers), let the owner task finish the event it
+  is on, close the store, return (exit status 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import OrderedDict, deque
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from consensus.events import (
+    BlockExecuted,
+    Broadcast,
+    CancelTimer,
+    Deliver,
+    DropTransactions,
+    Effect,
+    Event,
+    MessageReceived,
+    Persist,
+    RequestStateTransfer,
+    Send,
+    ServeBlocks,
+    SetTimer,
+    Start,
+    TimerFired,
+    TransactionsAvailable,
+)
+from consensus.messages import MESSAGE_BYTES_MAX, BlocksResponse, CommittedProof, encode_message
+from consensus.persist import PersistedState
+from consensus.replica import PENDING_TXS_MAX, Replica
+from contracts import engine
+from ledger import jsonview
+from ledger.crypto import SigningKey, load_key
+from ledger.encoding import Limits as DecodeLimits
+from ledger.encoding import decode, encode
+from ledger.errors import InvalidBlock, LedgerError, StoreError
+from ledger.genesis import Genesis, load_genesis
+from ledger.merkle import merkle_root
+from ledger.records import Block, BlockHeader, Receipt, Transaction
+from ledger.store import TxLocation
+from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, check_execution_roots, txs_root
+from node.api import ApiError, SubmitOutcome, create_app
+from node.chain import Chain
+from node.config import NodeConfig, load_config, split_host_port
+from node.errors import ConfigError, MempoolRejection, TransportError
+from node.mempool import Mempool
+from node.metrics import Metrics, Snapshot
+from node.transport import Transport
+
+log = logging.getLogger("tabellion.node")
+
+CH_CONSENSUS = 1
+CH_TRANSACTIONS = 2
+PERSIST_PREFIX = b"p/"
+FORWARD_BATCH_TXS_MAX = 1000
+WAITERS_MAX = 100_000
+SUBMIT_YIELD_EVERY = 64
+STATUS_LOG_INTERVAL_S = 10.0
+LATENCY_TRACKED_MAX = 200_000
+RECORDS_SCAN_MAX = 5_000
+"""Transactions one GET /v1/records looks at, whatever its filters match."""
+RESPONSE_BYTES_MAX = MESSAGE_BYTES_MAX - 64 * 1024
+"""State-transfer answers stay under the consensus message limit (with room for framing)."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Feed:
+    """Internal event: hand waiting transactions to the replica (coalesced)."""
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the node owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Node:
+    """One validator: replica, chain, mempool, transport and API in one event loop."""
+
+    def __init__(self, config: NodeConfig, genesis: Genesis, key: SigningKey) -> None:
+        self.config = config
+        self.genesis = genesis
+        self.key = key
+        self._limits = config.limits
+        self.chain_id = genesis.chain_id
+        self._metrics = Metrics()
+        self.chain = Chain.open(config.data_dir, genesis)
+        self._persist_kv = self.chain.store.kv.prefixed(PERSIST_PREFIX)
+        self.mempool = Mempool(self.chain_id, self._limits, self.chain.store.has_tx,
+                               self._admissible)
+        self.transport = Transport(key, self.chain_id, config.peers,
+                                   split_host_port(config.listen_peer), self._limits,
+                                   self._on_frame)
+        self._inbox: asyncio.Queue[Event | _Feed] = asyncio.Queue(self._limits.inbox_max)
+        self._local: deque[Event] = deque()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._waiter_count = 0
+        self._admitted_at: OrderedDict[bytes, float] = OrderedDict()
+        self._feed_pending = False
+        self._stopping = asyncio.Event()
+        self._started = False
+        self._committed_total = 0
+        self._last_view = 0
+        self._scanned_all = False
+        persisted = PersistedState.from_records(self._persist_kv.items())
+        self.replica = Replica(key=key, genesis=genesis, executor=self, persisted=persisted)
+        self._last_view = self.replica.view
+
+    # ================================================================== lifecycle
+    async def run(self) -> None:
+        """Serve until ``stop()`` (SIGTERM, SIGINT); then close everything and return."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            await self._serve()
+        finally:
+            self.chain.close()
+            log.info("stopped cleanly at height %d", self.chain.height)
+
+    async def _serve(self) -> None:
+        await self.transport.start()
+        host, port = split_host_port(self.config.listen_api)
+        server = _ApiServer(uvicorn.Config(
+            create_app(self), host=host, port=port, log_level="warning",
+            access_log=False, lifespan="off", timeout_graceful_shutdown=2,
+        ))
+        api_task = asyncio.ensure_future(server.serve())
+        while not server.started:
+            if api_task.done():
+                await self.transport.close()
+                raise ConfigError(f"cannot serve the API on {self.config.listen_api} "
+                                  "(listen_api): is the port in use?")
+            await asyncio.sleep(0.01)
+        log.info("validator %s… of %s at height %d (executed %d); peers on %s, API on "
+                 "http://%s", self.key.public_key.hex()[:16], self.chain_id,
+                 self.chain.height, self.chain.executed_height, self.config.listen_peer,
+                 self.config.listen_api)
+        self._local.append(Start(now_ms()))
+        self._started = True
+        owner = asyncio.ensure_future(self._drive())
+        reporter = asyncio.ensure_future(self._report())
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({owner, stop}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping: refusing new requests, finishing the current block")
+        server.should_exit = True
+        for task in (owner, reporter, stop):
+            task.cancel()
+        for task in (owner, reporter, stop):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for handle in self._timers.values():
+            handle.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(api_task, 5)
+        await self.transport.close()
+        failure = owner.exception() if not owner.cancelled() else None
+        if failure is not None:
+            raise failure
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _drive(self) -> None:
+        """The owner task: one event at a time, its effects in order."""
+        while True:
+            item = self._local.popleft() if self._local else await self._inbox.get()
+            if isinstance(item, _Feed):
+                self._feed_pending = False
+                fed = self._feed_event()
+                if fed is None:
+                    continue
+                item = fed
+            self._carry_out(self.replica.step(item))
+            if self.replica.view != self._last_view:
+                if self.replica.view > self._last_view:
+                    self._metrics.view_changes.inc(self.replica.view - self._last_view)
+                log.info("view %d (primary %s…)", self.replica.view,
+                         self.replica.primary(self.replica.view).hex()[:16])
+                self._last_view = self.replica.view
+
+    async def _report(self) -> None:
+        """A line an operator can read, every few seconds."""
+        last_height, last_txs = self.chain.height, 0
+        while True:
+            await asyncio.sleep(STATUS_LOG_INTERVAL_S)
+            height, txs = self.chain.height, self._committed_total
+            log.info("height %d (+%d blocks, +%d txs in %.0f s), view %d, peers %d/%d, "
+                     "mempool %d", height, height - last_height, txs - last_txs,
+                     STATUS_LOG_INTERVAL_S, self.replica.view, self.transport.connected(),
+                     len(self.transport.peer_keys), len(self.mempool))
+            last_height, last_txs = height, txs
+
+    # ================================================================== effects
+    def _carry_out(self, effects: Sequence[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Persist):
+                self._persist(effect)
+            elif isinstance(effect, Send):
+                self.transport.send(effect.to, bytes([CH_CONSENSUS]) + effect.data)
+            elif isinstance(effect, Broadcast):
+                self.transport.broadcast(bytes([CH_CONSENSUS]) + effect.data)
+            elif isinstance(effect, SetTimer):
+                self._set_timer(effect.timer, effect.deadline_ms)
+            elif isinstance(effect, CancelTimer):
+                handle = self._timers.pop(effect.timer, None)
+                if handle is not None:
+                    handle.cancel()
+            elif isinstance(effect, Deliver):
+                self._deliver(effect)
+            elif isinstance(effect, RequestStateTransfer):
+                log.info("catching up: asking for blocks %d..%d", effect.from_height,
+                         effect.to_height)
+                for peer in effect.peers[:1]:
+                    self.transport.send(peer, bytes([CH_CONSENSUS]) + effect.request)
+            elif isinstance(effect, ServeBlocks):
+                self._serve_blocks(effect)
+            elif isinstance(effect, DropTransactions):
+                self.mempool.remove(effect.tx_ids)
+                if self.mempool.unfed:
+                    self._feed()
+
+    def _persist(self, effect: Persist) -> None:
+        record = effect.record
+        with self._persist_kv.batch(sync=True) as batch:
+            if record.value is None:
+                batch.delete(record.key)
+            else:
+                batch.put(record.key, record.value)
+
+    def _set_timer(self, timer: str, deadline_ms: int) -> None:
+        old = self._timers.pop(timer, None)
+        if old is not None:
+            old.cancel()
+        delay_s = max(0.0, (deadline_ms - now_ms()) / 1000)
+        self._timers[timer] = asyncio.get_running_loop().call_later(
+            delay_s, self._timer_fired, timer)
+
+    def _timer_fired(self, timer: str) -> None:
+        self._timers.pop(timer, None)
+        try:
+            self._inbox.put_nowait(TimerFired(now_ms(), timer))
+        except asyncio.QueueFull:  # the replica re-arms its timers; try again shortly
+            self._set_timer(timer, now_ms() + 50)
+
+    # ================================================================== execution
+    def _deliver(self, effect: Deliver) -> None:
+        block, certificate = effect.block, effect.certificate
+        if block.height <= self.chain.height:
+            return  # delivery is at-least-once: this height is already stored
+        started = time.perf_counter()
+        executed = self.chain.execute(block, certificate)
+        self._metrics.block_execution.observe(time.perf_counter() - started)
+        ids = [tx.tx_id for tx in block.transactions]
+        self.mempool.remove(ids)
+        self._committed(ids)
+        log.debug("block %d: %d transactions, view %d, proposer %s…", block.height,
+                  len(ids), block.header.view, block.header.proposer.hex()[:16])
+        self._local.append(BlockExecuted(
+            now_ms(), executed.height, executed.receipts_root, executed.state_root,
+            executed.validator_set,
+        ))
+
+    def _committed(self, tx_ids: Sequence[bytes]) -> None:
+        self._metrics.committed_txs.inc(len(tx_ids))
+        self._committed_total += len(tx_ids)
+        now = time.monotonic()
+        for tx_id in tx_ids:
+            admitted = self._admitted_at.pop(tx_id, None)
+            if admitted is not None:
+                self._metrics.commit_latency.observe(now - admitted)
+            for future in self._waiters.pop(tx_id, ()):
+                self._waiter_count -= 1
+                if not future.done():
+                    future.set_result(None)
+
+    # ---------------------------------------------------------------- executor
+    def executed_height(self) -> int:
+        return self.chain.executed_height
+
+    def build_block(self, *, height: int, view: int, prev_hash: bytes, time_ms: int,
+                    proposer: bytes, transactions: Sequence[Transaction]) -> Block:
+        """A block of the replica's picks that can still commit at ``time_ms``."""
+        txs = tuple(tx for tx in transactions
+                    if time_ms <= tx.expiry_ms <= time_ms + TX_EXPIRY_HORIZON_MS_MAX
+                    and not self.chain.store.has_tx(tx.tx_id))
+        results_root, state_root = self.chain.lagged_roots(height)
+        header = BlockHeader(
+            chain_id=self.chain_id, height=height, prev_hash=prev_hash, proposer=proposer,
+            view=view, time_ms=time_ms, txs_root=txs_root(txs), results_root=results_root,
+            state_root=state_root,
+            validator_set_hash=self.replica.set_at(height).set_hash,
+        )
+        return Block(header, txs)
+
+    def check_block(self, block: Block) -> None:
+        """Everything but the link (checked by the replica): limits, transactions root,
+        every transaction (signatures through the verified cache) and the lagged roots."""
+        header = block.header
+        height = header.height
+        params = self.genesis.consensus
+        if len(block.transactions) > params.block_txs_max:
+            raise InvalidBlock(height, f"more than {params.block_txs_max} transactions")
+        encoded = [tx.encode() for tx in block.transactions]
+        if sum(map(len, encoded)) > params.block_bytes_max:
+            raise InvalidBlock(height, f"transactions exceed {params.block_bytes_max} bytes")
+        if merkle_root(encoded) != header.txs_root:
+            raise InvalidBlock(height, "txs_root does not match the transactions")
+        seen: set[bytes] = set()
+        for position, tx in enumerate(block.transactions):
+            tx_id = tx.tx_id
+            if tx_id in seen:
+                raise InvalidBlock(height, f"transaction {position} appears twice")
+            seen.add(tx_id)
+            if tx.chain_id != self.chain_id:
+                raise InvalidBlock(height, f"transaction {position} is for another network")
+            if not header.time_ms <= tx.expiry_ms <= header.time_ms + TX_EXPIRY_HORIZON_MS_MAX:
+                raise InvalidBlock(height, f"transaction {position} is expired or expires "
+                                   "beyond the horizon")
+            if not self.mempool.verify_signature(tx):
+                raise InvalidBlock(height, f"transaction {position} has an invalid signature")
+        results_root, state_root = self.chain.lagged_roots(height)
+        check_execution_roots(header, results_root, state_root)
+
+    # ================================================================== peers
+    async def _on_frame(self, sender: bytes, data: bytes) -> None:
+        channel, body = data[0], data[1:]
+        if channel == CH_CONSENSUS:
+            await self._inbox.put(MessageReceived(now_ms(), sender, body))
+        elif channel == CH_TRANSACTIONS:
+            self._on_forwarded(sender, body)
+        else:
+            raise TransportError(f"unknown channel {channel}")
+
+    def _on_forwarded(self, sender: bytes, body: bytes) -> None:
+        raws = decode(body, DecodeLimits(input_bytes_max=self._limits.frame_bytes_max,
+                                         array_len_max=FORWARD_BATCH_TXS_MAX, depth_max=2))
+        if not isinstance(raws, list) or not all(isinstance(r, bytes) for r in raws):
+            raise TransportError("a transactions frame must be an array of byte strings")
+        now = now_ms()
+        for raw in raws:
+            try:
+                self.mempool.admit(raw, now, forward=False)
+            except MempoolRejection as exc:
+                log.debug("peer %s… forwarded a refused transaction: %s",
+                          sender.hex()[:16], exc.code)
+        self._feed()
+
+    def _forward(self) -> None:
+        """Send what clients submitted here to every validator (censorship resistance)."""
+        while True:
+            batch = self.mempool.to_forward(FORWARD_BATCH_TXS_MAX)
+            if not batch:
+                return
+            self.transport.broadcast(bytes([CH_TRANSACTIONS]) + encode(batch))
+
+    def _feed(self) -> None:
+        """Ask the owner task to hand waiting transactions to the replica (coalesced)."""
+        if self._feed_pending:
+            return
+        try:
+            self._inbox.put_nowait(_Feed())
+            self._feed_pending = True
+        except asyncio.QueueFull:
+            asyncio.get_running_loop().call_later(0.05, self._feed)
+
+    def _feed_event(self) -> TransactionsAvailable | None:
+        now = now_ms()
+        pending = self.replica.pending
+        # The replica keeps transactions until they commit; one that expired or
+        # committed meanwhile could never leave it, and would keep its view timer armed.
+        stale = [tx_id for tx_id, tx in pending.items()
+                 if tx.expiry_ms < now or self.chain.store.has_tx(tx_id)]
+        for tx_id in stale:
+            del pending[tx_id]
+        room = PENDING_TXS_MAX - len(pending)
+        txs = self.mempool.feed(room, now) if room > 0 else []
+        return TransactionsAvailable(now, tuple(txs)) if txs else None
+
+    # ---------------------------------------------------------------- state transfer
+    def _serve_blocks(self, effect: ServeBlocks) -> None:
+        last = min(effect.to_height, self.chain.height)
+        proofs: list[CommittedProof] = []
+        size = 0
+        for height in range(effect.from_height, last + 1):
+            stored = self.chain.store.get(height)
+            size += len(stored.block.encode()) + 256 * 100
+            if proofs and size > min(RESPONSE_BYTES_MAX, self._limits.frame_bytes_max):
+                break
+            proofs.append(CommittedProof(stored.block, stored.certificate))
+        if proofs:
+            message = encode_message(BlocksResponse(self.chain_id, tuple(proofs)))
+            self.transport.send(effect.to, bytes([CH_CONSENSUS]) + message)
+
+    # ================================================================== API facade
+    @property
+    def limits(self) -> Any:
+        return self._limits
+
+    def _admissible(self, tx: Transaction, time_ms: int) -> tuple[str, str] | None:
+        receipt = engine.check_admissible(self.chain.state.latest_view(), tx, time_ms)
+        return None if receipt is None else (receipt.code, receipt.message)
+
+    async def submit(self, raws: Sequence[bytes]) -> list[SubmitOutcome]:
+        outcomes = []
+        for index, raw in enumerate(raws):
+            if index and index % SUBMIT_YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a big batch must not stall consensus
+            try:
+                tx_id = self.mempool.admit(raw, now_ms(), forward=True)
+            except MempoolRejection as exc:
+                self._metrics.rejected_txs.labels(exc.code).inc()
+                outcomes.append(SubmitOutcome(None, exc.code, exc.message))
+                continue
+            if tx_id not in self._admitted_at:
+                self._admitted_at[tx_id] = time.monotonic()
+                if len(self._admitted_at) > LATENCY_TRACKED_MAX:
+                    self._admitted_at.popitem(last=False)
+            outcomes.append(SubmitOutcome(tx_id, "accepted"))
+        if any(o.accepted for o in outcomes):
+            self._forward()
+            self._feed()
+        return outcomes
+
+    async def wait_committed(self, tx_ids: Sequence[bytes], timeout_ms: int) -> bool:
+        futures: list[tuple[bytes, asyncio.Future[None]]] = []
+        for tx_id in tx_ids:
+            if self.chain.store.has_tx(tx_id):
+                continue
+            if self._waiter_count >= WAITERS_MAX:
+                raise ApiError(503, "too_many_waiters",
+                               "too many clients are waiting for commits: poll "
+                               "GET /v1/transactions/{tx_id} instead")
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(tx_id, []).append(future)
+            self._waiter_count += 1
+            futures.append((tx_id, future))
+        if not futures:
+            return True
+        done, _ = await asyncio.wait([f for _, f in futures], timeout=timeout_ms / 1000)
+        for tx_id, future in futures:
+            waiting = self._waiters.get(tx_id)
+            if future.done() or waiting is None or future not in waiting:
+                continue
+            future.cancel()
+            waiting.remove(future)
+            self._waiter_count -= 1
+            if not waiting:
+                del self._waiters[tx_id]
+        return len(done) == len(futures)
+
+    def transaction(self, tx_id: bytes) -> dict[str, Any] | None:
+        found = self.chain.store.transaction(tx_id)
+        if found is not None:
+            tx, receipt, location = found
+            return {
+                "tx_id": tx_id.hex(), "status": "committed", "height": location.height,
+                "index": location.index, "receipt": jsonview.receipt_to_json(receipt),
+                "transaction": jsonview.tx_to_json(tx),
+            }
+        pending = self.mempool.get(tx_id)
+        if pending is not None:
+            return {"tx_id": tx_id.hex(), "status": "pending",
+                    "transaction": jsonview.tx_to_json(pending)}
+        return None
+
+    def block(self, height: int | None) -> dict[str, Any] | None:
+        head = self.chain.height
+        h = head if height is None else height
+        if not 1 <= h <= head:
+            return None
+        return jsonview.committed_block_to_json(self.chain.store.get(h))
+
+    def records(self, contract: str | None, municipality: str | None, kind: str | None,
+                after: str | None, limit: int) -> dict[str, Any]:
+        """Committed transactions, oldest first; at most ``RECORDS_SCAN_MAX`` are looked
+        at per request, so a filter matching little still answers quickly (with a
+        cursor to continue from)."""
+        cursor = _parse_cursor(after)
+        found: list[dict[str, Any]] = []
+        last: TxLocation | None = None
+        for location, tx, receipt in self._scan(contract, cursor):
+            last = location
+            if kind is not None and tx.action != kind:
+                continue
+            if municipality is not None and _municipality_of(tx) != municipality:
+                continue
+            found.append({
+                "tx_id": tx.tx_id.hex(), "height": location.height, "index": location.index,
+                "contract": tx.contract, "action": tx.action, "payload": tx.payload,
+                "signer": tx.signer.hex(), "receipt": jsonview.receipt_to_json(receipt),
+            })
+            if len(found) >= limit:
+                break
+        done = last is None or (len(found) < limit and self._scanned_all)
+        return {"records": found,
+                "next": None if done or last is None else f"{last.height}-{last.index}"}
+
+    def _scan(self, contract: str | None, after: TxLocation | None
+              ) -> Iterator[tuple[TxLocation, Transaction, Receipt]]:
+        self._scanned_all = False
+        store = self.chain.store
+        seen = 0
+        if contract is not None:
+            position = after
+            while True:
+                page = store.txs_by_contract(contract, after=position, limit=200)
+                for location in page:
+                    stored = store.get(location.height)
+                    yield (location, stored.block.transactions[location.index],
+                           stored.receipts[location.index])
+                    seen += 1
+                    if seen >= RECORDS_SCAN_MAX:
+                        return
+                if len(page) < 200:
+                    self._scanned_all = True
+                    return
+                position = page[-1]
+        start = 1 if after is None else after.height
+        for height in range(start, self.chain.height + 1):
+            stored = store.get(height)
+            for index, tx in enumerate(stored.block.transactions):
+                location = TxLocation(height, index)
+                if after is not None and location <= after:
+                    continue
+                yield location, tx, stored.receipts[index]
+                seen += 1
+                if seen >= RECORDS_SCAN_MAX:
+                    return
+        self._scanned_all = True
+
+    def state(self, key: bytes, height: int | None) -> dict[str, Any]:
+        executed = self.chain.executed_height
+        version = executed if height is None else height
+        if version > executed:
+            raise ApiError(404, "unknown_height",
+                           f"the state is known up to height {executed}: ask for a lower "
+                           "height, or wait")
+        try:
+            value = self.chain.state.get(key, version)
+            proof = self.chain.state.prove(key, version)
+            root = self.chain.state.root(version)
+        except StoreError as exc:
+            raise ApiError(404, "unknown_height", str(exc)) from exc
+        certified_in = version + self.chain.lag
+        return {
+            "key": key.hex(), "height": version,
+            "value": None if value is None else value.hex(),
+            "state_root": root.hex(),
+            "proof": encode(proof.to_value()).hex(),
+            "header_height": certified_in if certified_in <= self.chain.height else None,
+        }
+
+    def _syncing(self) -> bool:
+        return bool(self.replica.transfer_target > self.replica.tip)
+
+    def status(self) -> dict[str, Any]:
+        view = self.replica.view
+        validators = self.replica.active_set
+        return {
+            "chain_id": self.chain_id,
+            "genesis_hash": self.genesis.genesis_hash.hex(),
+            "validator": self.key.public_key.hex(),
+            "height": self.chain.height,
+            "head_hash": self.chain.head_hash().hex(),
+            "executed_height": self.chain.executed_height,
+            "view": view,
+            "view_active": self.replica.view_active,
+            "primary": validators.primary(view).hex(),
+            "validators": [k.hex() for k in validators.keys],
+            "syncing": self._syncing(),
+            "peers": [s.to_json() for s in self.transport.stats.values()],
+            "mempool": {"transactions": len(self.mempool),
+                        "bytes": self.mempool.size_bytes},
+        }
+
+    def health(self) -> tuple[bool, str]:
+        if not self._started:
+            return False, "starting"
+        if self._syncing():
+            return False, (f"catching up: height {self.chain.height} of "
+                           f"{self.replica.transfer_target}")
+        return True, f"height {self.chain.height}, view {self.replica.view}"
+
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(
+            height=self.chain.height, view=self.replica.view, mempool_txs=len(self.mempool),
+            mempool_bytes=self.mempool.size_bytes, peers_connected=self.transport.connected(),
+            peers_total=len(self.transport.peer_keys),
+            signature_verifications=self.mempool.verifications,
+        )
+
+    def metrics(self) -> bytes:
+        return self._metrics.render(self._snapshot)
+
+
+def _parse_cursor(after: str | None) -> TxLocation | None:
+    if after is None or after == "":
+        return None
+    height, sep, index = after.partition("-")
+    if not sep or not height.isdigit() or not index.isdigit() or len(after) > 40:
+        raise ApiError(400, "invalid_cursor",
+                       "after must be the 'next' value of a previous page (HEIGHT-INDEX)")
+    return TxLocation(int(height), int(index))
+
+
+def _municipality_of(tx: Transaction) -> str | None:
+    """The SIRET a transaction writes for: the payload field its action names."""
+    try:
+        action = engine.REGISTRY.lookup(tx.contract, tx.action)
+    except LedgerError:
+        return None
+    field = action.municipality_field
+    value = tx.payload.get(field) if field is not None else None
+    return value if isinstance(value, str) else None
+
+
+def _passphrase(config: NodeConfig) -> bytes:
+    value = os.environ.get(config.passphrase_env)
+    if not value:
+        raise ConfigError(
+            f"the environment variable {config.passphrase_env} (passphrase_env in "
+            f"{config.source}) is not set: export it with the passphrase of "
+            f"{config.key_file}"
+        )
+    return value.encode()
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+async def _main(config: NodeConfig) -> None:
+    genesis = load_genesis(config.genesis_file)
+    key = load_key(config.key_file, _passphrase(config))
+    if key.public_key not in genesis.validator_set.keys:
+        log.warning("this node's key %s… is not in the genesis validator set: it will "
+                    "follow the chain without voting", key.public_key.hex()[:16])
+    node = Node(config, genesis, key)
+    await node.run()
+
+
+def run_node(config_path: Path | str) -> None:
+    """Load the configuration and run a node until SIGTERM or SIGINT, then return."""
+    config = load_config(config_path)
+    setup_logging(config.log_level)
+    asyncio.run(_main(config))
