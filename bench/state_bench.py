@@ -5,9 +5,11 @@ Run: ``.venv/bin/python -m bench.state_bench [--keys 100000] [--seed 1]``
 Rules: prints figures, asserts nothing about time. A tree of ``--keys`` keys is built
 (in memory, and on LevelDB through ``PersistentState`` in a temporary directory), then
 batches of 1, 100 and 1000 keys (three quarters overwrites of existing keys, one quarter
-new keys) are applied as successive versions; the figure is wall time per key, including
+new keys) are applied as successive versions; the figures are per key, including
 hashing, node encoding and, on LevelDB, the one synced batch per version (fsync) that
-holds the nodes and the latest-value index.
+holds the nodes and the latest-value index. Each figure is given as wall time and as CPU
+time of this process: on a busy shared machine the CPU figure is the steadier one, and
+wall minus CPU is mostly waiting for the disk (fsync) or for a core.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ledger.state import MemoryNodeStore, StateProof, StateTree, verify_state_pr
 from ledger.state_store import PersistentState
 
 BUILD_CHUNK_KEYS = 10_000
-BATCHES = ((1, 200), (100, 20), (1000, 5))  # (keys per version, versions measured)
+BATCHES = ((0, 50), (1, 200), (100, 20), (1000, 5))  # (keys per version, versions measured)
 PROOF_SAMPLES = 1000
 
 
@@ -68,7 +70,8 @@ def _updates(target: _Target, version: int, keys: int, rnd: random.Random) -> tu
     next_new = keys
     root = b""
     for batch, rounds in BATCHES:
-        timings = []
+        timings: list[float] = []
+        cpu: list[float] = []
         for _ in range(rounds):
             change: dict[bytes, bytes | None] = {}
             while len(change) < batch:
@@ -77,14 +80,17 @@ def _updates(target: _Target, version: int, keys: int, rnd: random.Random) -> tu
                     next_new += 1
                 else:
                     change[_key(rnd.randrange(keys))] = _value(rnd)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             root = target.apply(version, change)
-            timings.append((time.perf_counter() - start) / batch * 1e6)
+            per = max(batch, 1)
+            timings.append((time.perf_counter() - start) / per * 1e6)
+            cpu.append((time.process_time() - start_cpu) / per * 1e6)
             version += 1
+        what = "empty version (fixed cost)" if batch == 0 else f"update, {batch:>4} keys/version"
+        unit = "µs/version" if batch == 0 else "µs/key"
         print(
-            f"  {target.name:8} update, {batch:>4} keys per version: "
-            f"{statistics.median(timings):8.1f} µs/key "
-            f"(median of {rounds} versions, min {min(timings):.1f})"
+            f"  {target.name:8} {what:27}: {statistics.median(timings):8.1f} {unit} wall, "
+            f"{statistics.median(cpu):8.1f} cpu (median of {rounds} versions)"
         )
     return version - 1, root
 

@@ -49,6 +49,8 @@ VERSION_MAX = 2**64 - 1
 KEY_BITS = 8 * HASH_BYTES
 PROOF_SIBLINGS_MAX = KEY_BITS
 NIBBLES_MAX = KEY_BITS // 4
+NODE_CACHE_ENTRIES_MAX = 4096
+"""Decoded internal nodes kept in memory per tree (about 3 KB each at most)."""
 
 PLACEHOLDER_HASH = tagged_hash(Tag.STATE_NODE, b"")
 """Hash of an empty subtree. Its input (0 bytes) can never be a node's input (64 bytes)."""
@@ -425,13 +427,42 @@ def _groups(items: list[_Change], depth: int) -> list[tuple[int, list[_Change]]]
     return groups
 
 
+class _Reader:
+    """Reads and decodes stored nodes, keeping recently read internal nodes.
+
+    A stored node never changes (its key holds the version that wrote it, and a version is
+    written once), so a cached node is always current. Only internal nodes are kept: the
+    upper levels are read by every update and proof; leaves carry values and are read once.
+    The decoded dicts are shared, so nothing may mutate them (updates copy them first)."""
+
+    __slots__ = ("cache", "store")
+
+    def __init__(self, store: NodeStore) -> None:
+        self.store = store
+        self.cache: dict[bytes, _Children] = {}
+
+    def read(self, key: bytes) -> _Node:
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        data = self.store.get_node(key)
+        if data is None:
+            raise _damaged(key, "missing node")
+        node = _decode_node(key, data)
+        if isinstance(node, dict):
+            if len(self.cache) >= NODE_CACHE_ENTRIES_MAX:
+                del self.cache[next(iter(self.cache))]  # oldest first
+            self.cache[key] = node
+        return node
+
+
 class _Update:
     """One application of changes at ``version``; collects the nodes to write."""
 
-    __slots__ = ("store", "version", "writes")
+    __slots__ = ("reader", "version", "writes")
 
-    def __init__(self, store: NodeStore, version: int) -> None:
-        self.store = store
+    def __init__(self, reader: _Reader, version: int) -> None:
+        self.reader = reader
         self.version = version
         self.writes: dict[bytes, bytes] = {}
 
@@ -439,9 +470,7 @@ class _Update:
         key = node_key(version, path)
         data = self.writes.get(key)
         if data is None:
-            data = self.store.get_node(key)
-        if data is None:
-            raise _damaged(key, "missing node")
+            return self.reader.read(key)
         return _decode_node(key, data)
 
     def place(self, path: str, result: _Placed | _Child) -> _Child:
@@ -541,10 +570,11 @@ class _Update:
 class StateTree:
     """The versioned authenticated state over a ``NodeStore``."""
 
-    __slots__ = ("store",)
+    __slots__ = ("_reader", "store")
 
     def __init__(self, store: NodeStore) -> None:
         self.store = store
+        self._reader = _Reader(store)
 
     def latest_version(self) -> int | None:
         """The last version applied, or None before the first ``apply``."""
@@ -559,14 +589,12 @@ class StateTree:
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise StoreError(f"a state version is a block height, not {version!r}")
         latest = self.latest_version()
-        key = node_key(version, "") if latest is not None and version <= latest else None
-        data = None if key is None else self.store.get_node(key)
-        if key is None or data is None:
+        if latest is None or version > latest:
             shown = "none yet" if latest is None else str(latest)
             raise StoreError(
                 f"there is no state at height {version} (latest state height: {shown})"
             )
-        return _decode_node(key, data)
+        return self._reader.read(node_key(version, ""))
 
     def root(self, version: int) -> bytes:
         """State root after ``version``; ``EMPTY_STATE_ROOT`` if that state is empty."""
@@ -589,11 +617,7 @@ class StateTree:
         return None
 
     def _load(self, version: int, path: str) -> _Node:
-        key = node_key(version, path)
-        data = self.store.get_node(key)
-        if data is None:
-            raise _damaged(key, "missing node")
-        return _decode_node(key, data)
+        return self._reader.read(node_key(version, path))
 
     def prove(self, key: bytes, version: int) -> StateProof:
         """Inclusion proof of ``key``'s value at ``version``, or absence proof if it has none."""
@@ -648,7 +672,7 @@ class StateTree:
                 f"and versions are applied one block at a time (next: {latest + 1})"
             )
         items = _check_changes(changes)
-        update = _Update(self.store, version)
+        update = _Update(self._reader, version)
         if latest is None:
             result = update.update_leaf("", None, None, items)
         else:
