@@ -65,13 +65,6 @@ def run(txs: int, block_txs: int, workers: int, where: Path) -> None:
     print(f"audit (in-memory blocks, replay included): {elapsed:.1f} s, "
           f"{total / elapsed:,.0f} tx/s, intact={report.intact}")
 
-    started = time.perf_counter()
-    with SignaturePool(workers) as pool:
-        _, report = run_audit(builder.net.genesis, stored_blocks(builder.blocks), None,
-                              pool=pool)
-    elapsed = time.perf_counter() - started
-    print(f"audit without contract replay: {elapsed:.1f} s, {total / elapsed:,.0f} tx/s")
-
     source = BuilderSource(builder)
     lag = builder.net.genesis.consensus.execution_lag
     block = max(builder.blocks[:-lag], key=lambda b: (len(b.block.transactions), b.height))

@@ -21,21 +21,41 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
+from contracts.identity import active_municipalities
 from ledger import crypto
-from ledger.encoding import encode
-from ledger.errors import InvalidCertificate
-from ledger.genesis import Genesis
-from ledger.hashing import Tag, tagged_bytes, tagged_hash
+from ledger.encoding import decode, encode
+from ledger.errors import DecodeError, InvalidCertificate, LedgerError, StoreError
+from ledger.genesis import Genesis, load_genesis
+from ledger.hashing import HASH_BYTES, Tag, tagged_bytes, tagged_hash
+from ledger.jsonview import committed_block_from_json
 from ledger.merkle import EMPTY_ROOT, merkle_root
-from ledger.records import BlockHeader, CommittedBlock, Receipt, Transaction, ValidatorSet
+from ledger.records import (
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    CommittedBlock,
+    Receipt,
+    Transaction,
+    ValidatorSet,
+)
 from ledger.state import LATEST_VERSION_KEY, MemoryNodeStore, NodeStore, StateTree
+from ledger.state_store import INDEX_PREFIX, NODES_PREFIX
+from ledger.store import CHAIN_PREFIX, PARTS, ChainStore, TxLocation, block_key
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, verify_certificate
 
 EXIT_INTACT = 0
@@ -50,6 +70,9 @@ SIGNATURE_BATCH_TXS = 4096
 """Transaction signatures sent to a worker at once: large enough to amortise the pickling."""
 SIGNATURE_BATCHES_IN_FLIGHT_MAX = 8
 """Batches queued in the pool before the reader waits: bounds memory on huge chains."""
+STATE_PREFIX = b"s/"
+"""Where a node keeps its state in its LevelDB (node/chain.py): nodes under ``s/n/``,
+the latest values under ``s/i/``."""
 
 
 # --------------------------------------------------------------------------- findings
@@ -90,6 +113,9 @@ class StoredBlock:
     """Why ``block`` is ``None`` (missing key, damaged bytes and where)."""
     part: str = "block"
     """Which stored record the problem is in, when the source could tell."""
+    notes: tuple[Finding, ...] = ()
+    """Damage the source saw although the block could still be decoded (a checksum that
+    does not match): the regular checks then locate what changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +136,10 @@ class Replayer(Protocol):
     def genesis_root(self) -> bytes: ...
 
     def execute(self, header: BlockHeader, txs: Sequence[Transaction]) -> Execution: ...
+
+    def municipalities(self) -> int:
+        """Municipalities in the network according to the replayed state."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +233,8 @@ class ChainAudit:
         self._expected_height += 1
         self.summary.head_height = h
         self._apply_validator_changes(h)
+        for note in stored.notes:
+            self._report(note)
         block = stored.block
         if block is None:
             self._report(Finding(h, stored.part, stored.problem or "the block is missing"))
@@ -220,8 +252,12 @@ class ChainAudit:
         self.summary.transactions += len(block.block.transactions)
         header = block.block.header
         self._check_header(header)
-        self._check_certificate(block, header)
-        self._check_execution_roots(header)
+        if self._check_certificate(block, header):
+            self._check_execution_roots(header)
+        else:
+            # An uncertified header proves nothing about block h - D: judging that
+            # block's results against it would blame the wrong height.
+            self._results.pop(header.height - self._lag, None)
         jobs = self._check_transactions(block)
         self._check_receipts(block, [job.tx_id for job in jobs])
         self._replay(block)
@@ -273,11 +309,13 @@ class ChainAudit:
         if header.proposer not in self._validators.keys:
             self._report(Finding(h, "header", "the proposer is not a validator at this height"))
 
-    def _check_certificate(self, block: CommittedBlock, header: BlockHeader) -> None:
+    def _check_certificate(self, block: CommittedBlock, header: BlockHeader) -> bool:
         try:
             verify_certificate(block.certificate, header, self._validators)
         except InvalidCertificate as exc:
             self._report(Finding(header.height, "certificate", exc.reason))
+            return False
+        return True
 
     def _check_transactions(self, block: CommittedBlock) -> list[SignatureJob]:
         header = block.block.header
@@ -399,6 +437,8 @@ class ChainAudit:
         """Close the audit: the chain must not be empty."""
         if self.summary.head_height == 0:
             self._report(Finding(0, "block", "the chain holds no block"))
+        if self.replayer is not None and self._replay_stopped is None:
+            self.summary.municipalities = self.replayer.municipalities()
 
     def replay_sound_below(self) -> int:
         """Heights below this one were replayed on a state that agrees with the headers:
@@ -588,6 +628,8 @@ class EngineReplayer:
         self._state.apply(changes)
         self._tree = StateTree(nodes if nodes is not None else MemoryNodeStore())
         self._genesis_root = self._tree.apply(0, changes)
+        self.last_written: dict[bytes, int] = dict.fromkeys(changes, 0)
+        """Height of the block that last wrote each state key (0: genesis)."""
 
     def genesis_root(self) -> bytes:
         return self._genesis_root
@@ -597,7 +639,15 @@ class EngineReplayer:
         result = execute_block(self._state, env, txs)
         self._state.apply(result.changes)
         root = self._tree.apply(header.height, result.changes)
+        self.last_written.update(dict.fromkeys(result.changes, header.height))
         return Execution(result.receipts, root, result.validator_set)
+
+    def municipalities(self) -> int:
+        return len(active_municipalities(self._state))
+
+    def state_items(self) -> dict[bytes, bytes]:
+        """The replayed state after the last block executed, key by key."""
+        return self._state.items()
 
 
 class StoredNodes(Protocol):
@@ -605,9 +655,11 @@ class StoredNodes(Protocol):
 
     def get(self, key: bytes) -> bytes | None: ...
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
+    def items(self, *, prefix: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
 
 
+INDEX_FINDINGS_MAX = 100
+"""Index entries reported as wrong, at most (a wiped index would otherwise flood)."""
 NODE_FINDINGS_PER_VERSION_MAX = 16
 """Differing state nodes reported for one height; the rest are counted in one line."""
 
@@ -636,14 +688,17 @@ class ComparingNodeStore:
 
     def get_node(self, node_key: bytes) -> bytes | None:
         own = self._own.get(node_key)
-        return own if own is not None else self._stored.get(node_key)
+        if own is not None or node_key == LATEST_VERSION_KEY:
+            return own  # the replay's progress, never the node's
+        return self._stored.get(node_key)
 
     def write_nodes(self, nodes: Mapping[bytes, bytes], *, version: int) -> None:
         problems: list[str] = []
         for node_key in sorted(nodes):
-            if node_key == LATEST_VERSION_KEY:
-                continue
             data = nodes[node_key]
+            if node_key == LATEST_VERSION_KEY:
+                self._own[node_key] = data
+                continue
             stored = self._stored.get(node_key)
             if stored == data:
                 continue
@@ -679,6 +734,376 @@ class BlockSource(Protocol):
 
     def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]: ...
 
+    def replayer(self, genesis: Genesis) -> Replayer: ...
+
     def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]: ...
 
     def close(self) -> None: ...
+
+
+LEVELDB_MARKER = "CURRENT"
+"""File every LevelDB directory holds: how a data directory's database is recognised."""
+
+
+def find_leveldb(data: Path) -> Path:
+    """The LevelDB directory of a node's data directory (itself, or one subdirectory)."""
+    data = Path(data)
+    if not data.is_dir():
+        raise StoreError(f"{data} is not a directory: give the node's data directory")
+    if (data / LEVELDB_MARKER).is_file():
+        return data
+    found = sorted(p.parent for p in data.glob(f"*/{LEVELDB_MARKER}"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise StoreError(f"{data} holds no LevelDB database: is it a node's data directory?")
+    chain = [p for p in found if p.name in ("chain", "ledger", "db")]
+    if len(chain) == 1:
+        return chain[0]
+    raise StoreError(f"{data} holds several databases ({', '.join(p.name for p in found)}): "
+                     "give the chain database's directory")
+
+
+_PART_OF = {"h": "header", "t": "transaction", "c": "certificate", "r": "receipt"}
+
+
+def _decoded(build: Callable[[Any], Any], body: bytes, what: str) -> Any:
+    try:
+        return build(decode(body))
+    except DecodeError as exc:
+        raise DecodeError(f"the {what} does not decode ({exc})") from exc
+
+
+def _decoded_list(build: Callable[[Any], Any], body: bytes, what: str) -> list[Any]:
+    try:
+        items = decode(body)
+    except DecodeError as exc:
+        raise DecodeError(f"the list of {what}s does not decode ({exc})") from exc
+    if not isinstance(items, list):
+        raise DecodeError(f"the {what}s are not a list")
+    out = []
+    for position, item in enumerate(items):
+        try:
+            out.append(build(item))
+        except DecodeError as exc:
+            raise DecodeError(f"{what} {position} does not decode ({exc})") from exc
+    return out
+
+
+class PrivateCopy:
+    """A node's LevelDB copied to a temporary folder: opening a LevelDB writes to its
+    directory (lock, log recovery, compaction), and an auditor never alters evidence."""
+
+    def __init__(self, data: Path) -> None:
+        db = find_leveldb(data)
+        self._tmp = tempfile.TemporaryDirectory(prefix="tabellion-audit-")
+        self.path = Path(self._tmp.name) / "db"
+        try:
+            shutil.copytree(db, self.path, ignore=shutil.ignore_patterns("LOCK"))
+        except OSError as exc:
+            self._tmp.cleanup()
+            raise StoreError(f"cannot copy {db} to audit it: {exc}") from exc
+
+    def open(self) -> ChainStore:
+        try:
+            return ChainStore.open(self.path)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+
+    def cleanup(self) -> None:
+        self._tmp.cleanup()
+
+
+class DataDirSource:
+    """Blocks and state read from a private copy of a node's LevelDB."""
+
+    def __init__(self, data: Path) -> None:
+        self._copy = PrivateCopy(data)
+        self._store = self._copy.open()
+        self._chain = self._store.kv.prefixed(CHAIN_PREFIX)
+        self._locations: dict[bytes, tuple[int, int]] = {}
+        self.description = f"data directory {data}"
+        self._nodes: ComparingNodeStore | None = None
+        self._replayer: EngineReplayer | None = None
+
+    def head_height(self) -> int:
+        return self._store.head_height()
+
+    def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
+        for height in range(start, stop):
+            yield self._read(height)
+
+    def _read(self, height: int) -> StoredBlock:
+        """Read the four stored parts of a block one by one, so that damage is located:
+        a checksum mismatch is noted and the part is still decoded when it can be, and
+        an undecodable part names the transaction or receipt that breaks it."""
+        raw = {part: self._chain.get(block_key(height, part)) for part in PARTS}
+        if all(value is None for value in raw.values()):
+            return StoredBlock(height, None, f"no block is stored at height {height:,} "
+                               "(deleted?)")
+        notes: list[Finding] = []
+        bodies: dict[str, bytes] = {}
+        for part, value in raw.items():
+            if value is None:
+                return StoredBlock(height, None, f"the stored {PARTS[part]} of this block "
+                                   "are missing", _PART_OF[part])
+            body = value[HASH_BYTES:]
+            if len(value) < HASH_BYTES or tagged_hash(Tag.STORED, body) != value[:HASH_BYTES]:
+                notes.append(Finding(height, _PART_OF[part], f"the stored {PARTS[part]} do "
+                                     "not match their checksum: the bytes were altered"))
+            bodies[part] = body
+        try:
+            block = CommittedBlock(
+                Block(_decoded(BlockHeader.from_value, bodies["h"], "header"),
+                      tuple(_decoded_list(Transaction.from_value, bodies["t"], "transaction"))),
+                _decoded(CommitCertificate.from_value, bodies["c"], "certificate"),
+                tuple(_decoded_list(Receipt.from_value, bodies["r"], "receipt")),
+            )
+        except DecodeError as exc:
+            return StoredBlock(height, None, f"the stored block cannot be decoded: {exc}",
+                               "block", tuple(notes))
+        for position, tx in enumerate(block.block.transactions):
+            self._locations[tx.tx_id] = (height, position)
+        return StoredBlock(height, block, notes=tuple(notes))
+
+    def replayer(self, genesis: Genesis) -> Replayer:
+        self._nodes = ComparingNodeStore(self._store.kv.prefixed(STATE_PREFIX + NODES_PREFIX))
+        self._replayer = EngineReplayer(genesis, self._nodes)
+        return self._replayer
+
+    def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]:
+        if self._nodes is None or self._replayer is None:
+            return
+        sound_below = audit.replay_sound_below()
+        for finding in self._nodes.findings:
+            if finding.height < sound_below:
+                yield finding
+        yield from self._index_findings()
+        if sound_below <= audit.summary.head_height:
+            return
+        # The flat index of latest values must be the replayed state, key for key.
+        index = self._store.kv.prefixed(STATE_PREFIX + INDEX_PREFIX)
+        replayed = self._replayer.state_items()
+        written = self._replayer.last_written
+        stored_keys = set()
+        for key, value in index.items():
+            stored_keys.add(key)
+            if replayed.get(key) != value:
+                yield Finding(written.get(key, audit.summary.head_height), "state",
+                              f"the latest value of state key {key!r} in the stored index "
+                              "differs from the replayed state")
+        for key in sorted(set(replayed) - stored_keys):
+            yield Finding(written.get(key, 0), "state",
+                          f"state key {key!r} is missing from the stored index")
+
+    def _index_findings(self) -> Iterator[Finding]:
+        """Every transaction-id index entry points where the transaction is, and every
+        transaction read has one."""
+        reported = 0
+        for key, value in self._chain.items(prefix=b"t/"):
+            tx_id = key[2:]
+            where = self._locations.pop(tx_id, None)
+            at = TxLocation.from_key(value) if len(value) == 12 else None
+            if at is not None and where == (at.height, at.index):
+                continue
+            reported += 1
+            if reported <= INDEX_FINDINGS_MAX:
+                height = where[0] if where else (at.height if at else 0)
+                yield Finding(height, "block", f"the index entry of transaction "
+                              f"{tx_id.hex()[:16]} points to "
+                              f"{'nothing readable' if at is None else f'height {at.height:,}'}"
+                              f"{'' if where is None else f' but it is at height {where[0]:,}'}")
+        for tx_id, (height, position) in sorted(self._locations.items(), key=lambda i: i[1]):
+            reported += 1
+            if reported <= INDEX_FINDINGS_MAX:
+                yield Finding(height, "block", "the transaction has no index entry",
+                              tx_id.hex(), position)
+
+    def close(self) -> None:
+        self._store.close()
+        self._copy.cleanup()
+
+
+HTTP_TIMEOUT_S = 30.0
+"""Longest wait for one answer of a node: a block of 10,000 transactions takes a while."""
+
+
+class NodeUnreachable(StoreError):
+    """The node's API does not answer (or not as a Tabellion node): the audit cannot run."""
+
+
+class NodeSource:
+    """Blocks fetched from a node's HTTP API (``GET /v1/blocks/{h}``), in JSON."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url.rstrip("/")
+        self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S)
+        self.description = f"node {self._url}"
+        status = self._get("/v1/status")
+        if not isinstance(status, dict) or not isinstance(status.get("height"), int):
+            self.close()
+            raise NodeUnreachable(f"{self._url} does not answer like a Tabellion node")
+        self._head = int(status["height"])
+
+    def _get(self, path: str) -> Any:
+        try:
+            answer = self._client.get(path)
+        except httpx.HTTPError as exc:
+            raise NodeUnreachable(f"cannot reach {self._url}{path}: {exc}; is the node "
+                                  "running and the URL right?") from exc
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise NodeUnreachable(f"{self._url}{path} answered {answer.status_code}: "
+                                  f"{answer.text[:200]}")
+        try:
+            return answer.json()
+        except ValueError as exc:
+            raise NodeUnreachable(f"{self._url}{path} did not answer JSON") from exc
+
+    def head_height(self) -> int:
+        return self._head
+
+    def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
+        for height in range(start, stop):
+            obj = self._get(f"/v1/blocks/{height}")
+            if obj is None:
+                yield StoredBlock(height, None, f"the node has no block at height {height:,}")
+                continue
+            try:
+                yield StoredBlock(height, committed_block_from_json(obj))
+            except DecodeError as exc:
+                yield StoredBlock(height, None, f"the node served a malformed block: {exc}")
+
+    def replayer(self, genesis: Genesis) -> Replayer:
+        # The node's stored state is not readable over the API: the replay keeps its own
+        # tree in memory, and every state root is still checked against the headers.
+        return EngineReplayer(genesis)
+
+    def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]:
+        return ()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# --------------------------------------------------------------------------- command
+
+
+def _rate_text(txs: int, started: float) -> str:
+    elapsed = max(time.monotonic() - started, 1e-9)
+    return f"{txs / elapsed:,.0f} tx/s"
+
+
+def open_source(data: Path | None, node: str | None) -> BlockSource:
+    """The block source the options name; raise ``LedgerError`` if it cannot be opened."""
+    if data is not None:
+        return DataDirSource(data)
+    assert node is not None, "the caller checked that one source is given"
+    return NodeSource(node)
+
+
+def audit_command(
+    genesis: Annotated[Path, typer.Option(
+        "--genesis", help="Genesis file of the network: the only thing trusted.")],
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="A node's data directory (no node running on it; it is copied "
+        "and never modified).")] = None,
+    node: Annotated[str | None, typer.Option(
+        "--node", help="Base URL of a node's API, e.g. http://127.0.0.1:8080.")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write a machine-readable report to this file.")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Processes verifying signatures (0: one per core).", min=0,
+        max=256)] = 0,
+    progress: Annotated[bool, typer.Option(
+        "--progress/--no-progress", help="Show a progress bar with the rate.")] = True,
+) -> None:
+    """Verify a whole chain while trusting nothing but the genesis file.
+
+    Checks every header link, every transaction signature (on every core) and Merkle
+    root, every commit certificate against the validator set in force at its height
+    (following governance changes from genesis), every receipt, and replays every
+    contract from genesis to reproduce every state root and the stored state. Give
+    exactly one of --data or --node.
+
+    Exit codes: 0 the chain is intact; 1 integrity findings (each names the height, the
+    transaction and what is wrong); 2 the audit could not run (bad options, unreadable
+    genesis file or data directory, node unreachable).
+
+    Example: tabellion audit --data /var/lib/tabellion/node0/data --genesis genesis.json
+    --json report.json
+    """
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True)
+    if (data is None) == (node is None):
+        console.print("error: give exactly one of --data DIR or --node URL")
+        raise typer.Exit(EXIT_CANNOT_RUN)
+    try:
+        gen = load_genesis(genesis)
+        source = open_source(data, node)
+    except LedgerError as exc:
+        console.print(f"error: cannot run the audit: {exc}", markup=False)
+        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+    try:
+        report = _run_with_progress(gen, source, workers, progress, console)
+    except LedgerError as exc:
+        console.print(f"error: cannot finish the audit: {exc}", markup=False)
+        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+    finally:
+        source.close()
+    print_report(report, out)
+    if json_out is not None:
+        try:
+            write_report(report, json_out)
+        except OSError as exc:
+            console.print(f"error: cannot write the report to {json_out}: {exc.strerror}",
+                          markup=False)
+            raise typer.Exit(EXIT_CANNOT_RUN) from exc
+    raise typer.Exit(EXIT_INTACT if report.intact else EXIT_FINDINGS)
+
+
+def _run_with_progress(
+    gen: Genesis, source: BlockSource, workers: int, show: bool, console: Console
+) -> AuditReport:
+    head = source.head_height()
+    replayer = source.replayer(gen)
+    started = time.monotonic()
+    txs = 0
+    columns = (
+        TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=not show) as bar, \
+            SignaturePool(workers or None) as pool:
+        task = bar.add_task("audit", total=head, rate="")
+
+        def on_progress(height: int, count: int) -> None:
+            nonlocal txs
+            txs += count
+            bar.update(task, completed=height, rate=_rate_text(txs, started))
+
+        _, report = run_audit(
+            gen, source.blocks(1, head + 1), replayer, pool=pool,
+            extra_checks=source.extra_checks, on_progress=on_progress,
+            source=source.description)
+    return report
+
+
+def print_report(report: AuditReport, out: Console) -> None:
+    s = report.summary
+    out.print(f"chain {report.chain_id} (genesis {report.genesis_hash[:16]}), "
+              f"{report.source}", markup=False)
+    out.print(
+        f"blocks: {s['blocks']:,}   transactions: {s['transactions']:,}   "
+        f"municipalities: {s['municipalities']:,}   "
+        f"validator-set changes: {s['validator_set_changes']:,}", markup=False)
+    if report.intact:
+        out.print("intact: every check passed")
+        return
+    out.print(f"{s['findings']:,} finding(s):")
+    for f in report.findings:
+        out.print("  " + Finding(**f).line(), markup=False)
+    if report.findings_truncated:
+        out.print(f"  ... only the first {len(report.findings):,} are listed")

@@ -19,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from typing import Annotated, Any, Protocol
 
 import typer
 
-from cli.audit import effective_height
+from cli.audit import STATE_PREFIX, NodeSource, NodeUnreachable, PrivateCopy, effective_height
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, InvalidCertificate, InvalidProof, LedgerError
 from ledger.genesis import Genesis, load_genesis
@@ -41,6 +42,7 @@ from ledger.records import (
     ValidatorSet,
 )
 from ledger.state import StateProof, verify_state_proof
+from ledger.state_store import PersistentState
 from ledger.validation import verify_certificate
 
 FORMAT = "tabellion-receipt/1"
@@ -642,3 +644,154 @@ def write_receipt_file(doc: dict[str, Any], path: Path) -> int:
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     Path(path).write_text(text, encoding="utf-8")
     return len(text.encode())
+
+
+# --------------------------------------------------------------------------- get
+
+EXIT_UNREACHABLE = 3
+
+
+class StoreReceiptSource:
+    """A ``ReceiptSource`` over a private copy of a node's data directory."""
+
+    def __init__(self, data: Path) -> None:
+        self._copy = PrivateCopy(data)
+        self._store = self._copy.open()
+        self._state = PersistentState(self._store.kv.prefixed(STATE_PREFIX))
+
+    def head_height(self) -> int:
+        return self._store.head_height()
+
+    def committed(self, height: int) -> CommittedBlock:
+        return self._store.get(height)
+
+    def header(self, height: int) -> BlockHeader:
+        return self._store.header(height)
+
+    def locate(self, tx_id: bytes) -> int:
+        found = self._store.transaction(tx_id)
+        if found is None:
+            raise ReceiptError("record", f"transaction {tx_id.hex()} is not on this chain")
+        return int(found[2].height)
+
+    def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
+        value = self._state.get(VALIDATORS_KEY, version)
+        return value, encode_state_proof(self._state.prove(VALIDATORS_KEY, version))
+
+    def close(self) -> None:
+        self._store.close()
+        self._copy.cleanup()
+
+
+class NodeReceiptSource:
+    """A ``ReceiptSource`` over a node's HTTP API."""
+
+    def __init__(self, url: str) -> None:
+        self._node = NodeSource(url)
+        self._blocks: dict[int, CommittedBlock] = {}
+
+    def head_height(self) -> int:
+        return self._node.head_height()
+
+    def committed(self, height: int) -> CommittedBlock:
+        block = self._blocks.get(height)
+        if block is None:
+            stored = next(self._node.blocks(height, height + 1))
+            if stored.block is None:
+                raise ReceiptError("record", stored.problem or f"no block {height}")
+            block = stored.block
+            if len(self._blocks) >= BLOCK_CACHE_MAX:
+                self._blocks.clear()
+            self._blocks[height] = block
+        return block
+
+    def header(self, height: int) -> BlockHeader:
+        return self.committed(height).block.header
+
+    def locate(self, tx_id: bytes) -> int:
+        found = self._node._get(f"/v1/transactions/{tx_id.hex()}")
+        if not isinstance(found, dict) or found.get("status") != "committed":
+            raise ReceiptError("record", f"transaction {tx_id.hex()} is not committed on "
+                               "this node (yet): check the id, or retry in a moment")
+        height = found.get("height")
+        if not isinstance(height, int) or height < 1:
+            raise NodeUnreachable("the node answered a transaction without a height")
+        return height
+
+    def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
+        found = self._node._get(f"/v1/state/{VALIDATORS_KEY.hex()}?height={version}")
+        if not isinstance(found, dict) or not isinstance(found.get("proof"), str):
+            raise NodeUnreachable(f"the node has no proof of the state at height {version}")
+        value = found.get("value")
+        return (None if value is None else _unhex(value, "value"),
+                _unhex(found["proof"], "proof"))
+
+    def close(self) -> None:
+        self._node.close()
+
+
+BLOCK_CACHE_MAX = 4096
+"""Blocks a node receipt source keeps while it scans headers."""
+
+
+@receipt_app.command("get")
+def get_command(
+    tx_id: Annotated[str, typer.Argument(help="Transaction id (64 hex digits).")],
+    out: Annotated[Path, typer.Option("--out", help="File to write the receipt to.")],
+    genesis: Annotated[Path, typer.Option(
+        "--genesis", help="Genesis file of the network.")],
+    node: Annotated[str | None, typer.Option(
+        "--node", help="Base URL of a node's API, e.g. http://127.0.0.1:8080.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Or: a node's data directory (copied, never modified).")] = None,
+) -> None:
+    """Write a self-contained receipt for one committed transaction.
+
+    The receipt holds the record, its outcome, the Merkle proofs, the certified headers
+    and the validator-set changes since genesis: `tabellion receipt verify` checks it
+    offline with the genesis file alone (format: docs/receipt.md).
+
+    Exit codes: 0 written; 1 the transaction is unknown or its receipt is not certified
+    yet; 2 bad input (options, unreadable files); 3 the node could not be reached.
+
+    Example: tabellion receipt get 3f5a...e1 --node http://127.0.0.1:8080 --genesis
+    genesis.json --out receipt.json
+    """
+    if (data is None) == (node is None):
+        typer.echo("error: give exactly one of --node URL or --data DIR", err=True)
+        raise typer.Exit(EXIT_CANNOT_RUN)
+    if not re.fullmatch(r"[0-9a-f]{64}", tx_id):
+        typer.echo("error: a transaction id is 64 lowercase hex digits", err=True)
+        raise typer.Exit(EXIT_CANNOT_RUN)
+    try:
+        gen = load_genesis(genesis)
+        source: StoreReceiptSource | NodeReceiptSource = (
+            StoreReceiptSource(data) if data is not None else NodeReceiptSource(str(node)))
+    except NodeUnreachable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from exc
+    except LedgerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+    try:
+        doc = gather_receipt(gen, source, bytes.fromhex(tx_id))
+        verify_receipt(gen, doc)  # never hand out a receipt that does not verify
+    except NodeUnreachable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from exc
+    except ReceiptError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_NOT_VERIFIED) from exc
+    except LedgerError as exc:
+        typer.echo(f"error: the data does not allow a receipt: {exc}", err=True)
+        raise typer.Exit(EXIT_NOT_VERIFIED) from exc
+    finally:
+        source.close()
+    try:
+        size = write_receipt_file(doc, out)
+    except OSError as exc:
+        typer.echo(f"error: cannot write {out}: {exc.strerror}", err=True)
+        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+    typer.echo(f"receipt for {tx_id[:16]}… at height {doc['record']['height']:,} written to "
+               f"{out} ({size:,} bytes, {len(doc['validator_changes'])} validator-set "
+               "change(s))")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cli.audit import StoredBlock, effective_height
@@ -39,6 +40,8 @@ from ledger.records import (
     Vote,
 )
 from ledger.state import MemoryNodeStore, StateTree
+from ledger.state_store import PersistentState
+from ledger.store import ChainStore
 from ledger.validation import receipts_root, txs_root
 
 SEED = b"tabellion/audit-tests/"
@@ -340,3 +343,42 @@ def populate_bulk(builder: ChainBuilder, txs: int, block_txs: int) -> None:
                     "document_type": "arrete", "reference": f"ARR-{n:07d}"}))
         builder.add_block(batch)
         made += len(batch)
+
+
+STATE_PREFIX = b"s/"
+GENESIS_MARK = b"m/genesis"
+
+
+class DiskWriter:
+    """Writes committed blocks and their state like a node does (node/chain.py): one
+    LevelDB with the chain store, the state under ``s/`` and the genesis mark."""
+
+    def __init__(self, path: Path, genesis: Genesis) -> None:
+        self.store = ChainStore.open(path)
+        self.store.kv.put(GENESIS_MARK, genesis.genesis_hash)
+        self.state = PersistentState(self.store.kv.prefixed(STATE_PREFIX))
+        self.state.apply(0, genesis_changes(genesis))
+
+    def __call__(self, committed: CommittedBlock, changes: dict[bytes, bytes | None]) -> None:
+        self.store.append(committed)
+        self.state.apply(committed.height, changes)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_on_disk(paths: list[Path], blocks: int, net: Network | None = None) -> ChainBuilder:
+    """Build a chain of ``blocks`` blocks and write it into every directory of ``paths``
+    (as several nodes of one network would hold it)."""
+    net = net or make_network()
+    writers = [DiskWriter(p, net.genesis) for p in paths]
+
+    def commit(committed: CommittedBlock, changes: dict[bytes, bytes | None]) -> None:
+        for w in writers:
+            w(committed, changes)
+
+    try:
+        return build_chain(blocks, on_commit=commit, net=net)
+    finally:
+        for w in writers:
+            w.close()
