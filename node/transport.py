@@ -292,6 +292,8 @@ class Transport:
         try:
             while True:
                 while outbox.frames:
+                    if writer.is_closing():
+                        raise TransportError("the connection was lost")
                     data = outbox.frames.popleft()
                     outbox.size_bytes -= len(data)
                     writer.write(frame(data))
@@ -312,6 +314,14 @@ class Transport:
 
     # ------------------------------------------------------------------ listening
     async def _on_inbound(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            await self._handle_inbound(reader, writer)
+        except asyncio.CancelledError:
+            writer.close()  # closing: this task is the top of its connection
+
+    async def _handle_inbound(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         where = writer.get_extra_info("peername")
