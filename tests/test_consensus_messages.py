@@ -1,0 +1,139 @@
+"""Consensus messages: canonical round trips, signatures bound to the chain, and decoding
+that rejects anything else with DecodeError only."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus.events import PersistRecord
+from consensus.messages import (
+    BlocksRequest,
+    BlocksResponse,
+    Checkpoint,
+    CommittedProof,
+    Message,
+    NewView,
+    PreparedCertificate,
+    PrePrepare,
+    Status,
+    ViewChange,
+    decode_message,
+    encode_message,
+    signature_valid,
+)
+from consensus.persist import PersistedState
+from ledger.encoding import encode
+from ledger.errors import DecodeError
+from ledger.records import Block, CommitCertificate, Phase, Vote
+from tests.sim.core import make_genesis, make_transaction, sim_key
+from tests.sim.executor import SimExecutor
+
+KEYS = sorted((sim_key(i) for i in range(4)), key=lambda k: k.public_key)
+GENESIS = make_genesis(KEYS)
+CHAIN = GENESIS.chain_id
+
+
+def _block() -> Block:
+    executor = SimExecutor(GENESIS)
+    return executor.build_block(height=1, view=0, prev_hash=GENESIS.genesis_hash,
+                                time_ms=GENESIS.genesis_time_ms + 5, proposer=KEYS[0].public_key,
+                                transactions=[make_transaction(1), make_transaction(2)])
+
+
+def _all_messages() -> list[Message]:
+    block = _block()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, block)
+    prepares = tuple(Vote.make(k, CHAIN, Phase.PREPARE, 0, 1, pp.block_hash) for k in KEYS[1:])
+    commits = [Vote.make(k, CHAIN, Phase.COMMIT, 0, 1, pp.block_hash) for k in KEYS[:3]]
+    cert = CommitCertificate.from_votes(commits)
+    cps = tuple(Checkpoint.make(k, CHAIN, 4, pp.block_hash, 7, bytes(32)) for k in KEYS[:3])
+    vc = ViewChange.make(KEYS[1], CHAIN, 1, cps, (PreparedCertificate(pp, prepares),),
+                         (CommittedProof(block, cert),))
+    return [
+        pp, prepares[0], commits[0], cps[0], vc,
+        NewView.make(KEYS[1], CHAIN, 1, (vc,), (PrePrepare.make(KEYS[1], CHAIN, 1, block),)),
+        Status.make(KEYS[2], CHAIN, 3, True, 9),
+        BlocksRequest.make(KEYS[3], CHAIN, 1, 64),
+        BlocksResponse(CHAIN, (CommittedProof(block, cert),)),
+    ]
+
+
+@pytest.mark.parametrize("message", _all_messages(), ids=lambda m: type(m).__name__)
+def test_every_message_round_trips_canonically(message: Message) -> None:
+    data = encode_message(message)
+    again = decode_message(data)
+    assert again == message
+    assert encode_message(again) == data
+
+
+@pytest.mark.parametrize("message", [m for m in _all_messages()
+                                     if not isinstance(m, (Vote, BlocksResponse))],
+                         ids=lambda m: type(m).__name__)
+def test_signatures_verify_and_bind_the_chain_id(message: Message) -> None:
+    assert not isinstance(message, (Vote, BlocksResponse))
+    assert signature_valid(message)
+    assert not signature_valid(replace(message, chain_id="other-net"))
+    stranger = KEYS[3].public_key if message.sender != KEYS[3].public_key else KEYS[0].public_key
+    assert not signature_valid(replace(message, sender=stranger))
+
+
+def test_vote_signature_covers_the_block_hash() -> None:
+    vote = Vote.make(KEYS[0], CHAIN, Phase.PREPARE, 0, 1, bytes(32))
+    forged = Vote(CHAIN, Phase.PREPARE, 0, 1, b"\x01" * 32, vote.voter, vote.signature)
+    assert vote.signature_valid() and not forged.signature_valid()
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xc1", encode([99, []]), encode([True, []]), encode([1]), encode([2, [1, 2]]),
+    encode([8, [CHAIN, 5, 4, bytes(32), bytes(64)]]),  # from > to
+    encode([8, [CHAIN, 1, 1000, bytes(32), bytes(64)]]),  # too many heights
+    encode([7, [CHAIN, 1, 1, 1, bytes(32), bytes(64)]]),  # view_active not a bool
+])
+def test_malformed_messages_are_decode_errors(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_message(data)
+
+
+def test_a_prepare_cannot_pass_for_a_commit() -> None:
+    vote = Vote.make(KEYS[0], CHAIN, Phase.PREPARE, 0, 1, bytes(32))
+    data = encode([3, vote.to_value()])  # kind COMMIT with a PREPARE body
+    with pytest.raises(DecodeError):
+        decode_message(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):  # any other exception fails the test
+        decode_message(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(range(9)), st.integers(min_value=0), st.integers(0, 255))
+def test_flipped_bytes_never_crash_the_decoder(which: int, position: int, value: int) -> None:
+    data = bytearray(encode_message(_MESSAGES[which]))
+    data[position % len(data)] = value
+    try:
+        decoded = decode_message(bytes(data))
+    except DecodeError:
+        return
+    assert encode_message(decoded) == bytes(data)  # only canonical bytes decode
+
+
+_MESSAGES = _all_messages()
+
+
+def test_persisted_state_round_trips_and_applies_records() -> None:
+    state = PersistedState()
+    state = state.apply(PersistRecord(b"view", encode([3, True])))
+    state = state.apply(PersistRecord(b"vote/x", b"\x01" * 32))
+    state = state.apply(PersistRecord(b"vote/x", None))
+    assert state.records == {b"view": encode([3, True])}
+    assert PersistedState.decode(state.encode()) == state
+    with pytest.raises(DecodeError):
+        PersistedState.decode(encode([[b"k"]]))

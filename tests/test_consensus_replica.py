@@ -1,0 +1,227 @@
+"""One replica driven by hand: what it sends, persists and refuses.
+
+The replica under test is validator 1 (a backup in view 0) of a 4-validator network;
+the other validators' messages are built and signed here with their real keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from consensus.events import (
+    Broadcast,
+    Deliver,
+    Effect,
+    MessageReceived,
+    Persist,
+    Start,
+    TimerFired,
+    TimerId,
+    TransactionsAvailable,
+)
+from consensus.messages import (
+    Checkpoint,
+    NewView,
+    PrePrepare,
+    ViewChange,
+    decode_message,
+    encode_message,
+)
+from consensus.persist import PersistedState
+from consensus.replica import Replica
+from ledger.crypto import SigningKey
+from ledger.records import Block, Phase, Vote
+from tests.sim.core import SIM_PARAMS, make_genesis, make_transaction, sim_key
+from tests.sim.executor import SimExecutor
+
+KEYS = sorted((sim_key(i) for i in range(4)), key=lambda k: k.public_key)
+GENESIS = make_genesis(KEYS)
+CHAIN = GENESIS.chain_id
+T0 = GENESIS.genesis_time_ms + 1_000
+
+
+def _replica(persisted: PersistedState | None = None,
+             executor: SimExecutor | None = None) -> tuple[Replica, SimExecutor]:
+    executor = executor or SimExecutor(GENESIS)
+    replica = Replica(key=KEYS[1], genesis=GENESIS, executor=executor, persisted=persisted)
+    replica.step(Start(T0))
+    return replica, executor
+
+
+def _block(height: int = 1, nonce: int = 1, time_ms: int = T0,
+           prev_hash: bytes = GENESIS.genesis_hash, view: int = 0,
+           proposer: SigningKey = KEYS[0]) -> Block:
+    return SimExecutor(GENESIS).build_block(
+        height=height, view=view, prev_hash=prev_hash, time_ms=time_ms,
+        proposer=proposer.public_key, transactions=[make_transaction(nonce)])
+
+
+def _receive(replica: Replica, sender: SigningKey, data: bytes,
+             now: int = T0 + 10) -> list[Effect]:
+    return replica.step(MessageReceived(now, sender.public_key, data))
+
+
+def _sent(effects: list[Effect]) -> list[object]:
+    return [decode_message(e.data) for e in effects if isinstance(e, Broadcast)]
+
+
+def _votes(effects: list[Effect], phase: int) -> list[Vote]:
+    return [m for m in _sent(effects) if isinstance(m, Vote) and m.phase == phase]
+
+
+def _apply(state: PersistedState, effects: list[Effect]) -> PersistedState:
+    for effect in effects:
+        if isinstance(effect, Persist):
+            state = state.apply(effect.record)
+    return state
+
+
+def test_backup_persists_its_prepare_before_broadcasting_it() -> None:
+    replica, _ = _replica()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, _block())
+    effects = _receive(replica, KEYS[0], encode_message(pp))
+    prepares = _votes(effects, Phase.PREPARE)
+    assert [v.block_hash for v in prepares] == [pp.block_hash]
+    first_broadcast = next(i for i, e in enumerate(effects) if isinstance(e, Broadcast)
+                           and isinstance(decode_message(e.data), Vote))
+    persisted = [e for e in effects[:first_broadcast] if isinstance(e, Persist)]
+    assert any(e.record.value == pp.block_hash for e in persisted)
+
+
+def test_full_normal_case_delivers_the_block_with_a_quorum_certificate() -> None:
+    replica, _ = _replica()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, _block())
+    effects = _receive(replica, KEYS[0], encode_message(pp))
+    for key in (KEYS[2], KEYS[3]):
+        prepare = Vote.make(key, CHAIN, Phase.PREPARE, 0, 1, pp.block_hash)
+        effects += _receive(replica, key, encode_message(prepare))
+    assert len(_votes(effects, Phase.COMMIT)) == 1
+    for key in (KEYS[0], KEYS[2]):
+        commit = Vote.make(key, CHAIN, Phase.COMMIT, 0, 1, pp.block_hash)
+        effects += _receive(replica, key, encode_message(commit))
+    delivered = [e for e in effects if isinstance(e, Deliver)]
+    assert [d.block for d in delivered] == [pp.block]
+    assert len(delivered[0].certificate.signatures) == GENESIS.validator_set.quorum
+
+
+def test_a_duplicate_commit_never_counts_twice() -> None:
+    replica, _ = _replica()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, _block())
+    _receive(replica, KEYS[0], encode_message(pp))
+    for key in (KEYS[2], KEYS[3]):
+        _receive(replica, key, encode_message(
+            Vote.make(key, CHAIN, Phase.PREPARE, 0, 1, pp.block_hash)))
+    commit = encode_message(Vote.make(KEYS[2], CHAIN, Phase.COMMIT, 0, 1, pp.block_hash))
+    effects = _receive(replica, KEYS[2], commit) + _receive(replica, KEYS[2], commit)
+    assert not any(isinstance(e, Deliver) for e in effects)  # own + one other = 2 < 3
+
+
+def test_rejects_bad_input_without_effects_or_state() -> None:
+    replica, _ = _replica()
+    outsider = SigningKey(b"\x07" * 32)
+    good = PrePrepare.make(KEYS[0], CHAIN, 0, _block())
+    forged = PrePrepare(CHAIN, 0, good.block, KEYS[0].public_key, bytes(64))
+    high = Block(replace(good.block.header, height=SIM_PARAMS.watermark_window + 1),
+                 good.block.transactions)
+    cases = [
+        (KEYS[0], b"\x00garbage"),  # malformed
+        (KEYS[0], encode_message(forged)),  # bad signature
+        (outsider, encode_message(PrePrepare.make(outsider, CHAIN, 0, good.block))),
+        (KEYS[2], encode_message(PrePrepare.make(KEYS[2], CHAIN, 0, good.block))),  # not primary
+        (KEYS[0], encode_message(PrePrepare.make(KEYS[0], CHAIN, 3, good.block))),  # future view
+        (KEYS[0], encode_message(PrePrepare.make(KEYS[0], "other-net", 0, good.block))),
+        (KEYS[0], encode_message(PrePrepare.make(KEYS[0], CHAIN, 0, high))),  # above window
+        (KEYS[2], encode_message(Vote.make(KEYS[3], CHAIN, Phase.PREPARE, 0, 1, bytes(32)))),
+    ]
+    for sender, data in cases:
+        assert _receive(replica, sender, data) == []
+    assert all(s.pre_prepare is None and s.candidate is None for s in replica.slots.values())
+
+
+def test_memory_stays_bounded_under_a_flood_from_one_peer() -> None:
+    replica, _ = _replica()
+    for height in range(1, 400):
+        for view in (0, 1, 7):
+            for block_hash in (bytes(32), b"\x01" * 32):
+                vote = Vote.make(KEYS[2], CHAIN, Phase.COMMIT, view, height, block_hash)
+                _receive(replica, KEYS[2], encode_message(vote))
+    assert len(replica.slots) <= SIM_PARAMS.watermark_window
+    assert all(len(s.commits) <= 1 for s in replica.slots.values())
+    for height in range(4, 400, 4):
+        cp = Checkpoint.make(KEYS[2], CHAIN, height, bytes(32), 1, bytes(32))
+        _receive(replica, KEYS[2], encode_message(cp))
+    assert sum(len(per) for per in replica.checkpoints.values()) <= 8
+
+
+def test_restart_never_prepares_a_conflicting_block() -> None:
+    replica, executor = _replica()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, _block(nonce=1))
+    state = _apply(PersistedState(), _receive(replica, KEYS[0], encode_message(pp)))
+    restarted, _ = _replica(PersistedState.decode(state.encode()), executor)
+    other = PrePrepare.make(KEYS[0], CHAIN, 0, _block(nonce=2))  # equivocation after restart
+    effects = _receive(restarted, KEYS[0], encode_message(other))
+    assert _votes(effects, Phase.PREPARE) == []
+    tick = restarted.step(TimerFired(T0 + 500, TimerId.TICK))
+    assert {v.block_hash for v in _votes(tick, Phase.PREPARE)} == {pp.block_hash}
+
+
+def test_a_forgetful_restart_would_prepare_the_conflicting_block() -> None:
+    """The counterpart of the test above: without the persisted state it does sign."""
+    replica, executor = _replica()
+    _receive(replica, KEYS[0], encode_message(PrePrepare.make(KEYS[0], CHAIN, 0, _block())))
+    amnesiac, _ = _replica(None, executor)
+    other = PrePrepare.make(KEYS[0], CHAIN, 0, _block(nonce=2))
+    assert _votes(_receive(amnesiac, KEYS[0], encode_message(other)), Phase.PREPARE)
+
+
+def test_view_timer_starts_a_view_change_that_carries_the_prepared_certificate() -> None:
+    replica, _ = _replica()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, _block())
+    effects = _receive(replica, KEYS[0], encode_message(pp))
+    for key in (KEYS[2], KEYS[3]):
+        effects += _receive(replica, key, encode_message(
+            Vote.make(key, CHAIN, Phase.PREPARE, 0, 1, pp.block_hash)))
+    deadline = replica.view_deadline
+    assert deadline is not None
+    effects = replica.step(TimerFired(deadline, TimerId.VIEW))
+    changes = [m for m in _sent(effects) if isinstance(m, ViewChange)]
+    assert len(changes) == 1 and changes[0].new_view == 1
+    assert [c.pre_prepare.block_hash for c in changes[0].prepared] == [pp.block_hash]
+    assert not replica.view_active
+    # Messages of the old view are now refused.
+    late = Vote.make(KEYS[2], CHAIN, Phase.COMMIT, 0, 1, pp.block_hash)
+    assert _receive(replica, KEYS[2], encode_message(late), now=deadline + 1) == []
+
+
+def test_f_plus_one_view_changes_make_a_replica_join() -> None:
+    replica, _ = _replica()
+    for key in (KEYS[2], KEYS[3]):
+        vc = ViewChange.make(key, CHAIN, 2, (), (), ())
+        effects = _receive(replica, key, encode_message(vc))
+    assert replica.view == 2 and not replica.view_active  # the primary of view 2 is KEYS[2]
+    assert any(isinstance(m, ViewChange) and m.sender == KEYS[1].public_key
+               for m in _sent(effects))
+
+
+def test_the_new_primary_starts_its_view_with_a_quorum_of_view_changes() -> None:
+    replica, _ = _replica()  # KEYS[1] is the primary of view 1
+    for key in (KEYS[2], KEYS[3]):
+        effects = _receive(replica, key, encode_message(ViewChange.make(key, CHAIN, 1, (), (),
+                                                                        ())))
+    new_views = [m for m in _sent(effects) if isinstance(m, NewView)]
+    assert replica.view == 1 and replica.view_active
+    assert len(new_views) == 1 and len(new_views[0].view_changes) == GENESIS.validator_set.quorum
+
+
+def test_primary_builds_bounded_blocks_from_pending_transactions() -> None:
+    executor = SimExecutor(GENESIS)
+    primary = Replica(key=KEYS[0], genesis=GENESIS, executor=executor)
+    primary.step(Start(T0))
+    txs = tuple(make_transaction(n) for n in range(1, 30))
+    effects = primary.step(TransactionsAvailable(T0 + 1, txs))
+    proposals = [m for m in _sent(effects) if isinstance(m, PrePrepare)]
+    # The execution lag (2) bounds the heights in flight before anything executes.
+    assert [p.height for p in proposals] == [1, 2]
+    assert all(len(p.block.transactions) <= SIM_PARAMS.block_txs_max for p in proposals)
+    ids = [tx.tx_id for p in proposals for tx in p.block.transactions]
+    assert len(ids) == len(set(ids))
