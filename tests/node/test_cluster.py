@@ -13,6 +13,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import replace
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -57,7 +58,7 @@ def test_four_nodes_commit_what_any_of_them_receives(cluster: Cluster) -> None:
         assert r.json() == {"tx_ids": [tx.tx_id.hex()]}
     for tx in txs:
         for i in range(4):
-            wait_for(lambda i=i, tx=tx: cluster.committed(i, tx), 60,  # type: ignore[misc]
+            wait_for(partial(cluster.committed, i, tx), 60,
                      f"{tx.tx_id.hex()[:8]} committed on node {i}")
     found = cluster.get(2, f"/v1/transactions/{txs[0].tx_id.hex()}").json()
     assert found["receipt"]["code"] == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,12 @@ def test_write_then_load_gives_the_same_configuration(tmp_path: Path) -> None:
         (lambda t: t + "\n[[[broken", "TOML"),
     ],
 )
-def test_a_bad_field_is_named_with_the_file(tmp_path: Path, edit: object, field: str) -> None:
+def test_a_bad_field_is_named_with_the_file(
+    tmp_path: Path, edit: Callable[[str], str], field: str
+) -> None:
     path = tmp_path / "node.toml"
     write_config(path, _cfg(tmp_path))
-    path.write_text(edit(path.read_text()))  # type: ignore[operator]  # the lambdas above
+    path.write_text(edit(path.read_text()))
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(path) in str(info.value)
