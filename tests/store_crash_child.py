@@ -34,13 +34,13 @@ SIGNERS = [SigningKey(sha256(b"crash-signer-%d" % i)) for i in range(3)]
 TXS_PER_BLOCK = 10
 
 
-def make_block(height: int, prev_hash: bytes) -> CommittedBlock:
+def make_block(height: int, prev_hash: bytes, txs_per_block: int = TXS_PER_BLOCK) -> CommittedBlock:
     txs = tuple(
         Transaction(
             CHAIN_ID, "notary", "anchor", {"sha256": f"{height:032x}{i:032x}", "n": i},
             SIGNERS[i % 3].public_key, height * 1000 + i, 2**40,
         ).signed(SIGNERS[i % 3])
-        for i in range(TXS_PER_BLOCK)
+        for i in range(txs_per_block)
     )
     header = BlockHeader(
         CHAIN_ID, height, prev_hash, VALIDATOR_SET.primary(0), 0, 1_000 + height,
