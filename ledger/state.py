@@ -347,6 +347,8 @@ def verify_state_proof(root: bytes, key: bytes, value: bytes | None, proof: Stat
     (``value`` None: unless ``key`` is absent under ``root``)."""
     if len(proof.siblings) > PROOF_SIBLINGS_MAX:
         raise InvalidProof(f"a state proof holds at most {PROOF_SIBLINGS_MAX} siblings")
+    if not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in proof.siblings):
+        raise InvalidProof("every sibling of a state proof must be a 32-byte hash")
     path = key_hash(key)
     leaf = proof.leaf
     if leaf is not None and not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in leaf):

@@ -376,3 +376,18 @@ def test_an_overlong_proof_is_rejected_by_the_verifier() -> None:
     proof = StateProof(None, (PLACEHOLDER_HASH,) * (PROOF_SIBLINGS_MAX + 1))
     with pytest.raises(InvalidProof, match="at most 256"):
         verify_state_proof(EMPTY_STATE_ROOT, b"k", None, proof)
+
+
+@pytest.mark.parametrize(
+    "proof",
+    [
+        StateProof(None, (b"\x00" * 31,)),
+        StateProof(None, ("not bytes",)),  # type: ignore[arg-type]  # bad input on purpose
+        StateProof((b"\x00" * 32, b"\x00"), ()),
+        StateProof((b"\x00" * 32, None), ()),  # type: ignore[arg-type]  # bad input on purpose
+    ],
+)
+def test_a_badly_built_proof_is_refused_not_crashed_on(proof: StateProof) -> None:
+    for value in (None, b"v"):
+        with pytest.raises(InvalidProof):
+            verify_state_proof(EMPTY_STATE_ROOT, b"k", value, proof)
