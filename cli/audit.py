@@ -272,8 +272,8 @@ class ChainAudit:
             self._replay_stopped = h
             self._report(Finding(
                 h, "state",
-                f"contract replay stopped at height {h:,} because this block cannot be read; "
-                "state roots and receipts after it were not replayed",
+                f"contract replay stopped at height {h:,} because this block is missing, "
+                "unreadable or misplaced; state roots and receipts after it were not replayed",
             ))
 
     def _apply_validator_changes(self, h: int) -> None:
@@ -389,9 +389,9 @@ class ChainAudit:
             ):
                 if mine != theirs:
                     self._report(Finding(
-                        h, "receipt", "the stored receipt differs from the one replay "
-                        f"produces (stored {theirs.code!r}: {theirs.message!r}; replay "
-                        f"{mine.code!r}: {mine.message!r})", tx.tx_id.hex(), position))
+                        h, "receipt", f"the stored receipt differs from the one replay "
+                        f"produces ({_receipt_difference(theirs, mine)})", tx.tx_id.hex(),
+                        position))
         replayed_root = stored_root if result.receipts == block.receipts else merkle_root(
             [r.encode() for r in result.receipts])
         self._results[h] = (stored_root, replayed_root, result.state_root)
@@ -454,6 +454,21 @@ class ChainAudit:
     def validators(self) -> ValidatorSet:
         """The validator set in force after the last block fed."""
         return self._validators
+
+
+def _receipt_difference(stored: Receipt, replayed: Receipt) -> str:
+    """Which fields of a stored receipt differ from the replayed one, in words."""
+    parts = []
+    if stored.tx_id != replayed.tx_id:
+        parts.append("it names another transaction")
+    if stored.code != replayed.code or stored.message != replayed.message:
+        parts.append(f"stored outcome {stored.code!r} ({stored.message[:80]!r}), replay gives "
+                     f"{replayed.code!r} ({replayed.message[:80]!r})")
+    if stored.data != replayed.data:
+        changed = sorted(k for k in stored.data.keys() | replayed.data.keys()
+                         if stored.data.get(k) != replayed.data.get(k))
+        parts.append(f"result data differs in {', '.join(changed)[:200]}")
+    return "; ".join(parts)
 
 
 def _with_signature(body: bytes, signature: bytes) -> bytes:
@@ -850,8 +865,9 @@ class DataDirSource:
                                    "are missing", _PART_OF[part])
             body = value[HASH_BYTES:]
             if len(value) < HASH_BYTES or tagged_hash(Tag.STORED, body) != value[:HASH_BYTES]:
-                notes.append(Finding(height, _PART_OF[part], f"the stored {PARTS[part]} do "
-                                     "not match their checksum: the bytes were altered"))
+                notes.append(Finding(height, _PART_OF[part], f"the checksum of the stored "
+                                     f"{PARTS[part]} does not match: the bytes were altered "
+                                     "on disk"))
             bodies[part] = body
         try:
             block = CommittedBlock(
@@ -910,10 +926,13 @@ class DataDirSource:
             reported += 1
             if reported <= INDEX_FINDINGS_MAX:
                 height = where[0] if where else (at.height if at else 0)
+                pointed = ("nothing readable" if at is None
+                           else f"height {at.height:,}, position {at.index}")
+                actual = (f", but the transaction is at height {where[0]:,}, position "
+                          f"{where[1]}" if where is not None
+                          else ", where no such transaction is stored")
                 yield Finding(height, "block", f"the index entry of transaction "
-                              f"{tx_id.hex()[:16]} points to "
-                              f"{'nothing readable' if at is None else f'height {at.height:,}'}"
-                              f"{'' if where is None else f' but it is at height {where[0]:,}'}")
+                              f"{tx_id.hex()[:16]} points to {pointed}{actual}")
         for tx_id, (height, position) in sorted(self._locations.items(), key=lambda i: i[1]):
             reported += 1
             if reported <= INDEX_FINDINGS_MAX:
