@@ -4,22 +4,30 @@ Rules:
 - Signing and verifying go through libsodium (PyNaCl): it verifies about twice as fast
   as the OpenSSL path, and it rejects non-canonical signatures (S >= L) and small-order
   keys, so a signature cannot be re-spelled.
-- Key files are PKCS#8, encrypted with a passphrase (``cryptography``, scrypt + AES-256)
-  and written with mode 0600; an unencrypted key file is never written.
+- Key files are PEM "ENCRYPTED PRIVATE KEY" (PKCS#8, RFC 5958) encrypted with PBES2
+  (RFC 8018): scrypt (RFC 7914, N = 2**14, r = 8, p = 1, 16-byte salt) derives an
+  AES-256-CBC key from the passphrase. ``cryptography`` offers no work-factor setting for
+  PKCS#8 (its default is PBKDF2 with 2,048 iterations, cheap to brute-force), so this
+  module writes the small PBES2 structure itself; ``openssl pkey`` and ``cryptography``
+  read it back. Files are created with mode 0600 and never overwritten; an unencrypted
+  key file is never written. Loading accepts any encrypted PKCS#8 Ed25519 key.
 - Every signed message is a domain-tagged canonical encoding (see :mod:`ledger.hashing`)
   that includes the chain id; this module signs bytes and knows nothing of messages.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.exceptions
 import nacl.signing
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import padding, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ledger.errors import InvalidSignature, KeyFileError
 
@@ -28,6 +36,12 @@ SIGNATURE_BYTES = 64
 SEED_BYTES = 32
 KEY_FILE_BYTES_MAX = 16 * 1024
 PASSPHRASE_BYTES_MIN = 8
+SCRYPT_LOG2_N = 14
+"""scrypt cost N = 2**14 (OpenSSL's default): 16 MiB and about 0.1-0.2 s per key file."""
+SCRYPT_R = 8
+SCRYPT_P = 1
+SCRYPT_SALT_BYTES = 16
+_SCRYPT_MAXMEM = 2 * 128 * SCRYPT_R * (1 << SCRYPT_LOG2_N)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +103,7 @@ def save_key(key: SigningKey, path: Path, passphrase: bytes) -> None:
     """Write ``key`` to ``path`` as passphrase-encrypted PKCS#8 PEM with mode 0600."""
     if len(passphrase) < PASSPHRASE_BYTES_MIN:
         raise KeyFileError(f"choose a passphrase of at least {PASSPHRASE_BYTES_MIN} characters")
-    private = Ed25519PrivateKey.from_private_bytes(key.seed)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
-    )
+    pem = _encrypted_pkcs8_pem(key, passphrase)
     path = Path(path)
     if path.exists():
         raise KeyFileError(f"{path} already exists; refusing to overwrite a key file")
@@ -133,3 +142,73 @@ def load_key(path: Path, passphrase: bytes) -> SigningKey:
         serialization.NoEncryption(),
     )
     return SigningKey(seed)
+
+
+# --------------------------------------------------------------------------- PKCS#8 writer
+# DER of EncryptedPrivateKeyInfo (RFC 5958) with PBES2 (RFC 8018), scrypt (RFC 7914 s. 7)
+# and AES-256-CBC: the same structure ``openssl pkcs8 -topk8 -scrypt`` writes.
+
+_OID_PBES2 = "1.2.840.113549.1.5.13"
+_OID_SCRYPT = "1.3.6.1.4.1.11591.4.11"
+_OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+def _der_int(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _der_oid(dotted: str) -> bytes:
+    first, second, *rest = (int(x) for x in dotted.split("."))
+    body = bytearray([40 * first + second])
+    for arc in rest:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return _der(0x06, bytes(body))
+
+
+def _seq(*parts: bytes) -> bytes:
+    return _der(0x30, b"".join(parts))
+
+
+def _encrypted_pkcs8_pem(key: SigningKey, passphrase: bytes) -> bytes:
+    plain = Ed25519PrivateKey.from_private_bytes(key.seed).private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    salt = os.urandom(SCRYPT_SALT_BYTES)
+    iv = os.urandom(16)
+    n = 1 << SCRYPT_LOG2_N
+    aes_key = hashlib.scrypt(passphrase, salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P,
+                             maxmem=_SCRYPT_MAXMEM, dklen=32)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plain) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).encryptor()
+    encrypted = encryptor.update(padded) + encryptor.finalize()
+    algorithm = _seq(
+        _der_oid(_OID_PBES2),
+        _seq(
+            _seq(_der_oid(_OID_SCRYPT),
+                 _seq(_der(0x04, salt), _der_int(n), _der_int(SCRYPT_R), _der_int(SCRYPT_P))),
+            _seq(_der_oid(_OID_AES256_CBC), _der(0x04, iv)),
+        ),
+    )
+    der = _seq(algorithm, _der(0x04, encrypted))
+    text = base64.encodebytes(der).decode("ascii").replace("\n", "")
+    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    return (
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + "\n".join(lines)
+        + "\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    ).encode("ascii")

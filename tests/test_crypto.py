@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import crypto
 from ledger.crypto import SigningKey, load_key, require_valid, save_key, verify
@@ -83,6 +85,35 @@ def test_key_file_round_trip_with_mode_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert b"ENCRYPTED PRIVATE KEY" in path.read_bytes()
     assert key.seed not in path.read_bytes()
+    assert load_key(path, PASS) == key
+
+
+def test_key_file_uses_scrypt_pbes2(tmp_path: Path) -> None:
+    """The passphrase is stretched by scrypt (memory-hard), not by the library default of
+    PBKDF2 with 2,048 iterations; the structure is what OpenSSL reads and writes."""
+    path = tmp_path / "k"
+    save_key(SigningKey.generate(), path, PASS)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "-----BEGIN ENCRYPTED PRIVATE KEY-----"
+    der = base64.b64decode("".join(lines[1:-1]))
+    scrypt_oid = bytes.fromhex("06092b06010401da47040b")  # 1.3.6.1.4.1.11591.4.11
+    aes256_cbc_oid = bytes.fromhex("060960864801650304012a")  # 2.16.840.1.101.3.4.1.42
+    assert crypto.SCRYPT_LOG2_N >= 14  # OpenSSL's default cost, or more
+    n = 1 << crypto.SCRYPT_LOG2_N
+    n_body = n.to_bytes(n.bit_length() // 8 + 1, "big")
+    assert scrypt_oid in der and aes256_cbc_oid in der
+    assert bytes([0x02, len(n_body)]) + n_body in der  # the INTEGER costParameter
+
+
+def test_files_from_the_library_default_still_load(tmp_path: Path) -> None:
+    """Key files written before the scrypt writer (PBKDF2, by ``cryptography``) open."""
+    key = SigningKey.generate()
+    pem = Ed25519PrivateKey.from_private_bytes(key.seed).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASS),
+    )
+    path = tmp_path / "old.key"
+    path.write_bytes(pem)
     assert load_key(path, PASS) == key
 
 
