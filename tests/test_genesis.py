@@ -128,7 +128,14 @@ def _set(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
         target[path[-1]] = value
 
 
-_DELETE = object()
+class _Delete:
+    """Marker: remove the field. A stable repr keeps test ids equal across xdist workers."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Delete()
 
 BROKEN: list[tuple[tuple[Any, ...], Any, str]] = [
     (("chain_id",), _DELETE, "genesis.chain_id is missing"),
