@@ -21,8 +21,9 @@ Rules (docs/adr/0006-authenticated-state.md gives the reasons):
   never rewrites a node of an older version, so every version's root stays readable.
   A child reference records the version at which the child was written.
 - Version = block height. ``apply(v, changes)`` builds version ``v`` from ``v - 1`` (or
-  from the empty tree for the very first version), applies the changes in key order and
-  hands every new node, plus the latest-version marker, to ONE ``write_nodes`` call.
+  from the empty tree for the very first version), applies the changes in key-hash order
+  (the tree's own order, whatever the mapping's order) and hands every new node, plus
+  the latest-version marker, to ONE ``write_nodes`` call.
 - Stored node bytes are checked when read; damaged bytes raise ``CorruptionError``.
 - Proofs list the sibling hashes from the root down to the point where the key's path
   ends (in a leaf or an empty subtree); a proof verifies against a root alone.
@@ -401,8 +402,7 @@ def _check_changes(changes: Mapping[bytes, bytes | None]) -> list[_Change]:
             f"{len(changes)} state changes in one version exceed {CHANGES_PER_VERSION_MAX}"
         )
     out: list[_Change] = []
-    for key in sorted(changes):
-        value = changes[key]
+    for key, value in changes.items():
         if not isinstance(key, bytes) or len(key) > KEY_BYTES_MAX:
             raise StoreError(f"a state key must be at most {KEY_BYTES_MAX} bytes: {key!r:.80}")
         if value is not None and (not isinstance(value, bytes) or len(value) > VALUE_BYTES_MAX):
@@ -412,7 +412,7 @@ def _check_changes(changes: Mapping[bytes, bytes | None]) -> list[_Change]:
             )
         kh = key_hash(key)
         out.append((kh.hex(), key, value, kh))
-    out.sort()  # tree order: by key hash
+    out.sort()  # tree order (by key hash), whatever order the mapping came in: determinism
     return out
 
 

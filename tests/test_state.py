@@ -235,7 +235,7 @@ def test_oversized_keys_and_values_are_rejected_without_writing() -> None:
     with pytest.raises(StoreError, match=str(VALUE_BYTES_MAX)):
         tree.apply(0, {b"k": b"v" * (VALUE_BYTES_MAX + 1)})
     with pytest.raises(StoreError):
-        tree.apply(0, {"text key": b"v"})  # type: ignore[dict-item]  # bad input on purpose
+        tree.apply(0, {b"a": b"v", "text key": b"v"})  # type: ignore[dict-item]  # bad input on purpose
     assert len(store) == 0
     assert tree.latest_version() is None
     big = {b"k" * KEY_BYTES_MAX: b"v" * VALUE_BYTES_MAX, b"": b""}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,17 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CRASH_DEADLINE_S = 120
 
 
-def history(seed: int, versions: int) -> list[dict[bytes, bytes | None]]:
-    """A reproducible sequence of change sets over a small key space."""
+def change_sets(seed: int) -> Iterator[dict[bytes, bytes | None]]:
+    """A reproducible, endless sequence of change sets over a small key space."""
     rnd = random.Random(seed)
-    out: list[dict[bytes, bytes | None]] = []
-    for _ in range(versions):
+    while True:
         change: dict[bytes, bytes | None] = {}
         for _ in range(rnd.randint(0, 40)):
             key = b"rec/%03d" % rnd.randrange(150)
             change[key] = None if rnd.random() < 0.3 else rnd.randbytes(rnd.randint(0, 40))
-        out.append(change)
-    return out
+        yield change
+
+
+def history(seed: int, versions: int) -> list[dict[bytes, bytes | None]]:
+    return list(itertools.islice(change_sets(seed), versions))
 
 
 def states_of(changes: list[dict[bytes, bytes | None]]) -> list[dict[bytes, bytes]]:
@@ -161,11 +165,11 @@ import sys
 from pathlib import Path
 from ledger.kv import KV
 from ledger.state_store import PersistentState
-from tests.test_state_store import history
+from tests.test_state_store import change_sets
 
 kv = KV.open(Path(sys.argv[1]))
 state = PersistentState(kv.prefixed(b"s/"))
-for version, change in enumerate(history(seed=11, versions=100_000)):
+for version, change in enumerate(change_sets(seed=11)):
     state.apply(version, change)
     print(version, flush=True)
 """
