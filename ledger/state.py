@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, Self
 
@@ -192,9 +192,17 @@ def _encode_node(node: _Node) -> bytes:
     )
 
 
+def _describe(key: bytes) -> str:
+    """Where a store key points, in words an operator can report."""
+    if len(key) >= 9 and len(key) == 9 + (key[8] + 1) // 2:
+        path = key[9:].hex()[: key[8]] or "(root)"
+        return f"state node written at height {int.from_bytes(key[:8], 'big')}, path {path}"
+    return f"state record {key!r:.80}"
+
+
 def _damaged(key: bytes, what: str) -> CorruptionError:
     return CorruptionError(
-        f"state node {key.hex()} is damaged ({what}); the state data was altered or "
+        f"{_describe(key)} is damaged ({what}); the state data was altered or "
         "corrupted: restore the data directory from a healthy copy or resynchronise"
     )
 
@@ -620,6 +628,19 @@ class StateTree:
 
     def _load(self, version: int, path: str) -> _Node:
         return self._reader.read(node_key(version, path))
+
+    def items(self, version: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of the state at ``version``, in key-hash order. Walks the
+        whole tree: for audits and checks, not for the hot path."""
+        stack: list[tuple[_Node, str]] = [(self._root_node(version), "")]
+        while stack:
+            node, path = stack.pop()
+            if isinstance(node, _Leaf):
+                yield node.key, node.value
+            elif isinstance(node, dict):
+                for nibble in sorted(node, reverse=True):  # popped in ascending order
+                    child_path = path + format(nibble, "x")
+                    stack.append((self._load(node[nibble][0], child_path), child_path))
 
     def prove(self, key: bytes, version: int) -> StateProof:
         """Inclusion proof of ``key``'s value at ``version``, or absence proof if it has none."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from ledger.errors import StoreError
+from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV
 from ledger.state import (
     KEY_BYTES_MAX,
@@ -33,6 +33,14 @@ from ledger.state import (
 NODES_PREFIX = b"n/"
 INDEX_PREFIX = b"i/"
 SCAN_ITEMS_MAX = 100_000
+
+
+def _index_damaged(version: int | None, what: str) -> CorruptionError:
+    return CorruptionError(
+        f"the latest-value index of the state (version {version}) disagrees with the state "
+        f"tree: {what}; the data directory was altered or damaged: restore it from a "
+        "healthy copy or resynchronise"
+    )
 
 
 class KVNodeStore:
@@ -137,6 +145,24 @@ class PersistentState:
             if count >= limit:
                 return
             yield item
+
+    def verify_index(self) -> int:
+        """Check that the flat index holds exactly the latest version's pairs (one walk of
+        the tree, one index read per key); return the number of keys. Raises
+        ``CorruptionError`` naming the first key that differs."""
+        version = self._latest
+        tree_count = 0
+        if version is not None:
+            for key, value in self._tree.items(version):
+                if self._index.get(key) != value:
+                    raise _index_damaged(version, f"key {key!r:.80} has another value there")
+                tree_count += 1
+        index_count = sum(1 for _ in self._index.items())
+        if index_count != tree_count:
+            raise _index_damaged(
+                version, f"it holds {index_count} keys where the state holds {tree_count}"
+            )
+        return tree_count
 
     def apply(self, version: int, changes: Mapping[bytes, bytes | None]) -> bytes:
         """Build ``version`` from the previous one (see ``StateTree.apply``) and commit

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ledger.errors import StoreError
+from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV
 from ledger.state import (
     EMPTY_STATE_ROOT,
@@ -77,6 +77,8 @@ def assert_matches(state: PersistentState, expected: list[dict[bytes, bytes]]) -
     for key in keys:
         assert state.get_latest(key) == last.get(key)
     assert dict(state.items_latest()) == dict(sorted(last.items()))
+    assert sorted(state.tree.items(len(expected) - 1)) == sorted(last.items())
+    assert state.verify_index() == len(last)
 
 
 def test_reopening_gives_the_same_roots_values_and_proofs(tmp_path: Path) -> None:
@@ -141,6 +143,46 @@ def test_a_refused_change_set_writes_nothing(tmp_path: Path) -> None:
         assert state.get_latest(b"b") is None
         assert state.apply(1, {b"b": b"2"}) == compute_root({b"a": b"1", b"b": b"2"})
         assert state.get_latest(b"x" * (KEY_BYTES_MAX + 1)) is None
+    finally:
+        kv.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda kv: kv.put(b"s/i/rec/001", b"altered"), "has another value"),
+        (lambda kv: kv.delete(b"s/i/rec/001"), "has another value"),
+        (lambda kv: kv.put(b"s/i/intruder", b"x"), "holds 3 keys where the state holds 2"),
+    ],
+)
+def test_a_damaged_index_is_found(
+    tmp_path: Path, damage: Callable[[KV], None], message: str
+) -> None:
+    kv, state = open_state(tmp_path / "db")
+    try:
+        state.apply(0, {b"rec/001": b"a", b"rec/002": b"b"})
+        assert state.verify_index() == 2
+        damage(kv)
+        with pytest.raises(CorruptionError, match=message):
+            state.verify_index()
+    finally:
+        kv.close()
+
+
+def test_a_damaged_node_on_disk_is_reported_with_its_height(tmp_path: Path) -> None:
+    kv, state = open_state(tmp_path / "db")
+    try:
+        state.apply(0, {b"rec/001": b"a"})
+        state.apply(1, {b"rec/001": b"value at height one", b"rec/002": b"b"})
+        nodes = kv.prefixed(b"s/n/")
+        for key, data in list(nodes.items()):
+            if data.endswith(b"value at height one"):
+                nodes.put(key, data[:-3] + b"owt")
+        with pytest.raises(CorruptionError, match="written at height 1, path"):
+            state.prove(b"rec/001", 1)
+        with pytest.raises(CorruptionError, match="written at height 1"):
+            state.verify_index()
+        assert state.get(b"rec/001", 0) == b"a"  # the older version is intact
     finally:
         kv.close()
 
