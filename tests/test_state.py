@@ -205,6 +205,7 @@ def test_a_long_seeded_history_keeps_every_version_and_no_garbage(seed: int) -> 
         history.append(state)
     for version, past in enumerate(history):
         assert tree.root(version) == reference_root(past)
+        assert sorted(tree.items(version)) == sorted(past.items())
         for i in range(64):
             assert tree.get(bytes([i]), version) == past.get(bytes([i]))
     live = set().union(*(reachable(store, v) for v in range(len(history))))
