@@ -599,12 +599,15 @@ class StateTree:
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise StoreError(f"a state version is a block height, not {version!r}")
         latest = self.latest_version()
-        if latest is None or version > latest:
+        key = node_key(version, "") if latest is not None and version <= latest else b""
+        # A height below the first version applied has no root either (a state started
+        # from a later height); the cache spares the second read for known roots.
+        if not key or (key not in self._reader.cache and self.store.get_node(key) is None):
             shown = "none yet" if latest is None else str(latest)
             raise StoreError(
                 f"there is no state at height {version} (latest state height: {shown})"
             )
-        return self._reader.read(node_key(version, ""))
+        return self._reader.read(key)
 
     def root(self, version: int) -> bytes:
         """State root after ``version``; ``EMPTY_STATE_ROOT`` if that state is empty."""

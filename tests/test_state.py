@@ -228,6 +228,15 @@ def test_versions_are_applied_one_block_at_a_time() -> None:
     assert tree.get(b"a", 0) == b"1"
 
 
+def test_a_state_may_start_at_a_later_height() -> None:
+    tree = StateTree(MemoryNodeStore())
+    assert tree.apply(5, {b"a": b"1"}) == compute_root({b"a": b"1"})
+    with pytest.raises(StoreError, match="no state at height 4"):
+        tree.root(4)
+    with pytest.raises(StoreError, match="next: 6"):
+        tree.apply(7, {})
+
+
 def test_oversized_keys_and_values_are_rejected_without_writing() -> None:
     store = MemoryNodeStore()
     tree = StateTree(store)
