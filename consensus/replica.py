@@ -340,6 +340,10 @@ class Replica:
             elif key.startswith(keys.PREFIX_COMMITTED):
                 done = CommittedProof.from_value(decode(value))
                 self.committed[done.height] = done
+        # The node executed at least up to the stable checkpoint unless it adopted one
+        # from its peers before catching up; then it fetches the blocks again.
+        if self.low and self._executed() >= self.low:
+            self.tip, self.tip_hash, self.tip_time = self.low, self.low_hash, self.low_time
         # Slots of the current view come back from this replica's own persisted votes.
         for (height, view), pp in self.my_pre_prepares.items():
             if view == self.view and height > self.low:
@@ -705,7 +709,10 @@ class Replica:
     def on_view_timeout(self) -> None:
         """No progress in time: ask for the next view (a view change that itself stalls
         with a quorum of requests moves on, with a doubled timeout)."""
-        if self.view_deadline is None or self.now < self.view_deadline:
+        if self.view_deadline is None:
+            return
+        if self.now < self.view_deadline:  # fired early (clock granularity): wait again
+            self._out.append(SetTimer(TimerId.VIEW, self.view_deadline))
             return
         self.view_deadline = None
         if self.view_active:

@@ -114,6 +114,12 @@ def test_silent_replica(seed: int) -> None:
     scenarios.silent_replica(seed)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rolling_crash_and_restart_of_every_validator(seed: int) -> None:
+    result = scenarios.rolling_restarts(seed)
+    assert result.heights >= 15
+
+
 def test_same_seed_replays_the_same_run() -> None:
     first, second = scenarios.lossy_network(7), scenarios.lossy_network(7)
     assert first == second

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -247,7 +248,7 @@ class Simulation:
 
     def _global_deadline(self, node: SimNode, local_deadline: int) -> int:
         start = GENESIS_TIME_MS + 1_000
-        return max(self.time, start + int((local_deadline - start) / node.clock_rate))
+        return max(self.time, start + math.ceil((local_deadline - start) / node.clock_rate))
 
     # ------------------------------------------------------------------ control
 

@@ -261,6 +261,19 @@ def silent_replica(seed: int) -> Result:
     return _result(sim)
 
 
+def rolling_restarts(seed: int) -> Result:
+    """Under load, each validator in turn crashes and restarts from its persisted state
+    (after checkpoints were taken, so restarts resume from a stable checkpoint)."""
+    sim = Simulation(seed, scenario="rolling_restarts", loss=0.05)
+    _load(sim, 24, 100, 6)
+    for index in range(4):
+        sim.at(500 + 450 * index, lambda index=index: sim.crash(index))
+        sim.at(700 + 450 * index, lambda index=index: sim.restart(index))
+    sim.run(2_600)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
 SCENARIOS: dict[str, Callable[[int], Result]] = {
     "normal": normal,
     "primary_crash": primary_crash,
@@ -278,4 +291,5 @@ SCENARIOS: dict[str, Callable[[int], Result]] = {
     "validators_change": validators_change,
     "forged_messages": forged_messages,
     "silent_replica": silent_replica,
+    "rolling_restarts": rolling_restarts,
 }
