@@ -35,6 +35,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from consensus.replica import effective_height
 from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
 from contracts.identity import active_municipalities
 from ledger import crypto
@@ -154,15 +155,6 @@ class SignatureJob:
     signature: bytes
 
 
-def effective_height(decided_at: int, checkpoint_interval: int, execution_lag: int) -> int:
-    """First height at which a validator set decided by executing block ``decided_at``
-    is in force: the first checkpoint boundary after the result is certified in a header
-    (``decided_at + execution_lag``), plus one."""
-    certified = decided_at + execution_lag
-    boundary = -(-certified // checkpoint_interval) * checkpoint_interval
-    return boundary + 1
-
-
 @dataclass
 class Summary:
     """Counts shown at the end of an audit."""
@@ -191,6 +183,7 @@ class ChainAudit:
         self._lag = params.execution_lag
         self._validators = self.genesis.validator_set
         self._pending: list[tuple[int, ValidatorSet]] = []
+        self._last_start = 1
         self._prev: BlockHeader | None = None
         self._prev_known = True
         self._expected_height = 1
@@ -397,8 +390,11 @@ class ChainAudit:
         self._results[h] = (stored_root, replayed_root, result.state_root)
         if result.validator_set is not None:
             at = self.effective(h, self.genesis.consensus.checkpoint_interval, self._lag)
-            self._pending.append((at, result.validator_set))
-            self._pending.sort(key=lambda item: item[0])
+            # Consensus keeps the first set decided for a boundary (consensus/replica.py,
+            # on_block_executed): a later decision before the same boundary is ignored.
+            if at > self._last_start:
+                self._last_start = at
+                self._pending.append((at, result.validator_set))
 
     def _check_execution_roots(self, header: BlockHeader) -> None:
         h = header.height

@@ -28,7 +28,8 @@ from typing import Annotated, Any, Protocol
 
 import typer
 
-from cli.audit import STATE_PREFIX, NodeSource, NodeUnreachable, PrivateCopy, effective_height
+from cli.audit import STATE_PREFIX, NodeSource, NodeUnreachable, PrivateCopy
+from consensus.replica import effective_height
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, InvalidCertificate, InvalidProof, LedgerError
 from ledger.genesis import Genesis, load_genesis
@@ -455,10 +456,11 @@ def verify_receipt(genesis: Genesis, doc: Any) -> ReceiptFacts:
                         f"{part}.before")
         _check_evidence(change.after, change.validators, change.decided_at, history,
                         genesis, f"{part}.after")
-        history.changes.append((
-            effective_height(change.decided_at, params.checkpoint_interval,
-                             params.execution_lag),
-            change.validators))
+        start = effective_height(change.decided_at, params.checkpoint_interval,
+                                 params.execution_lag)
+        # As consensus does: the first set decided for a boundary wins.
+        if not history.changes or start > history.changes[-1][0]:
+            history.changes.append((start, change.validators))
         previous = change.validators
     record = _get(doc, "record", "receipt")
     height = _int(record, "height", "record")

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.audit import StoredBlock, effective_height
+from cli.audit import StoredBlock
+from consensus.replica import effective_height
 from contracts.engine import DictState, execute_block, genesis_changes
 from contracts.keys import VALIDATORS_KEY
 from contracts.social_aid import beneficiary_tag

@@ -16,9 +16,9 @@ from cli.audit import (
     Finding,
     SignaturePool,
     StoredBlock,
-    effective_height,
     run_audit,
 )
+from consensus.replica import effective_height
 from ledger.records import (
     Block,
     CommitCertificate,

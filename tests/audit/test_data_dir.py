@@ -1,6 +1,6 @@
 """``tabellion audit --data`` and ``receipt get --data`` over real LevelDB directories.
 
-The chain is written into four directories as four nodes of one network hold it. Each
+The chain is written into three directories as three nodes of one network hold it. Each
 tampering is made directly in a copy's LevelDB (through ``ledger.kv``), and the audit
 must report it at the right height, and nothing before it."""
 
@@ -33,7 +33,7 @@ PROCESS_TIMEOUT_S = 120
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> tuple[ChainBuilder, list[Path], Path]:
     root = tmp_path_factory.mktemp("network")
-    dirs = [root / f"node{i}" / "data" for i in range(4)]
+    dirs = [root / f"node{i}" / "data" for i in range(3)]
     builder = build_on_disk(dirs, BLOCKS)
     genesis = root / "genesis.json"
     builder.net.genesis.save(genesis)
@@ -242,14 +242,26 @@ def test_exit_codes_of_a_real_process(
             [sys.executable, "-c", ENTRY, *args, "--no-progress"], cwd=ROOT,
             capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, check=False)
 
-    intact = run("--data", str(dirs[2]), "--genesis", str(genesis))
+    intact = run("--data", str(dirs[2]), "--genesis", str(genesis), "--workers", "2")
     assert intact.returncode == 0, intact.stderr
     assert "intact" in intact.stdout
     missing = run("--data", str(tmp_path / "nowhere"), "--genesis", str(genesis))
     assert missing.returncode == 2
     assert "not a directory" in missing.stderr
-    both = run("--genesis", str(genesis))
-    assert both.returncode == 2
-    helped = run("--help")
-    assert helped.returncode == 0
+
+
+def test_usage_errors_and_help_name_the_exit_codes(
+    network: tuple[ChainBuilder, list[Path], Path],
+) -> None:
+    _, dirs, genesis = network
+    both = CliRunner().invoke(cli(), ["audit", "--genesis", str(genesis), "--data",
+                                      str(dirs[0]), "--node", "http://127.0.0.1:9"])
+    assert both.exit_code == 2
+    assert "exactly one of --data DIR or --node URL" in both.stderr
+    unreachable = CliRunner().invoke(cli(), ["audit", "--genesis", str(genesis), "--node",
+                                             "http://127.0.0.1:9", "--no-progress"])
+    assert unreachable.exit_code == 2
+    assert "cannot reach" in unreachable.stderr
+    helped = CliRunner().invoke(cli(), ["audit", "--help"])
+    assert helped.exit_code == 0
     assert "Exit codes" in helped.stdout and "0 the chain is intact" in helped.stdout
