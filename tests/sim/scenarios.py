@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from consensus.messages import Message, PrePrepare, Status
 from ledger.records import Vote
@@ -267,8 +268,8 @@ def rolling_restarts(seed: int) -> Result:
     sim = Simulation(seed, scenario="rolling_restarts", loss=0.05)
     _load(sim, 24, 100, 6)
     for index in range(4):
-        sim.at(500 + 450 * index, lambda index=index: sim.crash(index))
-        sim.at(700 + 450 * index, lambda index=index: sim.restart(index))
+        sim.at(500 + 450 * index, partial(sim.crash, index))
+        sim.at(700 + 450 * index, partial(sim.restart, index))
     sim.run(2_600)
     sim.run_until_committed(LIVENESS_MS)
     return _result(sim)
