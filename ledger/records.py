@@ -68,6 +68,20 @@ def _payload(value: Value, what: str) -> dict[str, Any]:
         raise DecodeError(f"{what} must be a map")
     if len(encode(value)) > PAYLOAD_BYTES_MAX:
         raise DecodeError(f"{what} exceeds {PAYLOAD_BYTES_MAX} bytes")
+    # Payloads and receipt data must have a JSON form (HTTP API, receipts, open data):
+    # raw bytes would decode here but could never be shown; hashes go in as hex text.
+    # encode() above has already bounded the depth, so this walk is bounded too.
+    stack: list[Value] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bytes):
+            raise DecodeError(
+                f"{what} holds raw bytes; use lowercase hex text for hashes and keys"
+            )
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return value
 
 

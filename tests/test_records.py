@@ -248,3 +248,13 @@ def test_receipt_and_decode_value_shape() -> None:
     assert receipt.ok
     assert not dataclasses.replace(receipt, code="quorum_not_met").ok
     assert decode(receipt.encode()) == [b"\x01" * 32, "ok", "", {"id": "ab"}]
+
+
+def test_payload_and_receipt_data_hold_json_values_only() -> None:
+    """Raw bytes would decode but have no JSON form for the API, receipts or open data."""
+    fields = _signed_tx().to_value()
+    fields[3] = {"doc": {"sha256": [b"\x01" * 32]}}
+    with pytest.raises(DecodeError, match="payload holds raw bytes; use lowercase hex"):
+        Transaction.decode(encode(fields))
+    with pytest.raises(DecodeError, match="receipt data holds raw bytes"):
+        Receipt.decode(encode([b"\x01" * 32, "ok", "", {"id": b"\x02"}]))
