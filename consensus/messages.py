@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 from ledger import crypto
@@ -31,6 +32,7 @@ from ledger.records import (
     CHAIN_ID_BYTES_MAX,
     U64_MAX,
     Block,
+    BlockHeader,
     CommitCertificate,
     Phase,
     Vote,
@@ -119,6 +121,13 @@ def consensus_signing_bytes(chain_id: str, kind: int, fields: list[Value]) -> by
     return tagged_bytes(Tag.CONSENSUS_SIGN, encode([chain_id, kind, *fields]))
 
 
+@lru_cache(maxsize=4096)
+def header_hash(header: BlockHeader) -> bytes:
+    """``header.block_hash``, memoised: a header is hashed at every vote that names it
+    (headers are frozen and hashable, so the cache key is the header's value)."""
+    return header.block_hash
+
+
 # --------------------------------------------------------------------------- messages
 
 
@@ -145,7 +154,7 @@ class PrePrepare:
 
     @property
     def block_hash(self) -> bytes:
-        return self.block.header.block_hash
+        return header_hash(self.block.header)
 
     def signed_fields(self) -> list[Value]:
         return [self.view, self.height, self.block_hash, self.sender]

@@ -64,6 +64,7 @@ from consensus.messages import (
     ViewChange,
     decode_message,
     encode_message,
+    header_hash,
     signature_valid,
 )
 from consensus.persist import PHASE_PRE_PREPARE, PersistedState
@@ -163,6 +164,7 @@ class Replica:
         self.peer_heights: dict[bytes, int] = {}
         self.behind_seen: dict[bytes, int] = {}
         self.peer_tips: dict[bytes, int] = {}
+        self.tx_id_cache: dict[bytes, tuple[bytes, ...]] = {}
         self.now = 0
         self._out: list[Effect] = []
         if persisted is not None:
@@ -248,7 +250,7 @@ class Replica:
             return self.tip_hash, self.tip_time
         proof = self.committed.get(height)
         if proof is not None:
-            return proof.block.header.block_hash, proof.block.header.time_ms
+            return header_hash(proof.block.header), proof.block.header.time_ms
         return None
 
     def _parent(self, height: int) -> tuple[bytes, int] | None:
@@ -259,7 +261,7 @@ class Replica:
         slot = self.slots.get(height - 1)
         if slot is not None and slot.pre_prepare is not None:
             header = slot.pre_prepare.block.header
-            return header.block_hash, header.time_ms
+            return header_hash(header), header.time_ms
         return None
 
     def _parent_locked(self, height: int, prev_hash: bytes) -> bool:
@@ -576,14 +578,14 @@ class Replica:
                 # Cannot happen with at most f faulty validators (ADR 0008); refuse to
                 # deliver a block that does not chain rather than corrupt the node's chain.
                 return
-            self.tip, self.tip_hash, self.tip_time = header.height, header.block_hash, \
+            self.tip, self.tip_hash, self.tip_time = header.height, header_hash(header), \
                 header.time_ms
             if self.tip > executed:
                 self._out.append(Deliver(proof.block, proof.certificate))
-            for tx in proof.block.transactions:
-                delivered.append(tx.tx_id)
-                self.pending.pop(tx.tx_id, None)
-                self.recent_committed[tx.tx_id] = None
+            for tx_id in self._tx_ids(proof.block):
+                delivered.append(tx_id)
+                self.pending.pop(tx_id, None)
+                self.recent_committed[tx_id] = None
             self.view_attempts = 0
             self.view_deadline = None  # progress: the view timer restarts below
         while len(self.recent_committed) > RECENT_COMMITTED_IDS_MAX:
@@ -608,10 +610,20 @@ class Replica:
         for height, slot in self.slots.items():
             for pp in (slot.pre_prepare, slot.candidate):
                 if pp is not None and height > self.tip:
-                    ids.update(tx.tx_id for tx in pp.block.transactions)
+                    ids.update(self._tx_ids(pp.block))
         for height, proof in self.committed.items():
             if height > self.tip:
-                ids.update(tx.tx_id for tx in proof.block.transactions)
+                ids.update(self._tx_ids(proof.block))
+        return ids
+
+    def _tx_ids(self, block: Block) -> tuple[bytes, ...]:
+        """Transaction ids of a block, memoised per header (ids cost a canonical encoding)."""
+        key = header_hash(block.header)
+        ids = self.tx_id_cache.get(key)
+        if ids is None:
+            if len(self.tx_id_cache) >= 4 * self.window:
+                self.tx_id_cache.clear()
+            ids = self.tx_id_cache[key] = tuple(tx.tx_id for tx in block.transactions)
         return ids
 
     def _next_proposal_height(self) -> int:
@@ -964,7 +976,7 @@ class Replica:
         """Backups recompute O from the view-change set and reject a NEW-VIEW that differs."""
         expected = self._compute_o(nv.view_changes)
         got = [(pp.height, pp.block_hash) for pp in nv.pre_prepares]
-        return got == [(b.header.height, b.header.block_hash) for b in expected]
+        return got == [(b.header.height, header_hash(b.header)) for b in expected]
 
     def on_new_view(self, nv: NewView) -> None:
         if nv.view < self.view or (nv.view == self.view and self.view_active):
@@ -1085,7 +1097,7 @@ class Replica:
             header = proof.block.header
             if (header.prev_hash != self.tip_hash or header.chain_id != self.chain_id
                     or header.time_ms <= self.tip_time
-                    or (height == self.low and header.block_hash != self.low_hash)):
+                    or (height == self.low and header_hash(header) != self.low_hash)):
                 self.transfer_buffer.clear()
                 return
             try:
