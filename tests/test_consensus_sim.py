@@ -120,6 +120,12 @@ def test_rolling_crash_and_restart_of_every_validator(seed: int) -> None:
     assert result.heights >= 15
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_partitions_that_change_over_time(seed: int) -> None:
+    result = scenarios.shifting_partitions(seed)
+    assert result.heights >= 10
+
+
 def test_same_seed_replays_the_same_run() -> None:
     first, second = scenarios.lossy_network(7), scenarios.lossy_network(7)
     assert first == second

@@ -108,7 +108,8 @@ def twinned_backup(seed: int) -> Result:
     sim = Simulation(seed, scenario="twinned_backup", twins=(1,))
     _load(sim, 4, 150, 6)
     sim.at(300, lambda: sim.crash(0))  # force a view change with the twins voting in it
-    sim.run(600)
+    sim.at(1_300, lambda: sim.restart(0))  # then back to one fault (the twins)
+    sim.run(1_400)
     sim.run_until_committed(LIVENESS_MS)
     return _result(sim)
 
@@ -262,6 +263,21 @@ def silent_replica(seed: int) -> Result:
     return _result(sim)
 
 
+def shifting_partitions(seed: int) -> Result:
+    """Every 400 ms a different validator (chosen by the seed) is cut off, or none; the
+    network heals at the end."""
+    sim = Simulation(seed, scenario="shifting_partitions", loss=0.05)
+    _load(sim, 20, 150, 6)
+    for step in range(8):
+        cut = sim.rng.randrange(5)
+        groups = None if cut == 4 else [{cut}, set(range(4)) - {cut}]
+        sim.at(400 * step, partial(sim.set_partition, groups))
+    sim.at(3_200, partial(sim.set_partition, None))
+    sim.run(3_300)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
 def rolling_restarts(seed: int) -> Result:
     """Under load, each validator in turn crashes and restarts from its persisted state
     (after checkpoints were taken, so restarts resume from a stable checkpoint)."""
@@ -293,4 +309,5 @@ SCENARIOS: dict[str, Callable[[int], Result]] = {
     "forged_messages": forged_messages,
     "silent_replica": silent_replica,
     "rolling_restarts": rolling_restarts,
+    "shifting_partitions": shifting_partitions,
 }
