@@ -117,6 +117,7 @@ def twinned_backup(seed: int) -> Result:
 def twinned_primary(seed: int) -> Result:
     """Two instances of the primary share its key: two proposals per height."""
     sim = Simulation(seed, scenario="twinned_primary", twins=(0,))
+    sim.nodes[-1].clock_rate = 1.3  # the twin stamps other times: conflicting blocks
     _load(sim, 4, 150, 6)
     sim.run(600)
     sim.run_until_committed(LIVENESS_MS)
