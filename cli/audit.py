@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -669,6 +670,8 @@ class StoredNodes(Protocol):
     def items(self, *, prefix: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
 
 
+DECODE_AHEAD_BLOCKS = 4
+"""Blocks decoded ahead of the audit by the decoder process (bounds memory)."""
 INDEX_FINDINGS_MAX = 100
 """Index entries reported as wrong, at most (a wiped index would otherwise flood)."""
 NODE_FINDINGS_PER_VERSION_MAX = 16
@@ -801,6 +804,39 @@ def _decoded_list(build: Callable[[Any], Any], body: bytes, what: str) -> list[A
     return out
 
 
+def decode_stored_block(height: int, raw: dict[str, bytes | None]) -> StoredBlock:
+    """Decode the four stored parts of a block one by one, so that damage is located: a
+    checksum mismatch is noted and the part is still decoded when it can be, and an
+    undecodable part names the transaction or receipt that breaks it. Pure (it runs in
+    a worker process)."""
+    if all(value is None for value in raw.values()):
+        return StoredBlock(height, None, f"no block is stored at height {height:,} "
+                           "(deleted?)")
+    notes: list[Finding] = []
+    bodies: dict[str, bytes] = {}
+    for part, value in raw.items():
+        if value is None:
+            return StoredBlock(height, None, f"the stored {PARTS[part]} of this block "
+                               "are missing", _PART_OF[part])
+        body = value[HASH_BYTES:]
+        if len(value) < HASH_BYTES or tagged_hash(Tag.STORED, body) != value[:HASH_BYTES]:
+            notes.append(Finding(height, _PART_OF[part], f"the checksum of the stored "
+                                 f"{PARTS[part]} does not match: the bytes were altered "
+                                 "on disk"))
+        bodies[part] = body
+    try:
+        block = CommittedBlock(
+            Block(_decoded(BlockHeader.from_value, bodies["h"], "header"),
+                  tuple(_decoded_list(Transaction.from_value, bodies["t"], "transaction"))),
+            _decoded(CommitCertificate.from_value, bodies["c"], "certificate"),
+            tuple(_decoded_list(Receipt.from_value, bodies["r"], "receipt")),
+        )
+    except DecodeError as exc:
+        return StoredBlock(height, None, f"the stored block cannot be decoded: {exc}",
+                           "block", tuple(notes))
+    return StoredBlock(height, block, notes=tuple(notes))
+
+
 class PrivateCopy:
     """A node's LevelDB copied to a temporary folder: opening a LevelDB writes to its
     directory (lock, log recovery, compaction), and an auditor never alters evidence."""
@@ -829,9 +865,12 @@ class PrivateCopy:
 class DataDirSource:
     """Blocks and state read from a private copy of a node's LevelDB."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *, decoder: bool = False) -> None:
+        """``decoder``: decode blocks in a separate process, ahead of the audit (the
+        main process then only checks and replays)."""
         self._copy = PrivateCopy(data)
         self._store = self._copy.open()
+        self._decoder = ProcessPoolExecutor(1) if decoder else None
         self._chain = self._store.kv.prefixed(CHAIN_PREFIX)
         self._locations: dict[bytes, tuple[int, int]] = {}
         self.description = f"data directory {data}"
@@ -842,42 +881,27 @@ class DataDirSource:
         return self._store.head_height()
 
     def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
+        """Blocks in height order; with a decoder process, decoded ahead of the audit."""
+        if self._decoder is None:
+            for height in range(start, stop):
+                yield self._track(decode_stored_block(height, self._raw(height)))
+            return
+        ahead: deque[Future[StoredBlock]] = deque()
         for height in range(start, stop):
-            yield self._read(height)
+            ahead.append(self._decoder.submit(decode_stored_block, height, self._raw(height)))
+            if len(ahead) > DECODE_AHEAD_BLOCKS:
+                yield self._track(ahead.popleft().result())
+        while ahead:
+            yield self._track(ahead.popleft().result())
 
-    def _read(self, height: int) -> StoredBlock:
-        """Read the four stored parts of a block one by one, so that damage is located:
-        a checksum mismatch is noted and the part is still decoded when it can be, and
-        an undecodable part names the transaction or receipt that breaks it."""
-        raw = {part: self._chain.get(block_key(height, part)) for part in PARTS}
-        if all(value is None for value in raw.values()):
-            return StoredBlock(height, None, f"no block is stored at height {height:,} "
-                               "(deleted?)")
-        notes: list[Finding] = []
-        bodies: dict[str, bytes] = {}
-        for part, value in raw.items():
-            if value is None:
-                return StoredBlock(height, None, f"the stored {PARTS[part]} of this block "
-                                   "are missing", _PART_OF[part])
-            body = value[HASH_BYTES:]
-            if len(value) < HASH_BYTES or tagged_hash(Tag.STORED, body) != value[:HASH_BYTES]:
-                notes.append(Finding(height, _PART_OF[part], f"the checksum of the stored "
-                                     f"{PARTS[part]} does not match: the bytes were altered "
-                                     "on disk"))
-            bodies[part] = body
-        try:
-            block = CommittedBlock(
-                Block(_decoded(BlockHeader.from_value, bodies["h"], "header"),
-                      tuple(_decoded_list(Transaction.from_value, bodies["t"], "transaction"))),
-                _decoded(CommitCertificate.from_value, bodies["c"], "certificate"),
-                tuple(_decoded_list(Receipt.from_value, bodies["r"], "receipt")),
-            )
-        except DecodeError as exc:
-            return StoredBlock(height, None, f"the stored block cannot be decoded: {exc}",
-                               "block", tuple(notes))
-        for position, tx in enumerate(block.block.transactions):
-            self._locations[tx.tx_id] = (height, position)
-        return StoredBlock(height, block, notes=tuple(notes))
+    def _raw(self, height: int) -> dict[str, bytes | None]:
+        return {part: self._chain.get(block_key(height, part)) for part in PARTS}
+
+    def _track(self, stored: StoredBlock) -> StoredBlock:
+        if stored.block is not None:
+            for position, tx in enumerate(stored.block.block.transactions):
+                self._locations[tx.tx_id] = (stored.height, position)
+        return stored
 
     def replayer(self, genesis: Genesis) -> Replayer:
         self._nodes = ComparingNodeStore(self._store.kv.prefixed(STATE_PREFIX + NODES_PREFIX))
@@ -936,6 +960,8 @@ class DataDirSource:
                               tx_id.hex(), position)
 
     def close(self) -> None:
+        if self._decoder is not None:
+            self._decoder.shutdown(cancel_futures=True)
         self._store.close()
         self._copy.cleanup()
 
@@ -1014,7 +1040,7 @@ def _rate_text(txs: int, started: float) -> str:
 def open_source(data: Path | None, node: str | None) -> BlockSource:
     """The block source the options name; raise ``LedgerError`` if it cannot be opened."""
     if data is not None:
-        return DataDirSource(data)
+        return DataDirSource(data, decoder=(os.cpu_count() or 1) > 1)
     assert node is not None, "the caller checked that one source is given"
     return NodeSource(node)
 

@@ -13,10 +13,10 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cli.audit import StoredBlock
 from consensus.replica import effective_height
@@ -40,7 +40,7 @@ from ledger.records import (
     ValidatorSet,
     Vote,
 )
-from ledger.state import MemoryNodeStore, StateTree
+from ledger.state import MemoryNodeStore, StateProof, StateTree
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore
 from ledger.validation import receipts_root, txs_root
@@ -90,6 +90,16 @@ def make_network(*, checkpoint_interval: int = 8, execution_lag: int = 2) -> Net
     return Network(Genesis("audit-test-net", GENESIS_TIME_MS, municipalities, params))
 
 
+class TreeLike(Protocol):
+    """What the builder needs of a state tree (``StateTree`` and ``PersistentState``)."""
+
+    def apply(self, version: int, changes: Mapping[bytes, bytes | None]) -> bytes: ...
+
+    def get(self, key: bytes, version: int) -> bytes | None: ...
+
+    def prove(self, key: bytes, version: int) -> StateProof: ...
+
+
 @dataclass
 class ChainBuilder:
     """Executes and certifies blocks one after the other, like a network would."""
@@ -97,13 +107,21 @@ class ChainBuilder:
     net: Network
     on_commit: Callable[[CommittedBlock, dict[bytes, bytes | None]], None] | None = None
     blocks: list[CommittedBlock] = field(default_factory=list)
+    state_tree: TreeLike | None = None
+    """Where the state tree lives (default: in memory); a ``PersistentState`` works."""
+    keep_blocks: bool = True
+    """Keep every block in ``blocks`` (the bench turns it off to bound memory)."""
 
     def __post_init__(self) -> None:
         g = self.net.genesis
         self.state = DictState()
         changes = genesis_changes(g)
         self.state.apply(changes)
-        self.tree = StateTree(MemoryNodeStore())
+        self.tree: TreeLike = (
+            self.state_tree if self.state_tree is not None else StateTree(MemoryNodeStore()))
+        self._height = 0
+        self._last_hash = g.genesis_hash
+        self.transactions = 0
         self.genesis_changes = changes
         self.genesis_root = self.tree.apply(0, changes)
         self._results: dict[int, tuple[bytes, bytes]] = {}
@@ -119,7 +137,7 @@ class ChainBuilder:
 
     @property
     def height(self) -> int:
-        return len(self.blocks)
+        return self._height
 
     def validators_at(self, height: int) -> ValidatorSet:
         current = self.net.genesis.validator_set
@@ -143,7 +161,7 @@ class ChainBuilder:
         validators = self.validators_at(h)
         results_root, state_root = (
             self._results.pop(h - lag) if h > lag else (EMPTY_ROOT, self.genesis_root))
-        prev = self.blocks[-1].block.header.block_hash if self.blocks else g.genesis_hash
+        prev = self._last_hash
         header = BlockHeader(
             g.chain_id, h, prev, validators.primary(0), 0, self.time_ms, txs_root(txs),
             results_root, state_root, validators.set_hash)
@@ -159,7 +177,10 @@ class ChainBuilder:
             self.validator_changes.append(h)
         cert = self.certify(header, validators)
         committed = CommittedBlock(Block(header, tuple(txs)), cert, receipts)
-        self.blocks.append(committed)
+        self._height, self._last_hash = h, header.block_hash
+        self.transactions += len(txs)
+        if self.keep_blocks:
+            self.blocks.append(committed)
         if self.on_commit is not None:
             self.on_commit(committed, dict(result.changes))
         return committed
@@ -354,15 +375,20 @@ class DiskWriter:
     """Writes committed blocks and their state like a node does (node/chain.py): one
     LevelDB with the chain store, the state under ``s/`` and the genesis mark."""
 
-    def __init__(self, path: Path, genesis: Genesis) -> None:
+    def __init__(self, path: Path, genesis: Genesis, *, shared_state: bool = False) -> None:
+        """With ``shared_state`` the builder uses ``self.state`` as its own tree (one
+        write per version instead of two): the writer then leaves the state to it."""
         self.store = ChainStore.open(path)
         self.store.kv.put(GENESIS_MARK, genesis.genesis_hash)
         self.state = PersistentState(self.store.kv.prefixed(STATE_PREFIX))
-        self.state.apply(0, genesis_changes(genesis))
+        self.shared_state = shared_state
+        if not shared_state:
+            self.state.apply(0, genesis_changes(genesis))
 
     def __call__(self, committed: CommittedBlock, changes: dict[bytes, bytes | None]) -> None:
         self.store.append(committed)
-        self.state.apply(committed.height, changes)
+        if not self.shared_state:
+            self.state.apply(committed.height, changes)
 
     def close(self) -> None:
         self.store.close()
