@@ -71,7 +71,7 @@ from consensus.persist import PHASE_PRE_PREPARE, PersistedState
 from consensus.viewchange import compute_o
 from ledger import crypto
 from ledger.encoding import decode, encode
-from ledger.errors import DecodeError, InvalidBlock, InvalidCertificate
+from ledger.errors import DecodeError, InvalidCertificate, LedgerError
 from ledger.genesis import Genesis
 from ledger.records import (
     Block,
@@ -306,7 +306,7 @@ class Replica:
         store: refuse to start rather than risk signing a conflicting vote."""
         try:
             self._restore_records(state.records)
-        except (DecodeError, InvalidBlock, IndexError, ValueError) as exc:
+        except (LedgerError, IndexError, ValueError, TypeError) as exc:
             raise DecodeError(
                 "the persisted consensus state is damaged; restore the node's data "
                 f"directory from a backup ({exc})") from exc
@@ -456,7 +456,7 @@ class Replica:
                 return False  # roots of h - D not known yet: retried after execution
             try:
                 self.executor.check_block(pp.block)
-            except InvalidBlock:
+            except LedgerError:  # InvalidBlock by contract; any ledger error means invalid
                 slot.candidate = None
                 return False
         previous = self.my_votes.get((height, self.view, PHASE_PRE_PREPARE))

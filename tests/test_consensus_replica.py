@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from consensus.events import (
     Broadcast,
     Deliver,
@@ -30,6 +32,7 @@ from consensus.messages import (
 from consensus.persist import PersistedState
 from consensus.replica import Replica
 from ledger.crypto import SigningKey
+from ledger.errors import DecodeError
 from ledger.records import Block, Phase, Vote
 from tests.sim.core import SIM_PARAMS, make_genesis, make_transaction, sim_key
 from tests.sim.executor import SimExecutor
@@ -225,3 +228,9 @@ def test_primary_builds_bounded_blocks_from_pending_transactions() -> None:
     assert all(len(p.block.transactions) <= SIM_PARAMS.block_txs_max for p in proposals)
     ids = [tx.tx_id for p in proposals for tx in p.block.transactions]
     assert len(ids) == len(set(ids))
+
+
+def test_a_damaged_persisted_state_is_refused_with_an_operator_message() -> None:
+    damaged = PersistedState({b"view": b"\x92\x01"})  # truncated msgpack
+    with pytest.raises(DecodeError, match="restore the node's data directory"):
+        Replica(key=KEYS[1], genesis=GENESIS, executor=SimExecutor(GENESIS), persisted=damaged)
