@@ -446,7 +446,10 @@ class Replica:
         if (header.prev_hash != parent[0] or header.time_ms <= parent[1]
                 or header.chain_id != self.chain_id or header.height != height
                 or header.validator_set_hash != self.set_at(height).set_hash):
-            slot.candidate = None
+            # A re-proposal from a verified NEW-VIEW is kept even then: it holds the height
+            # against a fresh pre-prepare (this replica just cannot vote for it).
+            if not slot.trusted:
+                slot.candidate = None
             return False
         if not slot.trusted:
             if header.time_ms > self.now + TIME_AHEAD_MS_MAX:
