@@ -125,7 +125,7 @@ def send(client: NodeClient, tx: Transaction, *, wait: bool, timeout_ms: int = W
 
     A transaction committed with a refusal exits 1 (``CliError``) after printing it.
     """
-    out = console or Console(highlight=False)
+    out = console or Console(highlight=False, soft_wrap=True)
     answer = client.submit([tx], wait=False, timeout_ms=timeout_ms)
     tx_id = tx.tx_id.hex()
     ids = answer.get("tx_ids")
@@ -211,7 +211,7 @@ def tx_show(
     if json_out:
         typer.echo(json.dumps(details, indent=2, ensure_ascii=False, sort_keys=True))
     else:
-        print_transaction(details, Console(highlight=False))
+        print_transaction(details, Console(highlight=False, soft_wrap=True))
 
 
 def status(node: NodeUrl, json_out: JsonOut = False) -> None:
@@ -240,12 +240,15 @@ def status(node: NodeUrl, json_out: JsonOut = False) -> None:
     peers = found.get("peers")
     if isinstance(peers, list) and peers:
         peer_table = Table(title="peers")
-        columns = sorted({k for p in peers if isinstance(p, dict) for k in p})
+        columns = ("validator_key", "address", "connected", "outbound", "inbound",
+                   "last_error")
         for column in columns:
-            peer_table.add_column(column)
+            peer_table.add_column(column.replace("_key", ""))
         for p in peers:
             if isinstance(p, dict):
-                peer_table.add_row(*(str(p.get(c, "")) for c in columns))
+                cells = [str(p.get(c) if p.get(c) is not None else "") for c in columns]
+                cells[0] = cells[0][:16]
+                peer_table.add_row(*cells)
         out.print(peer_table)
 
 
@@ -281,9 +284,11 @@ def query(
         table.add_column(column)
     for r in records if isinstance(records, list) else []:
         if isinstance(r, dict):
-            table.add_row(str(r.get("height", "")), str(r.get("contract", "")),
-                          str(r.get("action", "")), str(r.get("tx_id", ""))[:16],
-                          _summary(r))
+            tx = r.get("transaction") if isinstance(r.get("transaction"), dict) else r
+            assert isinstance(tx, dict), "checked just above"
+            table.add_row(str(r.get("height", "")), str(tx.get("contract", "")),
+                          str(tx.get("action", "")), str(tx.get("tx_id", ""))[:16],
+                          _summary(tx))
     out.print(table)
     if page.get("next"):
         out.print(f"more: --after {page['next']}")

@@ -1,0 +1,117 @@
+"""``tabellion demo``: starts four nodes, commits its sample records of every type, and
+stops cleanly on SIGINT leaving no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.network import load_network
+from tests.cli.conftest import TABELLION
+
+READY_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 60.0
+READY_LINE = "Press Ctrl-C to stop"
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line mentions ``text`` (our temp dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+            state = next(line for line in (entry / "status").read_text().splitlines()
+                         if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if text in cmdline and "Z" not in state.split()[1]:  # zombies hold no resources
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def demo_dir(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "demo"
+    yield directory
+    for pid in processes_mentioning(str(directory)):  # only if the test failed midway
+        os.kill(pid, signal.SIGKILL)
+
+
+def start_demo(directory: Path, log: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(TABELLION), "demo", "--dir", str(directory), "--base-port", "0"],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def wait_ready(process: subprocess.Popen[str], log: Path) -> str:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while READY_LINE not in log.read_text():
+        assert process.poll() is None, f"the demo exited early:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"the demo was not ready:\n{log.read_text()}"
+        time.sleep(0.2)
+    return log.read_text()
+
+
+def stop(process: subprocess.Popen[str], directory: Path) -> None:
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=STOP_TIMEOUT_S) == 0
+    assert processes_mentioning(str(directory)) == []
+
+
+def test_demo_seeds_every_record_type_and_stops_cleanly_on_sigint(demo_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    log = tmp_path / "demo.log"
+    process = start_demo(demo_dir, log)
+    try:
+        output = wait_ready(process, log)
+        network = load_network(demo_dir)
+        assert len(processes_mentioning(str(demo_dir))) == 5  # the demo and four nodes
+        for m in network.municipalities:
+            assert f"{m.api_url}/docs" in output
+            assert httpx.get(f"{m.api_url}/docs", timeout=10).status_code == 200
+        seeded = json.loads((demo_dir / "seeded.json").read_text())
+        contracts = set()
+        for record in seeded:
+            m = next(x for x in network.municipalities if x.name == record["municipality"])
+            details = httpx.get(f"{m.api_url}/v1/transactions/{record['tx_id']}",
+                                timeout=10).json()
+            assert details["status"] == "committed" and details["receipt"]["code"] == "ok"
+            contracts.add(details["transaction"]["contract"])
+        assert contracts == {"deliberations", "social_aid", "reports", "notary"}
+        assert {r["municipality"] for r in seeded} == {m.name for m in network.municipalities}
+    finally:
+        if process.poll() is None:
+            stop(process, demo_dir)
+    assert "stopped" in log.read_text()
+
+
+
+def test_a_second_run_reuses_the_network_and_sigterm_also_stops(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from cli.demo import DemoStopped, open_network, stop_on_signals
+
+    console = Console(file=io.StringIO())
+    first = open_network(tmp_path / "d", 0, console)
+    again = open_network(tmp_path / "d", 0, console)
+    assert again == first
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(DemoStopped, match="SIGTERM"), stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
+        pytest.fail("SIGTERM did not interrupt the demo")
+    assert signal.getsignal(signal.SIGTERM) == before
