@@ -24,19 +24,42 @@ from ledger.errors import CorruptionError, StoreError
 
 KEY_BYTES_MAX = 1024
 VALUE_BYTES_MAX = 64 * 1024 * 1024
+BLOOM_FILTER_BITS = 10
+"""Bits per key of LevelDB's bloom filter: a lookup of an absent key (the replay check of
+``ChainStore.append``, ``has_tx`` from the mempool) rarely touches the disk."""
 
 
-def _translate(exc: Exception, path: Path) -> StoreError:
-    text = str(exc)
+def _message(exc: BaseException) -> str:
+    """plyvel puts LevelDB's status text in ``args[0]`` as bytes: show it as text."""
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _translate(exc: BaseException, path: Path) -> StoreError:
+    text = _message(exc)
     if isinstance(exc, plyvel.CorruptionError):
-        return CorruptionError(f"LevelDB in {path} reports corruption: {text}")
-    if "lock" in text.lower():
-        return StoreError(
-            f"the data directory {path} is in use by another process "
-            "(is a node already running on it?); stop it or choose another directory"
+        return CorruptionError(
+            f"LevelDB in {path} reports corruption ({text}); the data directory is damaged: "
+            "restore it from a peer or a backup"
         )
-    if "does not exist" in text or "No such file" in text:
+    if isinstance(exc, RuntimeError) and "closed" in text:
+        return StoreError(f"the store in {path} is closed; reopen it")
+    lowered = text.lower()
+    if "lock" in lowered and ("held" in lowered or "unavailable" in lowered):
+        return StoreError(
+            f"the data directory {path} is locked by another process "
+            "(is a node already running on this data directory?); stop it or choose "
+            "another directory"
+        )
+    if "does not exist" in text or "no such file" in lowered:
         return StoreError(f"no Tabellion data in {path}: check the path or create the node first")
+    if "not a directory" in lowered:
+        return StoreError(f"{path} is not a directory: give the path of a data directory")
+    if "permission denied" in lowered:
+        return StoreError(
+            f"cannot read or write the data directory {path} (permission denied): "
+            "run as the user that owns it or fix its permissions"
+        )
     return StoreError(f"cannot use the data directory {path}: {text}")
 
 
@@ -59,8 +82,8 @@ class Batch:
 
     def put(self, key: bytes, value: bytes) -> None:
         _check_key(key)
-        if len(value) > VALUE_BYTES_MAX:
-            raise StoreError(f"a value of {len(value)} bytes exceeds {VALUE_BYTES_MAX}")
+        if not isinstance(value, bytes) or len(value) > VALUE_BYTES_MAX:
+            raise StoreError(f"a stored value must be bytes, at most {VALUE_BYTES_MAX} bytes")
         self._wb.put(self._prefix + key, value)
 
     def delete(self, key: bytes) -> None:
@@ -85,11 +108,21 @@ class KV:
 
     @staticmethod
     def open(path: Path, *, create: bool = True) -> KV:
+        """Open the database in ``path`` (created, with its parents, when ``create``)."""
         path = Path(path)
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
         try:
-            db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
+            if create:
+                path.mkdir(parents=True, exist_ok=True)
+            elif path.exists() and not path.is_dir():
+                raise FileExistsError(path)
+            db = plyvel.DB(
+                str(path), create_if_missing=create, paranoid_checks=True,
+                bloom_filter_bits=BLOOM_FILTER_BITS,
+            )
+        except FileExistsError as exc:  # from mkdir or the check above: a file is in the way
+            raise StoreError(
+                f"{path} is not a directory: give the path of a data directory"
+            ) from exc
         except (plyvel.Error, OSError) as exc:
             raise _translate(exc, path) from exc
         return KV(db, path)
@@ -159,6 +192,7 @@ class KV:
             raise _translate(exc, self._path) from exc
 
     def close(self) -> None:
+        """Close the database; closing a prefixed view does nothing (the root owns it)."""
         if not self._prefix:
             self._db.close()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.errors import StoreError
-from ledger.kv import KV
+from ledger.errors import CorruptionError, StoreError
+from ledger.kv import KEY_BYTES_MAX, KV
 
 
 def test_prefixed_views_are_disjoint_and_ordered(tmp_path: Path) -> None:
@@ -52,3 +52,55 @@ def test_a_locked_directory_names_the_likely_cause(tmp_path: Path) -> None:
 def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no Tabellion data"):
         KV.open(tmp_path / "nothing", create=False)
+
+
+def test_a_file_instead_of_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a database")
+    for create in (True, False):
+        with pytest.raises(StoreError, match="not a directory"):
+            KV.open(tmp_path / "file", create=create)
+
+
+def test_a_damaged_database_is_reported_as_corruption(tmp_path: Path) -> None:
+    with KV.open(tmp_path / "db") as kv:
+        kv.put(b"k", b"v", sync=True)
+    (tmp_path / "db" / "CURRENT").write_text("MANIFEST-999999\n")
+    with pytest.raises(CorruptionError, match="restore it"):
+        KV.open(tmp_path / "db", create=False)
+
+
+def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:
+    kv = KV.open(tmp_path / "db")
+    view = kv.prefixed(b"v/")
+    view.close()  # a view does not close the database it shares
+    view.put(b"k", b"v")
+    kv.close()
+    assert kv.closed
+    with pytest.raises(StoreError, match="closed"):
+        kv.get(b"k")
+    with pytest.raises(StoreError, match="closed"):
+        view.put(b"k", b"w")
+    with pytest.raises(StoreError, match="closed"):
+        list(view.items())
+
+
+def test_ranges_never_leave_their_view(tmp_path: Path) -> None:
+    with KV.open(tmp_path / "db") as kv:
+        kv.put(b"a", b"before")
+        kv.put(b"a\xff\xff", b"inside")
+        kv.put(b"b", b"after")
+        view = kv.prefixed(b"a\xff")
+        assert list(view.items(start=b"")) == [(b"\xff", b"inside")]
+        assert list(view.items(reverse=True)) == [(b"\xff", b"inside")]
+        assert list(view.items(prefix=b"\xff")) == [(b"\xff", b"inside")]
+        assert list(kv.prefixed(b"a").items(stop=b"\xff")) == [(b"", b"before")]
+
+
+def test_bad_keys_and_values_are_refused(tmp_path: Path) -> None:
+    with KV.open(tmp_path / "db") as kv:
+        with pytest.raises(StoreError, match="key"):
+            kv.put(b"k" * (KEY_BYTES_MAX + 1), b"v")
+        with pytest.raises(StoreError, match="value"):
+            kv.put(b"k", "text")  # type: ignore[arg-type]  # the refusal is what is tested
+        with pytest.raises(ValueError, match="either a prefix"):
+            list(kv.items(prefix=b"a", start=b"b"))
