@@ -548,6 +548,16 @@ def _what(tx: Transaction, genesis: Genesis) -> str:
             outcome = "adopted" if p["VOTE_POUR"] > p["VOTE_CONTRE"] else "rejected"
             what += f", {outcome} {p['VOTE_POUR']} votes to {p['VOTE_CONTRE']}"
         return what
+    if tx.contract == "notary" and "reference" in p:
+        kind = str(p.get("document_type", "document")).replace("_", " ")
+        return (f"Document {p['reference']} ({kind}, SHA-256 {str(p.get('sha256', ''))[:16]}…)"
+                f"{of_town}")
+    if tx.contract == "social_aid" and isinstance(p.get("amount_cents"), int):
+        cents = p["amount_cents"]
+        return (f"Social-aid payment of {cents // 100}.{cents % 100:02d} € under scheme "
+                f"{p.get('scheme_id')} for {p.get('period')}{of_town}")
+    if tx.contract == "reports" and tx.action == "submit":
+        return f"Citizen report \u201c{p.get('service_code')}\u201d{of_town}"
     label = f"{tx.contract} {tx.action}".replace("_", " ")
     return f"Record \u201c{label}\u201d{of_town}"
 

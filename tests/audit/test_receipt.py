@@ -222,3 +222,19 @@ def test_the_verify_command_prints_what_it_proves(
                                          "--genesis", str(genesis)])
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(("contract", "expected"), [
+    ("notary", "Document ARR-2026-"),
+    ("social_aid", "Social-aid payment of 120."),
+    ("reports", "Citizen report \u201cstreetlight\u201d of "),
+])
+def test_each_kind_of_record_is_described_in_words(
+    chain: ChainBuilder, contract: str, expected: str
+) -> None:
+    lag = chain.net.genesis.consensus.execution_lag
+    tx = next(tx for blk in chain.blocks[:-lag] for tx in blk.block.transactions
+              if tx.contract == contract and tx.action in ("anchor", "disburse", "submit"))
+    facts = verify_receipt(chain.net.genesis,
+                           gather_receipt(chain.net.genesis, BuilderSource(chain), tx.tx_id))
+    assert describe(facts, chain.net.genesis).startswith(expected)
