@@ -126,6 +126,12 @@ def test_partitions_that_change_over_time(seed: int) -> None:
     assert result.heights >= 10
 
 
+@pytest.mark.parametrize("seed", (3, 10))
+def test_chaos_of_loss_crashes_pauses_and_partitions(seed: int) -> None:
+    result = scenarios.chaos(seed)
+    assert result.heights >= 20
+
+
 def test_same_seed_replays_the_same_run() -> None:
     first, second = scenarios.lossy_network(7), scenarios.lossy_network(7)
     assert first == second

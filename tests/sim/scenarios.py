@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -279,6 +280,35 @@ def shifting_partitions(seed: int) -> Result:
     return _result(sim)
 
 
+def chaos(seed: int) -> Result:
+    """Everything at once, chosen by the seed: loss, duplication, reordering, one
+    validator at a time crashing and restarting, pausing, or cut off by a partition;
+    n = 4 or 7. The faults heal at 4 s; then everything must commit."""
+    rng = random.Random(seed)
+    n = rng.choice((4, 4, 7))
+    sim = Simulation(seed, n, scenario="chaos", loss=rng.choice((0.0, 0.1, 0.2)),
+                     dup=rng.choice((0.0, 0.1)), delay_ms=(1, rng.choice((20, 80))))
+    _load(sim, 25, 150, 5)
+    f = (n - 1) // 3
+    victims = rng.sample(range(n), f)
+    for step in range(10):
+        at = 400 * step
+        victim = victims[step % f]
+        action = rng.randrange(4)
+        if action == 0:
+            sim.at(at, partial(sim.crash, victim))
+            sim.at(at + rng.randint(50, 350), partial(sim.restart, victim))
+        elif action == 1:
+            sim.at(at, partial(sim.pause, victim))
+            sim.at(at + rng.randint(50, 350), partial(sim.resume, victim))
+        elif action == 2:
+            sim.at(at, partial(sim.set_partition, [set(victims), set(range(n)) - set(victims)]))
+            sim.at(at + rng.randint(50, 350), partial(sim.set_partition, None))
+    sim.run(4_100)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
 def rolling_restarts(seed: int) -> Result:
     """Under load, each validator in turn crashes and restarts from its persisted state
     (after checkpoints were taken, so restarts resume from a stable checkpoint)."""
@@ -311,4 +341,5 @@ SCENARIOS: dict[str, Callable[[int], Result]] = {
     "silent_replica": silent_replica,
     "rolling_restarts": rolling_restarts,
     "shifting_partitions": shifting_partitions,
+    "chaos": chaos,
 }
