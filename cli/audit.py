@@ -10,8 +10,11 @@ Rules:
 - The audit never stops at the first finding: an unreadable, missing or moved block is
   reported and the next one is checked. Only replay cannot cross a hole (the state after
   it is unknown); that is reported once, with the height where replay stopped.
-- Transaction signatures are the bulk of the work; they leave the core as
-  ``SignatureJob`` batches that the caller verifies on every core (``verify_jobs``).
+- Transaction signatures leave the core as ``SignatureJob`` batches that the caller
+  verifies on every core (``SignaturePool``); with ``--data``, blocks are decoded in
+  another process ahead of the checks, and the main process checks and replays.
+- The stored state (``--data``) is judged against the replay node by node, and the
+  transaction index against where each transaction really is.
 - Every finding names the height, the transaction (when there is one) and what is wrong,
   in words an auditor can act on.
 - Exit codes: 0 the chain is intact, 1 integrity findings, 2 the audit could not run.
@@ -208,7 +211,7 @@ class ChainAudit:
             self.findings.append(finding)
 
     def on_signature_failures(self, failed: Iterable[SignatureJob]) -> None:
-        """Record the transaction signatures that ``verify_jobs`` found invalid."""
+        """Record the transaction signatures that a ``SignaturePool`` found invalid."""
         for job in failed:
             self._report(Finding(
                 job.height, "transaction",
