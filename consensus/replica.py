@@ -700,8 +700,9 @@ class Replica:
         return self.params.view_timeout_ms << min(self.view_attempts, 10)
 
     def _arm_view_timer(self) -> None:
-        """Run the view timer while work waits (or a view change is under way)."""
-        if self.view_active and not self._work_pending():
+        """Run the view timer while work waits (or a view change is under way); a node
+        that is not a validator (joining, or removed) only follows and never asks."""
+        if (self.view_active and not self._work_pending()) or self.me not in self.active_set.keys:
             if self.view_deadline is not None:
                 self.view_deadline = None
                 self._out.append(CancelTimer(TimerId.VIEW))
