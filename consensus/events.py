@@ -101,7 +101,8 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Broadcast:
-    """Send ``data`` to every other validator."""
+    """Send ``data`` to every other validator the node is connected to (including a
+    validator about to join: it follows the chain from these messages)."""
 
     data: bytes
 

@@ -19,7 +19,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
@@ -34,6 +34,7 @@ from ledger.records import (
     Block,
     BlockHeader,
     CommitCertificate,
+    CommittedBlock,
     Phase,
     Vote,
 )
@@ -510,6 +511,15 @@ def encode_message(message: Message) -> bytes:
         kind = Kind.PREPARE if message.phase == Phase.PREPARE else Kind.COMMIT
         return encode([kind, message.to_value()])
     return encode([message.KIND, message.to_value()])
+
+
+def encode_blocks_response(chain_id: str,
+                           blocks: Sequence[CommittedBlock | CommittedProof]) -> bytes:
+    """The reply to a ``ServeBlocks`` effect: the node's stored blocks (receipts are not
+    sent; the receiver executes), at most ``BLOCKS_PER_RESPONSE_MAX`` of them."""
+    proofs = tuple(CommittedProof(b.block, b.certificate)
+                   for b in blocks[:BLOCKS_PER_RESPONSE_MAX])
+    return encode_message(BlocksResponse(chain_id, proofs))
 
 
 def decode_message(data: bytes) -> Message:

@@ -42,11 +42,11 @@ from consensus.events import (
     TransactionsAvailable,
 )
 from consensus.messages import (
-    BlocksResponse,
     CommittedProof,
     Message,
     PrePrepare,
     decode_message,
+    encode_blocks_response,
     encode_message,
 )
 from consensus.persist import PersistedState
@@ -374,8 +374,8 @@ class Simulation:
                                range(effect.from_height, effect.to_height + 1)
                                if h in node.delivered)
                 if blocks:
-                    response = BlocksResponse(self.genesis.chain_id, blocks)
-                    self._transmit(node, self._index_of(effect.to), encode_message(response))
+                    self._transmit(node, self._index_of(effect.to),
+                                   encode_blocks_response(self.genesis.chain_id, blocks))
             elif isinstance(effect, DropTransactions):
                 node.committed_tx_ids.update(effect.tx_ids)
 
