@@ -43,41 +43,36 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def _check(value: Value, depth: int, limits: Limits) -> None:
+def _canonical(value: Value, depth: int, limits: Limits) -> Value:
+    """Check ``value`` and return it with every map's keys in canonical order, in one pass.
+
+    Keys are sorted by code point, which is the same order as their UTF-8 bytes (UTF-8
+    preserves code point order); a lone surrogate, which has no UTF-8 form, is caught by
+    ``encode``.
+    """
     if depth > limits.depth_max:
         raise DecodeError(f"value nested deeper than {limits.depth_max} levels")
     if value is None or isinstance(value, (bool, str, bytes)):
-        return
+        return value
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
             raise DecodeError(f"integer {value} outside the 64-bit range")
-        return
+        return value
     if isinstance(value, (list, tuple)):
-        for item in value:
-            _check(item, depth + 1, limits)
-        return
+        return [_canonical(item, depth + 1, limits) for item in value]
     if isinstance(value, dict):
-        for key, item in value.items():
+        for key in value:
             if not isinstance(key, str):
                 raise DecodeError("map keys must be strings")
-            _check(item, depth + 1, limits)
-        return
+        return {key: _canonical(value[key], depth + 1, limits) for key in sorted(value)}
     raise DecodeError(f"type {type(value).__name__} cannot be encoded (floats are forbidden)")
-
-
-def _sorted_maps(value: Value) -> Value:
-    if isinstance(value, dict):
-        return {k: _sorted_maps(value[k]) for k in sorted(value, key=lambda k: k.encode())}
-    if isinstance(value, (list, tuple)):
-        return [_sorted_maps(v) for v in value]
-    return value
 
 
 def encode(value: Value, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Return the canonical bytes of ``value``; raise ``DecodeError`` if it has none."""
-    _check(value, 0, limits)
+    canonical = _canonical(value, 0, limits)
     try:
-        packed: bytes = msgpack.packb(_sorted_maps(value), use_bin_type=True)
+        packed: bytes = msgpack.packb(canonical, use_bin_type=True)
     except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 spelling
         raise DecodeError("a text string is not valid Unicode (lone surrogate)") from exc
     return packed

@@ -17,8 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+import msgpack
+
 from ledger import crypto
-from ledger.encoding import Value, decode, encode
+from ledger.encoding import INT_MAX, INT_MIN, Value, decode, encode
 from ledger.errors import DecodeError
 from ledger.hashing import HASH_BYTES, Tag, tagged_bytes, tagged_hash
 
@@ -26,6 +28,8 @@ CHAIN_ID_BYTES_MAX = 64
 NAME_BYTES_MAX = 64
 MESSAGE_BYTES_MAX = 1024
 PAYLOAD_BYTES_MAX = 64 * 1024
+PAYLOAD_DEPTH_MAX = 16
+"""Most levels of maps and arrays in a payload or receipt data, the map itself included."""
 TX_BYTES_MAX = 96 * 1024
 BLOCK_TXS_MAX = 10_000
 CERT_VOTES_MAX = 256
@@ -64,24 +68,47 @@ def _bytes(value: Value, what: str, length: int) -> bytes:
 
 
 def _payload(value: Value, what: str) -> dict[str, Any]:
+    """Check a payload or receipt data map: JSON values only, bounded nesting and size.
+
+    JSON only (text, 64-bit integers, booleans, nil, arrays, text-keyed maps): payloads
+    must have a JSON form for the HTTP API, receipts and open data, so raw bytes are
+    refused (hashes and keys go in as lowercase hex text). Nesting is bounded well below
+    the decoder's limit so that a transaction still encodes inside a block, a committed
+    block and a consensus message.
+    """
     if not isinstance(value, dict):
         raise DecodeError(f"{what} must be a map")
-    if len(encode(value)) > PAYLOAD_BYTES_MAX:
-        raise DecodeError(f"{what} exceeds {PAYLOAD_BYTES_MAX} bytes")
-    # Payloads and receipt data must have a JSON form (HTTP API, receipts, open data):
-    # raw bytes would decode here but could never be shown; hashes go in as hex text.
-    # encode() above has already bounded the depth, so this walk is bounded too.
-    stack: list[Value] = [value]
+    stack: list[tuple[Value, int]] = [(value, 1)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, bytes):
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            if level > PAYLOAD_DEPTH_MAX:
+                raise DecodeError(f"{what} nests maps and arrays deeper than "
+                                  f"{PAYLOAD_DEPTH_MAX} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    if not isinstance(key, str):
+                        raise DecodeError(f"{what} map keys must be text")
+                stack.extend((v, level + 1) for v in item.values())
+            else:
+                stack.extend((v, level + 1) for v in item)
+        elif isinstance(item, bytes):
             raise DecodeError(
                 f"{what} holds raw bytes; use lowercase hex text for hashes and keys"
             )
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not INT_MIN <= item <= INT_MAX:
+                raise DecodeError(f"{what} holds an integer outside the 64-bit range")
+        elif not (item is None or isinstance(item, (str, bool))):
+            raise DecodeError(f"{what} holds a {type(item).__name__}: only JSON values "
+                              "without floats are allowed (money in cents)")
+    try:
+        # The encoded size does not depend on key order, so no sorting is needed here.
+        size = len(msgpack.packb(value, use_bin_type=True))
+    except UnicodeEncodeError as exc:
+        raise DecodeError(f"{what} holds text that is not valid Unicode") from exc
+    if size > PAYLOAD_BYTES_MAX:
+        raise DecodeError(f"{what} exceeds {PAYLOAD_BYTES_MAX} bytes")
     return value
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ledger.crypto import SigningKey
 from ledger.encoding import INT_MAX, INT_MIN
 from ledger.records import (
+    PAYLOAD_DEPTH_MAX,
     Block,
     BlockHeader,
     CommitCertificate,
@@ -51,9 +52,17 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     ),
     max_leaves=12,
 )
+def _levels(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_levels, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_levels, value), default=0)
+    return 0
+
+
 payloads: st.SearchStrategy[dict[str, Any]] = st.dictionaries(
     st.text(max_size=10), json_values, max_size=5
-)
+).filter(lambda p: _levels(p) <= PAYLOAD_DEPTH_MAX)  # deeper is refused (test_records)
 
 
 @st.composite

@@ -14,6 +14,7 @@ from ledger.encoding import decode, encode
 from ledger.errors import DecodeError
 from ledger.hashing import Tag, tagged_hash
 from ledger.records import (
+    PAYLOAD_DEPTH_MAX,
     Block,
     BlockHeader,
     CommitCertificate,
@@ -258,3 +259,36 @@ def test_payload_and_receipt_data_hold_json_values_only() -> None:
         Transaction.decode(encode(fields))
     with pytest.raises(DecodeError, match="receipt data holds raw bytes"):
         Receipt.decode(encode([b"\x01" * 32, "ok", "", {"id": b"\x02"}]))
+
+
+def test_payload_nesting_leaves_room_for_the_enclosing_records() -> None:
+    """A payload at the nesting limit still encodes inside a committed block; one level
+    more is refused when the transaction is decoded, not later when a block is built."""
+    key = S.KEYS[0]
+
+    def nested(levels: int) -> dict[str, Any]:
+        value: Any = 1
+        for _ in range(levels - 1):
+            value = [value]
+        return {"v": value}
+
+    deepest = Transaction("net", "c", "a", nested(PAYLOAD_DEPTH_MAX), key.public_key, 0, 9
+                          ).signed(key)
+    tx = Transaction.decode(deepest.encode())
+    header = BlockHeader("net", 1, bytes(32), key.public_key, 0, 1, txs_root((tx,)),
+                         bytes(32), bytes(32), bytes(32))
+    receipt = Receipt(tx.tx_id, "ok", "", nested(PAYLOAD_DEPTH_MAX))
+    committed = CommittedBlock(Block(header, (tx,)), CommitCertificate(1, 0, bytes(32), ()),
+                               (receipt,))
+    assert CommittedBlock.decode(committed.encode()) == committed
+    too_deep = dataclasses.replace(deepest, payload=nested(PAYLOAD_DEPTH_MAX + 1))
+    with pytest.raises(DecodeError, match=f"deeper than {PAYLOAD_DEPTH_MAX} levels"):
+        Transaction.decode(too_deep.encode())
+
+
+@pytest.mark.parametrize("bad", [{"x": 1.5}, {"x": [2**64]}, {"x": {1: 2}}, {"x": "\ud800"}])
+def test_payload_values_are_checked_without_the_decoder(bad: dict[str, Any]) -> None:
+    fields = _signed_tx().to_value()
+    fields[3] = bad
+    with pytest.raises(DecodeError, match="payload"):
+        Transaction.from_value(fields)
