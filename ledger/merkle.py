@@ -73,13 +73,20 @@ class InclusionProof:
         if not (isinstance(value, list) and len(value) == 3):
             raise InvalidProof("an inclusion proof is [index, size, path]")
         index, size, path = value
-        if not (isinstance(index, int) and isinstance(size, int) and isinstance(path, list)):
+        if not (_is_count(index) and _is_count(size) and isinstance(path, list)):
             raise InvalidProof("an inclusion proof is [index, size, path]")
+        if not index < size:
+            raise InvalidProof(f"leaf index {index} is outside a tree of {size} leaves")
         if len(path) > PROOF_PATH_MAX or not all(
             isinstance(h, bytes) and len(h) == HASH_BYTES for h in path
         ):
             raise InvalidProof("the proof path must hold at most 64 hashes of 32 bytes")
         return InclusionProof(index, size, tuple(path))
+
+
+def _is_count(value: object) -> bool:
+    # bool is an int in Python; a proof index of True must not be accepted as 1.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> InclusionProof:

@@ -189,7 +189,8 @@ def test_out_of_range_and_malformed_proofs_are_refused() -> None:
     with pytest.raises(IndexError):
         inclusion_proof(leaves, 3)
     for bad in (None, [0, 1], [0, 1, "x"], ["0", 1, []], [0, 1, [b"short"]],
-                [0, 1, [bytes(32)] * (PROOF_PATH_MAX + 1)]):
+                [0, 1, [bytes(32)] * (PROOF_PATH_MAX + 1)], [True, 2, []], [0, False, []],
+                [-1, 2, []], [2, 2, []], [0, 2**64, []]):
         with pytest.raises(InvalidProof):
             InclusionProof.from_value(bad)
     assert InclusionProof.from_value(proof.to_value()) == proof
