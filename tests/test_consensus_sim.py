@@ -126,7 +126,7 @@ def test_partitions_that_change_over_time(seed: int) -> None:
     assert result.heights >= 10
 
 
-@pytest.mark.parametrize("seed", (3, 10))
+@pytest.mark.parametrize("seed", (2, 13))
 def test_chaos_of_loss_crashes_pauses_and_partitions(seed: int) -> None:
     result = scenarios.chaos(seed)
     assert result.heights >= 20
