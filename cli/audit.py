@@ -75,6 +75,8 @@ SIGNATURE_BATCH_TXS = 4096
 """Transaction signatures sent to a worker at once: large enough to amortise the pickling."""
 SIGNATURE_BATCHES_IN_FLIGHT_MAX = 8
 """Batches queued in the pool before the reader waits: bounds memory on huge chains."""
+GENESIS_MARK = b"m/genesis"
+"""The genesis hash a node's data directory was created for (node/chain.py)."""
 STATE_PREFIX = b"s/"
 """Where a node keeps its state in its LevelDB (node/chain.py): nodes under ``s/n/``,
 the latest values under ``s/i/``."""
@@ -753,6 +755,11 @@ class BlockSource(Protocol):
 
     def replayer(self, genesis: Genesis) -> Replayer: ...
 
+    def other_network(self, genesis: Genesis) -> str | None:
+        """Why the data is plainly of another network than ``genesis`` (then the auditor
+        gave the wrong genesis file: the audit does not run), or ``None``."""
+        ...
+
     def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]: ...
 
     def close(self) -> None: ...
@@ -906,6 +913,14 @@ class DataDirSource:
                 self._locations[tx.tx_id] = (stored.height, position)
         return stored
 
+    def other_network(self, genesis: Genesis) -> str | None:
+        mark = self._store.kv.get(GENESIS_MARK)
+        if mark is None or mark == genesis.genesis_hash:
+            return None  # without a mark, the chain itself is judged against the genesis
+        return (f"this data directory was created for another network (genesis "
+                f"{mark.hex()[:16]}…, the file given is {genesis.genesis_hash.hex()[:16]}…): "
+                "give that network's genesis file")
+
     def replayer(self, genesis: Genesis) -> Replayer:
         self._nodes = ComparingNodeStore(self._store.kv.prefixed(STATE_PREFIX + NODES_PREFIX))
         self._replayer = EngineReplayer(genesis, self._nodes)
@@ -989,6 +1004,7 @@ class NodeSource:
             self.close()
             raise NodeUnreachable(f"{self._url} does not answer like a Tabellion node")
         self._head = int(status["height"])
+        self._status = status
 
     def _get(self, path: str) -> Any:
         try:
@@ -1019,6 +1035,13 @@ class NodeSource:
                 yield StoredBlock(height, committed_block_from_json(obj))
             except DecodeError as exc:
                 yield StoredBlock(height, None, f"the node served a malformed block: {exc}")
+
+    def other_network(self, genesis: Genesis) -> str | None:
+        theirs = self._status.get("genesis_hash")
+        if not isinstance(theirs, str) or theirs == genesis.genesis_hash.hex():
+            return None
+        return (f"the node serves another network (genesis {theirs[:16]}…, the file given "
+                f"is {genesis.genesis_hash.hex()[:16]}…): give that network's genesis file")
 
     def replayer(self, genesis: Genesis) -> Replayer:
         # The node's stored state is not readable over the API: the replay keeps its own
@@ -1090,6 +1113,11 @@ def audit_command(
     except LedgerError as exc:
         console.print(f"error: cannot run the audit: {exc}", markup=False)
         raise typer.Exit(EXIT_CANNOT_RUN) from exc
+    mismatch = source.other_network(gen)
+    if mismatch is not None:
+        source.close()
+        console.print(f"error: cannot run the audit: {mismatch}", markup=False)
+        raise typer.Exit(EXIT_CANNOT_RUN)
     try:
         report = _run_with_progress(gen, source, workers, progress, console)
     except LedgerError as exc:

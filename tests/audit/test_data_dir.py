@@ -23,7 +23,7 @@ from cli.receipt import receipt_app
 from ledger.kv import KV
 from ledger.records import CommitCertificate, CommittedBlock
 from tests.audit import layout
-from tests.audit.chain import REMOVED_TOWN, ChainBuilder, build_on_disk, key
+from tests.audit.chain import REMOVED_TOWN, ChainBuilder, build_on_disk, key, make_network
 
 BLOCKS = 160
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,6 +262,12 @@ def test_usage_errors_and_help_name_the_exit_codes(
                                              "http://127.0.0.1:9", "--no-progress"])
     assert unreachable.exit_code == 2
     assert "cannot reach" in unreachable.stderr
+    other = genesis.parent / "other-genesis.json"
+    make_network(checkpoint_interval=4).genesis.save(other)
+    wrong = CliRunner().invoke(cli(), ["audit", "--genesis", str(other), "--data",
+                                       str(dirs[0]), "--no-progress"])
+    assert wrong.exit_code == 2
+    assert "created for another network" in wrong.stderr
     helped = CliRunner().invoke(cli(), ["audit", "--help"])
     assert helped.exit_code == 0
     assert "Exit codes" in helped.stdout and "0 the chain is intact" in helped.stdout
