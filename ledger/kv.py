@@ -113,7 +113,11 @@ class KV:
         try:
             if create:
                 path.mkdir(parents=True, exist_ok=True)
-            elif path.exists() and not path.is_dir():
+            elif not path.exists():  # LevelDB would create the directory before refusing
+                raise StoreError(
+                    f"no Tabellion data in {path}: check the path or create the node first"
+                )
+            elif not path.is_dir():
                 raise FileExistsError(path)
             db = plyvel.DB(
                 str(path), create_if_missing=create, paranoid_checks=True,

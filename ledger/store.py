@@ -9,18 +9,25 @@ Rules:
   mismatch raises ``CorruptionError`` naming the height and the part. Damaged data is never
   returned. (Signatures are checked by validation and by the audit, not on every read.)
 - Heights are 8-byte big-endian in keys so that iteration is in height order.
+- The transaction-id index keeps the FIRST location of an id. A replay of an already
+  committed transaction can still be ordered into a later block (several heights are in
+  flight; the engine then refuses it with ``already_committed``), and looking the id up
+  must keep answering with the original commit and its receipt, not with the refusal.
+  The signer and contract indexes list every position, replays included.
+- Decoded blocks are immutable once stored: a few verified ones are cached (bounded) so
+  that walking an index page does not decode the same block for every entry.
 - Key layout (all under the prefix ``c/`` of the node's database; ADR 0004):
 
-  ==========================  ===============================================
-  ``c/H``                     head height (8 bytes BE)
-  ``c/b/<h8>/h``              checksum + encoded ``BlockHeader``
-  ``c/b/<h8>/t``              checksum + encoded list of transactions
-  ``c/b/<h8>/c``              checksum + encoded ``CommitCertificate``
-  ``c/b/<h8>/r``              checksum + encoded list of receipts
-  ``c/t/<tx_id>``             height (8 BE) + index (4 BE)
-  ``c/s/<signer><h8><i4>``    empty: signer index
-  ``c/k/<contract>\\x00<h8><i4>`` empty: contract index
-  ==========================  ===============================================
+  ================================  =========================================
+  ``c/H``                           head height (8 bytes BE)
+  ``c/b/<h8>/h``                    checksum + encoded ``BlockHeader``
+  ``c/b/<h8>/t``                    checksum + encoded array of transactions
+  ``c/b/<h8>/c``                    checksum + encoded ``CommitCertificate``
+  ``c/b/<h8>/r``                    checksum + encoded array of receipts
+  ``c/t/<tx_id 32>``                height (8 BE) + index (4 BE), first commit
+  ``c/s/<signer 32><h8><i4>``       empty: signer index
+  ``c/k/<n 1><contract n><h8><i4>`` empty: contract index (n = UTF-8 length)
+  ================================  =========================================
 """
 
 from __future__ import annotations
@@ -30,11 +37,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.crypto import PUBLIC_KEY_BYTES
 from ledger.encoding import decode, encode
 from ledger.errors import CorruptionError, DecodeError, StoreError
 from ledger.hashing import HASH_BYTES, Tag, tagged_hash
 from ledger.kv import KV
 from ledger.records import (
+    BLOCK_TXS_MAX,
+    NAME_BYTES_MAX,
     Block,
     BlockHeader,
     CommitCertificate,
@@ -48,9 +58,16 @@ CHAIN_PREFIX = b"c/"
 STATE_PREFIX = b"s/"
 CONSENSUS_PREFIX = b"p/"
 PAGE_LIMIT_MAX = 1000
+BLOCK_CACHE_MAX = 8
+"""Decoded, verified blocks kept in memory (a 2,000-transaction block is about 1 MB)."""
 PARTS = {"h": "header", "t": "transaction list", "c": "certificate", "r": "receipt list"}
+RESTORE = "the data directory is damaged: restore it from a peer"
 
 _HEAD = b"H"
+_TX = b"t/"
+_SIGNER = b"s/"
+_CONTRACT = b"k/"
+_LOCATION_BYTES = 12
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -61,10 +78,14 @@ class TxLocation:
     index: int
 
     def key(self) -> bytes:
+        """12 bytes: height (8, big-endian) then index (4, big-endian)."""
         return struct.pack(">QI", self.height, self.index)
 
     @staticmethod
     def from_key(data: bytes) -> TxLocation:
+        """Inverse of ``key``; raises ``DecodeError`` unless ``data`` is 12 bytes."""
+        if len(data) != _LOCATION_BYTES:
+            raise DecodeError(f"a transaction location is {_LOCATION_BYTES} bytes")
         height, index = struct.unpack(">QI", data)
         return TxLocation(height, index)
 
@@ -78,6 +99,20 @@ def block_key(height: int, part: str) -> bytes:
     return b"b/" + _h8(height) + b"/" + part.encode()
 
 
+def contract_index_prefix(contract: str) -> bytes:
+    """Key prefix (inside the chain prefix) of a contract's index entries.
+
+    The name is length-prefixed so that no contract's entries fall inside another's
+    range (names are arbitrary UTF-8 of 1..64 bytes, NUL included)."""
+    name = contract.encode()
+    return _CONTRACT + bytes([len(name)]) + name
+
+
+def signer_index_prefix(signer: bytes) -> bytes:
+    """Key prefix (inside the chain prefix) of a signer's index entries."""
+    return _SIGNER + signer
+
+
 def seal(body: bytes) -> bytes:
     """A stored value: its checksum, then its body."""
     return tagged_hash(Tag.STORED, body) + body
@@ -89,7 +124,7 @@ def unseal(value: bytes, height: int, part: str) -> bytes:
     if len(value) < HASH_BYTES or tagged_hash(Tag.STORED, body) != value[:HASH_BYTES]:
         raise CorruptionError(
             f"block {height}: the stored {PARTS.get(part, part)} is damaged "
-            "(checksum mismatch); restore the data directory from a peer"
+            f"(checksum mismatch); {RESTORE}"
         )
     return body
 
@@ -101,12 +136,15 @@ class ChainStore:
         self.kv = kv
         self._chain = kv.prefixed(CHAIN_PREFIX)
         self._head = self._read_head()
+        self._cache: dict[int, CommittedBlock] = {}
 
     @staticmethod
     def open(path: Path, *, create: bool = True) -> ChainStore:
+        """Open the chain store of the data directory ``path`` (see ``KV.open``)."""
         return ChainStore(KV.open(path, create=create))
 
     def close(self) -> None:
+        self._cache.clear()
         self.kv.close()
 
     def __enter__(self) -> ChainStore:
@@ -118,20 +156,41 @@ class ChainStore:
     # ------------------------------------------------------------------ writing
 
     def append(self, block: CommittedBlock) -> None:
-        """Store the next block with its certificate and receipts in one synced batch."""
+        """Store the next block with its certificate and receipts in one synced batch.
+
+        Raises ``StoreError`` (nothing written) unless the block is the next height, its
+        certificate is for its header, its receipts pair with its transactions, and (above
+        height 1) it links to the stored head. Signatures are the caller's business
+        (``ledger.validation``); block 1's link to genesis too."""
         header = block.block.header
         height = header.height
         if height != self._head + 1:
-            raise StoreError(f"cannot store block {height}: the chain's head is {self._head}")
+            raise StoreError(
+                f"cannot store block {height}: the chain's head is {self._head}, "
+                f"so the next block is {self._head + 1}"
+            )
         if block.certificate.block_hash != header.block_hash or block.certificate.height != height:
-            raise StoreError(f"block {height}: the certificate is for another header")
+            raise StoreError(f"cannot store block {height}: the certificate is for another header")
         txs = block.block.transactions
         if len(block.receipts) != len(txs) or any(
             r.tx_id != tx.tx_id for r, tx in zip(block.receipts, txs, strict=True)
         ):
-            raise StoreError(f"block {height}: receipts do not match the transactions")
-        if height > 1 and self.header(height - 1).block_hash != header.prev_hash:
-            raise StoreError(f"block {height}: prev_hash does not match the stored block")
+            raise StoreError(
+                f"cannot store block {height}: its receipts do not pair with its transactions"
+            )
+        if height > 1:
+            previous = self.header(height - 1)
+            if previous.block_hash != header.prev_hash:
+                raise StoreError(
+                    f"cannot store block {height}: its prev_hash does not match the stored "
+                    f"block {height - 1}"
+                )
+            if previous.chain_id != header.chain_id:
+                raise StoreError(
+                    f"cannot store block {height}: it is for network {header.chain_id!r}, "
+                    f"the stored chain for {previous.chain_id!r}"
+                )
+        first_seen = self._first_commits(txs)
         with self._chain.batch(sync=True) as batch:
             batch.put(block_key(height, "h"), seal(header.encode()))
             batch.put(block_key(height, "t"), seal(encode([tx.to_value() for tx in txs])))
@@ -141,11 +200,22 @@ class ChainStore:
             )
             for index, tx in enumerate(txs):
                 location = TxLocation(height, index).key()
-                batch.put(b"t/" + tx.tx_id, location)
-                batch.put(b"s/" + tx.signer + location, b"")
-                batch.put(b"k/" + tx.contract.encode() + b"\x00" + location, b"")
+                if index in first_seen:
+                    batch.put(_TX + tx.tx_id, location)
+                batch.put(signer_index_prefix(tx.signer) + location, b"")
+                batch.put(contract_index_prefix(tx.contract) + location, b"")
             batch.put(_HEAD, _h8(height))
         self._head = height
+
+    def _first_commits(self, txs: tuple[Transaction, ...]) -> set[int]:
+        """Positions of the transactions whose id is committed here for the first time."""
+        seen: set[bytes] = set()
+        first: set[int] = set()
+        for index, tx in enumerate(txs):
+            if tx.tx_id not in seen and self._chain.get(_TX + tx.tx_id) is None:
+                first.add(index)
+            seen.add(tx.tx_id)
+        return first
 
     # ------------------------------------------------------------------ reading
 
@@ -154,10 +224,11 @@ class ChainStore:
         if raw is None:
             return 0
         if len(raw) != 8:
-            raise CorruptionError("the stored head pointer is damaged")
+            raise CorruptionError(f"the stored head pointer is damaged; {RESTORE}")
         return int(struct.unpack(">Q", raw)[0])
 
     def head_height(self) -> int:
+        """Height of the last stored block; 0 when the store is empty."""
         return self._head
 
     def head(self) -> CommittedBlock | None:
@@ -168,10 +239,7 @@ class ChainStore:
             raise StoreError(f"no block at height {height} (the head is {self._head})")
         raw = self._chain.get(block_key(height, part))
         if raw is None:
-            raise CorruptionError(
-                f"block {height}: the stored {PARTS[part]} is missing; "
-                "restore the data directory from a peer"
-            )
+            raise CorruptionError(f"block {height}: the stored {PARTS[part]} is missing; {RESTORE}")
         return unseal(raw, height, part)
 
     def _decoded(self, height: int, part: str) -> object:
@@ -179,42 +247,68 @@ class ChainStore:
             return decode(self._part(height, part))
         except DecodeError as exc:
             raise CorruptionError(
-                f"block {height}: the stored {PARTS[part]} cannot be decoded ({exc})"
+                f"block {height}: the stored {PARTS[part]} cannot be decoded ({exc}); {RESTORE}"
             ) from exc
 
     def header(self, height: int) -> BlockHeader:
+        """The header at ``height``; ``StoreError`` if there is none."""
+        cached = self._cache.get(height)
+        if cached is not None:
+            return cached.block.header
         try:
             header = BlockHeader.from_value(self._decoded(height, "h"))
         except DecodeError as exc:
-            raise CorruptionError(f"block {height}: the stored header is malformed") from exc
+            raise CorruptionError(
+                f"block {height}: the stored header is malformed ({exc}); {RESTORE}"
+            ) from exc
         if header.height != height:
             raise CorruptionError(
-                f"block {height}: the stored header is for height {header.height}"
+                f"block {height}: the stored header is for height {header.height}; {RESTORE}"
             )
         return header
 
     def get(self, height: int) -> CommittedBlock:
+        """The block at ``height`` with its certificate and receipts, checked against its
+        checksums, its header's ``txs_root`` and block hash; ``StoreError`` if absent."""
+        cached = self._cache.get(height)
+        if cached is not None:
+            return cached
         header = self.header(height)
         try:
             raw_txs = self._decoded(height, "t")
             raw_receipts = self._decoded(height, "r")
             if not isinstance(raw_txs, list) or not isinstance(raw_receipts, list):
-                raise DecodeError("not arrays")
+                raise DecodeError("the transactions and receipts must be arrays")
+            if max(len(raw_txs), len(raw_receipts)) > BLOCK_TXS_MAX:
+                raise DecodeError(f"more than {BLOCK_TXS_MAX} transactions or receipts")
             txs = tuple(Transaction.from_value(v) for v in raw_txs)
             receipts = tuple(Receipt.from_value(v) for v in raw_receipts)
             cert = CommitCertificate.from_value(self._decoded(height, "c"))
         except DecodeError as exc:
-            raise CorruptionError(f"block {height}: a stored part is malformed ({exc})") from exc
+            raise CorruptionError(
+                f"block {height}: a stored part is malformed ({exc}); {RESTORE}"
+            ) from exc
         if txs_root(txs) != header.txs_root:
             raise CorruptionError(
-                f"block {height}: the stored transactions do not match the header's txs_root; "
-                "restore the data directory from a peer"
+                f"block {height}: the stored transactions do not match the header's "
+                f"txs_root; {RESTORE}"
             )
-        if cert.block_hash != header.block_hash:
-            raise CorruptionError(f"block {height}: the stored certificate is for another header")
-        if len(receipts) != len(txs):
-            raise CorruptionError(f"block {height}: stored receipts do not match transactions")
-        return CommittedBlock(Block(header, txs), cert, receipts)
+        if cert.block_hash != header.block_hash or cert.height != height:
+            raise CorruptionError(
+                f"block {height}: the stored certificate is for another header; {RESTORE}"
+            )
+        if len(receipts) != len(txs) or any(
+            r.tx_id != tx.tx_id for r, tx in zip(receipts, txs, strict=True)
+        ):
+            raise CorruptionError(
+                f"block {height}: the stored receipts do not pair with the transactions; "
+                f"{RESTORE}"
+            )
+        block = CommittedBlock(Block(header, txs), cert, receipts)
+        if len(self._cache) >= BLOCK_CACHE_MAX:
+            del self._cache[next(iter(self._cache))]  # oldest first
+        self._cache[height] = block
+        return block
 
     def blocks(self, start: int = 1, stop: int | None = None) -> Iterator[CommittedBlock]:
         """Blocks ``start`` .. ``stop - 1`` (to the head when ``stop`` is None)."""
@@ -223,35 +317,52 @@ class ChainStore:
             yield self.get(height)
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
-        raw = self._chain.get(b"t/" + tx_id)
+        """Where the transaction ``tx_id`` was first committed, or None."""
+        raw = self._chain.get(_TX + tx_id)
         if raw is None:
             return None
-        if len(raw) != 12:
-            raise CorruptionError(f"the index entry of transaction {tx_id.hex()} is damaged")
-        return TxLocation.from_key(raw)
+        location = self._location(raw)
+        if location is None or not 1 <= location.height <= self._head:
+            raise CorruptionError(
+                f"the index entry of transaction {tx_id.hex()} is damaged; {RESTORE}"
+            )
+        return location
 
     def has_tx(self, tx_id: bytes) -> bool:
+        """Whether ``tx_id`` is committed (its first commit; a replay is never a second)."""
         return self.tx_location(tx_id) is not None
 
     def transaction(self, tx_id: bytes) -> tuple[Transaction, Receipt, TxLocation] | None:
+        """The committed transaction ``tx_id`` with its receipt and location, or None."""
         location = self.tx_location(tx_id)
         if location is None:
             return None
         block = self.get(location.height)
-        if location.index >= len(block.block.transactions):
-            raise CorruptionError(f"the index entry of transaction {tx_id.hex()} is damaged")
-        tx = block.block.transactions[location.index]
-        if tx.tx_id != tx_id:
-            raise CorruptionError(f"the index entry of transaction {tx_id.hex()} is damaged")
-        return tx, block.receipts[location.index], location
+        txs = block.block.transactions
+        if location.index >= len(txs) or txs[location.index].tx_id != tx_id:
+            raise CorruptionError(
+                f"block {location.height}: the index entry of transaction {tx_id.hex()} "
+                f"points to position {location.index}, which holds another transaction; "
+                f"{RESTORE}"
+            )
+        return txs[location.index], block.receipts[location.index], location
+
+    @staticmethod
+    def _location(raw: bytes) -> TxLocation | None:
+        return TxLocation.from_key(raw) if len(raw) == _LOCATION_BYTES else None
 
     def _page(self, prefix: bytes, after: TxLocation | None, limit: int) -> list[TxLocation]:
-        limit = max(1, min(limit, PAGE_LIMIT_MAX))
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        limit = min(limit, PAGE_LIMIT_MAX)
         start = prefix + (after.key() + b"\x00" if after else b"")
-        stop = prefix + b"\xff" * 12 + b"\xff"
-        out = []
+        stop = prefix + b"\xff" * (_LOCATION_BYTES + 1)
+        out: list[TxLocation] = []
         for key, _ in self._chain.items(start=start, stop=stop):
-            out.append(TxLocation.from_key(key[len(prefix):]))
+            location = self._location(key[len(prefix):])
+            if location is None or not 1 <= location.height <= self._head:
+                raise CorruptionError(f"an index entry ({key.hex()}) is damaged; {RESTORE}")
+            out.append(location)
             if len(out) >= limit:
                 break
         return out
@@ -259,9 +370,17 @@ class ChainStore:
     def txs_by_signer(
         self, signer: bytes, *, after: TxLocation | None = None, limit: int = 100
     ) -> list[TxLocation]:
-        return self._page(b"s/" + signer, after, limit)
+        """Locations of the signer's transactions in chain order, after the cursor
+        ``after``, at most ``min(limit, PAGE_LIMIT_MAX)``."""
+        if len(signer) != PUBLIC_KEY_BYTES:
+            return []
+        return self._page(signer_index_prefix(signer), after, limit)
 
     def txs_by_contract(
         self, contract: str, *, after: TxLocation | None = None, limit: int = 100
     ) -> list[TxLocation]:
-        return self._page(b"k/" + contract.encode() + b"\x00", after, limit)
+        """Locations of the contract's transactions in chain order, after the cursor
+        ``after``, at most ``min(limit, PAGE_LIMIT_MAX)``."""
+        if not 1 <= len(contract.encode()) <= NAME_BYTES_MAX:
+            return []
+        return self._page(contract_index_prefix(contract), after, limit)

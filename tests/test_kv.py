@@ -52,6 +52,7 @@ def test_a_locked_directory_names_the_likely_cause(tmp_path: Path) -> None:
 def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no Tabellion data"):
         KV.open(tmp_path / "nothing", create=False)
+    assert not (tmp_path / "nothing").exists()  # a typo leaves no empty database behind
 
 
 def test_a_file_instead_of_a_directory_is_a_clear_error(tmp_path: Path) -> None:
