@@ -16,6 +16,7 @@ from consensus.events import (
     Effect,
     MessageReceived,
     Persist,
+    SetTimer,
     Start,
     TimerFired,
     TimerId,
@@ -234,3 +235,24 @@ def test_a_damaged_persisted_state_is_refused_with_an_operator_message() -> None
     damaged = PersistedState({b"view": b"\x92\x01"})  # truncated msgpack
     with pytest.raises(DecodeError, match="restore the node's data directory"):
         Replica(key=KEYS[1], genesis=GENESIS, executor=SimExecutor(GENESIS), persisted=damaged)
+
+
+def test_view_change_timeouts_double_after_each_failed_view_change() -> None:
+    executor = SimExecutor(GENESIS)
+    replica = Replica(key=KEYS[3], genesis=GENESIS, executor=executor)
+    replica.step(Start(T0))
+    effects = replica.step(TransactionsAvailable(T0, (make_transaction(1),)))
+    waits: list[int] = []
+    now = T0
+    for view in (1, 2, 3):
+        timers = [e for e in effects if isinstance(e, SetTimer) and e.timer == TimerId.VIEW]
+        assert timers, f"no view timer before view {view}"
+        waits.append(timers[-1].deadline_ms - now)
+        now = timers[-1].deadline_ms
+        effects = replica.step(TimerFired(now, TimerId.VIEW))
+        assert replica.view == view and not replica.view_active
+        for key in (KEYS[0], KEYS[2]):  # a quorum asks for the view, its primary is silent
+            vc = ViewChange.make(key, CHAIN, view, (), (), ())
+            effects += _receive(replica, key, encode_message(vc), now=now)
+    base = SIM_PARAMS.view_timeout_ms
+    assert waits == [base, 2 * base, 4 * base]
