@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -91,6 +92,10 @@ WAITERS_MAX = 100_000
 SUBMIT_YIELD_EVERY = 64
 STATUS_LOG_INTERVAL_S = 10.0
 LATENCY_TRACKED_MAX = 200_000
+REPEAT_BYTES_MIN = 16 * 1024
+"""Consensus messages at least this large are checked for repeats (see _seen_recently)."""
+REPEAT_WINDOW_MS = 1_000
+REPEATS_TRACKED_MAX = 1_024
 RECORDS_SCAN_MAX = 5_000
 """Transactions one GET /v1/records looks at, whatever its filters match."""
 RESPONSE_BYTES_MAX = MESSAGE_BYTES_MAX - 64 * 1024
@@ -142,6 +147,7 @@ class Node:
         self._committed_total = 0
         self._last_view = 0
         self._scanned_all = False
+        self._recent_large: OrderedDict[bytes, int] = OrderedDict()
         persisted = PersistedState.from_records(self._persist_kv.items())
         self.replica = Replica(key=key, genesis=genesis, executor=self, persisted=persisted)
         self._last_view = self.replica.view
@@ -337,6 +343,14 @@ class Node:
     def check_block(self, block: Block) -> None:
         """Everything but the link (checked by the replica): limits, transactions root,
         every transaction (signatures through the verified cache) and the lagged roots."""
+        try:
+            self._check_block(block)
+        except InvalidBlock as exc:
+            log.warning("refused the block proposed by %s… in view %d: %s",
+                        block.header.proposer.hex()[:16], block.header.view, exc)
+            raise
+
+    def _check_block(self, block: Block) -> None:
         header = block.header
         height = header.height
         params = self.genesis.consensus
@@ -367,11 +381,31 @@ class Node:
     async def _on_frame(self, sender: bytes, data: bytes) -> None:
         channel, body = data[0], data[1:]
         if channel == CH_CONSENSUS:
+            if len(body) >= REPEAT_BYTES_MIN and self._seen_recently(body):
+                return
             await self._inbox.put(MessageReceived(now_ms(), sender, body))
         elif channel == CH_TRANSACTIONS:
             self._on_forwarded(sender, body)
         else:
             raise TransportError(f"unknown channel {channel}")
+
+    def _seen_recently(self, body: bytes) -> bool:
+        """Whether these exact bytes (a large message: a pre-prepare with its block) were
+        handed to the replica less than ``REPEAT_WINDOW_MS`` ago. The replica's heartbeat
+        re-sends in-flight pre-prepares to cover lost messages; decoding a repeat costs a
+        backup as much as the original, and over a live TCP connection nothing was lost.
+        A repeat after the window still goes through (it may be needed: the replica
+        drops a pre-prepare for a view it has not entered yet)."""
+        digest = hashlib.sha256(body).digest()
+        now = now_ms()
+        seen = self._recent_large.get(digest)
+        if seen is not None and now - seen < REPEAT_WINDOW_MS:
+            return True
+        self._recent_large[digest] = now
+        self._recent_large.move_to_end(digest)
+        while len(self._recent_large) > REPEATS_TRACKED_MAX:
+            self._recent_large.popitem(last=False)
+        return False
 
     def _on_forwarded(self, sender: bytes, body: bytes) -> None:
         raws = decode(body, DecodeLimits(input_bytes_max=self._limits.frame_bytes_max,
