@@ -1,70 +1,39 @@
-"""Child process for the crash test: append blocks to a chain store until killed.
+"""Child process of the crash test: append blocks to a chain store until killed.
 
-Usage: python -m tests.store_crash_child DATA_DIR
-It continues from the stored head, appends blocks of 10 signed transactions, and prints
-each height on stdout (flushed) only after ``append`` has returned.
+Usage: python -m tests.store_crash_child DATA_DIR [SECONDS_MAX]
+It continues from the stored head, appends blocks of ``TXS_PER_BLOCK`` signed
+transactions (certified by a quorum of the test validators, see ``tests.chainbuilder``),
+and prints each height on stdout, flushed, only after ``append`` has returned. It stops by
+itself after ``SECONDS_MAX`` (default 60) so that a parent that died cannot leave it
+running forever.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
-from ledger.crypto import SigningKey
-from ledger.hashing import sha256
-from ledger.merkle import EMPTY_ROOT
-from ledger.records import (
-    Block,
-    BlockHeader,
-    CommitCertificate,
-    CommittedBlock,
-    Phase,
-    Receipt,
-    Transaction,
-    ValidatorSet,
-    Vote,
-)
 from ledger.store import ChainStore
-from ledger.validation import txs_root
+from tests.chainbuilder import GENESIS_HASH, anchors, make_block
 
-CHAIN_ID = "crash-test"
-VALIDATORS = [SigningKey(sha256(b"crash-validator-%d" % i)) for i in range(4)]
-VALIDATOR_SET = ValidatorSet.of([k.public_key for k in VALIDATORS])
-SIGNERS = [SigningKey(sha256(b"crash-signer-%d" % i)) for i in range(3)]
 TXS_PER_BLOCK = 10
+SECONDS_MAX_DEFAULT = 60.0
 
 
-def make_block(height: int, prev_hash: bytes, txs_per_block: int = TXS_PER_BLOCK) -> CommittedBlock:
-    txs = tuple(
-        Transaction(
-            CHAIN_ID, "notary", "anchor", {"sha256": f"{height:032x}{i:032x}", "n": i},
-            SIGNERS[i % 3].public_key, height * 1000 + i, 2**40,
-        ).signed(SIGNERS[i % 3])
-        for i in range(txs_per_block)
-    )
-    header = BlockHeader(
-        CHAIN_ID, height, prev_hash, VALIDATOR_SET.primary(0), 0, 1_000 + height,
-        txs_root(txs), EMPTY_ROOT, EMPTY_ROOT, VALIDATOR_SET.set_hash,
-    )
-    votes = [
-        Vote.make(k, CHAIN_ID, Phase.COMMIT, 0, height, header.block_hash) for k in VALIDATORS[:3]
-    ]
-    receipts = tuple(Receipt(tx.tx_id, "ok", "", {"height": height}) for tx in txs)
-    return CommittedBlock(Block(header, txs), CommitCertificate.from_votes(votes), receipts)
-
-
-GENESIS_HASH = sha256(b"crash-genesis")
-
-
-def main(path: Path) -> None:
-    store = ChainStore.open(path)
-    while True:
-        head = store.head()
-        prev = head.block.header.block_hash if head else GENESIS_HASH
-        block = make_block(store.head_height() + 1, prev)
-        store.append(block)
-        print(block.height, flush=True)
+def main(path: Path, seconds_max: float) -> None:
+    deadline = time.monotonic() + seconds_max
+    with ChainStore.open(path) as store:
+        while time.monotonic() < deadline:
+            head = store.head()
+            prev = head.block.header.block_hash if head else GENESIS_HASH
+            height = store.head_height() + 1
+            store.append(make_block(height, prev, anchors(height, TXS_PER_BLOCK)))
+            print(height, flush=True)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(
+        Path(sys.argv[1]),
+        float(sys.argv[2]) if len(sys.argv) > 2 else SECONDS_MAX_DEFAULT,
+    )
