@@ -82,9 +82,9 @@ class Cluster:
     """The node processes of a network, all in one process group."""
 
     network: Network
-    command: tuple[str, ...] = (sys.executable, "-m", "cli")
-    """How to run ``tabellion``: this interpreter by default, so that it works from a
-    checkout; tests pass the console script to run exactly the image's entry command."""
+    command: tuple[str, ...] = field(default_factory=lambda: tabellion_command())
+    """How to run ``tabellion``: the console script next to this interpreter (exactly the
+    image's entry command), else ``python -m cli`` (a checkout without the script)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pgid: int | None = None
 
@@ -144,6 +144,13 @@ class Cluster:
         except OSError:
             return ""
         return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def tabellion_command() -> tuple[str, ...]:
+    script = Path(sys.executable).parent / "tabellion"
+    if script.is_file() and os.access(script, os.X_OK):
+        return (str(script),)
+    return (sys.executable, "-m", "cli")
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

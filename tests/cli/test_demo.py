@@ -1,5 +1,7 @@
 """``tabellion demo``: starts four nodes, commits its sample records of every type, and
-stops cleanly on SIGINT leaving no process behind."""
+stops cleanly on SIGINT leaving no process behind. While it runs, every CLI command is
+driven against its nodes (tests/cli/e2e_checks.py): one network serves all end-to-end
+checks, which keeps the suite within its time budget."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 
 from cli.network import load_network
 from tests.cli.conftest import TABELLION
+from tests.cli.e2e_checks import check_every_command_against
 
 READY_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
@@ -71,7 +74,7 @@ def stop(process: subprocess.Popen[str], directory: Path) -> None:
     assert processes_mentioning(str(directory)) == []
 
 
-def test_demo_seeds_every_record_type_and_stops_cleanly_on_sigint(demo_dir: Path,
+def test_demo_seeds_every_record_type_serves_every_command_and_stops_on_sigint(demo_dir: Path,
                                                                   tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     process = start_demo(demo_dir, log)
@@ -92,6 +95,8 @@ def test_demo_seeds_every_record_type_and_stops_cleanly_on_sigint(demo_dir: Path
             contracts.add(details["transaction"]["contract"])
         assert contracts == {"deliberations", "social_aid", "reports", "notary"}
         assert {r["municipality"] for r in seeded} == {m.name for m in network.municipalities}
+        # The demo's nodes run the image's entry command: drive every CLI command at them.
+        check_every_command_against(network, tmp_path / "checks")
     finally:
         if process.poll() is None:
             stop(process, demo_dir)
