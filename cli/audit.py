@@ -999,14 +999,15 @@ class NodeSource:
         self._url = url.rstrip("/")
         self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S)
         self.description = f"node {self._url}"
-        status = self._get("/v1/status")
+        status = self.get_json("/v1/status")
         if not isinstance(status, dict) or not isinstance(status.get("height"), int):
             self.close()
             raise NodeUnreachable(f"{self._url} does not answer like a Tabellion node")
         self._head = int(status["height"])
         self._status = status
 
-    def _get(self, path: str) -> Any:
+    def get_json(self, path: str) -> Any:
+        """The JSON answer of ``GET path``, ``None`` on 404; ``NodeUnreachable`` otherwise."""
         try:
             answer = self._client.get(path)
         except httpx.HTTPError as exc:
@@ -1027,7 +1028,7 @@ class NodeSource:
 
     def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
         for height in range(start, stop):
-            obj = self._get(f"/v1/blocks/{height}")
+            obj = self.get_json(f"/v1/blocks/{height}")
             if obj is None:
                 yield StoredBlock(height, None, f"the node has no block at height {height:,}")
                 continue

@@ -721,7 +721,7 @@ class NodeReceiptSource:
         return self.committed(height).block.header
 
     def locate(self, tx_id: bytes) -> int:
-        found = self._node._get(f"/v1/transactions/{tx_id.hex()}")
+        found = self._node.get_json(f"/v1/transactions/{tx_id.hex()}")
         if not isinstance(found, dict) or found.get("status") != "committed":
             raise ReceiptError("record", f"transaction {tx_id.hex()} is not committed on "
                                "this node (yet): check the id, or retry in a moment")
@@ -731,7 +731,7 @@ class NodeReceiptSource:
         return height
 
     def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
-        found = self._node._get(f"/v1/state/{VALIDATORS_KEY.hex()}?height={version}")
+        found = self._node.get_json(f"/v1/state/{VALIDATORS_KEY.hex()}?height={version}")
         if not isinstance(found, dict) or not isinstance(found.get("proof"), str):
             raise NodeUnreachable(f"the node has no proof of the state at height {version}")
         value = found.get("value")
