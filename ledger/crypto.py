@@ -18,6 +18,8 @@ Rules:
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -107,12 +109,49 @@ def save_key(key: SigningKey, path: Path, passphrase: bytes) -> None:
     path = Path(path)
     if path.exists():
         raise KeyFileError(f"{path} already exists; refusing to overwrite a key file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-        handle.flush()
-        os.fsync(handle.fileno())
+    # Written beside the target, then linked into place: a crash never leaves a half
+    # key file under the real name, and link() fails rather than overwrite a file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # exactly 0600, whatever the umask
+            handle.write(pem)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if not _link_no_overwrite(tmp, path):
+            raise KeyFileError(f"{path} already exists; refusing to overwrite a key file")
+        _fsync_directory(path.parent)
+    except OSError as exc:
+        raise KeyFileError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):  # the temporary file may never have existed
+            tmp.unlink()
+
+
+def _link_no_overwrite(source: Path, target: Path) -> bool:
+    """Give ``source`` the name ``target`` unless ``target`` exists; return whether done."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        # A file system without hard links: fall back to a rename after a fresh check.
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        if target.exists():
+            return False
+        os.rename(source, target)
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_key(path: Path, passphrase: bytes) -> SigningKey:

@@ -117,13 +117,22 @@ def test_files_from_the_library_default_still_load(tmp_path: Path) -> None:
     assert load_key(path, PASS) == key
 
 
-def test_mode_0600_whatever_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0)
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_mode_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
     try:
         save_key(SigningKey.generate(), tmp_path / "k", PASS)
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]  # no temporary file left behind
+
+
+def test_unwritable_place_is_a_key_file_error(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("x")
+    with pytest.raises(KeyFileError, match=r"cannot write key file .*file/k"):
+        save_key(SigningKey.generate(), not_a_directory / "k", PASS)
 
 
 def test_refuses_to_overwrite(tmp_path: Path) -> None:
