@@ -172,9 +172,8 @@ class ChainStore:
         if block.certificate.block_hash != header.block_hash or block.certificate.height != height:
             raise StoreError(f"cannot store block {height}: the certificate is for another header")
         txs = block.block.transactions
-        if len(block.receipts) != len(txs) or any(
-            r.tx_id != tx.tx_id for r, tx in zip(block.receipts, txs, strict=True)
-        ):
+        ids = [tx.tx_id for tx in txs]  # computed once: each is an encoding and a hash
+        if [r.tx_id for r in block.receipts] != ids:
             raise StoreError(
                 f"cannot store block {height}: its receipts do not pair with its transactions"
             )
@@ -190,7 +189,7 @@ class ChainStore:
                     f"cannot store block {height}: it is for network {header.chain_id!r}, "
                     f"the stored chain for {previous.chain_id!r}"
                 )
-        first_seen = self._first_commits(txs)
+        first_seen = self._first_commits(ids)
         with self._chain.batch(sync=True) as batch:
             batch.put(block_key(height, "h"), seal(header.encode()))
             batch.put(block_key(height, "t"), seal(encode([tx.to_value() for tx in txs])))
@@ -198,23 +197,23 @@ class ChainStore:
             batch.put(
                 block_key(height, "r"), seal(encode([r.to_value() for r in block.receipts]))
             )
-            for index, tx in enumerate(txs):
+            for index, (tx, tx_id) in enumerate(zip(txs, ids, strict=True)):
                 location = TxLocation(height, index).key()
                 if index in first_seen:
-                    batch.put(_TX + tx.tx_id, location)
+                    batch.put(_TX + tx_id, location)
                 batch.put(signer_index_prefix(tx.signer) + location, b"")
                 batch.put(contract_index_prefix(tx.contract) + location, b"")
             batch.put(_HEAD, _h8(height))
         self._head = height
 
-    def _first_commits(self, txs: tuple[Transaction, ...]) -> set[int]:
+    def _first_commits(self, ids: list[bytes]) -> set[int]:
         """Positions of the transactions whose id is committed here for the first time."""
         seen: set[bytes] = set()
         first: set[int] = set()
-        for index, tx in enumerate(txs):
-            if tx.tx_id not in seen and self._chain.get(_TX + tx.tx_id) is None:
+        for index, tx_id in enumerate(ids):
+            if tx_id not in seen and self._chain.get(_TX + tx_id) is None:
                 first.add(index)
-            seen.add(tx.tx_id)
+            seen.add(tx_id)
         return first
 
     # ------------------------------------------------------------------ reading
@@ -297,9 +296,7 @@ class ChainStore:
             raise CorruptionError(
                 f"block {height}: the stored certificate is for another header; {RESTORE}"
             )
-        if len(receipts) != len(txs) or any(
-            r.tx_id != tx.tx_id for r, tx in zip(receipts, txs, strict=True)
-        ):
+        if [r.tx_id for r in receipts] != [tx.tx_id for tx in txs]:
             raise CorruptionError(
                 f"block {height}: the stored receipts do not pair with the transactions; "
                 f"{RESTORE}"
