@@ -22,9 +22,11 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from contracts.keys import notary_key
 from ledger.crypto import SigningKey
 from ledger.encoding import decode, encode
 from ledger.records import Transaction
+from ledger.state import StateProof, verify_state_proof
 from node.transport import PROTOCOL_VERSION, frame, handshake_bytes, read_frame
 from tests.node.cluster import Cluster, wait_for
 
@@ -205,3 +207,51 @@ def test_status_and_metrics_describe_the_node(cluster: Cluster) -> None:
                  "tabellion_signature_verifications", "tabellion_view_changes_total"):
         assert name in text
     assert cluster.get(0, "/healthz").status_code == 200
+
+
+def test_records_are_filtered_and_paginated(cluster: Cluster) -> None:
+    mine = [cluster.anchor(2) for _ in range(5)]
+    r = cluster.submit(2, mine, wait="true", timeout_ms=30_000)
+    assert r.status_code == 200, r.text
+    siret = cluster.net.nodes[2].siret
+    seen: list[str] = []
+    after = None
+    for _ in range(20):
+        params: dict[str, Any] = {"contract": "notary", "municipality": siret,
+                                  "type": "anchor", "limit": 2}
+        if after:
+            params["after"] = after
+        page = cluster.get(0, "/v1/records", **params).json()
+        assert len(page["records"]) <= 2
+        for record in page["records"]:
+            assert record["payload"]["siret"] == siret and record["action"] == "anchor"
+        seen += [rec["tx_id"] for rec in page["records"]]
+        after = page["next"]
+        if after is None:
+            break
+    assert {t.tx_id.hex() for t in mine} <= set(seen)
+    assert len(seen) == len(set(seen))  # no record twice across pages
+    other = cluster.get(0, "/v1/records", municipality=cluster.net.nodes[3].siret).json()
+    assert all(rec["payload"]["siret"] != siret for rec in other["records"])
+    bad = cluster.get(0, "/v1/records", after="nonsense")
+    assert _code(bad) == (400, "invalid_cursor")
+
+
+def test_state_values_come_with_a_proof_that_verifies(cluster: Cluster) -> None:
+    tx = cluster.anchor(1)
+    r = cluster.submit(1, [tx], wait="true", timeout_ms=30_000)
+    assert r.status_code == 200, r.text
+    height = r.json()["results"][0]["height"]
+    key = notary_key(tx.payload["sha256"])
+    wait_for(lambda: cluster.get(1, f"/v1/state/{key.hex()}").json().get("value"), 30,
+             "the anchor in the state")
+    got = cluster.get(1, f"/v1/state/{key.hex()}", height=height).json()
+    proof = StateProof.from_value(decode(bytes.fromhex(got["proof"])))
+    verify_state_proof(bytes.fromhex(got["state_root"]), key, bytes.fromhex(got["value"]),
+                       proof)
+    absent = cluster.get(1, f"/v1/state/{key.hex()}", height=height - 1).json()
+    assert absent["value"] is None
+    verify_state_proof(bytes.fromhex(absent["state_root"]), key, None,
+                       StateProof.from_value(decode(bytes.fromhex(absent["proof"]))))
+    too_high = cluster.get(1, f"/v1/state/{key.hex()}", height=10**9)
+    assert _code(too_high) == (404, "unknown_height")
