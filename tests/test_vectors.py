@@ -17,12 +17,18 @@ import pytest
 from ledger import jsonview
 from ledger.crypto import SigningKey, verify
 from ledger.encoding import decode, encode
-from ledger.errors import DecodeError
+from ledger.errors import DecodeError, InvalidTransaction
 from ledger.genesis import genesis_from_json
 from ledger.hashing import Tag, tagged_hash
 from ledger.merkle import inclusion_proof, merkle_root, verify_inclusion
 from ledger.records import BlockHeader, CommitCertificate, CommittedBlock, Receipt, Transaction
-from ledger.validation import receipts_root, txs_root, validate_block, verify_certificate
+from ledger.validation import (
+    check_transaction,
+    receipts_root,
+    txs_root,
+    validate_block,
+    verify_certificate,
+)
 from tests.vectors import generate
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
@@ -103,6 +109,21 @@ def test_transaction_vectors() -> None:
         assert key.sign(tx.signing_bytes()).hex() == case["signature"]  # deterministic
         assert base64.b64decode(case["base64"]) == canonical
         assert jsonview.encoded_tx_from_b64(case["base64"]) == tx
+
+
+def test_rejected_transaction_vectors() -> None:
+    rejected = load("transactions.json")["rejected"]
+    assert {r["stage"] for r in rejected} == {"decode", "signature"}
+    for case in rejected:
+        data = bytes.fromhex(case["hex"])
+        if case["stage"] == "decode":
+            with pytest.raises(DecodeError):
+                Transaction.decode(data)
+        else:
+            tx = Transaction.decode(data)
+            assert not tx.signature_valid(), case["why"]
+            with pytest.raises(InvalidTransaction):
+                check_transaction(tx, tx.chain_id, 0)
 
 
 def test_block_vectors() -> None:

@@ -180,9 +180,60 @@ def tx_vectors() -> dict[str, Any]:
         "description": "Signed transactions. body = [chain_id, contract, action, payload, "
                        "signer, nonce, expiry_ms]; signing bytes = 'tabellion/tx-sign' || 0x00 "
                        "|| canonical(body); tx_id = SHA-256('tabellion/tx' || 0x00 || "
-                       "canonical(body)); canonical = canonical(body + [signature]).",
+                       "canonical(body)); canonical = canonical(body + [signature]). "
+                       "'rejected' lists encodings every implementation must refuse, at "
+                       "decoding ('decode') or at signature verification ('signature').",
         "cases": cases,
+        "rejected": rejected_transactions(),
     }
+
+
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
+
+
+def rejected_transactions() -> list[dict[str, str]]:
+    tx = transactions()[0]
+    good = tx.encode()
+    # An array's encoding is its 1-byte header followed by its items' encodings.
+    nonce_at = 1 + sum(len(encode(field)) for field in tx.to_value()[:5])
+    assert good[nonce_at] == 0x01  # nonce 1 as a positive fixint
+    other = SigningKey(seed("vector other signer"))
+    s = int.from_bytes(tx.signature[32:], "little")
+    respelt = tx.signature[:32] + (s + ED25519_L).to_bytes(32, "little")
+    foreign = Transaction(tx.chain_id + "-other", tx.contract, tx.action, tx.payload, tx.signer,
+                          tx.nonce, tx.expiry_ms, tx.signature)
+    unsorted = good.replace(encode(tx.payload), _unsorted_payload_bytes(tx.payload))
+    cases = [
+        ("decode", good[:nonce_at] + bytes.fromhex("cc01") + good[nonce_at + 1:],
+         "nonce 1 spelled as uint8 (cc01) instead of fixint 01"),
+        ("decode", unsorted, "payload keys not in UTF-8 byte order"),
+        ("decode", good[:-1], "truncated signature"),
+        ("decode", good + b"\xc0", "trailing byte"),
+        ("decode", encode([*tx.body_value(), tx.signature[:63]]), "63-byte signature"),
+        ("decode", encode([*tx.body_value()[:3], {"x": b"\x00"}, *tx.body_value()[4:],
+                           tx.signature]), "raw bytes inside the payload"),
+        ("signature", _with_signature(tx, other.sign(tx.signing_bytes())),
+         "signed by another key than the signer"),
+        ("signature", _with_signature(tx, respelt),
+         "signature re-spelt with S + L (non-canonical S)"),
+        ("signature", foreign.encode(), "signature made for another chain_id"),
+    ]
+    return [{"stage": stage, "hex": data.hex(), "why": why} for stage, data, why in cases]
+
+
+def _with_signature(tx: Transaction, signature: bytes) -> bytes:
+    return encode([*tx.body_value(), signature])
+
+
+def _unsorted_payload_bytes(payload: dict[str, Any]) -> bytes:
+    """The payload map with its first two keys swapped (a second spelling)."""
+    canonical = encode(payload)
+    items = [(k, payload[k]) for k in sorted(payload)]
+    items[0], items[1] = items[1], items[0]
+    body = b"".join(encode(k) + encode(v) for k, v in items)
+    swapped = canonical[:1] + body
+    assert len(swapped) == len(canonical) and swapped != canonical
+    return swapped
 
 
 # --------------------------------------------------------------------------- block
