@@ -146,9 +146,10 @@ def validate_block(
         raise InvalidBlock(height, "txs_root does not match the transactions")
     seen: set[bytes] = set()
     for position, tx in enumerate(block.transactions):
-        if tx.tx_id in seen:
+        tx_id = tx.tx_id  # computed from the encoding on each access: once per transaction
+        if tx_id in seen:
             raise InvalidBlock(height, f"transaction {position} appears twice in the block")
-        seen.add(tx.tx_id)
+        seen.add(tx_id)
         try:
             check_transaction(tx, chain_id, header.time_ms)
         except InvalidTransaction as exc:
