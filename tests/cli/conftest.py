@@ -49,3 +49,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int,
     assert "Traceback" not in result.stderr + result.stdout
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def invoke_cli(*args: str, env: dict[str, str] | None = None, stdin: str = ""
+               ) -> subprocess.CompletedProcess[str]:
+    """Run the same application in this process (fast); same result shape as ``run_cli``.
+
+    A few checks per command go through the real console script (``run_cli``) to prove
+    what an operator sees; the rest use this to keep the suite fast on a busy machine.
+    """
+    from cli.main import app
+
+    result = CliRunner().invoke(app, list(args), env=env, input=stdin)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout,
+                                       result.stderr)

@@ -11,7 +11,7 @@ import typer
 
 from cli.main import app
 from cli.network import Network, free_ports
-from tests.cli.conftest import assert_one_line_error, run_cli
+from tests.cli.conftest import assert_one_line_error, invoke_cli, run_cli
 
 
 def _commands(group: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -49,8 +49,8 @@ def _unreachable() -> str:
 def test_unreachable_node_exits_3(network: Network) -> None:
     assert_one_line_error(run_cli("status", "--node", _unreachable()), 3,
                           "cannot reach the node")
-    assert_one_line_error(run_cli("tx", "show", "ab" * 32, "--node", _unreachable()), 3)
-    assert_one_line_error(run_cli("status", "--node", "127.0.0.1:1"), 2, "must be a URL")
+    assert_one_line_error(invoke_cli("tx", "show", "ab" * 32, "--node", _unreachable()), 3)
+    assert_one_line_error(invoke_cli("status", "--node", "127.0.0.1:1"), 2, "must be a URL")
 
 
 def test_submit_checks_the_payload_before_contacting_the_node(network: Network,
@@ -63,27 +63,30 @@ def test_submit_checks_the_payload_before_contacting_the_node(network: Network,
     def submit(payload: str, *extra: str) -> None:
         path = tmp_path / "payload.json"
         path.write_text(payload)
-        result = run_cli("submit", "notary", "anchor", "--payload", str(path), "--key", key,
-                         "--passphrase-file", pw, "--node", node, *extra)
+        result = invoke_cli("submit", "notary", "anchor", "--payload", str(path), "--key",
+                            key, "--passphrase-file", pw, "--node", node, *extra)
         assert result.returncode == 2, result.stderr
         assert_one_line_error(result, 2)
 
     good = {"siret": m.siret, "sha256": "ab" * 32, "document_type": "arrete",
             "reference": "ARR-1"}
-    submit(json.dumps({**good, "colour": "red"}))  # unknown field
+    typo = run_cli("submit", "notary", "anchor", "--payload", "-", "--key", key,
+                   "--passphrase-file", pw, "--node", node,
+                   stdin=json.dumps({**good, "colour": "red"}))
+    assert_one_line_error(typo, 2, "the field colour is not part of notary.anchor")
     submit(json.dumps({**good, "sha256": "xyz"}))  # not a hash
     submit(json.dumps({**good, "amount": 1.5}))  # a float
     submit("{not json")
     submit("[1, 2]")
-    missing = run_cli("submit", "notary", "anchor", "--payload", str(tmp_path / "no.json"),
+    missing = invoke_cli("submit", "notary", "anchor", "--payload", str(tmp_path / "no.json"),
                       "--key", key, "--passphrase-file", pw, "--node", node)
     assert_one_line_error(missing, 2, "does not exist")
-    unknown = run_cli("submit", "notary", "stamp", "--payload", "-", "--key", key,
+    unknown = invoke_cli("submit", "notary", "stamp", "--payload", "-", "--key", key,
                       "--passphrase-file", pw, "--node", node, stdin=json.dumps(good))
     assert_one_line_error(unknown, 2, "no action 'stamp'")
     wrong_pw = tmp_path / "wrong"
     wrong_pw.write_text("not the passphrase\n")
-    bad_key = run_cli("submit", "notary", "anchor", "--payload", "-", "--key", key,
+    bad_key = invoke_cli("submit", "notary", "anchor", "--payload", "-", "--key", key,
                       "--passphrase-file", str(wrong_pw), "--node", node,
                       stdin=json.dumps(good))
     assert_one_line_error(bad_key, 2, "passphrase is wrong")
@@ -98,14 +101,14 @@ def test_node_start_reports_a_bad_configuration(network: Network, tmp_path: Path
                           2, "does not exist")
     bad = tmp_path / "bad.toml"
     bad.write_text('data_dir = "x"\nlisten_api = 3\n')
-    assert_one_line_error(run_cli("node", "start", "--config", str(bad)), 2)
+    assert_one_line_error(invoke_cli("node", "start", "--config", str(bad)), 2)
     m = network.municipalities[0]
     wrong = tmp_path / "wrong"
     wrong.write_text("definitely wrong\n")
     assert_one_line_error(run_cli("node", "start", "--config", str(network.config_of(m)),
                                   "--passphrase-file", str(wrong)), 2, "passphrase is wrong")
-    assert_one_line_error(run_cli("node", "start", "--config", str(network.config_of(m)),
-                                  env={"TABELLION_PASSPHRASE": ""}), 2, "empty")
+    assert_one_line_error(invoke_cli("node", "start", "--config", str(network.config_of(m)),
+                                     env={"TABELLION_PASSPHRASE": ""}), 2, "empty")
 
 
 def test_guard_turns_any_error_into_one_line_and_its_exit_code() -> None:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ledger.crypto import load_key
-from tests.cli.conftest import assert_one_line_error, run_cli
+from tests.cli.conftest import assert_one_line_error, invoke_cli, run_cli
 
 PASS = "correct horse battery"
 
@@ -66,16 +66,16 @@ def test_keys_new_refuses_to_overwrite_and_short_passphrases(runner: CliRunner,
 def test_keys_show_wrong_passphrase_missing_file_and_unset_variable_are_one_line(
         tmp_path: Path) -> None:
     out = tmp_path / "k.key"
-    created = run_cli("keys", "new", "--out", str(out), "--passphrase-env", "PW",
+    created = invoke_cli("keys", "new", "--out", str(out), "--passphrase-env", "PW",
                       env={"PW": PASS})
     assert created.returncode == 0, created.stderr
 
     wrong = run_cli("keys", "show", str(out), "--passphrase-env", "PW", env={"PW": "not it!!"})
     assert_one_line_error(wrong, 2, "passphrase is wrong")
 
-    missing = run_cli("keys", "show", str(tmp_path / "nope.key"), "--passphrase-env", "PW",
+    missing = invoke_cli("keys", "show", str(tmp_path / "nope.key"), "--passphrase-env", "PW",
                       env={"PW": PASS})
     assert_one_line_error(missing, 2, "does not exist")
 
-    unset = run_cli("keys", "show", str(out), "--passphrase-env", "TABELLION_TEST_UNSET")
+    unset = invoke_cli("keys", "show", str(out), "--passphrase-env", "TABELLION_TEST_UNSET")
     assert_one_line_error(unset, 2, "TABELLION_TEST_UNSET is not set")

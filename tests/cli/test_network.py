@@ -26,7 +26,7 @@ from cli.network import (
 from ledger.crypto import load_key
 from ledger.genesis import ROLES, load_genesis
 from node.config import load_config
-from tests.cli.conftest import REPO, assert_one_line_error, run_cli
+from tests.cli.conftest import REPO, assert_one_line_error, invoke_cli, run_cli
 
 MUNIS = [f"{name}:{siret}" for name, siret in DEMO_MUNICIPALITIES]
 
@@ -161,12 +161,12 @@ def test_init_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run_cli(*three), 2, "4 to 64 municipalities")
     bad_siret = ["network", "init", "--out", str(tmp_path / "b"), "-m", "Paris:123",
                  *[a for m in MUNIS for a in ("-m", m)]]
-    assert_one_line_error(run_cli(*bad_siret), 2, "14 digits")
+    assert_one_line_error(invoke_cli(*bad_siret), 2, "14 digits")
     twice = ["network", "init", "--out", str(tmp_path / "c"), "-m", MUNIS[0],
              *[a for m in MUNIS for a in ("-m", m)]]
-    assert_one_line_error(run_cli(*twice), 2, "share a SIRET")
+    assert_one_line_error(invoke_cli(*twice), 2, "share a SIRET")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep").write_text("x")
-    assert_one_line_error(run_cli(*_args(busy)), 2, "not an empty directory")
+    assert_one_line_error(invoke_cli(*_args(busy)), 2, "not an empty directory")
     assert sorted(p.name for p in busy.iterdir()) == ["keep"]
