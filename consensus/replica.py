@@ -467,11 +467,18 @@ class Replica:
             slot.candidate = None
             return False
         slot.pre_prepare, slot.candidate = pp, None
-        if previous is None:
-            self.my_votes[(height, self.view, PHASE_PRE_PREPARE)] = pp.block_hash
-            self._persist(keys.vote_key(height, self.view, PHASE_PRE_PREPARE),
-                          encode_message(pp))
+        self._record_pre_prepare(pp)
         return True
+
+    def _record_pre_prepare(self, pp: PrePrepare) -> None:
+        """Remember (and persist, before anything is sent about it) the pre-prepare this
+        replica proposed or accepted at (view, height): the whole message, so that after
+        a restart it re-sends or re-votes for the same block and never another."""
+        place = (pp.height, pp.view, PHASE_PRE_PREPARE)
+        self.my_pre_prepares[(pp.height, pp.view)] = pp
+        if place not in self.my_votes:
+            self.my_votes[place] = pp.block_hash
+            self._persist(keys.vote_key(*place), encode_message(pp))
 
     def _maybe_prepare(self, height: int) -> None:
         """Send PREPARE (backups) once the parent is locked; then check progress."""
@@ -665,12 +672,8 @@ class Replica:
                 pp = PrePrepare.make(self.key, self.chain_id, self.view, block)
             slot = self._slot(height)
             slot.candidate, slot.trusted = None, False
-            self.my_pre_prepares[(height, self.view)] = pp
             slot.pre_prepare = pp
-            if (height, self.view, PHASE_PRE_PREPARE) not in self.my_votes:
-                self.my_votes[(height, self.view, PHASE_PRE_PREPARE)] = pp.block_hash
-                self._persist(keys.vote_key(height, self.view, PHASE_PRE_PREPARE),
-                              encode_message(pp))
+            self._record_pre_prepare(pp)
             self._broadcast(pp)
             self._check_prepared(height)
 
@@ -970,8 +973,8 @@ class Replica:
         pre_prepares = tuple(PrePrepare.make(self.key, self.chain_id, self.view, block)
                              for block in o)
         nv = NewView.make(self.key, self.chain_id, self.view, tuple(chosen), pre_prepares)
+        self._enter_new_view(nv)  # persists the view and O's pre-prepares first
         self._broadcast(nv)
-        self._enter_new_view(nv)
 
     def _compute_o(self, view_changes: tuple[ViewChange, ...]) -> tuple[Block, ...]:
         return compute_o(view_changes, self.genesis.genesis_hash, self.window).blocks
@@ -1032,14 +1035,11 @@ class Replica:
                 # be a safety failure, and this replica then stays out).
                 if final[0] == pp.block_hash:
                     slot.pre_prepare = pp
+                    self._record_pre_prepare(pp)
                 continue
             if pp.sender == self.me:
                 slot.pre_prepare = pp
-                self.my_pre_prepares[(height, self.view)] = pp
-                if (height, self.view, PHASE_PRE_PREPARE) not in self.my_votes:
-                    self.my_votes[(height, self.view, PHASE_PRE_PREPARE)] = pp.block_hash
-                    self._persist(keys.vote_key(height, self.view, PHASE_PRE_PREPARE),
-                                  encode_message(pp))
+                self._record_pre_prepare(pp)
             else:
                 slot.candidate, slot.trusted = pp, True
         self._try_accept(self._lowest_waiting())

@@ -44,12 +44,13 @@ from consensus.events import (
 from consensus.messages import (
     CommittedProof,
     Message,
+    NewView,
     PrePrepare,
     decode_message,
     encode_blocks_response,
     encode_message,
 )
-from consensus.persist import PersistedState
+from consensus.persist import PersistedState, vote_key
 from consensus.replica import Replica
 from ledger.crypto import SigningKey
 from ledger.errors import DecodeError, InvalidCertificate
@@ -152,12 +153,17 @@ class Checker:
                       f"invalid certificate: {exc}")
 
     def on_sent(self, node: SimNode, message: Message) -> None:
-        """No correct replica signs two different blocks at one (view, height, phase)."""
+        """No correct replica signs two different blocks at one (view, height, phase), and
+        each vote is on its disk before it leaves."""
         if node.index in self.sim.faulty:
             return
+        if isinstance(message, NewView):
+            if message.sender != node.key.public_key:
+                return  # relayed for a peer that missed it: not this node's votes
+            for pp in message.pre_prepares:
+                self.on_sent(node, pp)
+            return
         if isinstance(message, PrePrepare):
-            if message.block.header.view != message.view:
-                return  # a re-proposal in a NEW-VIEW repeats a block; not a new choice
             place = (message.sender, 0, message.view, message.height)
             block_hash = message.block_hash
         elif isinstance(message, Vote):
@@ -165,8 +171,17 @@ class Checker:
             block_hash = message.block_hash
         else:
             return
-        known = self.votes.setdefault(place, block_hash)
-        if known != block_hash:
+        known = self.votes.get(place)
+        if known is None:
+            # The first time a vote leaves, it must be on disk (it may be garbage-collected
+            # later, below a stable checkpoint, and still be re-sent inside a NEW-VIEW).
+            if not node.forget_persisted and vote_key(place[3], place[2], place[1]) not in \
+                    node.persisted:
+                self.fail(f"persistence: node {node.index} sent a vote for (phase "
+                          f"{place[1]}, view {place[2]}, height {place[3]}) before "
+                          "persisting it")
+            self.votes[place] = block_hash
+        elif known != block_hash:
             self.fail(f"conflicting votes: node {node.index} signed two blocks for "
                       f"(phase {place[1]}, view {place[2]}, height {place[3]})")
 
