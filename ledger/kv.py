@@ -175,25 +175,50 @@ class KV:
         stop: bytes | None = None,
         reverse: bool = False,
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Key-value pairs in key order (keys relative to this view)."""
+        """Key-value pairs in key order, or reverse order (keys relative to this view).
+
+        ``start`` is inclusive and ``stop`` exclusive whatever the direction; neither a
+        range nor a prefix ever runs past this view."""
         if prefix is not None and (start is not None or stop is not None):
             raise ValueError("give either a prefix or a start/stop range, not both")
-        cut = len(self._prefix)
-        kwargs: dict[str, Any] = {"reverse": reverse}
-        if prefix is not None or (start is None and stop is None):
-            kwargs["prefix"] = self._prefix + (prefix or b"")
+        if prefix is not None:
+            low = self._prefix + prefix
+            high = _after(low)
         else:
-            # A range inside a view must not run past the view's prefix.
-            kwargs["start"] = self._prefix + (start or b"")
-            kwargs["stop"] = self._prefix + stop if stop is not None else _after(self._prefix)
-            if kwargs["stop"] is None:
-                del kwargs["stop"]
+            low = self._prefix + (start or b"")
+            high = self._prefix + stop if stop is not None else _after(self._prefix)
+        cut = len(self._prefix)
         try:
-            with self._db.iterator(**kwargs) as it:
-                for key, value in it:
-                    yield key[cut:], value
+            pairs = self._backward(low, high) if reverse else self._forward(low, high)
+            for key, value in pairs:
+                yield key[cut:], value
         except (plyvel.Error, RuntimeError) as exc:
             raise _translate(exc, self._path) from exc
+
+    def _forward(self, low: bytes, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        with self._db.iterator(start=low, stop=high) as it:
+            yield from it
+
+    def _backward(self, low: bytes, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        # Not plyvel's iterator(reverse=True, start=, stop=): plyvel 1.5 drops keys there
+        # (reverse start=b"a", stop=b"b" over {a, b} yields nothing; plyvel PR #28). The
+        # raw iterator gives LevelDB's own Seek/Prev semantics.
+        it = self._db.raw_iterator()
+        try:
+            if high is not None:
+                it.seek(high)  # the first key >= high ...
+            if high is not None and it.valid():
+                it.prev()  # ... so the one before it is the last key < high
+            else:
+                it.seek_to_last()  # no key >= high: start from the very last key
+            while it.valid():
+                key, value = it.item()
+                if key < low:
+                    return
+                yield key, value
+                it.prev()
+        finally:
+            it.close()
 
     def close(self) -> None:
         """Close the database; closing a prefixed view does nothing (the root owns it)."""
