@@ -11,7 +11,9 @@ from __future__ import annotations
 import typer
 
 from cli import bench, demo, export, keys, network, node_cmd, records, submit
+from cli.audit import audit_command
 from cli.common import EXIT_CODES_HELP, guarded
+from cli.receipt import receipt_app
 
 app = typer.Typer(
     name="tabellion",
@@ -30,6 +32,9 @@ app.add_typer(records.app, name="record")
 demo.register(app)
 bench.register(app)
 export.register(app)
+# The auditor's tools (issue 7) document their own exit codes in their help.
+app.command("audit")(audit_command)
+app.add_typer(receipt_app, name="receipt")
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -29,11 +29,12 @@ def _commands(group: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...],
 def test_every_command_has_help_with_an_example_and_the_exit_codes() -> None:
     commands = _commands(typer.main.get_command(app))
     assert {("keys", "new"), ("network", "init"), ("node", "start"), ("submit",),
-            ("status",), ("tx", "show"), ("query",)} <= set(commands)
+            ("status",), ("tx", "show"), ("query",), ("demo",), ("bench",), ("export",),
+            ("record", "disbursement"), ("audit",), ("receipt", "verify")} <= set(commands)
     for path, command in commands.items():
         text = f"{command.help or ''}"
         assert "Example: " in text and "tabellion " in text.split("Example: ")[1], path
-        assert command.epilog and "Exit codes" in command.epilog, path
+        assert "Exit codes" in f"{text} {command.epilog or ''}", path
 
 
 def test_help_runs_through_the_console_script() -> None:
