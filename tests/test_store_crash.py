@@ -5,7 +5,8 @@ once ``append`` returned. We kill it with SIGKILL at random moments (seeded), re
 store and check: every height from 1 to the head reads back complete (no
 ``CorruptionError``), every transaction has its index entries, every index entry points
 to a stored transaction of that id, signer or contract, and no height the child reported
-as committed is lost. The next child continues from the head.
+as committed is lost. The next child continues from the head. A last test checks that a
+second process opening a store held by a running child is told why it cannot.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger.errors import StoreError
 from ledger.records import Transaction
 from ledger.store import (
     CHAIN_PREFIX,
@@ -129,3 +131,15 @@ def test_the_store_survives_sigkill_at_random_moments(tmp_path: Path) -> None:
             reported = max([reported, *child.kill()])
         heads.append(_check(path, reported))
     assert heads == sorted(heads) and heads[-1] >= KILLS
+
+
+def test_a_store_held_by_another_process_is_refused_clearly(tmp_path: Path) -> None:
+    child = Child(tmp_path / "chain")
+    try:
+        child.first_height()  # the child holds the LevelDB lock from here on
+        with pytest.raises(StoreError, match="is a node already running on this data"):
+            ChainStore.open(tmp_path / "chain")
+    finally:
+        child.kill()
+    with ChainStore.open(tmp_path / "chain") as store:  # the lock died with the process
+        assert store.head_height() >= 1
