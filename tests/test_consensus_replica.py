@@ -23,7 +23,9 @@ from consensus.events import (
     TransactionsAvailable,
 )
 from consensus.messages import (
+    BlocksResponse,
     Checkpoint,
+    CommittedProof,
     NewView,
     PrePrepare,
     ViewChange,
@@ -34,7 +36,7 @@ from consensus.persist import PersistedState
 from consensus.replica import Replica
 from ledger.crypto import SigningKey
 from ledger.errors import DecodeError
-from ledger.records import Block, Phase, Vote
+from ledger.records import Block, CommitCertificate, Phase, Vote
 from tests.sim.core import SIM_PARAMS, make_genesis, make_transaction, sim_key
 from tests.sim.executor import SimExecutor
 
@@ -256,3 +258,25 @@ def test_view_change_timeouts_double_after_each_failed_view_change() -> None:
             effects += _receive(replica, key, encode_message(vc), now=now)
     base = SIM_PARAMS.view_timeout_ms
     assert waits == [base, 2 * base, 4 * base]
+
+
+def _certified(block: Block, signers: tuple[SigningKey, ...]) -> CommittedProof:
+    block_hash = block.header.block_hash
+    votes = [Vote.make(k, CHAIN, Phase.COMMIT, 0, block.header.height, block_hash)
+             for k in signers]
+    return CommittedProof(block, CommitCertificate.from_votes(votes))
+
+
+def test_state_transfer_delivers_only_blocks_whose_certificates_verify() -> None:
+    replica, _ = _replica()
+    block = _block()
+    short = _certified(block, (KEYS[0], KEYS[2]))  # 2 signatures: below the quorum of 3
+    outsider = _certified(block, (KEYS[0], KEYS[2], SigningKey(b"\x09" * 32)))
+    other = _certified(_block(nonce=9), tuple(KEYS[:3]))
+    wrong_cert = CommittedProof(block, other.certificate)  # a real quorum, for another block
+    for proof in (short, outsider, wrong_cert):
+        effects = _receive(replica, KEYS[2], encode_message(BlocksResponse(CHAIN, (proof,))))
+        assert not any(isinstance(e, Deliver) for e in effects)
+    good = _certified(block, tuple(KEYS[:3]))
+    effects = _receive(replica, KEYS[2], encode_message(BlocksResponse(CHAIN, (good,))))
+    assert [e.block for e in effects if isinstance(e, Deliver)] == [block]
