@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -32,7 +33,8 @@ def main() -> None:
     parser.add_argument("--block-txs", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=0, help="0: one per core")
     parser.add_argument("--keep", type=Path, default=None,
-                        help="generate into this directory and keep it")
+                        help="generate into this directory and keep it (reused if it "
+                        "already holds a chain)")
     args = parser.parse_args()
     workers = args.workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="tabellion-audit-bench-") as tmp:
@@ -40,36 +42,50 @@ def main() -> None:
         run(args.txs, args.block_txs, workers, where)
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (the worker pools)."""
+    me, children = (resource.getrusage(resource.RUSAGE_SELF),
+                    resource.getrusage(resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run(txs: int, block_txs: int, workers: int, where: Path) -> None:
-    print(f"cores: {os.cpu_count()}, signature workers: {workers}")
+    print(f"cores: {os.cpu_count()}, signature workers: {workers}, load average "
+          f"{os.getloadavg()[0]:.1f} (the machine is shared: see the CPU-time figures)")
     data = where / "node0" / "data"
     net = make_network()
-    started = time.perf_counter()
-    writer = DiskWriter(data, net.genesis, shared_state=True)
-    builder = ChainBuilder(net, writer, state_tree=writer.state, keep_blocks=False)
-    populate(builder, 40)
-    populate_bulk(builder, txs, block_txs)
-    writer.close()
-    total = builder.transactions
-    print(f"generated {builder.height:,} blocks, {total:,} transactions into {data} in "
-          f"{time.perf_counter() - started:.1f} s")
+    if not data.exists():
+        started = time.perf_counter()
+        writer = DiskWriter(data, net.genesis, shared_state=True)
+        builder = ChainBuilder(net, writer, state_tree=writer.state, keep_blocks=False)
+        populate(builder, 40)
+        populate_bulk(builder, txs, block_txs)
+        writer.close()
+        print(f"generated {builder.height:,} blocks, {builder.transactions:,} transactions "
+              f"into {data} in {time.perf_counter() - started:.1f} s")
+    else:
+        print(f"reusing the chain in {data}")
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_s()
     source = DataDirSource(data, decoder=workers > 1)
     copied = time.perf_counter() - started
+    head = source.head_height()
     with SignaturePool(workers) as pool:
-        _, report = run_audit(net.genesis, source.blocks(1, source.head_height() + 1),
+        _, report = run_audit(net.genesis, source.blocks(1, head + 1),
                               source.replayer(net.genesis), pool=pool,
                               extra_checks=source.extra_checks)
     source.close()
-    elapsed = time.perf_counter() - started
-    print(f"audit --data (copy {copied:.1f} s, reading, every check, contract replay and "
-          f"stored-state comparison): {elapsed:.1f} s, {total / elapsed:,.0f} tx/s, "
-          f"intact={report.intact}")
+    elapsed, cpu = time.perf_counter() - started, _cpu_s() - cpu
+    total = report.summary["transactions"]
+    print(f"audit --data of {head:,} blocks, {total:,} transactions (copy {copied:.1f} s, "
+          f"reading, every check, contract replay, stored-state comparison): "
+          f"{elapsed:.1f} s wall, {total / elapsed:,.0f} tx/s; {cpu:.1f} CPU-s in all "
+          f"processes, {total / cpu:,.0f} tx per CPU-second; intact={report.intact}")
+    builder_height = head
 
     lag = net.genesis.consensus.execution_lag
     receipts = StoreReceiptSource(data)
-    block = receipts.committed(builder.height - lag)
+    block = receipts.committed(builder_height - lag)
     tx_id = block.block.transactions[len(block.block.transactions) // 2].tx_id
     t0 = time.perf_counter()
     doc = gather_receipt(net.genesis, receipts, tx_id)
@@ -83,7 +99,7 @@ def run(txs: int, block_txs: int, workers: int, where: Path) -> None:
         times.append(time.perf_counter() - t0)
     print(f"receipt: {len(text.encode()):,} bytes ({len(doc['validator_changes'])} "
           f"validator-set changes, block of {len(block.block.transactions):,} txs), "
-          f"built in {gathered * 1000:.0f} ms (header scan of {builder.height:,} blocks); "
+          f"built in {gathered * 1000:.0f} ms (header scan of {builder_height:,} blocks); "
           f"verification median {statistics.median(times) * 1000:.2f} ms "
           f"(min {min(times) * 1000:.2f} ms, {RECEIPT_RUNS} runs)")
 
