@@ -172,6 +172,10 @@ class ChainStore:
         if block.certificate.block_hash != header.block_hash or block.certificate.height != height:
             raise StoreError(f"cannot store block {height}: the certificate is for another header")
         txs = block.block.transactions
+        if len(txs) > BLOCK_TXS_MAX:  # reads refuse more, so writes must too
+            raise StoreError(
+                f"cannot store block {height}: more than {BLOCK_TXS_MAX} transactions"
+            )
         ids = [tx.tx_id for tx in txs]  # computed once: each is an encoding and a hash
         if [r.tx_id for r in block.receipts] != ids:
             raise StoreError(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ledger.encoding import decode, encode
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV
-from ledger.records import CommittedBlock, Receipt
+from ledger.records import BLOCK_TXS_MAX, CommittedBlock, Receipt
 from ledger.store import (
     CHAIN_PREFIX,
     PAGE_LIMIT_MAX,
@@ -335,3 +335,17 @@ def test_index_pages_match_a_scan_of_the_chain(
                 lambda after, limit, n=name: store.txs_by_contract(n, after=after, limit=limit),
                 limit,
             ) == [at for at, tx in located if tx.contract == name]
+
+
+def test_refuses_more_transactions_than_a_block_may_hold(
+    tmp_path: Path, chain: list[CommittedBlock]
+) -> None:
+    first = chain[0]
+    txs = first.block.transactions * (BLOCK_TXS_MAX // len(first.block.transactions) + 1)
+    oversized = CommittedBlock(
+        replace(first.block, transactions=txs), first.certificate, first.receipts * (len(txs) // 3)
+    )
+    with ChainStore.open(tmp_path / "db") as store:
+        with pytest.raises(StoreError, match=f"more than {BLOCK_TXS_MAX} transactions"):
+            store.append(oversized)
+        assert store.head_height() == 0
