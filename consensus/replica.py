@@ -387,7 +387,14 @@ class Replica:
             else:
                 self.on_commit(message)
             return
-        if message.sender != sender or not self._known_validator(sender):
+        if not self._known_validator(sender):
+            return
+        if isinstance(message, NewView):
+            # Any validator may relay a NEW-VIEW to a peer that missed it: the primary's
+            # signature and the view-change quorum inside prove it, not the relay.
+            self.on_new_view(message)
+            return
+        if message.sender != sender:
             return
         if isinstance(message, PrePrepare):
             self.on_pre_prepare(message)
@@ -395,8 +402,6 @@ class Replica:
             self.on_checkpoint(message)
         elif isinstance(message, ViewChange):
             self.on_view_change(message)
-        elif isinstance(message, NewView):
-            self.on_new_view(message)
         elif isinstance(message, Status):
             self.on_status(message)
         elif isinstance(message, BlocksRequest):

@@ -195,3 +195,16 @@ def test_correct_backups_reject_that_new_view_and_stay_safe() -> None:
     sim.run_until_committed(60_000, nodes=[sim.nodes[2], sim.nodes[3]])
     assert sim.nodes[2].replica.view >= 2
     assert sim.nodes[2].delivered[1].block == sim.nodes[0].delivered[1].block
+
+
+def test_a_new_view_missed_from_the_primary_is_relayed_by_another_validator() -> None:
+    sim = Simulation(4, scenario="new_view_relay")
+
+    def drop_new_view_to_3(src: int, dst: int, data: bytes) -> bool:
+        return src == 1 and dst == 3 and data[1] == Kind.NEW_VIEW
+
+    sim.drop_filter = drop_new_view_to_3
+    sim.crash(0)
+    sim.submit(6)
+    sim.run_until_committed(60_000)
+    assert sim.nodes[3].replica.view == 1 and sim.nodes[3].replica.view_active
