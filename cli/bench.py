@@ -64,6 +64,7 @@ LATENCY_BATCH = 5
 TARGET_TPS_MAX = 4000
 """Pre-signed pool: enough for this rate over warm-up + window (closed loop stops there)."""
 IN_FLIGHT_MAX = 64
+DRAIN_TIMEOUT_S = 60.0
 SCHEME_ID = "bench"
 
 
@@ -86,6 +87,8 @@ class BenchResult:
     verification_bound_tps: float
     bound_ratio: float
     heights: dict[str, int]
+    backlog_before_latency: int
+    """Transactions still pending when the latency phase began (0 = it ran unqueued)."""
 
 
 # --------------------------------------------------------------------------- submitter
@@ -326,8 +329,10 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console) -> 
                 c1, t1 = committed_total(urls[0]), time.monotonic()
                 _, submitted = parent.recv()
                 tps = (c1 - c0) / (t1 - t0)
+                console.print(f"committed {c1 - c0:,} transactions in {t1 - t0:.1f} s: "
+                              f"{tps:,.1f} tx/s ({submitted:,} accepted by the nodes)")
                 rate = max(tps / 2, 10.0)
-                _drain(urls[0], cluster)
+                backlog = drain(urls, cluster, DRAIN_TIMEOUT_S)
                 console.print(f"latency at {rate:.0f} tx/s for {LATENCY_WINDOW_S:.0f} s…")
                 parent.send(("paced", rate, LATENCY_WINDOW_S))
                 _, latencies = parent.recv()
@@ -352,18 +357,27 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console) -> 
         latency_samples=len(latencies), node_rss_mb={k: round(v, 1) for k, v in rss.items()},
         ed25519_verify_per_s_core=round(verify_rate), verification_bound_tps=round(bound),
         bound_ratio=round(tps / bound, 3) if bound else float("nan"), heights=heights,
+        backlog_before_latency=backlog,
     )
 
 
-def _drain(url: str, cluster: Cluster) -> None:
-    """Wait until the mempool is empty, so the latency phase does not queue behind it."""
+def mempool_size(url: str) -> int:
+    status = httpx.get(f"{url}/v1/status", timeout=10.0).json()
+    mempool = status.get("mempool", {})
+    return int(mempool.get("transactions", 0)) if isinstance(mempool, dict) else 0
 
-    def empty() -> bool:
-        status = httpx.get(f"{url}/v1/status", timeout=10.0).json()
-        mempool = status.get("mempool", {})
-        return int(mempool.get("transactions", 0)) == 0 if isinstance(mempool, dict) else True
 
-    wait_for(empty, cluster, 120.0, "the mempool to drain")
+def drain(urls: tuple[str, ...], cluster: Cluster, timeout_s: float) -> int:
+    """Wait (at most ``timeout_s``) for the mempools to empty, so the latency phase does
+    not queue behind the flood; return what is still pending (reported, not hidden)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = sum(mempool_size(url) for url in urls)
+        if pending == 0 or time.monotonic() > deadline:
+            return pending
+        if cluster.dead():
+            raise cluster.died(cluster.dead()[0], "during the benchmark")
+        time.sleep(0.5)
 
 
 def print_result(result: BenchResult, console: Console) -> None:
@@ -378,6 +392,7 @@ def print_result(result: BenchResult, console: Console) -> None:
         ("commit latency p50 (ms)", f"{result.latency_p50_ms:,.1f}"),
         ("commit latency p99 (ms)", f"{result.latency_p99_ms:,.1f}"),
         ("latency samples (batches)", str(result.latency_samples)),
+        ("backlog when latency began (tx)", str(result.backlog_before_latency)),
         ("Ed25519 verifications / s / core", f"{result.ed25519_verify_per_s_core:,.0f}"),
         ("verification bound (tx/s)", f"{result.verification_bound_tps:,.0f}"),
         ("throughput / bound", f"{result.bound_ratio:.3f}"),
