@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from ledger.records import BLOCK_TXS_MAX, CommittedBlock, Receipt
 from ledger.store import (
     CHAIN_PREFIX,
     PAGE_LIMIT_MAX,
+    PARTS,
     ChainStore,
     TxLocation,
     block_key,
@@ -349,3 +350,36 @@ def test_refuses_more_transactions_than_a_block_may_hold(
         with pytest.raises(StoreError, match=f"more than {BLOCK_TXS_MAX} transactions"):
             store.append(oversized)
         assert store.head_height() == 0
+
+
+@pytest.fixture(scope="module")
+def shared_store(
+    tmp_path_factory: pytest.TempPathFactory, chain: list[CommittedBlock]
+) -> Iterator[ChainStore]:
+    """One filled store for the examples below; each restores what it altered."""
+    with _filled(tmp_path_factory.mktemp("flips") / "db", chain) as store:
+        yield store
+
+
+@settings(max_examples=150, deadline=None)
+@given(height=st.integers(1, 6), part=st.sampled_from(sorted(PARTS)), where=st.floats(0, 1),
+       bit=st.integers(0, 7))
+def test_any_flipped_bit_of_a_stored_block_is_reported(
+    shared_store: ChainStore, chain: list[CommittedBlock], height: int, part: str,
+    where: float, bit: int,
+) -> None:
+    store = shared_store
+    key = block_key(height, part)
+    value = _raw(store).get(key)
+    assert value is not None
+    position = min(int(where * len(value)), len(value) - 1)
+    flipped = bytearray(value)
+    flipped[position] ^= 1 << bit
+    _tamper(store, key, bytes(flipped))
+    reopened = ChainStore(store.kv)  # a fresh store object: nothing cached
+    try:
+        with pytest.raises(CorruptionError, match=f"block {height}: the stored {PARTS[part]}"):
+            reopened.get(height)
+    finally:
+        _tamper(store, key, value)
+    assert ChainStore(store.kv).get(height) == chain[height - 1]
