@@ -500,6 +500,7 @@ class Replica:
                 slot.prepares[self.me] = vote
                 self._broadcast(vote)
         self._check_prepared(height)
+        self._check_committed(height)  # a quorum of COMMITs may have come before the block
 
     def on_prepare(self, vote: Vote) -> None:
         if not self._vote_acceptable(vote):

@@ -280,3 +280,13 @@ def test_state_transfer_delivers_only_blocks_whose_certificates_verify() -> None
     good = _certified(block, tuple(KEYS[:3]))
     effects = _receive(replica, KEYS[2], encode_message(BlocksResponse(CHAIN, (good,))))
     assert [e.block for e in effects if isinstance(e, Deliver)] == [block]
+
+
+def test_commits_that_arrive_before_the_block_still_commit_it() -> None:
+    replica, _ = _replica()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, _block())
+    for key in (KEYS[0], KEYS[2], KEYS[3]):
+        _receive(replica, key, encode_message(
+            Vote.make(key, CHAIN, Phase.COMMIT, 0, 1, pp.block_hash)))
+    effects = _receive(replica, KEYS[0], encode_message(pp))
+    assert [e.block for e in effects if isinstance(e, Deliver)] == [pp.block]
