@@ -372,7 +372,8 @@ def drain(urls: tuple[str, ...], cluster: Cluster, timeout_s: float) -> int:
     not queue behind the flood; return what is still pending (reported, not hidden)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        pending = sum(mempool_size(url) for url in urls)
+        # Every node holds every pending transaction (they are forwarded): take the max.
+        pending = max(mempool_size(url) for url in urls)
         if pending == 0 or time.monotonic() > deadline:
             return pending
         if cluster.dead():
