@@ -92,9 +92,17 @@ WAITERS_MAX = 100_000
 SUBMIT_YIELD_EVERY = 64
 STATUS_LOG_INTERVAL_S = 10.0
 LATENCY_TRACKED_MAX = 200_000
+BLOCK_TIME_SHARE = 0.2
+"""Share of the view timeout one block's execution may take (see Node._block_cap)."""
+BLOCK_TXS_MIN = 64
+EXEC_COST_WEIGHT = 0.2
+"""Weight of the newest block in the moving average of execution cost per transaction."""
+EXEC_S_PER_TX_INITIAL = 0.0005
+PRUNE_INTERVAL_MS = 1_000
+"""How often expired transactions are removed from the replica's queue."""
 REPEAT_BYTES_MIN = 16 * 1024
 """Consensus messages at least this large are checked for repeats (see _seen_recently)."""
-REPEAT_WINDOW_MS = 1_000
+REPEAT_WINDOW_MS = 2_000
 REPEATS_TRACKED_MAX = 1_024
 RECORDS_SCAN_MAX = 5_000
 """Transactions one GET /v1/records looks at, whatever its filters match."""
@@ -147,6 +155,8 @@ class Node:
         self._committed_total = 0
         self._last_view = 0
         self._scanned_all = False
+        self._last_prune_ms = 0
+        self._exec_s_per_tx = EXEC_S_PER_TX_INITIAL
         self._recent_large: OrderedDict[bytes, int] = OrderedDict()
         persisted = PersistedState.from_records(self._persist_kv.items())
         self.replica = Replica(key=key, genesis=genesis, executor=self, persisted=persisted)
@@ -297,7 +307,11 @@ class Node:
             return  # delivery is at-least-once: this height is already stored
         started = time.perf_counter()
         executed = self.chain.execute(block, certificate)
-        self._metrics.block_execution.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._metrics.block_execution.observe(elapsed)
+        if block.transactions:
+            per_tx = elapsed / len(block.transactions)
+            self._exec_s_per_tx += EXEC_COST_WEIGHT * (per_tx - self._exec_s_per_tx)
         ids = [tx.tx_id for tx in block.transactions]
         self.mempool.remove(ids)
         self._committed(ids)
@@ -327,8 +341,10 @@ class Node:
 
     def build_block(self, *, height: int, view: int, prev_hash: bytes, time_ms: int,
                     proposer: bytes, transactions: Sequence[Transaction]) -> Block:
-        """A block of the replica's picks that can still commit at ``time_ms``."""
-        txs = tuple(tx for tx in transactions
+        """A block of the replica's picks that can still commit at ``time_ms``, cut to
+        what this machine executes in a fraction of the view timeout (``_block_cap``):
+        the rest stays pending for the next block."""
+        txs = tuple(tx for tx in transactions[:self._block_cap()]
                     if time_ms <= tx.expiry_ms <= time_ms + TX_EXPIRY_HORIZON_MS_MAX
                     and not self.chain.store.has_tx(tx.tx_id))
         results_root, state_root = self.chain.lagged_roots(height)
@@ -339,6 +355,17 @@ class Node:
             validator_set_hash=self.replica.set_at(height).set_hash,
         )
         return Block(header, txs)
+
+    def _block_cap(self) -> int:
+        """Most transactions to propose in one block. A block must execute well within
+        the view timeout on every node, or backups start a view change while the block
+        is still executing (and a loaded machine never commits again). The cap follows
+        the measured execution cost per transaction (moving average), so blocks shrink
+        when the machine is busy and grow back to ``block_txs_max`` when it is not."""
+        params = self.genesis.consensus
+        budget_s = params.view_timeout_ms / 1000 * BLOCK_TIME_SHARE
+        cap = int(budget_s / max(self._exec_s_per_tx, 1e-6))
+        return max(BLOCK_TXS_MIN, min(params.block_txs_max, cap))
 
     def check_block(self, block: Block) -> None:
         """Everything but the link (checked by the replica): limits, transactions root,
@@ -442,12 +469,13 @@ class Node:
     def _feed_event(self) -> TransactionsAvailable | None:
         now = now_ms()
         pending = self.replica.pending
-        # The replica keeps transactions until they commit; one that expired or
-        # committed meanwhile could never leave it, and would keep its view timer armed.
-        stale = [tx_id for tx_id, tx in pending.items()
-                 if tx.expiry_ms < now or self.chain.store.has_tx(tx_id)]
-        for tx_id in stale:
-            del pending[tx_id]
+        if now - self._last_prune_ms >= PRUNE_INTERVAL_MS:
+            # The replica keeps a transaction until it commits; one that expired first
+            # could never leave it and would keep its view timer armed (view changes for
+            # nothing). Committed ones it removes itself.
+            self._last_prune_ms = now
+            for tx_id in [i for i, tx in pending.items() if tx.expiry_ms < now]:
+                del pending[tx_id]
         room = PENDING_TXS_MAX - len(pending)
         txs = self.mempool.feed(room, now) if room > 0 else []
         return TransactionsAvailable(now, tuple(txs)) if txs else None

@@ -16,7 +16,7 @@ def free_port() -> int:
         return port
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 20.0,
+async def until(condition: Callable[[], bool], timeout_s: float = 60.0,
                 what: str = "condition") -> None:
     """Wait until ``condition()`` holds, polling; fail after a generous deadline."""
     deadline = time.monotonic() + timeout_s

@@ -126,7 +126,7 @@ async def _hostile_peer(c: Cluster, target: int) -> None:
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(os.urandom(4096))
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 15) == b""
+    assert await asyncio.wait_for(reader.read(), 60) == b""
     writer.close()
     # 2. an unknown key
     stranger = SigningKey.generate()
@@ -134,7 +134,7 @@ async def _hostile_peer(c: Cluster, target: int) -> None:
     writer.write(frame(encode([PROTOCOL_VERSION, c.net.genesis.chain_id,
                                stranger.public_key, os.urandom(32)])))
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 15) == b""
+    assert await asyncio.wait_for(reader.read(), 60) == b""
     writer.close()
     # 3. a validator's key (node 3's, as if it were compromised) then an oversized frame
     me = c.net.nodes[3].validator_key
@@ -149,7 +149,7 @@ async def _hostile_peer(c: Cluster, target: int) -> None:
     writer.write(frame(encode([me.sign(signed)])))
     writer.write(struct.pack(">I", limits.frame_bytes_max + 1))
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 15) == b""
+    assert await asyncio.wait_for(reader.read(), 60) == b""
     writer.close()
 
 
@@ -167,7 +167,7 @@ PATHS = ["/v1/transactions", "/v1/transactions/{}", "/v1/blocks/{}", "/v1/blocks
          "/v1/records", "/v1/state/{}", "/v1/status", "/healthz", "/metrics", "/{}"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     method=st.sampled_from(["GET", "POST", "PUT"]), path=st.sampled_from(PATHS),
     seg=st.one_of(st.text(max_size=70), st.integers(-(2**70), 2**70).map(str),

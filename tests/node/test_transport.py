@@ -143,19 +143,19 @@ def test_garbage_and_oversized_frames_disconnect_only_the_sender() -> None:
             reader, writer = await asyncio.open_connection("127.0.0.1", net.ports[0])
             writer.write(b"GET / HTTP/1.1\r\n\r\n" * 10)
             await writer.drain()
-            assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by node 0
+            assert await asyncio.wait_for(reader.read(), 60) == b""  # closed by node 0
             writer.close()
             # 2. a valid peer that then sends an oversized frame
             reader, writer = await _authenticated_client(net, 2, 0)
             writer.write(struct.pack(">I", LIMITS.frame_bytes_max + 1) + b"x" * 100)
             await writer.drain()
-            assert await asyncio.wait_for(reader.read(), 10) == b""
+            assert await asyncio.wait_for(reader.read(), 60) == b""
             writer.close()
             # 3. a zero-length frame
             reader, writer = await _authenticated_client(net, 2, 0)
             writer.write(struct.pack(">I", 0))
             await writer.drain()
-            assert await asyncio.wait_for(reader.read(), 10) == b""
+            assert await asyncio.wait_for(reader.read(), 60) == b""
             writer.close()
             assert net.nodes[0].refused >= 3
             # The honest peers are unaffected.
