@@ -9,7 +9,8 @@ Rules:
   signed at (view, height, phase); for a pre-prepare the whole message, so a restarted
   primary re-sends the same block); ``prep/<h>`` (highest-view prepared certificate);
   ``done/<h>`` (committed block with certificate); ``stable`` (checkpoint proof);
-  ``vc`` (last VIEW-CHANGE sent); ``vsets`` (validator-set history).
+  ``vc`` (last VIEW-CHANGE sent); ``nv`` (last NEW-VIEW entered, so a primary that
+  restarts re-sends the same one); ``vsets`` (validator-set history).
 - ``PersistedState.encode``/``decode`` give one canonical blob, for a caller that prefers
   to keep the whole map under one key (``apply`` folds records into it).
 """
@@ -31,6 +32,7 @@ window, so this is far above what a correct replica writes)."""
 KEY_VIEW = b"view"
 KEY_STABLE = b"stable"
 KEY_VIEW_CHANGE = b"vc"
+KEY_NEW_VIEW = b"nv"
 KEY_VALIDATOR_SETS = b"vsets"
 PREFIX_VOTE = b"vote/"
 PREFIX_PREPARED = b"prep/"

@@ -321,6 +321,10 @@ class Replica:
         if keys.KEY_VIEW in records:
             view, active = decode(records[keys.KEY_VIEW])
             self.view, self.view_active = int(view), bool(active)
+        if keys.KEY_NEW_VIEW in records:
+            nv = decode_message(records[keys.KEY_NEW_VIEW])
+            if isinstance(nv, NewView) and nv.view == self.view:
+                self.new_view_msg = nv
         if keys.KEY_VIEW_CHANGE in records:
             vc = decode_message(records[keys.KEY_VIEW_CHANGE])
             if isinstance(vc, ViewChange):
@@ -357,6 +361,10 @@ class Replica:
         self._deliver_ready()
         for height in sorted(self.slots):
             self._maybe_prepare(height)
+        nv = self.new_view_msg
+        if not self.view_active and nv is not None and nv.sender == self.me:
+            self._enter_new_view(nv)  # it crashed between its NEW-VIEW and the view record
+            self._broadcast(nv)
         if not self.view_active and self.my_view_change is not None:
             self._broadcast(self.my_view_change)
         self._out.append(SetTimer(TimerId.TICK, self.now + self._tick_ms()))
@@ -979,7 +987,9 @@ class Replica:
         pre_prepares = tuple(PrePrepare.make(self.key, self.chain_id, self.view, block)
                              for block in o)
         nv = NewView.make(self.key, self.chain_id, self.view, tuple(chosen), pre_prepares)
-        self._enter_new_view(nv)  # persists the view and O's pre-prepares first
+        for pp in pre_prepares:  # O's pre-prepares are votes too, even below our checkpoint
+            self._record_pre_prepare(pp)
+        self._enter_new_view(nv)  # persists the NEW-VIEW and the view before it leaves
         self._broadcast(nv)
 
     def _compute_o(self, view_changes: tuple[ViewChange, ...]) -> tuple[Block, ...]:
@@ -1017,6 +1027,9 @@ class Replica:
 
     def _enter_new_view(self, nv: NewView) -> None:
         """Adopt the view, its checkpoint and its re-proposals."""
+        # The NEW-VIEW first: a primary that crashes before the view record restarts in
+        # its view change and re-enters this same NEW-VIEW (never one with another O).
+        self._persist(keys.KEY_NEW_VIEW, encode_message(nv))
         self.view, self.view_active = nv.view, True
         self.new_view_msg = nv
         self.slots = {}

@@ -290,3 +290,28 @@ def test_commits_that_arrive_before_the_block_still_commit_it() -> None:
             Vote.make(key, CHAIN, Phase.COMMIT, 0, 1, pp.block_hash)))
     effects = _receive(replica, KEYS[0], encode_message(pp))
     assert [e.block for e in effects if isinstance(e, Deliver)] == [pp.block]
+
+
+def test_a_primary_restarting_mid_new_view_resends_the_same_new_view() -> None:
+    replica, executor = _replica()  # KEYS[1] is the primary of view 1
+    effects: list[Effect] = []
+    for key in (KEYS[2], KEYS[3]):
+        effects += _receive(replica, key, encode_message(ViewChange.make(key, CHAIN, 1, (), (),
+                                                                          ())))
+    sent = [e.data for e in effects if isinstance(e, Broadcast)
+            and isinstance(decode_message(e.data), NewView)]
+    assert len(sent) == 1
+    # Crash right after the NEW-VIEW record reached the disk, before the view record.
+    state = PersistedState()
+    for effect in effects:
+        if isinstance(effect, Persist):
+            state = state.apply(effect.record)
+            if effect.record.key == b"nv":
+                break
+    restarted = Replica(key=KEYS[1], genesis=GENESIS, executor=executor, persisted=state)
+    assert restarted.view == 1 and not restarted.view_active
+    start = restarted.step(Start(T0 + 100))
+    again = [e.data for e in start if isinstance(e, Broadcast)
+             and isinstance(decode_message(e.data), NewView)]
+    assert again == sent  # the same NEW-VIEW, so the same O: no conflicting pre-prepare
+    assert restarted.view_active
