@@ -65,6 +65,7 @@ TARGET_TPS_MAX = 4000
 """Pre-signed pool: enough for this rate over warm-up + window (closed loop stops there)."""
 IN_FLIGHT_MAX = 64
 DRAIN_TIMEOUT_S = 60.0
+STATUS_TIMEOUT_S = 60.0
 SCHEME_ID = "bench"
 
 
@@ -77,6 +78,8 @@ class BenchResult:
     duration_s: float
     tx_bytes_mean: int
     submitted: int
+    offered_tps: float
+    """Offered load of the throughput phase (0: as fast as accepted)."""
     committed_tps: float
     latency_rate_tps: float
     latency_p50_ms: float
@@ -146,7 +149,7 @@ def _submitter_main(plan: SubmitterPlan, conn: Connection) -> None:
         if command[0] == "stop":
             return
         if command[0] == "flood":
-            sent, cursor = _flood(plan, batches, cursor, float(command[1]))
+            sent, cursor = _flood(plan, batches, cursor, float(command[1]), float(command[2]))
             conn.send(("flooded", sent))
         elif command[0] == "paced":
             latencies, cursor = _paced(plan, batches, cursor, float(command[1]),
@@ -155,11 +158,13 @@ def _submitter_main(plan: SubmitterPlan, conn: Connection) -> None:
 
 
 def _flood(plan: SubmitterPlan, batches: list[tuple[int, list[str]]], cursor: int,
-           seconds: float) -> tuple[int, int]:
-    """Post batches as fast as accepted from ``plan.clients`` threads for ``seconds``."""
+           seconds: float, rate_tps: float) -> tuple[int, int]:
+    """Post batches from ``plan.clients`` threads for ``seconds``: as fast as accepted
+    (``rate_tps`` 0), or batch k no earlier than k * batch / rate_tps after the start."""
     lock = threading.Lock()
     state = {"cursor": cursor, "sent": 0}
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    deadline = start + seconds
 
     def worker() -> None:
         with httpx.Client(timeout=30.0) as http:
@@ -168,7 +173,10 @@ def _flood(plan: SubmitterPlan, batches: list[tuple[int, list[str]]], cursor: in
                     if state["cursor"] >= len(batches):
                         return
                     node, chunk = batches[state["cursor"]]
+                    k = state["cursor"] - cursor
                     state["cursor"] += 1
+                if rate_tps > 0:
+                    time.sleep(max(0.0, start + k * plan.batch / rate_tps - time.monotonic()))
                 try:
                     response = http.post(f"{plan.urls[node]}/v1/transactions",
                                          json={"transactions": chunk})
@@ -296,7 +304,8 @@ def setup_schemes(network: Network, cluster: Cluster, year: int) -> list[Signing
     return agents
 
 
-def run_bench(duration_s: float, batch: int, clients: int, console: Console) -> BenchResult:
+def run_bench(duration_s: float, batch: int, clients: int, console: Console,
+              rate_tps: float = 0.0) -> BenchResult:
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="tabellion-bench-") as tmp:
         network = init_network(Path(tmp) / "net", list(DEMO_MUNICIPALITIES),
@@ -320,9 +329,10 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console) -> 
             submitter.start()
             try:
                 _, _, tx_bytes = parent.recv()
-                console.print(f"flooding for {WARMUP_S + duration_s:.0f} s "
+                pace = f"at {rate_tps:,.0f} tx/s" if rate_tps else "as fast as accepted"
+                console.print(f"submitting {pace} for {WARMUP_S + duration_s:.0f} s "
                               f"({WARMUP_S:.0f} s warm-up)…")
-                parent.send(("flood", WARMUP_S + duration_s))
+                parent.send(("flood", WARMUP_S + duration_s, rate_tps))
                 time.sleep(WARMUP_S)
                 c0, t0 = committed_total(urls[0]), time.monotonic()
                 time.sleep(duration_s)
@@ -343,14 +353,14 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console) -> 
                     submitter.kill()
             rss = {m.name: rss_mb(cluster.processes[m.slug].pid)
                    for m in network.municipalities}
-            heights = {m.name: int(httpx.get(f"{m.api_url}/v1/status", timeout=10)
-                                   .json().get("height", 0))
+            heights = {m.name: int(node_status(m.api_url).get("height", -1))
                        for m in network.municipalities}
     cores = os.cpu_count() or 1
     bound = verify_rate * cores / len(DEMO_MUNICIPALITIES)
     return BenchResult(
         validators=len(DEMO_MUNICIPALITIES), cores=cores, duration_s=duration_s,
-        tx_bytes_mean=int(tx_bytes), submitted=int(submitted), committed_tps=round(tps, 1),
+        tx_bytes_mean=int(tx_bytes), submitted=int(submitted), offered_tps=rate_tps,
+        committed_tps=round(tps, 1),
         latency_rate_tps=round(rate, 1),
         latency_p50_ms=round(statistics.median(latencies), 1) if latencies else float("nan"),
         latency_p99_ms=round(percentile(latencies, 0.99), 1),
@@ -361,9 +371,14 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console) -> 
     )
 
 
+def node_status(url: str) -> dict[str, Any]:
+    """A node's status; an overloaded node may answer late: wait for it, generously."""
+    found = httpx.get(f"{url}/v1/status", timeout=STATUS_TIMEOUT_S).json()
+    return found if isinstance(found, dict) else {}
+
+
 def mempool_size(url: str) -> int:
-    status = httpx.get(f"{url}/v1/status", timeout=10.0).json()
-    mempool = status.get("mempool", {})
+    mempool = node_status(url).get("mempool", {})
     return int(mempool.get("transactions", 0)) if isinstance(mempool, dict) else 0
 
 
@@ -387,6 +402,7 @@ def print_result(result: BenchResult, console: Console) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [
+        ("offered load (tx/s, 0 = flood)", f"{result.offered_tps:,.0f}"),
         ("committed transactions / s", f"{result.committed_tps:,.1f}"),
         ("transaction size (bytes, mean)", str(result.tx_bytes_mean)),
         ("latency load (tx/s)", f"{result.latency_rate_tps:,.0f}"),
@@ -415,13 +431,17 @@ def bench(
                                        min=1, max=2000)] = 200,
     clients: Annotated[int, typer.Option("--clients", help="Submitting threads.",
                                          min=1, max=64)] = 4,
+    rate: Annotated[float, typer.Option(
+        "--rate", help="Offered load in tx/s for the throughput phase (0: as fast as the "
+        "nodes accept). Useful to find the peak when a flood overloads the nodes.",
+        min=0.0, max=100_000.0)] = 0.0,
 ) -> None:
     """Measure committed throughput, commit latency and memory of four local nodes.
 
     Example: tabellion bench --duration 20 --json bench.json
     """
     console = Console(highlight=False)
-    result = run_bench(duration, batch, clients, console)
+    result = run_bench(duration, batch, clients, console, rate)
     print_result(result, console)
     if json_file is not None:
         json_file.write_text(json.dumps(asdict(result), indent=2, ensure_ascii=False) + "\n")
