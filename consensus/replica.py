@@ -782,7 +782,11 @@ class Replica:
             if height <= self.low or (height <= slowest and height <= self.tip):
                 continue
             if slot.pre_prepare is not None and slot.pre_prepare.sender == self.me:
-                self._broadcast(slot.pre_prepare)
+                # Only to the backups whose PREPARE has not arrived: a block is large and
+                # those that prepared hold it already.
+                for peer in self.set_at(height).keys:
+                    if peer != self.me and peer not in slot.prepares:
+                        self._send(peer, slot.pre_prepare)
             for bucket in (slot.prepares, slot.commits):
                 mine = bucket.get(self.me)
                 if mine is not None:

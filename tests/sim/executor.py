@@ -95,5 +95,6 @@ class SimExecutor:
         if decided is not None:
             start = effective_height(height, self.params.checkpoint_interval,
                                      self.params.execution_lag)
-            self.history.append((start, decided))
+            if start > self.history[-1][0]:  # the first set decided for a boundary wins
+                self.history.append((start, decided))
         return receipts_root, self.state_root, decided
