@@ -391,7 +391,7 @@ def open_network(directory: Path, base_port: int, console: Console) -> Network:
 
 def demo(
     directory: Annotated[Path, typer.Option(
-        "--dir", help="Network directory, created or reused.")] = Path("tabellion-demo"),
+        "--dir", help="Network directory, created or reused.")] = Path("demo-network"),
     base_port: Annotated[int, typer.Option(
         "--base-port", help="First port of a new network (0: free ports from the OS).",
         min=0, max=65535)] = 7100,
