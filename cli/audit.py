@@ -910,7 +910,7 @@ class DataDirSource:
     def _track(self, stored: StoredBlock) -> StoredBlock:
         if stored.block is not None:
             for position, tx in enumerate(stored.block.block.transactions):
-                self._locations[tx.tx_id] = (stored.height, position)
+                self._locations.setdefault(tx.tx_id, (stored.height, position))
         return stored
 
     def other_network(self, genesis: Genesis) -> str | None:
