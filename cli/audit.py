@@ -39,7 +39,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from consensus.replica import effective_height
 from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
 from contracts.identity import active_municipalities
 from ledger import crypto
@@ -62,6 +61,7 @@ from ledger.state import LATEST_VERSION_KEY, MemoryNodeStore, NodeStore, StateTr
 from ledger.state_store import INDEX_PREFIX, NODES_PREFIX
 from ledger.store import CHAIN_PREFIX, PARTS, ChainStore, TxLocation, block_key
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, verify_certificate
+from ledger.validator_history import ValidatorHistory
 
 EXIT_INTACT = 0
 EXIT_FINDINGS = 1
@@ -180,16 +180,14 @@ class ChainAudit:
 
     genesis: Genesis
     replayer: Replayer | None
-    effective: Callable[[int, int, int], int] = effective_height
     summary: Summary = field(default_factory=Summary)
     findings: list[Finding] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         params = self.genesis.consensus
         self._lag = params.execution_lag
+        self._history = ValidatorHistory.from_genesis(self.genesis)
         self._validators = self.genesis.validator_set
-        self._pending: list[tuple[int, ValidatorSet]] = []
-        self._last_start = 1
         self._prev: BlockHeader | None = None
         self._prev_known = True
         self._expected_height = 1
@@ -276,11 +274,10 @@ class ChainAudit:
             ))
 
     def _apply_validator_changes(self, h: int) -> None:
-        while self._pending and self._pending[0][0] <= h:
-            _, new_set = self._pending.pop(0)
-            if new_set != self._validators:
-                self._validators = new_set
-                self.summary.validator_set_changes += 1
+        new_set = self._history.at(h)
+        if new_set != self._validators:
+            self._validators = new_set
+            self.summary.validator_set_changes += 1
 
     def _check_header(self, header: BlockHeader) -> None:
         h = header.height
@@ -310,7 +307,8 @@ class ChainAudit:
 
     def _check_certificate(self, block: CommittedBlock, header: BlockHeader) -> bool:
         try:
-            verify_certificate(block.certificate, header, self._validators)
+            verify_certificate(block.certificate, header, self._validators,
+                               chain_id=self.genesis.chain_id)
         except InvalidCertificate as exc:
             self._report(Finding(header.height, "certificate", exc.reason))
             return False
@@ -395,12 +393,9 @@ class ChainAudit:
             [r.encode() for r in result.receipts])
         self._results[h] = (stored_root, replayed_root, result.state_root)
         if result.validator_set is not None:
-            at = self.effective(h, self.genesis.consensus.checkpoint_interval, self._lag)
-            # Consensus keeps the first set decided for a boundary (consensus/replica.py,
-            # on_block_executed): a later decision before the same boundary is ignored.
-            if at > self._last_start:
-                self._last_start = at
-                self._pending.append((at, result.validator_set))
+            # The one rule of ledger.validator_history (the last decision before a
+            # boundary wins), as in consensus and execution.
+            self._history = self._history.record(h, result.validator_set)
 
     def _check_execution_roots(self, header: BlockHeader) -> None:
         h = header.height

@@ -29,7 +29,6 @@ from typing import Annotated, Any, Protocol
 import typer
 
 from cli.audit import STATE_PREFIX, NodeSource, NodeUnreachable, PrivateCopy
-from consensus.replica import effective_height
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, InvalidCertificate, InvalidProof, LedgerError
 from ledger.genesis import Genesis, load_genesis
@@ -45,6 +44,7 @@ from ledger.records import (
 from ledger.state import StateProof, verify_state_proof
 from ledger.state_store import PersistentState
 from ledger.validation import verify_certificate
+from ledger.validator_history import ValidatorHistory
 
 FORMAT = "tabellion-receipt/1"
 RECEIPT_FILE_BYTES_MAX = 4 * 1024 * 1024
@@ -350,23 +350,8 @@ def gather_receipt(genesis: Genesis, source: ReceiptSource, tx_id: bytes) -> dic
 # --------------------------------------------------------------------------- verifying
 
 
-@dataclass
-class _ValidatorHistory:
-    """Validator sets by height, rebuilt from genesis through proven changes."""
-
-    genesis: Genesis
-    changes: list[tuple[int, ValidatorSet]]
-
-    def at(self, height: int) -> ValidatorSet:
-        current = self.genesis.validator_set
-        for effective, validators in self.changes:
-            if effective <= height:
-                current = validators
-        return current
-
-
 def _check_certified(
-    c: CertifiedHeader, history: _ValidatorHistory, genesis: Genesis, part: str
+    c: CertifiedHeader, history: ValidatorHistory, genesis: Genesis, part: str
 ) -> None:
     h = c.header
     if h.chain_id != genesis.chain_id:
@@ -377,7 +362,7 @@ def _check_certified(
             f"{part}.header", f"height {h.height:,} names a validator set other than the one "
             "in force there (check validator_changes)")
     try:
-        verify_certificate(c.certificate, h, validators)
+        verify_certificate(c.certificate, h, validators, chain_id=genesis.chain_id)
     except InvalidCertificate as exc:
         raise ReceiptError(f"{part}.certificate", exc.reason) from exc
 
@@ -387,7 +372,7 @@ def _validators_value(validators: ValidatorSet) -> bytes:
 
 
 def _check_evidence(
-    e: StateEvidence, expected: ValidatorSet, at_state: int, history: _ValidatorHistory,
+    e: StateEvidence, expected: ValidatorSet, at_state: int, history: ValidatorHistory,
     genesis: Genesis, part: str,
 ) -> None:
     lag = genesis.consensus.execution_lag
@@ -441,7 +426,7 @@ def verify_receipt(genesis: Genesis, doc: Any) -> ReceiptFacts:
         raise ReceiptError("chain_id", "is not the network of this genesis file")
     if _unhex(_get(doc, "genesis_hash", "receipt"), "genesis_hash") != genesis.genesis_hash:
         raise ReceiptError("genesis_hash", "is not the hash of this genesis file")
-    history = _ValidatorHistory(genesis, [])
+    history = ValidatorHistory.from_genesis(genesis)
     params = genesis.consensus
     previous = genesis.validator_set
     last_decided = 0
@@ -456,11 +441,7 @@ def verify_receipt(genesis: Genesis, doc: Any) -> ReceiptFacts:
                         f"{part}.before")
         _check_evidence(change.after, change.validators, change.decided_at, history,
                         genesis, f"{part}.after")
-        start = effective_height(change.decided_at, params.checkpoint_interval,
-                                 params.execution_lag)
-        # As consensus does: the first set decided for a boundary wins.
-        if not history.changes or start > history.changes[-1][0]:
-            history.changes.append((start, change.validators))
+        history = history.record(change.decided_at, change.validators)
         previous = change.validators
     record = _get(doc, "record", "receipt")
     height = _int(record, "height", "record")
@@ -501,7 +482,7 @@ def verify_receipt(genesis: Genesis, doc: Any) -> ReceiptFacts:
                            f"header {results.header.height:,}: {exc}") from exc
     _check_readable(doc, tx, receipt, block.header)
     return ReceiptFacts(tx, receipt, height, block.header, block.certificate,
-                        history.at(height), len(history.changes))
+                        history.at(height), len(history.changes()))
 
 
 def _check_readable(doc: Any, tx: Transaction, receipt: Receipt, header: BlockHeader) -> None:

@@ -5,7 +5,8 @@ argument; persistence and sending leave as effects. Never imports ``contracts`` 
 
 Modules (ADR 0008 gives the protocol and its safety argument):
 - ``consensus.replica``: ``Replica(key=, genesis=, executor=, persisted=)`` and
-  ``Replica.step(event) -> list[Effect]``; ``effective_height`` (validator-set changes).
+  ``Replica.step(event) -> list[Effect]`` (validator-set changes follow
+  ``ledger.validator_history``).
 - ``consensus.events``: the events (``Start``, ``MessageReceived``,
   ``TransactionsAvailable``, ``TimerFired``, ``StateTransferData``, ``BlockExecuted``) and
   effects (``Send``, ``Broadcast``, ``Persist``, ``SetTimer``, ``CancelTimer``,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.records import Block, CommitCertificate, CommittedBlock, Transaction, ValidatorSet
+from ledger.records import Block, CommitCertificate, CommittedBlock, Transaction
 
 # --------------------------------------------------------------------------- timers
 
@@ -76,13 +76,13 @@ class StateTransferData:
 
 @dataclass(frozen=True, slots=True)
 class BlockExecuted:
-    """The node executed block ``height``; ``validator_set`` is a set decided by it."""
+    """The node executed block ``height`` (a validator set it decided is already in the
+    executor's ``validator_history``)."""
 
     now_ms: int
     height: int
     receipts_root: bytes
     state_root: bytes
-    validator_set: ValidatorSet | None = None
 
 
 Event = (Start | MessageReceived | TransactionsAvailable | TimerFired | StateTransferData

@@ -3,11 +3,12 @@
 Rules:
 - The replica never executes transactions and never imports ``contracts``: the node
   builds and checks block contents behind this protocol.
-- ``build_block`` and ``check_block`` are only called for a height ``h`` when
+- ``build_block`` and ``check_results`` are only called for a height ``h`` when
   ``executed_height() >= h - execution_lag``, so the lagged roots are known.
-- The replica checks the link itself (height, ``prev_hash``, increasing time, proposer,
-  chain id, validator-set hash); ``check_block`` checks the rest (transactions, limits,
-  ``txs_root``, lagged results and state roots) and raises ``InvalidBlock`` otherwise.
+- The replica runs the one block check, ``ledger.validation.validate_block`` (link,
+  proposer, set hash, limits, ``txs_root``, every transaction through
+  ``verify_signature``), on every body at every door; ``check_results`` checks only what
+  needs execution: the lagged results and state roots (``InvalidBlock`` otherwise).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ledger.records import Block, Transaction
+from ledger.validator_history import ValidatorHistory
 
 
 class Executor(Protocol):
@@ -27,10 +29,21 @@ class Executor(Protocol):
         state roots of block ``height - execution_lag``, ``validator_set_hash``)."""
         ...
 
-    def check_block(self, block: Block) -> None:
-        """Raise ``ledger.errors.InvalidBlock`` unless the contents and roots are right."""
+    def check_results(self, block: Block) -> None:
+        """Raise ``ledger.errors.InvalidBlock`` unless the header carries the results and
+        state roots of block ``height - execution_lag``."""
+        ...
+
+    def verify_signature(self, tx: Transaction) -> bool:
+        """Whether ``tx``'s signature verifies (the node answers from its cache of verified
+        signatures; a miss verifies)."""
         ...
 
     def executed_height(self) -> int:
         """Highest height executed so far (0 before block 1)."""
+        ...
+
+    def validator_history(self) -> ValidatorHistory:
+        """Every validator-set decision of the blocks executed so far (rebuilt from the
+        executor's own store after a restart, never from consensus records)."""
         ...

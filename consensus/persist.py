@@ -10,7 +10,9 @@ Rules:
   primary re-sends the same block); ``prep/<h>`` (highest-view prepared certificate);
   ``done/<h>`` (committed block with certificate); ``stable`` (checkpoint proof);
   ``vc`` (last VIEW-CHANGE sent); ``nv`` (last NEW-VIEW entered, so a primary that
-  restarts re-sends the same one); ``vsets`` (validator-set history).
+  restarts re-sends the same one). The validator-set history is not consensus's to keep:
+  the executor rebuilds it from the chain (``ledger.validator_history``); a ``vsets``
+  record written by an older version is ignored.
 - ``PersistedState.encode``/``decode`` give one canonical blob, for a caller that prefers
   to keep the whole map under one key (``apply`` folds records into it).
 """
@@ -33,7 +35,6 @@ KEY_VIEW = b"view"
 KEY_STABLE = b"stable"
 KEY_VIEW_CHANGE = b"vc"
 KEY_NEW_VIEW = b"nv"
-KEY_VALIDATOR_SETS = b"vsets"
 PREFIX_VOTE = b"vote/"
 PREFIX_PREPARED = b"prep/"
 PREFIX_COMMITTED = b"done/"

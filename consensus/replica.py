@@ -16,9 +16,17 @@ Rules:
   view v with the hash h names as ``prev_hash``, or knows h - 1 final with that hash; it
   COMMITs h only once h is prepared under that same rule. Blocks are delivered strictly in
   height order, each with a commit certificate of q COMMITs from distinct validators.
-- Validator sets change only at checkpoint boundaries (``effective_height``); the heights
-  in flight never straddle a change: a height whose set differs from the set in force at
-  low + 1 waits until the boundary checkpoint is stable.
+- Validator sets change only at checkpoint boundaries (``ledger.validator_history``); the
+  heights in flight never straddle a change: a height whose set differs from the set in
+  force at low + 1 waits until the boundary checkpoint is stable. The executor owns the
+  history (``Executor.validator_history``), so consensus and execution never disagree.
+- Never trust a block body: signatures cover headers only. Every body passes
+  ``ledger.validation.validate_block`` (link, proposer, set hash, limits, ``txs_root``,
+  every transaction) at every door before it is stored, voted on or delivered: own
+  proposal, pre-prepare, NEW-VIEW re-proposal, blocks inside a VIEW-CHANGE (bound to
+  their header by ``txs_root``), state transfer, and the persisted blocks a restart
+  delivers. Every certificate check binds the chain id and the set in force at its
+  height. Block responses nobody asked for are dropped.
 """
 
 from __future__ import annotations
@@ -81,7 +89,7 @@ from ledger.records import (
     ValidatorSet,
     Vote,
 )
-from ledger.validation import verify_certificate
+from ledger.validation import txs_root, validate_block, verify_certificate
 
 PENDING_TXS_MAX = 20_000
 """Most transactions waiting for a block (the node's mempool keeps the rest)."""
@@ -93,15 +101,9 @@ TIME_AHEAD_MS_MAX = 60_000
 """A proposed block time may be at most this far ahead of this replica's clock."""
 TICK_MS_MIN = 50
 """Shortest heartbeat period."""
-
-
-def effective_height(decided_at: int, checkpoint_interval: int, execution_lag: int) -> int:
-    """First height governed by a validator set decided by executing block ``decided_at``:
-    one past the first checkpoint boundary at or after ``decided_at + execution_lag`` (the
-    height whose header certifies the result). Same rule as the auditor (ADR 0011)."""
-    certified = decided_at + execution_lag
-    boundary = -(-certified // checkpoint_interval) * checkpoint_interval
-    return boundary + 1
+VALIDATED_BLOCKS_MAX = 1024
+"""Block bodies remembered as validated (by object identity), so that a body checked at
+its pre-prepare is not checked again when it is delivered."""
 
 
 @dataclass
@@ -145,7 +147,6 @@ class Replica:
         self.tip = 0
         self.tip_hash = genesis.genesis_hash
         self.tip_time = genesis.genesis_time_ms
-        self.history: list[tuple[int, ValidatorSet]] = [(1, genesis.validator_set)]
         self.slots: dict[int, Slot] = {}
         self.prepared: dict[int, PreparedCertificate] = {}
         self.committed: dict[int, CommittedProof] = {}
@@ -161,6 +162,14 @@ class Replica:
         self.transfer_deadline: int | None = None
         self.transfer_peer_index = 0
         self.transfer_buffer: dict[int, CommittedProof] = {}
+        self.transfer_asked: tuple[bytes, int, int] | None = None
+        """(peer, first, last) of the block request in flight: the only answer accepted."""
+        self.transfer_source: bytes | None = None
+        """The peer whose blocks fill the transfer buffer."""
+        self.transfer_shunned: bytes | None = None
+        """The last peer that served a block failing its certificate or the block check:
+        asked again only when no other peer is left."""
+        self.validated: OrderedDict[bytes, Block] = OrderedDict()
         self.peer_heights: dict[bytes, int] = {}
         self.behind_seen: dict[bytes, int] = {}
         self.peer_tips: dict[bytes, int] = {}
@@ -200,12 +209,10 @@ class Replica:
         return self.params.watermark_window
 
     def set_at(self, height: int) -> ValidatorSet:
-        """The validator set in force at ``height`` as far as this replica knows."""
-        current = self.history[0][1]
-        for start, vset in self.history:
-            if start <= height:
-                current = vset
-        return current
+        """The validator set in force at ``height`` as far as execution knows: the
+        executor owns the one ``ValidatorHistory`` (rebuilt from its store at start-up),
+        so a crash between execution and ``BlockExecuted`` loses no change."""
+        return self.executor.validator_history().at(height)
 
     @property
     def active_set(self) -> ValidatorSet:
@@ -312,9 +319,6 @@ class Replica:
                 f"directory from a backup ({exc})") from exc
 
     def _restore_records(self, records: dict[bytes, bytes]) -> None:
-        if keys.KEY_VALIDATOR_SETS in records:
-            value = decode(records[keys.KEY_VALIDATOR_SETS])
-            self.history = [(int(s), ValidatorSet.from_value(v)) for s, v in value]
         if keys.KEY_STABLE in records:
             self._set_stable(tuple(Checkpoint.from_value(c)
                                    for c in decode(records[keys.KEY_STABLE])))
@@ -382,8 +386,14 @@ class Replica:
         except DecodeError:
             return
         if isinstance(message, BlocksResponse):
-            if message.chain_id == self.chain_id:
-                self.on_blocks(message.blocks)
+            # Only the answer to the request in flight, from the peer asked, within the
+            # heights asked: anything else is unsolicited and dropped unread.
+            asked = self.transfer_asked
+            if message.chain_id == self.chain_id and asked is not None and asked[0] == sender:
+                self.transfer_asked = None
+                self.transfer_source = sender
+                self.on_blocks(tuple(p for p in message.blocks
+                                     if asked[1] <= p.height <= asked[2]))
             return
         if message.chain_id != self.chain_id:
             return
@@ -416,7 +426,7 @@ class Replica:
             self.on_blocks_request(message)
 
     def _known_validator(self, key: bytes) -> bool:
-        return any(key in vset.keys for _, vset in self.history)
+        return self.executor.validator_history().ever_member(key)
 
     # ------------------------------------------------------------------ normal case
 
@@ -456,31 +466,54 @@ class Replica:
         parent = self._parent(height)
         if parent is None:
             return False
-        if (header.prev_hash != parent[0] or header.time_ms <= parent[1]
-                or header.chain_id != self.chain_id or header.height != height
-                or header.validator_set_hash != self.set_at(height).set_hash):
+        # The set in force at h is known once every block that could change it (decided
+        # at or before h - 1 - D) has executed; the roots of h - D once h - D has.
+        lag = self.params.execution_lag
+        if self._executed() < height - (lag if not slot.trusted else lag + 1):
+            return False  # retried after execution
+        if not slot.trusted and header.time_ms > self.now + TIME_AHEAD_MS_MAX:
+            slot.candidate = None
+            return False
+        valid = header.height == height and self._body_valid(pp.block, *parent)
+        if valid and not slot.trusted:
+            try:
+                self.executor.check_results(pp.block)
+            except LedgerError:  # InvalidBlock by contract; any ledger error means invalid
+                valid = False
+        if not valid:
             # A re-proposal from a verified NEW-VIEW is kept even then: it holds the height
-            # against a fresh pre-prepare (this replica just cannot vote for it).
+            # against a fresh pre-prepare (this replica just cannot vote for it; the next
+            # view change carries the certified body again).
             if not slot.trusted:
                 slot.candidate = None
             return False
-        if not slot.trusted:
-            if header.time_ms > self.now + TIME_AHEAD_MS_MAX:
-                slot.candidate = None
-                return False
-            if self._executed() < height - self.params.execution_lag:
-                return False  # roots of h - D not known yet: retried after execution
-            try:
-                self.executor.check_block(pp.block)
-            except LedgerError:  # InvalidBlock by contract; any ledger error means invalid
-                slot.candidate = None
-                return False
         previous = self.my_votes.get((height, self.view, PHASE_PRE_PREPARE))
         if previous is not None and previous != pp.block_hash:
             slot.candidate = None
             return False
         slot.pre_prepare, slot.candidate = pp, None
         self._record_pre_prepare(pp)
+        return True
+
+    def _body_valid(self, block: Block, parent_hash: bytes, parent_time_ms: int) -> bool:
+        """The one block check (``validate_block``) for a body arriving at any door,
+        against the set in force at its height; a body object that passed is remembered,
+        so the same object is not checked twice (a different body under the same header
+        is checked anew: that is the attack this guards against)."""
+        header = block.header
+        key = header_hash(header)
+        if self.validated.get(key) is block:
+            return True
+        try:
+            validate_block(block, prev_hash=parent_hash, prev_height=header.height - 1,
+                           prev_time_ms=parent_time_ms, chain_id=self.chain_id,
+                           validators=self.set_at(header.height), params=self.params,
+                           signature_valid=self.executor.verify_signature)
+        except LedgerError:
+            return False
+        self.validated[key] = block
+        while len(self.validated) > VALIDATED_BLOCKS_MAX:
+            self.validated.popitem(last=False)
         return True
 
     def _record_pre_prepare(self, pp: PrePrepare) -> None:
@@ -602,6 +635,17 @@ class Replica:
                 # Cannot happen with at most f faulty validators (ADR 0008); refuse to
                 # deliver a block that does not chain rather than corrupt the node's chain.
                 return
+            if header.height > executed:
+                if executed < header.height - 1 - self.params.execution_lag:
+                    return  # its validator set is not known yet: after execution
+                if not self._body_valid(proof.block, self.tip_hash, self.tip_time):
+                    # A persisted body that fails the block check (a damaged record):
+                    # never deliver it; forget it and fetch the certified block again.
+                    del self.committed[header.height]
+                    self._persist(keys.height_key(keys.PREFIX_COMMITTED, header.height),
+                                  None)
+                    self._request_transfer(header.height, self._transfer_peers())
+                    return
             self.tip, self.tip_hash, self.tip_time = header.height, header_hash(header), \
                 header.time_ms
             if self.tip > executed:
@@ -653,7 +697,8 @@ class Replica:
     def _next_proposal_height(self) -> int:
         height = self.tip + 1
         while height in self.committed or (
-                height in self.slots and self.slots[height].pre_prepare is not None):
+                height in self.slots and (self.slots[height].pre_prepare is not None
+                                          or self.slots[height].candidate is not None)):
             height += 1
         return height
 
@@ -683,6 +728,8 @@ class Replica:
                 block = self.executor.build_block(
                     height=height, view=self.view, prev_hash=parent[0],
                     time_ms=max(self.now, parent[1] + 1), proposer=self.me, transactions=txs)
+                if not self._body_valid(block, *parent):
+                    return  # never propose what a correct backup would refuse
                 pp = PrePrepare.make(self.key, self.chain_id, self.view, block)
             slot = self._slot(height)
             slot.candidate, slot.trusted = None, False
@@ -813,16 +860,9 @@ class Replica:
     # ------------------------------------------------------------------ checkpoints
 
     def on_block_executed(self, event: BlockExecuted) -> None:
-        """Record a decided validator set, take a checkpoint every K heights, and retry
-        what waited for execution."""
+        """Take a checkpoint every K heights and retry what waited for execution (a
+        decided validator set is already in the executor's history)."""
         params = self.params
-        if event.validator_set is not None:
-            start = effective_height(event.height, params.checkpoint_interval,
-                                     params.execution_lag)
-            if all(s != start for s, _ in self.history) and start > self.history[-1][0]:
-                self.history.append((start, event.validator_set))
-                self._persist(keys.KEY_VALIDATOR_SETS, encode(
-                    [[s, v.to_value()] for s, v in self.history]))
         height = event.height
         if height % params.checkpoint_interval == 0 and height > self.low:
             final = self._final_hash(height)
@@ -832,6 +872,7 @@ class Replica:
                 self.my_checkpoint = cp
                 self._broadcast(cp)
                 self._store_checkpoint(cp)
+        self._deliver_ready()
         self._drain_transfer()
         self._try_accept(self._lowest_waiting())
 
@@ -938,17 +979,26 @@ class Replica:
         for cert in vc.prepared:
             if cert.height <= base or cert.view >= vc.new_view:
                 return False
-            if not self._prepared_valid(cert):
+            if not self._prepared_valid(cert) or not self._body_bound(cert.pre_prepare.block):
                 return False
         for proof in vc.committed:
-            if proof.height <= base:
+            if proof.height <= base or not self._body_bound(proof.block):
                 return False
             try:
                 verify_certificate(proof.certificate, proof.block.header,
-                                   self.set_at(proof.height))
+                                   self.set_at(proof.height), chain_id=self.chain_id)
             except InvalidCertificate:
                 return False
         return True
+
+    def _body_bound(self, block: Block) -> bool:
+        """The body is the one its (certified) header names: a VIEW-CHANGE's blocks become
+        the NEW-VIEW's re-proposals, so a body that does not match ``txs_root`` would
+        make every correct replica refuse O, view after view."""
+        header = block.header
+        return (header.chain_id == self.chain_id
+                and len(block.transactions) <= self.params.block_txs_max
+                and txs_root(block.transactions) == header.txs_root)
 
     def _checkpoint_proof_valid(self, proof: tuple[Checkpoint, ...]) -> bool:
         first = proof[0]
@@ -965,6 +1015,9 @@ class Replica:
         pp = cert.pre_prepare
         members = self.set_at(pp.height)
         if pp.chain_id != self.chain_id or pp.sender != members.primary(pp.view):
+            return False
+        header = pp.block.header
+        if header.view != pp.view or header.proposer != pp.sender:
             return False
         voters = [v.voter for v in cert.prepares]
         if len(set(voters)) != len(voters) or len(voters) < members.quorum - 1:
@@ -1002,8 +1055,10 @@ class Replica:
     def _o_matches(self, nv: NewView) -> bool:
         """Backups recompute O from the view-change set and reject a NEW-VIEW that differs."""
         expected = self._compute_o(nv.view_changes)
-        got = [(pp.height, pp.block_hash) for pp in nv.pre_prepares]
-        return got == [(b.header.height, header_hash(b.header)) for b in expected]
+        # Whole blocks, not only hashes: a header's signatures do not cover its body, so
+        # a primary could otherwise re-propose certified headers with other contents.
+        got = [(pp.height, pp.block) for pp in nv.pre_prepares]
+        return got == [(b.header.height, b) for b in expected]
 
     def on_new_view(self, nv: NewView) -> None:
         if nv.view < self.view or (nv.view == self.view and self.view_active):
@@ -1060,11 +1115,9 @@ class Replica:
                     slot.pre_prepare = pp
                     self._record_pre_prepare(pp)
                 continue
-            if pp.sender == self.me:
-                slot.pre_prepare = pp
-                self._record_pre_prepare(pp)
-            else:
-                slot.candidate, slot.trusted = pp, True
+            # Re-proposals (the primary's own too) pass the block check like any body;
+            # until then they hold their height against a fresh pre-prepare.
+            slot.candidate, slot.trusted = pp, True
         self._try_accept(self._lowest_waiting())
         for height in sorted(self.slots):
             self._maybe_prepare(height)
@@ -1080,6 +1133,7 @@ class Replica:
         if self.transfer_deadline is not None and self.now < self.transfer_deadline:
             return
         peers = tuple(p for p in peers if p != self.me) or self._transfer_peers()
+        peers = tuple(p for p in peers if p != self.transfer_shunned) or peers
         if not peers:
             return
         peer = peers[self.transfer_peer_index % len(peers)]
@@ -1088,6 +1142,7 @@ class Replica:
         if last < first:
             return
         request = BlocksRequest.make(self.key, self.chain_id, first, last)
+        self.transfer_asked = (peer, first, last)
         self.transfer_deadline = self.now + self.params.view_timeout_ms
         self._out.append(SetTimer(TimerId.TRANSFER, self.transfer_deadline))
         self._out.append(RequestStateTransfer(first, last, (peer,), encode_message(request)))
@@ -1111,6 +1166,11 @@ class Replica:
         if self.transfer_target > self.tip and not self.transfer_buffer:
             self._request_transfer(self.transfer_target, self._transfer_peers())
 
+    def _refuse_transfer(self) -> None:
+        """The buffered blocks failed a check: drop them all, and prefer other peers."""
+        self.transfer_buffer.clear()
+        self.transfer_shunned = self.transfer_source
+
     def _drain_transfer(self) -> None:
         for height in [h for h in self.transfer_buffer if h <= self.tip]:
             del self.transfer_buffer[height]
@@ -1125,11 +1185,15 @@ class Replica:
             if (header.prev_hash != self.tip_hash or header.chain_id != self.chain_id
                     or header.time_ms <= self.tip_time
                     or (height == self.low and header_hash(header) != self.low_hash)):
-                self.transfer_buffer.clear()
+                self._refuse_transfer()
                 return
             try:
-                verify_certificate(proof.certificate, header, self.set_at(height))
+                verify_certificate(proof.certificate, header, self.set_at(height),
+                                   chain_id=self.chain_id)
             except InvalidCertificate:
-                self.transfer_buffer.clear()
+                self._refuse_transfer()
+                return
+            if not self._body_valid(proof.block, self.tip_hash, self.tip_time):
+                self._refuse_transfer()  # a Byzantine server's body: ask another peer
                 return
             self._add_committed(proof)

@@ -11,7 +11,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ledger import crypto
 from ledger.errors import InvalidBlock, InvalidCertificate, InvalidTransaction
@@ -43,7 +43,17 @@ def receipts_root(receipts: Sequence[Receipt]) -> bytes:
     return merkle_root([r.encode() for r in receipts])
 
 
-def check_transaction(tx: Transaction, chain_id: str, block_time_ms: int) -> None:
+SignatureCheck = Callable[[Transaction], bool]
+"""Whether a transaction's signature verifies (a node passes its verified-signature cache;
+the default verifies every time)."""
+
+
+def _verify_signature(tx: Transaction) -> bool:
+    return tx.signature_valid()
+
+
+def check_transaction(tx: Transaction, chain_id: str, block_time_ms: int,
+                      signature_valid: SignatureCheck = _verify_signature) -> None:
     """Raise ``InvalidTransaction`` unless ``tx`` may be committed at ``block_time_ms``."""
     if tx.chain_id != chain_id:
         raise InvalidTransaction(
@@ -59,7 +69,7 @@ def check_transaction(tx: Transaction, chain_id: str, block_time_ms: int) -> Non
             f"transaction {tx.tx_id.hex()[:16]} expires more than 7 days ahead: "
             "choose an earlier expiry"
         )
-    if not tx.signature_valid():
+    if not signature_valid(tx):
         raise InvalidTransaction(
             f"transaction {tx.tx_id.hex()[:16]} has an invalid signature: "
             "sign it with the key of its signer"
@@ -67,11 +77,17 @@ def check_transaction(tx: Transaction, chain_id: str, block_time_ms: int) -> Non
 
 
 def verify_certificate(
-    cert: CommitCertificate, header: BlockHeader, validators: ValidatorSet
+    cert: CommitCertificate, header: BlockHeader, validators: ValidatorSet, *, chain_id: str
 ) -> None:
-    """Raise ``InvalidCertificate`` unless ``cert`` is a quorum of valid COMMIT votes for
-    exactly ``header``, each from a distinct member of ``validators``."""
+    """Raise ``InvalidCertificate`` unless ``header`` belongs to network ``chain_id`` and
+    ``cert`` is a quorum of valid COMMIT votes for exactly ``header``, each from a distinct
+    member of ``validators`` (the set in force at its height). The chain id is compared
+    first: the same keys may sign on a staging and a production network, and a
+    certificate of the one must never count on the other."""
     height = header.height
+    if header.chain_id != chain_id:
+        raise InvalidCertificate(
+            height, f"the certified header is for network {header.chain_id!r}, not {chain_id!r}")
     if cert.height != height:
         raise InvalidCertificate(height, f"the certificate is for height {cert.height}")
     if cert.block_hash != header.block_hash:
@@ -127,9 +143,15 @@ def validate_block(
     chain_id: str,
     validators: ValidatorSet,
     params: ConsensusParams,
+    signature_valid: SignatureCheck = _verify_signature,
 ) -> None:
     """Check everything about ``block`` that needs no execution: the link, the proposer,
-    the validator-set hash, the limits, the transactions root and every transaction."""
+    the validator-set hash, the limits, the transactions root and every transaction.
+
+    The one block check of the code base: consensus runs it at every door through which a
+    block body arrives (own proposal, pre-prepare, NEW-VIEW re-proposal, state transfer,
+    restart) before the body is stored, voted on or delivered. A header's signatures never
+    cover its body; only this check binds the body to the header (``txs_root``)."""
     header = block.header
     height = header.height
     check_header_link(header, prev_hash, prev_height, prev_time_ms, chain_id)
@@ -151,7 +173,7 @@ def validate_block(
             raise InvalidBlock(height, f"transaction {position} appears twice in the block")
         seen.add(tx_id)
         try:
-            check_transaction(tx, chain_id, header.time_ms)
+            check_transaction(tx, chain_id, header.time_ms, signature_valid)
         except InvalidTransaction as exc:
             raise InvalidBlock(height, f"transaction {position}: {exc}") from exc
 

@@ -13,6 +13,12 @@ Rules:
   blocks and checks that they reproduce the stored receipts.
 - Header ``h`` carries the results of block ``h - D`` (``D = execution_lag``):
   ``lagged_roots(h)`` gives them, from the stored receipts and the state tree.
+- The validator history (``ledger.validator_history``) is derived from the state: a
+  block decided a set when ``sys/validators`` differs between its version and the one
+  before. ``m/vhist`` caches the decisions found up to a height; ``open`` scans only the
+  versions after it (at most ``HISTORY_MARK_EVERY`` in steady state), so a crash between
+  execution and the cache write loses nothing: the state is the authority, the cache is
+  rebuilt from it.
 """
 
 from __future__ import annotations
@@ -22,16 +28,22 @@ from pathlib import Path
 
 from contracts import engine
 from contracts.view import BlockEnv
-from ledger.errors import CorruptionError, StoreError
+from ledger.encoding import decode, encode
+from ledger.errors import CorruptionError, DecodeError, StoreError
 from ledger.genesis import Genesis
 from ledger.merkle import EMPTY_ROOT
 from ledger.records import Block, CommitCertificate, CommittedBlock, Receipt, ValidatorSet
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore
 from ledger.validation import receipts_root
+from ledger.validator_history import ValidatorHistory
 
 STATE_PREFIX = b"s/"
 GENESIS_MARK = b"m/genesis"
+HISTORY_MARK = b"m/vhist"
+HISTORY_MARK_EVERY = 256
+"""Executed blocks between two writes of the validator-history cache (bounds the scan a
+restart does)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,9 @@ class Chain:
         self.state = state
         self.genesis = genesis
         self.lag = genesis.consensus.execution_lag
+        self.history = ValidatorHistory.from_genesis(genesis)
+        """Every validator-set decision of the executed blocks (see the module rules)."""
+        self._history_mark = 0
 
     @staticmethod
     def open(data_dir: Path, genesis: Genesis) -> Chain:
@@ -92,6 +107,7 @@ class Chain:
                 state.apply(0, engine.genesis_changes(genesis))
             chain = Chain(store, state, genesis)
             chain.replay()
+            chain._rebuild_history()
         except BaseException:
             store.close()
             raise
@@ -137,6 +153,38 @@ class Chain:
             done += 1
         return done
 
+    def _rebuild_history(self) -> None:
+        """Load the cached decisions, then find those of the versions after the cache by
+        comparing ``sys/validators`` version by version (see the module rules)."""
+        raw = self.store.kv.get(HISTORY_MARK)
+        up_to = 0
+        if raw is not None:
+            try:
+                value = decode(raw)
+                if not (isinstance(value, list) and len(value) == 2
+                        and isinstance(value[0], int) and value[0] >= 0):
+                    raise DecodeError("expected [height, decisions]")
+                self.history = self.history.with_decisions_value(value[1])
+                up_to = min(value[0], self.executed_height)
+            except DecodeError as exc:
+                raise CorruptionError(
+                    f"{HISTORY_MARK.decode()}: the validator-history cache is damaged ({exc}); "
+                    "restore the data directory from a backup or start from an empty one"
+                ) from exc
+            self.history = self.history.decided_up_to(up_to)
+        previous = self.validator_set(up_to)
+        for version in range(up_to + 1, self.executed_height + 1):
+            current = self.validator_set(version)
+            if current != previous:
+                self.history = self.history.record(version, current)
+                previous = current
+        self._save_history()
+
+    def _save_history(self) -> None:
+        self._history_mark = self.executed_height
+        self.store.kv.put(HISTORY_MARK, encode([self._history_mark,
+                                                self.history.decisions_value()]))
+
     def _run(self, block: Block) -> engine.BlockResult:
         header = block.header
         if header.height != self.executed_height + 1:
@@ -151,6 +199,11 @@ class Chain:
         result = self._run(block)
         self.store.append(CommittedBlock(block, certificate, result.receipts))
         root = self.state.apply(block.height, result.changes)
+        if result.validator_set is not None:
+            self.history = self.history.record(block.height, result.validator_set)
+        if (result.validator_set is not None
+                or block.height >= self._history_mark + HISTORY_MARK_EVERY):
+            self._save_history()
         return Executed(block.height, result.receipts, receipts_root(result.receipts), root,
                         result.validator_set)
 

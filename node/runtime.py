@@ -70,10 +70,10 @@ from ledger.encoding import Limits as DecodeLimits
 from ledger.encoding import decode, encode
 from ledger.errors import InvalidBlock, LedgerError, StoreError
 from ledger.genesis import Genesis, load_genesis
-from ledger.merkle import merkle_root
 from ledger.records import Block, BlockHeader, Receipt, Transaction
 from ledger.store import TxLocation
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, check_execution_roots, txs_root
+from ledger.validator_history import ValidatorHistory
 from node.api import ApiError, SubmitOutcome, create_app
 from node.chain import Chain
 from node.config import NodeConfig, load_config, split_host_port
@@ -318,9 +318,7 @@ class Node:
         log.debug("block %d: %d transactions, view %d, proposer %s…", block.height,
                   len(ids), block.header.view, block.header.proposer.hex()[:16])
         self._local.append(BlockExecuted(
-            now_ms(), executed.height, executed.receipts_root, executed.state_root,
-            executed.validator_set,
-        ))
+            now_ms(), executed.height, executed.receipts_root, executed.state_root))
 
     def _committed(self, tx_ids: Sequence[bytes]) -> None:
         self._metrics.committed_txs.inc(len(tx_ids))
@@ -352,7 +350,7 @@ class Node:
             chain_id=self.chain_id, height=height, prev_hash=prev_hash, proposer=proposer,
             view=view, time_ms=time_ms, txs_root=txs_root(txs), results_root=results_root,
             state_root=state_root,
-            validator_set_hash=self.replica.set_at(height).set_hash,
+            validator_set_hash=self.chain.history.at(height).set_hash,
         )
         return Block(header, txs)
 
@@ -367,42 +365,21 @@ class Node:
         cap = int(budget_s / max(self._exec_s_per_tx, 1e-6))
         return max(BLOCK_TXS_MIN, min(params.block_txs_max, cap))
 
-    def check_block(self, block: Block) -> None:
-        """Everything but the link (checked by the replica): limits, transactions root,
-        every transaction (signatures through the verified cache) and the lagged roots."""
+    def check_results(self, block: Block) -> None:
+        """The lagged results and state roots (the replica ran ``validate_block``)."""
+        results_root, state_root = self.chain.lagged_roots(block.height)
         try:
-            self._check_block(block)
+            check_execution_roots(block.header, results_root, state_root)
         except InvalidBlock as exc:
             log.warning("refused the block proposed by %s… in view %d: %s",
                         block.header.proposer.hex()[:16], block.header.view, exc)
             raise
 
-    def _check_block(self, block: Block) -> None:
-        header = block.header
-        height = header.height
-        params = self.genesis.consensus
-        if len(block.transactions) > params.block_txs_max:
-            raise InvalidBlock(height, f"more than {params.block_txs_max} transactions")
-        encoded = [tx.encode() for tx in block.transactions]
-        if sum(map(len, encoded)) > params.block_bytes_max:
-            raise InvalidBlock(height, f"transactions exceed {params.block_bytes_max} bytes")
-        if merkle_root(encoded) != header.txs_root:
-            raise InvalidBlock(height, "txs_root does not match the transactions")
-        seen: set[bytes] = set()
-        for position, tx in enumerate(block.transactions):
-            tx_id = tx.tx_id
-            if tx_id in seen:
-                raise InvalidBlock(height, f"transaction {position} appears twice")
-            seen.add(tx_id)
-            if tx.chain_id != self.chain_id:
-                raise InvalidBlock(height, f"transaction {position} is for another network")
-            if not header.time_ms <= tx.expiry_ms <= header.time_ms + TX_EXPIRY_HORIZON_MS_MAX:
-                raise InvalidBlock(height, f"transaction {position} is expired or expires "
-                                   "beyond the horizon")
-            if not self.mempool.verify_signature(tx):
-                raise InvalidBlock(height, f"transaction {position} has an invalid signature")
-        results_root, state_root = self.chain.lagged_roots(height)
-        check_execution_roots(header, results_root, state_root)
+    def verify_signature(self, tx: Transaction) -> bool:
+        return self.mempool.verify_signature(tx)
+
+    def validator_history(self) -> ValidatorHistory:
+        return self.chain.history
 
     # ================================================================== peers
     async def _on_frame(self, sender: bytes, data: bytes) -> None:

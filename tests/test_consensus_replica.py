@@ -16,6 +16,7 @@ from consensus.events import (
     Effect,
     MessageReceived,
     Persist,
+    RequestStateTransfer,
     SetTimer,
     Start,
     TimerFired,
@@ -27,7 +28,9 @@ from consensus.messages import (
     Checkpoint,
     CommittedProof,
     NewView,
+    PreparedCertificate,
     PrePrepare,
+    Status,
     ViewChange,
     decode_message,
     encode_message,
@@ -267,6 +270,33 @@ def _certified(block: Block, signers: tuple[SigningKey, ...]) -> CommittedProof:
     return CommittedProof(block, CommitCertificate.from_votes(votes))
 
 
+def _asked_peer(replica: Replica, effects: list[Effect]) -> SigningKey | None:
+    """The peer a ``RequestStateTransfer`` among ``effects`` asks, if any."""
+    for effect in effects:
+        if isinstance(effect, RequestStateTransfer):
+            return next(k for k in KEYS if k.public_key == effect.peers[0])
+    return None
+
+
+def _make_it_ask(replica: Replica, height: int) -> SigningKey:
+    """Two heartbeats during which validator 2 claims ``height``: the replica asks it."""
+    effects: list[Effect] = []
+    for tick in (1, 2):
+        status = Status.make(KEYS[2], CHAIN, 0, True, height)
+        _receive(replica, KEYS[2], encode_message(status), now=T0 + 100 * tick)
+        effects += replica.step(TimerFired(T0 + 100 * tick + 50, TimerId.TICK))
+    peer = _asked_peer(replica, effects)
+    assert peer is not None, "a peer ahead for two heartbeats is asked for its blocks"
+    return peer
+
+
+def _answer(replica: Replica, peer: SigningKey, proof: CommittedProof
+            ) -> tuple[list[Effect], SigningKey | None]:
+    effects = _receive(replica, peer, encode_message(BlocksResponse(CHAIN, (proof,))),
+                       now=T0 + 400)
+    return effects, _asked_peer(replica, effects)
+
+
 def test_state_transfer_delivers_only_blocks_whose_certificates_verify() -> None:
     replica, _ = _replica()
     block = _block()
@@ -274,12 +304,57 @@ def test_state_transfer_delivers_only_blocks_whose_certificates_verify() -> None
     outsider = _certified(block, (KEYS[0], KEYS[2], SigningKey(b"\x09" * 32)))
     other = _certified(_block(nonce=9), tuple(KEYS[:3]))
     wrong_cert = CommittedProof(block, other.certificate)  # a real quorum, for another block
+    peer: SigningKey | None = _make_it_ask(replica, 1)
     for proof in (short, outsider, wrong_cert):
-        effects = _receive(replica, KEYS[2], encode_message(BlocksResponse(CHAIN, (proof,))))
+        assert peer is not None
+        effects, peer = _answer(replica, peer, proof)
         assert not any(isinstance(e, Deliver) for e in effects)
-    good = _certified(block, tuple(KEYS[:3]))
-    effects = _receive(replica, KEYS[2], encode_message(BlocksResponse(CHAIN, (good,))))
+    assert peer is not None, "after a bad answer the replica asks again"
+    effects, _ = _answer(replica, peer, _certified(block, tuple(KEYS[:3])))
     assert [e.block for e in effects if isinstance(e, Deliver)] == [block]
+
+
+def test_block_responses_nobody_asked_for_are_dropped() -> None:
+    """A connected peer pushing certified blocks unasked is ignored (it could otherwise
+    make the replica decode and check whatever it likes); the asked peer is heard."""
+    replica, _ = _replica()
+    good = _certified(_block(), tuple(KEYS[:3]))
+    effects = _receive(replica, KEYS[3], encode_message(BlocksResponse(CHAIN, (good,))))
+    assert not any(isinstance(e, Deliver) for e in effects)
+    peer = _make_it_ask(replica, 1)
+    stranger = next(k for k in KEYS if k not in (peer, KEYS[1]))
+    effects = _receive(replica, stranger, encode_message(BlocksResponse(CHAIN, (good,))))
+    assert not any(isinstance(e, Deliver) for e in effects)
+    effects, _ = _answer(replica, peer, good)
+    assert [e.block for e in effects if isinstance(e, Deliver)] == [good.block]
+
+
+def test_state_transfer_refuses_a_certified_header_with_other_contents() -> None:
+    """A Byzantine server keeps the certified header and swaps the transactions: the
+    certificate verifies (it covers the header only), the body does not."""
+    replica, _ = _replica()
+    block = _block()
+    honest = _certified(block, tuple(KEYS[:3]))
+    swapped = CommittedProof(Block(block.header, (make_transaction(99),)), honest.certificate)
+    peer = _make_it_ask(replica, 1)
+    effects, again = _answer(replica, peer, swapped)
+    assert not any(isinstance(e, Deliver) for e in effects)
+    assert again is not None and again != peer, "the lying server is not asked again first"
+    effects, _ = _answer(replica, again, honest)
+    assert [e.block for e in effects if isinstance(e, Deliver)] == [block]
+
+
+def test_state_transfer_refuses_a_transaction_with_an_all_zero_signature() -> None:
+    """Even a header whose ``txs_root`` matches (a quorum signed it, which takes more than
+    f faulty validators) never delivers a transaction whose signature fails."""
+    replica, _ = _replica()
+    forged = replace(make_transaction(5), signature=bytes(64))
+    bad_block = SimExecutor(GENESIS).build_block(
+        height=1, view=0, prev_hash=GENESIS.genesis_hash, time_ms=T0,
+        proposer=KEYS[0].public_key, transactions=[forged])
+    peer = _make_it_ask(replica, 1)
+    effects, _ = _answer(replica, peer, _certified(bad_block, tuple(KEYS[:3])))
+    assert not any(isinstance(e, Deliver) for e in effects)
 
 
 def test_commits_that_arrive_before_the_block_still_commit_it() -> None:
@@ -315,3 +390,68 @@ def test_a_primary_restarting_mid_new_view_resends_the_same_new_view() -> None:
              and isinstance(decode_message(e.data), NewView)]
     assert again == sent  # the same NEW-VIEW, so the same O: no conflicting pre-prepare
     assert restarted.view_active
+
+
+def _prepared_at_height_1(block: Block) -> PreparedCertificate:
+    """Height 1 prepared in view 0: the pre-prepare of primary 0 and two backups' PREPAREs."""
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, block)
+    votes = tuple(sorted((Vote.make(k, CHAIN, Phase.PREPARE, 0, 1, pp.block_hash)
+                          for k in (KEYS[2], KEYS[3])), key=lambda v: v.voter))
+    return PreparedCertificate(pp, votes)
+
+
+def _view_2_new_view(prepared: PreparedCertificate, reproposed: Block) -> NewView:
+    """Validators 0, 2, 3 ask for view 2 carrying ``prepared``; its primary (validator 2)
+    re-proposes ``reproposed``."""
+    vcs = tuple(sorted((ViewChange.make(k, CHAIN, 2, (), (prepared,), ())
+                        for k in (KEYS[0], KEYS[2], KEYS[3])), key=lambda vc: vc.sender))
+    return NewView.make(KEYS[2], CHAIN, 2, vcs, (PrePrepare.make(KEYS[2], CHAIN, 2, reproposed),))
+
+
+def test_a_new_view_re_proposing_a_certified_header_with_other_contents_is_refused() -> None:
+    """Reproduced finding: the primary of a new view kept the prepared header of view 0 and
+    swapped its transactions; backups compared hashes only and delivered the swapped body."""
+    block = _block()
+    prepared = _prepared_at_height_1(block)
+    swapped = Block(block.header, (make_transaction(77),))
+    replica, _ = _replica()
+    effects = _receive(replica, KEYS[2], encode_message(_view_2_new_view(prepared, swapped)))
+    assert replica.view != 2 or not replica.view_active
+    assert not _votes(effects, Phase.PREPARE)
+    # The honest NEW-VIEW (same view-change set, certified body) is entered and voted on.
+    effects = _receive(replica, KEYS[2], encode_message(_view_2_new_view(prepared, block)))
+    assert replica.view == 2 and replica.view_active
+    assert [v.block_hash for v in _votes(effects, Phase.PREPARE)] == [block.header.block_hash]
+
+
+def test_a_view_change_whose_prepared_body_does_not_match_its_header_is_ignored() -> None:
+    """A VIEW-CHANGE is signed by its sender only: a Byzantine sender can pair a certified
+    header with any body. Such a VIEW-CHANGE never counts, so it cannot poison O."""
+    block = _block()
+    honest = _prepared_at_height_1(block)
+    tampered = PreparedCertificate(
+        replace(honest.pre_prepare, block=Block(block.header, (make_transaction(66),))),
+        honest.prepares)
+    replica, _ = _replica()
+    for key in (KEYS[0], KEYS[3]):
+        _receive(replica, key, encode_message(ViewChange.make(key, CHAIN, 2, (), (tampered,),
+                                                              ())))
+    assert replica.view_active and replica.view == 0, "two tampered requests are not f + 1"
+    for key in (KEYS[0], KEYS[3]):
+        _receive(replica, key, encode_message(ViewChange.make(key, CHAIN, 3, (), (honest,),
+                                                              ())))
+    assert replica.view == 3 and not replica.view_active, "f + 1 valid requests are joined"
+
+
+def test_a_commit_certificate_of_another_network_in_a_view_change_is_refused() -> None:
+    """Same validator keys on staging and production: a block committed on staging must never
+    outrank what production prepared when O is built."""
+    staging_block = replace(_block(), header=replace(_block().header, chain_id="staging"))
+    votes = [Vote.make(k, "staging", Phase.COMMIT, 0, 1, staging_block.header.block_hash)
+             for k in KEYS[:3]]
+    foreign = CommittedProof(staging_block, CommitCertificate.from_votes(votes))
+    replica, _ = _replica()
+    for key in (KEYS[0], KEYS[3]):
+        _receive(replica, key, encode_message(ViewChange.make(key, CHAIN, 2, (), (),
+                                                              (foreign,))))
+    assert replica.view_active and replica.view == 0

@@ -53,7 +53,8 @@ def _tamper(store: ChainStore, key: bytes, value: bytes) -> None:
 
 def test_the_builder_makes_real_certified_blocks(chain: list[CommittedBlock]) -> None:
     for block in chain:
-        verify_certificate(block.certificate, block.block.header, cb.VALIDATOR_SET)
+        verify_certificate(block.certificate, block.block.header, cb.VALIDATOR_SET,
+                           chain_id=block.block.header.chain_id)
         assert all(tx.signature_valid() for tx in block.block.transactions)
 
 

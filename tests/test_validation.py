@@ -81,8 +81,8 @@ def certificate(header: BlockHeader, signers: list[SigningKey], *, view: int = 3
 def test_valid_block_and_certificate_pass() -> None:
     b = block()
     validate(b)
-    verify_certificate(certificate(b.header, VALIDATOR_KEYS[:3]), b.header, VALIDATORS)
-    verify_certificate(certificate(b.header, VALIDATOR_KEYS), b.header, VALIDATORS)
+    for signers in (VALIDATOR_KEYS[:3], VALIDATOR_KEYS):
+        verify_certificate(certificate(b.header, signers), b.header, VALIDATORS, chain_id=CHAIN)
     validate(block((tx(9),)))
     validate(Block(header_for(()), ()))  # an empty block is valid too
 
@@ -182,7 +182,7 @@ def test_each_certificate_rule(rule: str, make: Callable[[BlockHeader], CommitCe
                                message: str) -> None:
     header = block().header
     with pytest.raises(InvalidCertificate, match=f"^block {HEIGHT}: {message}") as info:
-        verify_certificate(make(header), header, VALIDATORS)
+        verify_certificate(make(header), header, VALIDATORS, chain_id=CHAIN)
     assert info.value.height == HEIGHT
 
 
@@ -190,7 +190,8 @@ def test_certificate_for_another_header_of_the_same_height() -> None:
     header = block().header
     rival = dataclasses.replace(header, time_ms=TIME_MS + 1)
     with pytest.raises(InvalidCertificate, match="for another header"):
-        verify_certificate(certificate(rival, VALIDATOR_KEYS[:3]), header, VALIDATORS)
+        verify_certificate(certificate(rival, VALIDATOR_KEYS[:3]), header, VALIDATORS,
+                           chain_id=CHAIN)
 
 
 def test_certificate_checked_against_the_set_in_force() -> None:
@@ -199,18 +200,28 @@ def test_certificate_checked_against_the_set_in_force() -> None:
     header = block().header
     cert = certificate(header, VALIDATOR_KEYS[:3])
     next_set = ValidatorSet.of([k.public_key for k in VALIDATOR_KEYS[1:]] + [OUTSIDER.public_key])
-    verify_certificate(cert, header, VALIDATORS)
+    verify_certificate(cert, header, VALIDATORS, chain_id=CHAIN)
     with pytest.raises(InvalidCertificate, match="not a validator at this height"):
-        verify_certificate(cert, header, next_set)
+        verify_certificate(cert, header, next_set, chain_id=CHAIN)
+
+
+def test_certificate_of_another_network_is_refused() -> None:
+    """The same validator keys on a staging and a production network: a header certified
+    on one never counts on the other, however valid its signatures."""
+    staging = dataclasses.replace(block().header, chain_id="tabellion-staging")
+    cert = certificate(staging, VALIDATOR_KEYS[:3], chain_id="tabellion-staging")
+    verify_certificate(cert, staging, VALIDATORS, chain_id="tabellion-staging")
+    with pytest.raises(InvalidCertificate, match="is for network 'tabellion-staging'"):
+        verify_certificate(cert, staging, VALIDATORS, chain_id=CHAIN)
 
 
 def test_quorum_grows_with_the_set() -> None:
     keys = [SigningKey(bytes([0xB0 + i]) * 32) for i in range(7)]
     seven = ValidatorSet.of([k.public_key for k in keys])
     h = dataclasses.replace(block().header, validator_set_hash=seven.set_hash)
-    verify_certificate(certificate(h, keys[:5]), h, seven)
+    verify_certificate(certificate(h, keys[:5]), h, seven, chain_id=CHAIN)
     with pytest.raises(InvalidCertificate, match="a quorum of 5 of 7"):
-        verify_certificate(certificate(h, keys[:4]), h, seven)
+        verify_certificate(certificate(h, keys[:4]), h, seven, chain_id=CHAIN)
 
 
 def test_check_transaction_directly() -> None:

@@ -149,7 +149,7 @@ def test_block_vectors() -> None:
 
     cert = CommitCertificate.decode(bytes.fromhex(doc["certificate_hex"]))
     assert cert == jsonview.certificate_from_json(doc["certificate"])
-    verify_certificate(cert, header, validators)
+    verify_certificate(cert, header, validators, chain_id=header.chain_id)
 
     committed = CommittedBlock.decode(bytes.fromhex(doc["committed_block_hex"]))
     assert committed.block.header == header and committed.certificate == cert

@@ -8,7 +8,7 @@ Rules:
   appended to a LevelDB chain store.
 - Deterministic: the same arguments give the same chain, byte for byte.
 - The validator set changes by governance (a fifth municipality is added, one of the
-  first four removed) and the schedule follows ``cli.audit.effective_height``.
+  first four removed) and the schedule follows ``ledger.validator_history``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cli.audit import StoredBlock
-from consensus.replica import effective_height
 from contracts.engine import DictState, execute_block, genesis_changes
 from contracts.keys import VALIDATORS_KEY
 from contracts.social_aid import beneficiary_tag
@@ -44,6 +43,7 @@ from ledger.state import MemoryNodeStore, StateProof, StateTree
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore
 from ledger.validation import receipts_root, txs_root
+from ledger.validator_history import ValidatorHistory
 
 SEED = b"tabellion/audit-tests/"
 TOWNS = (
@@ -125,7 +125,7 @@ class ChainBuilder:
         self.genesis_changes = changes
         self.genesis_root = self.tree.apply(0, changes)
         self._results: dict[int, tuple[bytes, bytes]] = {}
-        self._schedule: list[tuple[int, ValidatorSet]] = []
+        self.history = ValidatorHistory.from_genesis(g)
         self._validators = g.validator_set
         self._nonce = 0
         self.time_ms = g.genesis_time_ms
@@ -140,11 +140,7 @@ class ChainBuilder:
         return self._height
 
     def validators_at(self, height: int) -> ValidatorSet:
-        current = self.net.genesis.validator_set
-        for at, vs in self._schedule:
-            if at <= height:
-                current = vs
-        return current
+        return self.history.at(height)
 
     def tx(self, who: str, contract: str, action: str, payload: dict[str, Any]) -> Transaction:
         signer = key(who)
@@ -172,8 +168,7 @@ class ChainBuilder:
         receipts = tuple(result.receipts)
         self._results[h] = (receipts_root(receipts), root)
         if result.validator_set is not None:
-            at = effective_height(h, g.consensus.checkpoint_interval, lag)
-            self._schedule.append((at, result.validator_set))
+            self.history = self.history.record(h, result.validator_set)
             self.validator_changes.append(h)
         cert = self.certify(header, validators)
         committed = CommittedBlock(Block(header, tuple(txs)), cert, receipts)

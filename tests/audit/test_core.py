@@ -18,7 +18,6 @@ from cli.audit import (
     StoredBlock,
     run_audit,
 )
-from consensus.replica import effective_height
 from ledger.records import (
     Block,
     CommitCertificate,
@@ -27,6 +26,7 @@ from ledger.records import (
     Receipt,
     Transaction,
 )
+from ledger.validator_history import effective_height
 from tests.audit.chain import REMOVED_TOWN, ChainBuilder, build_chain, key, stored_blocks
 
 BLOCKS = 150

@@ -60,6 +60,8 @@ from ledger.validation import verify_certificate
 from tests.sim.executor import SimExecutor
 
 GENESIS_TIME_MS = 1_700_000_000_000
+TX_LIFETIME_MS = 6 * 24 * 3600 * 1000
+"""Within the 7-day horizon every block checks (runs last minutes of simulated time)."""
 SIM_PARAMS = ConsensusParams(checkpoint_interval=4, watermark_window=16, block_txs_max=8,
                              block_bytes_max=64 * 1024, view_timeout_ms=400, execution_lag=2)
 STEPS_MAX_DEFAULT = 400_000
@@ -89,7 +91,7 @@ def make_genesis(keys: list[SigningKey], params: ConsensusParams = SIM_PARAMS) -
 def make_transaction(nonce: int, payload: dict[str, object] | None = None,
                      contract: str = "sim") -> Transaction:
     tx = Transaction("tabellion-sim", contract, "put", payload or {"n": nonce},
-                     CLIENT_KEY.public_key, nonce, GENESIS_TIME_MS + 10**9)
+                     CLIENT_KEY.public_key, nonce, GENESIS_TIME_MS + TX_LIFETIME_MS)
     return tx.signed(CLIENT_KEY)
 
 
@@ -147,7 +149,8 @@ class Checker:
                 self.reference.height + 1 < height:
             self.reference.execute(self.chain_blocks[self.reference.height + 1])
         try:
-            verify_certificate(cert, block.header, self.reference.set_at(height))
+            verify_certificate(cert, block.header, self.reference.set_at(height),
+                               chain_id=self.sim.genesis.chain_id)
         except InvalidCertificate as exc:
             self.fail(f"certificate: node {node.index} committed height {height} on an "
                       f"invalid certificate: {exc}")
@@ -472,9 +475,9 @@ class Simulation:
                     f"{node.executor.height}"))
             return
         node.delivered[height] = CommittedProof(block, cert)
-        receipts_root, state_root, vset = result
+        receipts_root, state_root, _ = result
         self._push(self.time, node_id,
-                   BlockExecuted(self.local_now(node), height, receipts_root, state_root, vset))
+                   BlockExecuted(self.local_now(node), height, receipts_root, state_root))
 
     # ------------------------------------------------------------------ running
 
