@@ -811,10 +811,17 @@ class Replica:
         self._broadcast_status()
         # A peer was already ahead at the previous tick and we have not caught up by the
         # normal path: fetch the blocks (one peer's claim costs at most one request).
+        # A STATUS is one peer's claim, not proof: it may trigger one bounded request to
+        # that peer, but never raises the certified catch-up target (a lying or removed
+        # validator could otherwise keep this node "catching up" forever).
         ahead = {k: h for k, h in self.peer_heights.items() if h > self.tip}
+        # The peer that last served a bad block waits while any other peer is ahead.
+        others_ahead = any(k != self.transfer_shunned for k in ahead)
         for peer, height in sorted(self.behind_seen.items()):
+            if peer == self.transfer_shunned and others_ahead:
+                continue
             if ahead.get(peer, 0) >= height > self.tip:
-                self._request_transfer(height, (peer,))
+                self._request_transfer(height, (peer,), certified=False)
                 break
         # Retransmit for heights some live peer has not committed yet (peers silent since
         # the last tick are ignored: a crashed peer does not make us resend the window).
@@ -854,7 +861,7 @@ class Replica:
             self._send(status.sender, self.new_view_msg)
         if status.sender in self.active_set.keys:
             self.peer_tips[status.sender] = status.committed_height
-        if status.committed_height > self.tip:
+        if status.committed_height > self.tip and status.sender in self.active_set.keys:
             self.peer_heights[status.sender] = status.committed_height
 
     # ------------------------------------------------------------------ checkpoints
@@ -1127,9 +1134,13 @@ class Replica:
     def _transfer_peers(self) -> tuple[bytes, ...]:
         return tuple(k for k in self.active_set.keys if k != self.me)
 
-    def _request_transfer(self, target: int, peers: tuple[bytes, ...]) -> None:
-        """Ask one peer for the next blocks up to ``target`` (one request in flight)."""
-        self.transfer_target = max(self.transfer_target, target)
+    def _request_transfer(self, target: int, peers: tuple[bytes, ...], *,
+                          certified: bool = True) -> None:
+        """Ask one peer for the next blocks up to ``target`` (one request in flight).
+        Only a certified ``target`` (a stable checkpoint, a committed block) becomes the
+        catch-up target; an uncertified one (a peer's STATUS) asks once."""
+        if certified:
+            self.transfer_target = max(self.transfer_target, target)
         if self.transfer_deadline is not None and self.now < self.transfer_deadline:
             return
         peers = tuple(p for p in peers if p != self.me) or self._transfer_peers()
@@ -1138,7 +1149,7 @@ class Replica:
             return
         peer = peers[self.transfer_peer_index % len(peers)]
         first = self.tip + 1
-        last = min(self.transfer_target, first + HEIGHTS_PER_REQUEST_MAX - 1)
+        last = min(max(self.transfer_target, target), first + HEIGHTS_PER_REQUEST_MAX - 1)
         if last < first:
             return
         request = BlocksRequest.make(self.key, self.chain_id, first, last)
@@ -1165,6 +1176,14 @@ class Replica:
             self._out.append(CancelTimer(TimerId.TRANSFER))
         if self.transfer_target > self.tip and not self.transfer_buffer:
             self._request_transfer(self.transfer_target, self._transfer_peers())
+        elif (self.transfer_source not in (None, self.transfer_shunned)
+              and not self.transfer_buffer):
+            # The blocks a STATUS claim led to were certified and taken: keep asking that
+            # peer while it claims more (each answer is checked as the first one was).
+            assert self.transfer_source is not None
+            claimed = self.behind_seen.get(self.transfer_source, 0)
+            if claimed > self.tip and blocks:
+                self._request_transfer(claimed, (self.transfer_source,), certified=False)
 
     def _refuse_transfer(self) -> None:
         """The buffered blocks failed a check: drop them all, and prefer other peers."""

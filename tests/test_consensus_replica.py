@@ -278,22 +278,23 @@ def _asked_peer(replica: Replica, effects: list[Effect]) -> SigningKey | None:
     return None
 
 
-def _make_it_ask(replica: Replica, height: int) -> SigningKey:
-    """Two heartbeats during which validator 2 claims ``height``: the replica asks it."""
+def _make_it_ask(replica: Replica, height: int, *, first_tick: int = 1,
+                 claimants: tuple[SigningKey, ...] = (KEYS[2],)) -> SigningKey:
+    """Two heartbeats during which ``claimants`` claim ``height``: the replica asks one."""
     effects: list[Effect] = []
-    for tick in (1, 2):
-        status = Status.make(KEYS[2], CHAIN, 0, True, height)
-        _receive(replica, KEYS[2], encode_message(status), now=T0 + 100 * tick)
+    for tick in (first_tick, first_tick + 1):
+        for claimant in claimants:
+            status = Status.make(claimant, CHAIN, 0, True, height)
+            _receive(replica, claimant, encode_message(status), now=T0 + 100 * tick)
         effects += replica.step(TimerFired(T0 + 100 * tick + 50, TimerId.TICK))
     peer = _asked_peer(replica, effects)
     assert peer is not None, "a peer ahead for two heartbeats is asked for its blocks"
     return peer
 
 
-def _answer(replica: Replica, peer: SigningKey, proof: CommittedProof
+def _answer(replica: Replica, peer: SigningKey, proof: CommittedProof, *, now: int = T0 + 400
             ) -> tuple[list[Effect], SigningKey | None]:
-    effects = _receive(replica, peer, encode_message(BlocksResponse(CHAIN, (proof,))),
-                       now=T0 + 400)
+    effects = _receive(replica, peer, encode_message(BlocksResponse(CHAIN, (proof,))), now=now)
     return effects, _asked_peer(replica, effects)
 
 
@@ -304,13 +305,12 @@ def test_state_transfer_delivers_only_blocks_whose_certificates_verify() -> None
     outsider = _certified(block, (KEYS[0], KEYS[2], SigningKey(b"\x09" * 32)))
     other = _certified(_block(nonce=9), tuple(KEYS[:3]))
     wrong_cert = CommittedProof(block, other.certificate)  # a real quorum, for another block
-    peer: SigningKey | None = _make_it_ask(replica, 1)
-    for proof in (short, outsider, wrong_cert):
-        assert peer is not None
-        effects, peer = _answer(replica, peer, proof)
+    for round_, proof in enumerate((short, outsider, wrong_cert)):
+        peer = _make_it_ask(replica, 1, first_tick=1 + 2 * round_, claimants=(KEYS[2], KEYS[3]))
+        effects, _ = _answer(replica, peer, proof, now=T0 + 200 * (round_ + 1) + 75)
         assert not any(isinstance(e, Deliver) for e in effects)
-    assert peer is not None, "after a bad answer the replica asks again"
-    effects, _ = _answer(replica, peer, _certified(block, tuple(KEYS[:3])))
+    peer = _make_it_ask(replica, 1, first_tick=7, claimants=(KEYS[2], KEYS[3]))
+    effects, _ = _answer(replica, peer, _certified(block, tuple(KEYS[:3])), now=T0 + 875)
     assert [e.block for e in effects if isinstance(e, Deliver)] == [block]
 
 
@@ -337,9 +337,11 @@ def test_state_transfer_refuses_a_certified_header_with_other_contents() -> None
     honest = _certified(block, tuple(KEYS[:3]))
     swapped = CommittedProof(Block(block.header, (make_transaction(99),)), honest.certificate)
     peer = _make_it_ask(replica, 1)
-    effects, again = _answer(replica, peer, swapped)
+    effects, _ = _answer(replica, peer, swapped)
     assert not any(isinstance(e, Deliver) for e in effects)
-    assert again is not None and again != peer, "the lying server is not asked again first"
+    # Two validators claim height 1 now: the one that lied is not the one asked.
+    again = _make_it_ask(replica, 1, first_tick=5, claimants=(KEYS[2], KEYS[3]))
+    assert again != peer, "the lying server is not asked again first"
     effects, _ = _answer(replica, again, honest)
     assert [e.block for e in effects if isinstance(e, Deliver)] == [block]
 
@@ -455,3 +457,32 @@ def test_a_commit_certificate_of_another_network_in_a_view_change_is_refused() -
         _receive(replica, key, encode_message(ViewChange.make(key, CHAIN, 2, (), (),
                                                               (foreign,))))
     assert replica.view_active and replica.view == 0
+
+
+def test_a_lying_status_never_becomes_the_catch_up_target() -> None:
+    """Reproduced finding: one STATUS claiming a huge height made the node report "catching
+    up" forever. A claim may trigger one bounded request; only certified heights (a stable
+    checkpoint, a committed block) become the target that /healthz reports."""
+    replica, _ = _replica()
+    effects: list[Effect] = []
+    for tick in (1, 2, 3):
+        status = Status.make(KEYS[2], CHAIN, 0, True, 1_000_000)
+        _receive(replica, KEYS[2], encode_message(status), now=T0 + 100 * tick)
+        effects += replica.step(TimerFired(T0 + 100 * tick + 50, TimerId.TICK))
+    requests = [e for e in effects if isinstance(e, RequestStateTransfer)]
+    assert requests and all(r.to_height - r.from_height < 1_000 for r in requests)
+    assert replica.transfer_target == 0
+    # The peer answers with nothing certified: the replica does not keep asking it.
+    after = _receive(replica, KEYS[2], encode_message(BlocksResponse(CHAIN, ())), now=T0 + 500)
+    assert not any(isinstance(e, RequestStateTransfer) for e in after)
+
+
+def test_a_status_from_outside_the_validator_set_is_not_followed() -> None:
+    replica, _ = _replica()
+    outsider = SigningKey(b"\x0a" * 32)
+    effects: list[Effect] = []
+    for tick in (1, 2, 3):
+        status = Status.make(outsider, CHAIN, 0, True, 50)
+        _receive(replica, outsider, encode_message(status), now=T0 + 100 * tick)
+        effects += replica.step(TimerFired(T0 + 100 * tick + 50, TimerId.TICK))
+    assert not any(isinstance(e, RequestStateTransfer) for e in effects)
