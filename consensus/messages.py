@@ -10,7 +10,13 @@ Rules:
   ``ledger.records.CommitCertificate``.
 - Every other signed message is signed by its ``sender`` under ``Tag.CONSENSUS_SIGN``
   over ``[chain_id, kind, *fields]`` (every field except the signature). Large parts
-  (blocks) are covered through their hash: a pre-prepare signs the block hash.
+  (blocks) are covered through their hash: a pre-prepare signs the block hash, so its
+  body-less form, the ``Proposal`` (header only), carries the same signature.
+- Bounded: only PRE-PREPARE, BLOCK-BODY and BLOCKS-RESPONSE carry block bodies.
+  VIEW-CHANGE and NEW-VIEW carry headers, hashes and signatures; a body is fetched by
+  hash (BODY-REQUEST) from a validator that vouched for it, and checked against its
+  header. ``message_bytes_bound`` gives the largest size of every kind as a function of
+  n, the watermark window L and the block limits (docs/protocol.md states it).
 - Decoding checks form only. Signatures, membership, views and watermarks are checked by
   the replica (``consensus.replica``), which knows the validator set in force.
 - ``BlocksResponse`` is unsigned: each block in it carries its own commit certificate,
@@ -63,6 +69,9 @@ class Kind:
     STATUS = 7
     BLOCKS_REQUEST = 8
     BLOCKS_RESPONSE = 9
+    PROPOSAL = 10
+    BODY_REQUEST = 11
+    BLOCK_BODY = 12
 
 
 # --------------------------------------------------------------------------- field checks
@@ -150,6 +159,10 @@ class PrePrepare:
     """Signature over ``[chain_id, kind, view, height, block_hash, sender]``."""
 
     @property
+    def header(self) -> BlockHeader:
+        return self.block.header
+
+    @property
     def height(self) -> int:
         return self.block.header.height
 
@@ -159,6 +172,11 @@ class PrePrepare:
 
     def signed_fields(self) -> list[Value]:
         return [self.view, self.height, self.block_hash, self.sender]
+
+    def proposal(self) -> Proposal:
+        """The same pre-prepare without its body (same signature)."""
+        return Proposal(self.chain_id, self.view, self.block.header, self.sender,
+                        self.signature)
 
     def to_value(self) -> list[Value]:
         return [self.chain_id, self.view, self.block.to_value(), self.sender, self.signature]
@@ -176,31 +194,109 @@ class PrePrepare:
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedCertificate:
-    """Proof that ``pre_prepare`` was prepared: q - 1 matching PREPAREs from backups."""
+class Proposal:
+    """A pre-prepare without its body: the header the primary of ``view`` assigned to its
+    height. Signed exactly as the pre-prepare it stands for (kind PRE-PREPARE over
+    ``[view, height, block_hash, sender]``), so ``with_body`` restores that pre-prepare
+    once a body whose header is this one arrives."""
 
-    pre_prepare: PrePrepare
-    """The pre-prepare, signed by the primary of its view."""
+    KIND: ClassVar[int] = Kind.PROPOSAL
+
+    chain_id: str
+    """Network id."""
+    view: int
+    """View of the (re-)proposal."""
+    header: BlockHeader
+    """The proposed header (a re-proposal keeps the original header)."""
+    sender: bytes
+    """Public key of the primary of ``view``."""
+    signature: bytes
+    """The pre-prepare's signature over ``[chain_id, PRE-PREPARE, view, height, block_hash,
+    sender]``."""
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def block_hash(self) -> bytes:
+        return header_hash(self.header)
+
+    def signed_fields(self) -> list[Value]:
+        return [self.view, self.height, self.block_hash, self.sender]
+
+    def with_body(self, block: Block) -> PrePrepare:
+        """The pre-prepare with ``block`` as body; its header must be this one (the caller
+        then runs the block check, which binds the body through ``txs_root``)."""
+        if block.header != self.header:
+            raise DecodeError("the body belongs to another header")
+        return PrePrepare(self.chain_id, self.view, block, self.sender, self.signature)
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, self.view, self.header.to_value(), self.sender, self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> Proposal:
+        v = _list(value, 5, "proposal")
+        return cls(_chain(v[0]), _uint(v[1], "view"), BlockHeader.from_value(v[2]),
+                   _key(v[3], "sender"), _sig(v[4]))
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, view: int,
+             header: BlockHeader) -> Proposal:
+        unsigned = Proposal(chain_id, view, header, key.public_key, b"")
+        return Proposal(chain_id, view, header, key.public_key, _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCertificate:
+    """Proof that ``proposal`` was prepared: q - 1 matching PREPAREs from backups. Carries
+    the header only; whoever sends it holds the body and serves it on request."""
+
+    proposal: Proposal
+    """The pre-prepare (without body), signed by the primary of its view."""
     prepares: tuple[Vote, ...]
     """PREPARE votes for the same (view, height, hash), sorted by voter, one per voter."""
 
     @property
     def view(self) -> int:
-        return self.pre_prepare.view
+        return self.proposal.view
 
     @property
     def height(self) -> int:
-        return self.pre_prepare.height
+        return self.proposal.height
 
     def to_value(self) -> list[Value]:
-        return [self.pre_prepare.to_value(), [p.to_value() for p in self.prepares]]
+        return [self.proposal.to_value(), [p.to_value() for p in self.prepares]]
 
     @classmethod
     def from_value(cls, value: Value) -> PreparedCertificate:
         v = _list(value, 2, "prepared certificate")
         prepares = tuple(_vote(p, Phase.PREPARE)
                          for p in _seq(v[1], VOTES_PER_CERT_MAX, "prepares"))
-        return cls(PrePrepare.from_value(v[0]), prepares)
+        return cls(Proposal.from_value(v[0]), prepares)
+
+
+@dataclass(frozen=True, slots=True)
+class CertifiedHeader:
+    """A committed header with its commit certificate (a VIEW-CHANGE's committed part)."""
+
+    header: BlockHeader
+    """The committed header."""
+    certificate: CommitCertificate
+    """Quorum of COMMIT signatures over ``header``."""
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    def to_value(self) -> list[Value]:
+        return [self.header.to_value(), self.certificate.to_value()]
+
+    @classmethod
+    def from_value(cls, value: Value) -> CertifiedHeader:
+        v = _list(value, 2, "certified header")
+        return cls(BlockHeader.from_value(v[0]), CommitCertificate.from_value(v[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +311,9 @@ class CommittedProof:
     @property
     def height(self) -> int:
         return self.block.header.height
+
+    def certified_header(self) -> CertifiedHeader:
+        return CertifiedHeader(self.block.header, self.certificate)
 
     def to_value(self) -> list[Value]:
         return [self.block.to_value(), self.certificate.to_value()]
@@ -286,9 +385,10 @@ class ViewChange:
     checkpoint: tuple[Checkpoint, ...]
     """Proof of the sender's stable checkpoint: q matching checkpoints (empty = genesis)."""
     prepared: tuple[PreparedCertificate, ...]
-    """Highest-view prepared certificate per height above the checkpoint, by height."""
-    committed: tuple[CommittedProof, ...]
-    """Committed blocks above the checkpoint that the sender holds, by height."""
+    """Highest-view prepared certificate per height above the checkpoint, by height
+    (headers only; the sender holds each body and serves it on request)."""
+    committed: tuple[CertifiedHeader, ...]
+    """Committed headers above the checkpoint that the sender holds, by height."""
     sender: bytes
     """Public key of the sender."""
     signature: bytes
@@ -313,15 +413,15 @@ class ViewChange:
                   for c in _seq(v[2], VOTES_PER_CERT_MAX, "checkpoint proof")),
             tuple(PreparedCertificate.from_value(p)
                   for p in _seq(v[3], CERTS_PER_VIEW_CHANGE_MAX, "prepared certificates")),
-            tuple(CommittedProof.from_value(c)
-                  for c in _seq(v[4], CERTS_PER_VIEW_CHANGE_MAX, "committed blocks")),
+            tuple(CertifiedHeader.from_value(c)
+                  for c in _seq(v[4], CERTS_PER_VIEW_CHANGE_MAX, "committed headers")),
             _key(v[5], "sender"), _sig(v[6]),
         )
 
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, new_view: int,
              checkpoint: tuple[Checkpoint, ...], prepared: tuple[PreparedCertificate, ...],
-             committed: tuple[CommittedProof, ...]) -> ViewChange:
+             committed: tuple[CertifiedHeader, ...]) -> ViewChange:
         unsigned = ViewChange(chain_id, new_view, checkpoint, prepared, committed,
                               key.public_key, b"")
         return ViewChange(chain_id, new_view, checkpoint, prepared, committed,
@@ -340,8 +440,9 @@ class NewView:
     """The new view."""
     view_changes: tuple[ViewChange, ...]
     """q VIEW-CHANGE messages for ``view`` from distinct validators."""
-    pre_prepares: tuple[PrePrepare, ...]
-    """O: pre-prepares in ``view`` for consecutive heights above the chosen checkpoint."""
+    pre_prepares: tuple[Proposal, ...]
+    """O: proposals (pre-prepares without bodies) in ``view`` for consecutive heights above
+    the chosen checkpoint."""
     sender: bytes
     """Public key of the primary of ``view``."""
     signature: bytes
@@ -362,7 +463,7 @@ class NewView:
             _chain(v[0]), _uint(v[1], "view"),
             tuple(ViewChange.from_value(x)
                   for x in _seq(v[2], VOTES_PER_CERT_MAX, "view changes")),
-            tuple(PrePrepare.from_value(x)
+            tuple(Proposal.from_value(x)
                   for x in _seq(v[3], CERTS_PER_VIEW_CHANGE_MAX, "re-proposals")),
             _key(v[4], "sender"), _sig(v[5]),
         )
@@ -370,7 +471,7 @@ class NewView:
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, view: int,
              view_changes: tuple[ViewChange, ...],
-             pre_prepares: tuple[PrePrepare, ...]) -> NewView:
+             pre_prepares: tuple[Proposal, ...]) -> NewView:
         unsigned = NewView(chain_id, view, view_changes, pre_prepares, key.public_key, b"")
         return NewView(chain_id, view, view_changes, pre_prepares, key.public_key,
                        _sign(key, unsigned))
@@ -479,19 +580,82 @@ class BlocksResponse:
             for b in _seq(v[1], BLOCKS_PER_RESPONSE_MAX, "blocks")))
 
 
-Signed = PrePrepare | Checkpoint | ViewChange | NewView | Status | BlocksRequest
-Message = Signed | Vote | BlocksResponse
+@dataclass(frozen=True, slots=True)
+class BodyRequest:
+    """Ask a validator for the body of the block whose header hash is ``block_hash``."""
+
+    KIND: ClassVar[int] = Kind.BODY_REQUEST
+
+    chain_id: str
+    """Network id."""
+    height: int
+    """Height of the block."""
+    block_hash: bytes
+    """Hash of its header."""
+    sender: bytes
+    """Public key of the requester."""
+    signature: bytes
+    """Signature over ``[chain_id, kind, height, block_hash, sender]``."""
+
+    def signed_fields(self) -> list[Value]:
+        return [self.height, self.block_hash, self.sender]
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, *self.signed_fields(), self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> BodyRequest:
+        v = _list(value, 5, "body request")
+        return cls(_chain(v[0]), _uint(v[1], "height"), _hash(v[2], "block_hash"),
+                   _key(v[3], "sender"), _sig(v[4]))
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, height: int,
+             block_hash: bytes) -> BodyRequest:
+        unsigned = BodyRequest(chain_id, height, block_hash, key.public_key, b"")
+        return BodyRequest(chain_id, height, block_hash, key.public_key, _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockBody:
+    """The answer to a ``BodyRequest``: one block. Unsigned: the receiver accepts it only
+    for a hash it asked for, only if the header hashes to it, and only after the block
+    check (``txs_root`` binds the transactions to that header)."""
+
+    KIND: ClassVar[int] = Kind.BLOCK_BODY
+
+    chain_id: str
+    """Network id."""
+    block: Block
+    """The block asked for."""
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, self.block.to_value()]
+
+    @classmethod
+    def from_value(cls, value: Value) -> BlockBody:
+        v = _list(value, 2, "block body")
+        return cls(_chain(v[0]), Block.from_value(v[1]))
+
+
+Signed = (PrePrepare | Proposal | Checkpoint | ViewChange | NewView | Status | BlocksRequest
+          | BodyRequest)
+Message = Signed | Vote | BlocksResponse | BlockBody
+
+
+def _signing_bytes(message: Signed) -> bytes:
+    # A Proposal is signed as the pre-prepare it stands for.
+    kind = Kind.PRE_PREPARE if isinstance(message, Proposal) else message.KIND
+    return consensus_signing_bytes(message.chain_id, kind, message.signed_fields())
 
 
 def _sign(key: crypto.SigningKey, message: Signed) -> bytes:
-    return key.sign(consensus_signing_bytes(message.chain_id, message.KIND,
-                                            message.signed_fields()))
+    return key.sign(_signing_bytes(message))
 
 
 def signature_valid(message: Signed) -> bool:
     """Whether the sender's signature over the message verifies."""
-    data = consensus_signing_bytes(message.chain_id, message.KIND, message.signed_fields())
-    return crypto.verify(message.sender, data, message.signature)
+    return crypto.verify(message.sender, _signing_bytes(message), message.signature)
 
 
 _DECODERS: dict[int, Callable[[Value], Message]] = {
@@ -502,6 +666,9 @@ _DECODERS: dict[int, Callable[[Value], Message]] = {
     Kind.STATUS: Status.from_value,
     Kind.BLOCKS_REQUEST: BlocksRequest.from_value,
     Kind.BLOCKS_RESPONSE: BlocksResponse.from_value,
+    Kind.PROPOSAL: Proposal.from_value,
+    Kind.BODY_REQUEST: BodyRequest.from_value,
+    Kind.BLOCK_BODY: BlockBody.from_value,
 }
 
 

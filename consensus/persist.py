@@ -7,7 +7,7 @@ Rules:
   hands back every pair it holds as a ``PersistedState``.
 - Keys: ``view`` (view number, active flag); ``vote/<h><v><phase>`` (the vote this replica
   signed at (view, height, phase); for a pre-prepare the whole message, so a restarted
-  primary re-sends the same block); ``prep/<h>`` (highest-view prepared certificate);
+  primary re-sends the same block); ``prep/<h>`` (highest-view prepared certificate and its body);
   ``done/<h>`` (committed block with certificate); ``stable`` (checkpoint proof);
   ``vc`` (last VIEW-CHANGE sent); ``nv`` (last NEW-VIEW entered, so a primary that
   restarts re-sends the same one). The validator-set history is not consensus's to keep:

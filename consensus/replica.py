@@ -60,14 +60,17 @@ from consensus.executor import Executor
 from consensus.messages import (
     BLOCKS_PER_RESPONSE_MAX,
     HEIGHTS_PER_REQUEST_MAX,
+    BlockBody,
     BlocksRequest,
     BlocksResponse,
+    BodyRequest,
     Checkpoint,
     CommittedProof,
     Message,
     NewView,
     PreparedCertificate,
     PrePrepare,
+    Proposal,
     Status,
     ViewChange,
     decode_message,
@@ -83,6 +86,7 @@ from ledger.errors import DecodeError, InvalidCertificate, LedgerError
 from ledger.genesis import Genesis
 from ledger.records import (
     Block,
+    BlockHeader,
     CommitCertificate,
     Phase,
     Transaction,
@@ -101,6 +105,9 @@ TIME_AHEAD_MS_MAX = 60_000
 """A proposed block time may be at most this far ahead of this replica's clock."""
 TICK_MS_MIN = 50
 """Shortest heartbeat period."""
+BODIES_PER_WINDOW = 4
+"""Block bodies kept in memory to serve BODY-REQUESTs and re-proposals: this many per
+height of the watermark window (a few candidates per height at most)."""
 VALIDATED_BLOCKS_MAX = 1024
 """Block bodies remembered as validated (by object identity), so that a body checked at
 its pre-prepare is not checked again when it is delivered."""
@@ -110,12 +117,14 @@ its pre-prepare is not checked again when it is delivered."""
 class Slot:
     """What this replica knows about one height in the current view."""
 
-    candidate: PrePrepare | None = None
-    """A pre-prepare received but not yet accepted (waiting for its parent or execution)."""
+    candidate: PrePrepare | Proposal | None = None
+    """A pre-prepare received but not yet accepted (waiting for its parent, execution, or
+    its body when only the header is known)."""
     trusted: bool = False
-    """The candidate comes from a verified NEW-VIEW (its content was checked before)."""
-    pre_prepare: PrePrepare | None = None
-    """The accepted pre-prepare of this view (at most one)."""
+    """The candidate comes from a verified NEW-VIEW: it holds the height."""
+    pre_prepare: PrePrepare | Proposal | None = None
+    """The accepted pre-prepare of this view (at most one); a body-less ``Proposal`` only
+    for a height already final at this replica (re-proposed in a NEW-VIEW)."""
     prepares: dict[bytes, Vote] = field(default_factory=dict)
     """PREPARE votes of this view, the first one per voter."""
     commits: dict[bytes, Vote] = field(default_factory=dict)
@@ -151,7 +160,7 @@ class Replica:
         self.prepared: dict[int, PreparedCertificate] = {}
         self.committed: dict[int, CommittedProof] = {}
         self.my_votes: dict[tuple[int, int, int], bytes] = {}
-        self.my_pre_prepares: dict[tuple[int, int], PrePrepare] = {}
+        self.my_pre_prepares: dict[tuple[int, int], PrePrepare | Proposal] = {}
         self.my_view_change: ViewChange | None = None
         self.view_changes: dict[bytes, ViewChange] = {}
         self.checkpoints: dict[bytes, dict[int, Checkpoint]] = {}
@@ -170,6 +179,15 @@ class Replica:
         """The last peer that served a block failing its certificate or the block check:
         asked again only when no other peer is left."""
         self.validated: OrderedDict[bytes, Block] = OrderedDict()
+        self.bodies: OrderedDict[bytes, Block] = OrderedDict()
+        """Bodies by header hash: what BODY-REQUESTs are answered from (bounded)."""
+        self.bodies_wanted: dict[bytes, tuple[int, tuple[bytes, ...]]] = {}
+        """Header hash -> (height, validators that vouched for it): bodies to fetch."""
+        self.body_attempts = 0
+        """Rotates the validator asked for each wanted body."""
+        self.new_view_sent: dict[bytes, int] = {}
+        """When this replica last sent its NEW-VIEW to each peer (at most once per view
+        timeout per peer)."""
         self.peer_heights: dict[bytes, int] = {}
         self.behind_seen: dict[bytes, int] = {}
         self.peer_tips: dict[bytes, int] = {}
@@ -267,7 +285,7 @@ class Replica:
             return final
         slot = self.slots.get(height - 1)
         if slot is not None and slot.pre_prepare is not None:
-            header = slot.pre_prepare.block.header
+            header = slot.pre_prepare.header
             return header_hash(header), header.time_ms
         return None
 
@@ -339,17 +357,25 @@ class Replica:
                 height, view, phase = keys.parse_vote_key(key)
                 if phase == PHASE_PRE_PREPARE:
                     pp = decode_message(value)
-                    if isinstance(pp, PrePrepare):
+                    if isinstance(pp, PrePrepare | Proposal):
+                        if not signature_valid(pp):
+                            raise DecodeError(f"the persisted pre-prepare at height {height} "
+                                              "has a signature that does not verify")
                         self.my_votes[(height, view, phase)] = pp.block_hash
                         self.my_pre_prepares[(height, view)] = pp
+                        if isinstance(pp, PrePrepare):
+                            self._keep_body(pp.block)
                 else:
                     self.my_votes[(height, view, phase)] = value
             elif key.startswith(keys.PREFIX_PREPARED):
-                cert = PreparedCertificate.from_value(decode(value))
+                cert_value, body_value = decode(value)
+                cert = PreparedCertificate.from_value(cert_value)
                 self.prepared[cert.height] = cert
+                self._keep_body(Block.from_value(body_value))
             elif key.startswith(keys.PREFIX_COMMITTED):
                 done = CommittedProof.from_value(decode(value))
                 self.committed[done.height] = done
+                self._keep_body(done.block)
         # The node executed at least up to the stable checkpoint unless it adopted one
         # from its peers before catching up; then it fetches the blocks again.
         if self.low and self._executed() >= self.low:
@@ -357,7 +383,11 @@ class Replica:
         # Slots of the current view come back from this replica's own persisted votes.
         for (height, view), pp in self.my_pre_prepares.items():
             if view == self.view and height > self.low:
-                self._slot(height).pre_prepare = pp
+                if isinstance(pp, PrePrepare):
+                    self._slot(height).pre_prepare = pp
+                else:  # a re-proposal of its NEW-VIEW: its body comes back by hash
+                    slot = self._slot(height)
+                    slot.candidate, slot.trusted = pp, True
 
     def on_start(self) -> None:
         """(Re)start: re-deliver persisted committed blocks the node has not executed,
@@ -384,6 +414,10 @@ class Replica:
         try:
             message = decode_message(data)
         except DecodeError:
+            return
+        if isinstance(message, BlockBody):
+            if message.chain_id == self.chain_id:
+                self.on_body(sender, message.block)
             return
         if isinstance(message, BlocksResponse):
             # Only the answer to the request in flight, from the peer asked, within the
@@ -416,6 +450,10 @@ class Replica:
             return
         if isinstance(message, PrePrepare):
             self.on_pre_prepare(message)
+        elif isinstance(message, Proposal):
+            self.on_proposal(message)
+        elif isinstance(message, BodyRequest):
+            self.on_body_request(message)
         elif isinstance(message, Checkpoint):
             self.on_checkpoint(message)
         elif isinstance(message, ViewChange):
@@ -430,23 +468,47 @@ class Replica:
 
     # ------------------------------------------------------------------ normal case
 
-    def on_pre_prepare(self, pp: PrePrepare) -> None:
-        """Keep the first valid pre-prepare of the current view's primary per height."""
+    def _proposal_acceptable(self, pp: PrePrepare | Proposal) -> bool:
+        """A fresh proposal of the current view's primary for an open height."""
         height = pp.height
         if not self.view_active or pp.view != self.view or pp.sender != self.primary(pp.view):
-            return
+            return False
         if height <= self.tip or not self._height_open(height) or height in self.committed:
+            return False
+        header = pp.header
+        return header.view == pp.view and header.proposer == pp.sender
+
+    def on_pre_prepare(self, pp: PrePrepare) -> None:
+        """Keep the first valid pre-prepare of the current view's primary per height."""
+        if not self._proposal_acceptable(pp):
             return
-        slot = self._slot(height)
-        if slot.pre_prepare is not None or slot.candidate is not None:
+        slot = self._slot(pp.height)
+        held = slot.candidate
+        if slot.pre_prepare is not None or (held is not None and not (
+                isinstance(held, Proposal) and held.block_hash == pp.block_hash)):
             return  # one pre-prepare per (view, height): an equivocating primary loses
-        header = pp.block.header
-        if header.view != pp.view or header.proposer != pp.sender:
-            return
         if not signature_valid(pp):
             return
         slot.candidate = pp
-        self._try_accept(height)
+        self._try_accept(pp.height)
+
+    def on_proposal(self, proposal: Proposal) -> None:
+        """The primary's retransmission of a pre-prepare by digest: take it with a body
+        this replica holds, or hold the height and fetch the body from the primary."""
+        if not self._proposal_acceptable(proposal):
+            return
+        slot = self._slot(proposal.height)
+        if slot.pre_prepare is not None or slot.candidate is not None:
+            return
+        if not signature_valid(proposal):
+            return
+        body = self.bodies.get(proposal.block_hash)
+        if body is not None:
+            slot.candidate = proposal.with_body(body)
+        else:
+            slot.candidate = proposal
+            self._want_body(proposal.height, proposal.block_hash, (proposal.sender,))
+        self._try_accept(proposal.height)
 
     def _try_accept(self, height: int) -> None:
         """Accept the candidate at ``height`` once its parent and execution allow it."""
@@ -460,8 +522,14 @@ class Replica:
             height += 1
 
     def _accept_candidate(self, height: int, slot: Slot) -> bool:
-        pp = slot.candidate
-        assert pp is not None  # the caller checked: a candidate exists
+        candidate = slot.candidate
+        assert candidate is not None  # the caller checked: a candidate exists
+        if isinstance(candidate, Proposal):
+            body = self.bodies.get(candidate.block_hash)
+            if body is None:
+                return False  # fetched by hash (BODY-REQUEST): retried when it arrives
+            candidate = slot.candidate = candidate.with_body(body)
+        pp = candidate
         header = pp.block.header
         parent = self._parent(height)
         if parent is None:
@@ -492,6 +560,7 @@ class Replica:
             slot.candidate = None
             return False
         slot.pre_prepare, slot.candidate = pp, None
+        self._keep_body(pp.block)
         self._record_pre_prepare(pp)
         return True
 
@@ -516,7 +585,7 @@ class Replica:
             self.validated.popitem(last=False)
         return True
 
-    def _record_pre_prepare(self, pp: PrePrepare) -> None:
+    def _record_pre_prepare(self, pp: PrePrepare | Proposal) -> None:
         """Remember (and persist, before anything is sent about it) the pre-prepare this
         replica proposed or accepted at (view, height): the whole message, so that after
         a restart it re-sends or re-votes for the same block and never another."""
@@ -535,7 +604,7 @@ class Replica:
         primary = self.primary(self.view)
         members = self.set_at(height)
         if (self.me != primary and self.me in members.keys and self.me not in slot.prepares
-                and self._parent_locked(height, pp.block.header.prev_hash)):
+                and self._parent_locked(height, pp.header.prev_hash)):
             vote = self._sign_vote(Phase.PREPARE, height, pp.block_hash)
             if vote is not None:
                 slot.prepares[self.me] = vote
@@ -583,15 +652,18 @@ class Replica:
         matching = self._matching(slot.prepares, pp.block_hash, members, exclude=pp.sender)
         if len(matching) < members.quorum - 1:
             return
-        if not self._parent_locked(height, pp.block.header.prev_hash):
+        if not self._parent_locked(height, pp.header.prev_hash):
             return
         slot.prepared = True
         previous = self.prepared.get(height)
-        if previous is None or previous.view < self.view:
-            cert = PreparedCertificate(pp, tuple(sorted(matching, key=lambda v: v.voter)))
+        if isinstance(pp, PrePrepare) and (previous is None or previous.view < self.view):
+            # The certificate travels without the body; the body is kept (and persisted
+            # with it) to serve the BODY-REQUESTs its re-proposal will bring.
+            cert = PreparedCertificate(pp.proposal(),
+                                       tuple(sorted(matching, key=lambda v: v.voter)))
             self.prepared[height] = cert
             self._persist(keys.height_key(keys.PREFIX_PREPARED, height),
-                          encode(cert.to_value()))
+                          encode([cert.to_value(), pp.block.to_value()]))
         if self.me in members.keys:
             vote = self._sign_vote(Phase.COMMIT, height, pp.block_hash)
             if vote is not None:
@@ -612,6 +684,8 @@ class Replica:
         matching = self._matching(slot.commits, pp.block_hash, members)
         if len(matching) < members.quorum:
             return
+        if not isinstance(pp, PrePrepare):
+            return  # body-less: only for heights final here (returned above)
         cert = self._certificate(matching)
         self._add_committed(CommittedProof(pp.block, cert))
 
@@ -621,6 +695,7 @@ class Replica:
     def _add_committed(self, proof: CommittedProof) -> None:
         height = proof.height
         self.committed[height] = proof
+        self._keep_body(proof.block)
         self._persist(keys.height_key(keys.PREFIX_COMMITTED, height), encode(proof.to_value()))
         self._deliver_ready()
 
@@ -677,7 +752,7 @@ class Replica:
         ids: set[bytes] = set()
         for height, slot in self.slots.items():
             for pp in (slot.pre_prepare, slot.candidate):
-                if pp is not None and height > self.tip:
+                if isinstance(pp, PrePrepare) and height > self.tip:
                     ids.update(self._tx_ids(pp.block))
         for height, proof in self.committed.items():
             if height > self.tip:
@@ -719,6 +794,8 @@ class Replica:
             remembered = self.my_pre_prepares.get((height, self.view))
             if remembered is None and (height, self.view, PHASE_PRE_PREPARE) in self.my_votes:
                 return  # signed another block here before a restart: never a second one
+            if isinstance(remembered, Proposal):
+                return  # a re-proposal of this view: it waits for its body as a candidate
             if remembered is not None:
                 pp = remembered
             else:
@@ -734,6 +811,7 @@ class Replica:
             slot = self._slot(height)
             slot.candidate, slot.trusted = None, False
             slot.pre_prepare = pp
+            self._keep_body(pp.block)
             self._record_pre_prepare(pp)
             self._broadcast(pp)
             self._check_prepared(height)
@@ -831,22 +909,25 @@ class Replica:
             if self.my_view_change is not None:
                 self._broadcast(self.my_view_change)
             return
+        self.body_attempts += 1
         for height in sorted(self.slots):
             slot = self.slots[height]
             if height <= self.low or (height <= slowest and height <= self.tip):
                 continue
-            if slot.pre_prepare is not None and slot.pre_prepare.sender == self.me:
-                # Only to the backups whose PREPARE has not arrived: a block is large and
-                # those that prepared hold it already.
+            pp = slot.pre_prepare
+            if isinstance(pp, PrePrepare) and pp.sender == self.me:
+                # By digest, and only to the backups whose PREPARE has not arrived: a
+                # backup that lacks the body asks for it (BODY-REQUEST).
                 for peer in self.set_at(height).keys:
                     if peer != self.me and peer not in slot.prepares:
-                        self._send(peer, slot.pre_prepare)
+                        self._send(peer, pp.proposal())
             for bucket in (slot.prepares, slot.commits):
                 mine = bucket.get(self.me)
                 if mine is not None:
                     self._broadcast(mine)
         if self.my_checkpoint is not None and self.my_checkpoint.height > self.low:
             self._broadcast(self.my_checkpoint)
+        self._request_bodies()
 
     def _broadcast_status(self) -> None:
         self._broadcast(Status.make(self.key, self.chain_id, self.view, self.view_active,
@@ -856,9 +937,8 @@ class Replica:
         """Help a peer that is behind: the NEW-VIEW it missed, or blocks it lacks."""
         if not signature_valid(status):
             return
-        if (self.view_active and status.view < self.view and self.new_view_msg is not None
-                and self.new_view_msg.view == self.view):
-            self._send(status.sender, self.new_view_msg)
+        if self.view_active and status.view < self.view:
+            self._send_new_view(status.sender)
         if status.sender in self.active_set.keys:
             self.peer_tips[status.sender] = status.committed_height
         if status.committed_height > self.tip and status.sender in self.active_set.keys:
@@ -933,6 +1013,10 @@ class Replica:
         for per in self.checkpoints.values():
             for height in [h for h in per if h <= low]:
                 del per[height]
+        for block_hash in [k for k, b in self.bodies.items() if b.header.height <= low]:
+            del self.bodies[block_hash]
+        for block_hash in [k for k, (h, _) in self.bodies_wanted.items() if h <= low]:
+            del self.bodies_wanted[block_hash]
 
     # ------------------------------------------------------------------ view change
 
@@ -945,7 +1029,8 @@ class Replica:
         self._persist(keys.KEY_VIEW, encode([self.view, False]))
         prepared = tuple(self.prepared[h] for h in sorted(self.prepared)
                          if h > self.low and h not in self.committed)
-        committed = tuple(self.committed[h] for h in sorted(self.committed) if h > self.low)
+        committed = tuple(self.committed[h].certified_header()
+                          for h in sorted(self.committed) if h > self.low)
         vc = ViewChange.make(self.key, self.chain_id, new_view, self.stable_proof, prepared,
                              committed)
         self.my_view_change = vc
@@ -958,8 +1043,7 @@ class Replica:
         if vc.sender not in self.active_set.keys:
             return
         if vc.new_view <= self.view and self.view_active:
-            if self.new_view_msg is not None and self.new_view_msg.view == self.view:
-                self._send(vc.sender, self.new_view_msg)  # it missed the NEW-VIEW
+            self._send_new_view(vc.sender)  # it missed the NEW-VIEW
             return
         if vc.new_view < self.view:
             return
@@ -977,6 +1061,18 @@ class Replica:
             self._start_view_change(higher[-(self.active_set.f + 1)])
         self._maybe_new_view()
 
+    def _send_new_view(self, peer: bytes) -> None:
+        """Help a peer that missed the NEW-VIEW of this view: at most once per view
+        timeout per peer (a NEW-VIEW holds q VIEW-CHANGEs; never on every message)."""
+        nv = self.new_view_msg
+        if nv is None or nv.view != self.view:
+            return
+        last = self.new_view_sent.get(peer)
+        if last is not None and self.now - last < self.params.view_timeout_ms:
+            return
+        self.new_view_sent[peer] = self.now
+        self._send(peer, nv)
+
     def _view_change_valid(self, vc: ViewChange) -> bool:
         if not signature_valid(vc):
             return False
@@ -986,26 +1082,17 @@ class Replica:
         for cert in vc.prepared:
             if cert.height <= base or cert.view >= vc.new_view:
                 return False
-            if not self._prepared_valid(cert) or not self._body_bound(cert.pre_prepare.block):
+            if not self._prepared_valid(cert):
                 return False
-        for proof in vc.committed:
-            if proof.height <= base or not self._body_bound(proof.block):
+        for done in vc.committed:
+            if done.height <= base:
                 return False
             try:
-                verify_certificate(proof.certificate, proof.block.header,
-                                   self.set_at(proof.height), chain_id=self.chain_id)
+                verify_certificate(done.certificate, done.header, self.set_at(done.height),
+                                   chain_id=self.chain_id)
             except InvalidCertificate:
                 return False
         return True
-
-    def _body_bound(self, block: Block) -> bool:
-        """The body is the one its (certified) header names: a VIEW-CHANGE's blocks become
-        the NEW-VIEW's re-proposals, so a body that does not match ``txs_root`` would
-        make every correct replica refuse O, view after view."""
-        header = block.header
-        return (header.chain_id == self.chain_id
-                and len(block.transactions) <= self.params.block_txs_max
-                and txs_root(block.transactions) == header.txs_root)
 
     def _checkpoint_proof_valid(self, proof: tuple[Checkpoint, ...]) -> bool:
         first = proof[0]
@@ -1019,11 +1106,11 @@ class Replica:
                    and c.chain_id == self.chain_id and signature_valid(c) for c in proof)
 
     def _prepared_valid(self, cert: PreparedCertificate) -> bool:
-        pp = cert.pre_prepare
+        pp = cert.proposal
         members = self.set_at(pp.height)
         if pp.chain_id != self.chain_id or pp.sender != members.primary(pp.view):
             return False
-        header = pp.block.header
+        header = pp.header
         if header.view != pp.view or header.proposer != pp.sender:
             return False
         voters = [v.voter for v in cert.prepares]
@@ -1048,24 +1135,24 @@ class Replica:
         chosen = [self.view_changes[self.me]] + [vc for vc in same if vc.sender != self.me]
         chosen = sorted(chosen[:quorum], key=lambda vc: vc.sender)
         o = self._compute_o(tuple(chosen))
-        pre_prepares = tuple(PrePrepare.make(self.key, self.chain_id, self.view, block)
-                             for block in o)
+        pre_prepares = tuple(Proposal.make(self.key, self.chain_id, self.view, header)
+                             for header in o)
         nv = NewView.make(self.key, self.chain_id, self.view, tuple(chosen), pre_prepares)
         for pp in pre_prepares:  # O's pre-prepares are votes too, even below our checkpoint
             self._record_pre_prepare(pp)
         self._enter_new_view(nv)  # persists the NEW-VIEW and the view before it leaves
         self._broadcast(nv)
 
-    def _compute_o(self, view_changes: tuple[ViewChange, ...]) -> tuple[Block, ...]:
-        return compute_o(view_changes, self.genesis.genesis_hash, self.window).blocks
+    def _compute_o(self, view_changes: tuple[ViewChange, ...]) -> tuple[BlockHeader, ...]:
+        return compute_o(view_changes, self.genesis.genesis_hash, self.window).headers
 
     def _o_matches(self, nv: NewView) -> bool:
         """Backups recompute O from the view-change set and reject a NEW-VIEW that differs."""
         expected = self._compute_o(nv.view_changes)
-        # Whole blocks, not only hashes: a header's signatures do not cover its body, so
-        # a primary could otherwise re-propose certified headers with other contents.
-        got = [(pp.height, pp.block) for pp in nv.pre_prepares]
-        return got == [(b.header.height, b) for b in expected]
+        # Headers only: the bodies are fetched by hash and must pass the block check
+        # against these headers, so a primary cannot swap a re-proposal's contents.
+        got = [(pp.height, pp.header) for pp in nv.pre_prepares]
+        return got == [(h.height, h) for h in expected]
 
     def on_new_view(self, nv: NewView) -> None:
         if nv.view < self.view or (nv.view == self.view and self.view_active):
@@ -1114,6 +1201,7 @@ class Replica:
                 continue
             slot = self._slot(height)
             final = self._final_hash(height)
+            body = self.bodies.get(pp.block_hash)
             if final is not None:
                 # Already committed here: take part again so that the others can commit
                 # it in this view too (O must hold the same block; anything else would
@@ -1123,11 +1211,75 @@ class Replica:
                     self._record_pre_prepare(pp)
                 continue
             # Re-proposals (the primary's own too) pass the block check like any body;
-            # until then they hold their height against a fresh pre-prepare.
-            slot.candidate, slot.trusted = pp, True
+            # until then they hold their height against a fresh pre-prepare. A body this
+            # replica lacks is fetched from the validators that vouched for the header.
+            slot.candidate, slot.trusted = (pp if body is None else pp.with_body(body)), True
+            if body is None:
+                self._want_body(height, pp.block_hash, self._vouchers(nv, pp.block_hash))
         self._try_accept(self._lowest_waiting())
         for height in sorted(self.slots):
             self._maybe_prepare(height)
+
+    # ------------------------------------------------------------------ bodies by hash
+
+    def _keep_body(self, block: Block) -> None:
+        """Remember a body this replica accepted, proposed, prepared or committed."""
+        key = header_hash(block.header)
+        self.bodies[key] = block
+        self.bodies.move_to_end(key)
+        while len(self.bodies) > BODIES_PER_WINDOW * self.window:
+            self.bodies.popitem(last=False)
+        self.bodies_wanted.pop(key, None)
+
+    @staticmethod
+    def _vouchers(nv: NewView, block_hash: bytes) -> tuple[bytes, ...]:
+        """Validators whose VIEW-CHANGE names ``block_hash`` (they hold its body), then the
+        NEW-VIEW's primary."""
+        senders = [vc.sender for vc in nv.view_changes
+                   if any(c.proposal.block_hash == block_hash for c in vc.prepared)
+                   or any(header_hash(c.header) == block_hash for c in vc.committed)]
+        return (*senders, nv.sender)
+
+    def _want_body(self, height: int, block_hash: bytes, sources: tuple[bytes, ...]) -> None:
+        if block_hash in self.bodies_wanted or block_hash in self.bodies:
+            return
+        self.bodies_wanted[block_hash] = (height, tuple(p for p in sources if p != self.me))
+        self._request_body(block_hash)
+
+    def _request_body(self, block_hash: bytes) -> None:
+        height, sources = self.bodies_wanted[block_hash]
+        if not sources:
+            return
+        peer = sources[self.body_attempts % len(sources)]
+        self._send(peer, BodyRequest.make(self.key, self.chain_id, height, block_hash))
+
+    def _request_bodies(self) -> None:
+        """Heartbeat: ask again for the bodies still missing (the next voucher each
+        time, so one silent or lying validator cannot stall a re-proposal)."""
+        for block_hash in list(self.bodies_wanted):
+            self._request_body(block_hash)
+
+    def on_body_request(self, request: BodyRequest) -> None:
+        body = self.bodies.get(request.block_hash)
+        if body is None:
+            done = self.committed.get(request.height)
+            if done is not None and header_hash(done.block.header) == request.block_hash:
+                body = done.block
+        if body is not None and signature_valid(request):
+            self._send(request.sender, BlockBody(self.chain_id, body))
+
+    def on_body(self, sender: bytes, block: Block) -> None:
+        """A body asked for: kept only if its header is the one asked for and its
+        transactions are the ones that header names (``txs_root``); the full block check
+        runs when the candidate is accepted."""
+        key = header_hash(block.header)
+        wanted = self.bodies_wanted.get(key)
+        if wanted is None or sender not in wanted[1]:
+            return  # nobody asked this peer for it
+        if txs_root(block.transactions) != block.header.txs_root:
+            return  # a lying voucher: the next heartbeat asks the next one
+        self._keep_body(block)
+        self._try_accept(block.header.height)
 
     # ------------------------------------------------------------------ state transfer
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consensus.messages import Checkpoint, ViewChange
-from ledger.records import Block
+from consensus.messages import Checkpoint, ViewChange, header_hash
+from ledger.records import BlockHeader
 
 COMMITTED_RANK = 2**64
 """Rank of a committed block: above any view number."""
@@ -37,8 +37,9 @@ class Reproposal:
     """Height of the chosen checkpoint (0 = genesis)."""
     base_proof: tuple[Checkpoint, ...]
     """Its proof (empty for genesis)."""
-    blocks: tuple[Block, ...]
-    """Blocks to re-propose at base_height + 1, base_height + 2, ..."""
+    headers: tuple[BlockHeader, ...]
+    """Headers to re-propose at base_height + 1, base_height + 2, ... (VIEW-CHANGEs carry
+    headers only; the bodies are fetched by hash and checked against them)."""
 
 
 def compute_o(view_changes: Sequence[ViewChange], base_hash_genesis: bytes,
@@ -50,27 +51,27 @@ def compute_o(view_changes: Sequence[ViewChange], base_hash_genesis: bytes,
         if vc.checkpoint and vc.checkpoint[0].height > base_height:
             base_height, base_proof = vc.checkpoint[0].height, vc.checkpoint
             base_hash = vc.checkpoint[0].block_hash
-    best: dict[int, tuple[int, bytes, Block]] = {}
+    best: dict[int, tuple[int, bytes, BlockHeader]] = {}
 
-    def offer(height: int, rank: int, block: Block) -> None:
+    def offer(height: int, rank: int, header: BlockHeader) -> None:
         if height <= base_height or height > base_height + window:
             return
-        candidate = (rank, block.header.block_hash, block)
+        candidate = (rank, header_hash(header), header)
         current = best.get(height)
         if current is None or candidate[:2] > current[:2]:
             best[height] = candidate
 
     for vc in view_changes:
         for prepared in vc.prepared:
-            offer(prepared.height, prepared.view, prepared.pre_prepare.block)
+            offer(prepared.height, prepared.view, prepared.proposal.header)
         for committed in vc.committed:
-            offer(committed.height, COMMITTED_RANK, committed.block)
-    blocks: list[Block] = []
+            offer(committed.height, COMMITTED_RANK, committed.header)
+    headers: list[BlockHeader] = []
     prev_hash, height = base_hash, base_height + 1
     while height in best:
-        block = best[height][2]
-        if block.header.prev_hash != prev_hash:
+        header = best[height][2]
+        if header.prev_hash != prev_hash:
             break
-        blocks.append(block)
-        prev_hash, height = block.header.block_hash, height + 1
-    return Reproposal(base_height, base_proof, tuple(blocks))
+        headers.append(header)
+        prev_hash, height = best[height][1], height + 1
+    return Reproposal(base_height, base_proof, tuple(headers))

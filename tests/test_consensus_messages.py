@@ -12,14 +12,17 @@ from hypothesis import strategies as st
 
 from consensus.events import PersistRecord
 from consensus.messages import (
+    BlockBody,
     BlocksRequest,
     BlocksResponse,
+    BodyRequest,
     Checkpoint,
     CommittedProof,
     Message,
     NewView,
     PreparedCertificate,
     PrePrepare,
+    Proposal,
     Status,
     ViewChange,
     decode_message,
@@ -52,14 +55,16 @@ def _all_messages() -> list[Message]:
     commits = [Vote.make(k, CHAIN, Phase.COMMIT, 0, 1, pp.block_hash) for k in KEYS[:3]]
     cert = CommitCertificate.from_votes(commits)
     cps = tuple(Checkpoint.make(k, CHAIN, 4, pp.block_hash, 7, bytes(32)) for k in KEYS[:3])
-    vc = ViewChange.make(KEYS[1], CHAIN, 1, cps, (PreparedCertificate(pp, prepares),),
-                         (CommittedProof(block, cert),))
+    vc = ViewChange.make(KEYS[1], CHAIN, 1, cps, (PreparedCertificate(pp.proposal(), prepares),),
+                         (CommittedProof(block, cert).certified_header(),))
     return [
-        pp, prepares[0], commits[0], cps[0], vc,
-        NewView.make(KEYS[1], CHAIN, 1, (vc,), (PrePrepare.make(KEYS[1], CHAIN, 1, block),)),
+        pp, pp.proposal(), prepares[0], commits[0], cps[0], vc,
+        NewView.make(KEYS[1], CHAIN, 1, (vc,), (Proposal.make(KEYS[1], CHAIN, 1, block.header),)),
         Status.make(KEYS[2], CHAIN, 3, True, 9),
         BlocksRequest.make(KEYS[3], CHAIN, 1, 64),
         BlocksResponse(CHAIN, (CommittedProof(block, cert),)),
+        BodyRequest.make(KEYS[2], CHAIN, 1, pp.block_hash),
+        BlockBody(CHAIN, block),
     ]
 
 
@@ -72,14 +77,28 @@ def test_every_message_round_trips_canonically(message: Message) -> None:
 
 
 @pytest.mark.parametrize("message", [m for m in _all_messages()
-                                     if not isinstance(m, (Vote, BlocksResponse))],
+                                     if not isinstance(m, (Vote, BlocksResponse, BlockBody))],
                          ids=lambda m: type(m).__name__)
 def test_signatures_verify_and_bind_the_chain_id(message: Message) -> None:
-    assert not isinstance(message, (Vote, BlocksResponse))
+    assert not isinstance(message, (Vote, BlocksResponse, BlockBody))
     assert signature_valid(message)
     assert not signature_valid(replace(message, chain_id="other-net"))
     stranger = KEYS[3].public_key if message.sender != KEYS[3].public_key else KEYS[0].public_key
     assert not signature_valid(replace(message, sender=stranger))
+
+
+def test_a_proposal_carries_its_pre_prepare_signature_and_takes_back_only_its_body() -> None:
+    """The body-less form that VIEW-CHANGE, NEW-VIEW and retransmissions carry verifies
+    with the pre-prepare's own signature, and accepts only a body of the same header."""
+    block = _block()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, block)
+    proposal = pp.proposal()
+    assert signature_valid(proposal) and proposal.with_body(block) == pp
+    other = SimExecutor(GENESIS).build_block(
+        height=1, view=0, prev_hash=GENESIS.genesis_hash, time_ms=GENESIS.genesis_time_ms + 5,
+        proposer=KEYS[0].public_key, transactions=[make_transaction(3)])
+    with pytest.raises(DecodeError):
+        proposal.with_body(other)
 
 
 def test_vote_signature_covers_the_block_hash() -> None:

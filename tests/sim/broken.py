@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from consensus.messages import NewView, ViewChange
 from consensus.replica import Replica
-from ledger.records import Block, Vote
+from ledger.records import BlockHeader, Vote
 
 
 class DoubleCountReplica(Replica):
@@ -36,7 +36,7 @@ class ForgetfulPrimary(Replica):
 
     ATTACK_VIEW = 1
 
-    def _compute_o(self, view_changes: tuple[ViewChange, ...]) -> tuple[Block, ...]:
+    def _compute_o(self, view_changes: tuple[ViewChange, ...]) -> tuple[BlockHeader, ...]:
         if self.view != self.ATTACK_VIEW:
             return super()._compute_o(view_changes)
         return ()

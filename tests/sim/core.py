@@ -46,6 +46,7 @@ from consensus.messages import (
     Message,
     NewView,
     PrePrepare,
+    Proposal,
     decode_message,
     encode_blocks_response,
     encode_message,
@@ -166,7 +167,7 @@ class Checker:
             for pp in message.pre_prepares:
                 self.on_sent(node, pp)
             return
-        if isinstance(message, PrePrepare):
+        if isinstance(message, PrePrepare | Proposal):
             place = (message.sender, 0, message.view, message.height)
             block_hash = message.block_hash
         elif isinstance(message, Vote):
