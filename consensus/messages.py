@@ -40,6 +40,7 @@ from ledger.records import (
     Block,
     BlockHeader,
     CommitCertificate,
+    CommitSignature,
     CommittedBlock,
     Phase,
     Vote,
@@ -706,3 +707,93 @@ def decode_message(data: bytes) -> Message:
         return _DECODERS[kind](envelope[1])
     except RecursionError as exc:  # defensive: nesting is bounded by the decoder already
         raise DecodeError("message nested too deeply") from exc
+
+
+# --------------------------------------------------------------------------- size bounds
+
+_WORST_CHAIN = "x" * CHAIN_ID_BYTES_MAX
+_WORST_HASH = b"\xff" * HASH_BYTES
+_WORST_KEY = b"\xff" * crypto.PUBLIC_KEY_BYTES
+_WORST_SIG = b"\xff" * crypto.SIGNATURE_BYTES
+_WORST_HEADER = BlockHeader(_WORST_CHAIN, U64_MAX, _WORST_HASH, _WORST_KEY, U64_MAX, U64_MAX,
+                            _WORST_HASH, _WORST_HASH, _WORST_HASH, _WORST_HASH)
+_WORST_VOTE = Vote(_WORST_CHAIN, Phase.PREPARE, U64_MAX, U64_MAX, _WORST_HASH, _WORST_KEY,
+                   _WORST_SIG)
+_WORST_CHECKPOINT = Checkpoint(_WORST_CHAIN, U64_MAX, _WORST_HASH, U64_MAX, _WORST_HASH,
+                               _WORST_KEY, _WORST_SIG)
+_WORST_PROPOSAL = Proposal(_WORST_CHAIN, U64_MAX, _WORST_HEADER, _WORST_KEY, _WORST_SIG)
+ARRAY_HEADER_BYTES_MAX = 5
+"""msgpack array or bin length prefix, at most (array32 / bin32)."""
+
+
+def _size(value: Value) -> int:
+    return len(encode(value))
+
+
+def _certificate_bytes_max(n: int) -> int:
+    signatures = tuple(CommitSignature(_WORST_KEY, _WORST_SIG) for _ in range(n))
+    return _size(CommitCertificate(U64_MAX, U64_MAX, _WORST_HASH, signatures).to_value())
+
+
+def view_change_bytes_max(n: int, window: int) -> int:
+    """Largest VIEW-CHANGE a correct replica accepts with ``n`` validators and a watermark
+    window of ``window`` heights: a checkpoint proof of at most n checkpoints, at most
+    ``window`` prepared certificates (a proposal and at most n - 1 PREPAREs each) and at
+    most ``window`` certified headers (n signatures each). Independent of block sizes."""
+    envelope = _size([Kind.VIEW_CHANGE, [_WORST_CHAIN, U64_MAX, [], [], [], _WORST_KEY,
+                                          _WORST_SIG]])
+    checkpoints = n * _size(_WORST_CHECKPOINT.to_value()) + ARRAY_HEADER_BYTES_MAX
+    prepared = window * (_size(_WORST_PROPOSAL.to_value()) + (n - 1) * _size(
+        _WORST_VOTE.to_value()) + 2 * ARRAY_HEADER_BYTES_MAX) + ARRAY_HEADER_BYTES_MAX
+    committed = window * (_size(_WORST_HEADER.to_value()) + _certificate_bytes_max(n)
+                          + ARRAY_HEADER_BYTES_MAX) + ARRAY_HEADER_BYTES_MAX
+    return envelope + checkpoints + prepared + committed
+
+
+def new_view_bytes_max(n: int, window: int) -> int:
+    """Largest NEW-VIEW: at most n VIEW-CHANGEs and ``window`` proposals."""
+    envelope = _size([Kind.NEW_VIEW, [_WORST_CHAIN, U64_MAX, [], [], _WORST_KEY, _WORST_SIG]])
+    return (envelope + n * view_change_bytes_max(n, window) + ARRAY_HEADER_BYTES_MAX
+            + window * _size(_WORST_PROPOSAL.to_value()) + ARRAY_HEADER_BYTES_MAX)
+
+
+def block_message_bytes_max(block_bytes_max: int) -> int:
+    """Largest PRE-PREPARE or BLOCK-BODY: a header, the transactions (at most
+    ``block_bytes_max`` encoded bytes) and the envelope."""
+    envelope = _size([Kind.PRE_PREPARE, [_WORST_CHAIN, U64_MAX, [_WORST_HEADER.to_value(), []],
+                                          _WORST_KEY, _WORST_SIG]])
+    return envelope + block_bytes_max + ARRAY_HEADER_BYTES_MAX
+
+
+def message_bytes_max(kind: int, n: int, window: int, block_bytes_max: int) -> int:
+    """The documented largest encoding of a message of ``kind`` (docs/protocol.md), for n
+    validators, a watermark window of ``window`` and ``block_bytes_max``. BLOCKS-RESPONSE
+    is bounded by the responder's frame budget instead (it packs blocks until it is full)."""
+    fixed = {
+        Kind.PREPARE: _size([Kind.PREPARE, _WORST_VOTE.to_value()]),
+        Kind.COMMIT: _size([Kind.COMMIT, _WORST_VOTE.to_value()]),
+        Kind.CHECKPOINT: _size([Kind.CHECKPOINT, _WORST_CHECKPOINT.to_value()]),
+        Kind.PROPOSAL: _size([Kind.PROPOSAL, _WORST_PROPOSAL.to_value()]),
+        Kind.STATUS: _size([Kind.STATUS, [_WORST_CHAIN, U64_MAX, True, U64_MAX, _WORST_KEY,
+                                          _WORST_SIG]]),
+        Kind.BLOCKS_REQUEST: _size([Kind.BLOCKS_REQUEST, [_WORST_CHAIN, U64_MAX, U64_MAX,
+                                                          _WORST_KEY, _WORST_SIG]]),
+        Kind.BODY_REQUEST: _size([Kind.BODY_REQUEST, [_WORST_CHAIN, U64_MAX, _WORST_HASH,
+                                                      _WORST_KEY, _WORST_SIG]]),
+    }
+    if kind in fixed:
+        return fixed[kind]
+    if kind in (Kind.PRE_PREPARE, Kind.BLOCK_BODY):
+        return block_message_bytes_max(block_bytes_max)
+    if kind == Kind.VIEW_CHANGE:
+        return view_change_bytes_max(n, window)
+    if kind == Kind.NEW_VIEW:
+        return new_view_bytes_max(n, window)
+    return MESSAGE_BYTES_MAX
+
+
+def message_kind(data: bytes) -> int:
+    """The kind of an encoded message (its first field), without decoding the rest."""
+    if len(data) < 2 or data[0] != 0x92:
+        raise DecodeError("not a consensus message envelope")
+    return data[1]

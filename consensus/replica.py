@@ -1079,6 +1079,11 @@ class Replica:
         if vc.checkpoint and not self._checkpoint_proof_valid(vc.checkpoint):
             return False
         base = vc.checkpoint[0].height if vc.checkpoint else 0
+        # At most one certificate per height of the window above its checkpoint: this is
+        # what bounds a VIEW-CHANGE (messages.view_change_bytes_max).
+        for heights in ([c.height for c in vc.prepared], [c.height for c in vc.committed]):
+            if heights != sorted(set(heights)) or (heights and heights[-1] > base + self.window):
+                return False
         for cert in vc.prepared:
             if cert.height <= base or cert.view >= vc.new_view:
                 return False

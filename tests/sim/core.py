@@ -50,6 +50,8 @@ from consensus.messages import (
     decode_message,
     encode_blocks_response,
     encode_message,
+    message_bytes_max,
+    message_kind,
 )
 from consensus.persist import PersistedState, vote_key
 from consensus.replica import Replica
@@ -155,6 +157,21 @@ class Checker:
         except InvalidCertificate as exc:
             self.fail(f"certificate: node {node.index} committed height {height} on an "
                       f"invalid certificate: {exc}")
+
+    def on_size(self, node: SimNode, data: bytes) -> None:
+        """No message of a correct replica exceeds its documented bound (a function of n,
+        the watermark window and the block limit): VIEW-CHANGE and NEW-VIEW never grow
+        with block sizes."""
+        if node.index in self.sim.faulty:
+            return
+        params = self.sim.genesis.consensus
+        n = max(len(s.keys) for s in (self.reference.set_at(h) for h in
+                                       (1, self.reference.height + params.watermark_window)))
+        kind = message_kind(data)
+        bound = message_bytes_max(kind, n, params.watermark_window, params.block_bytes_max)
+        if len(data) > bound:
+            self.fail(f"size: node {node.index} sent a kind-{kind} message of {len(data)} "
+                      f"bytes, above its bound of {bound}")
 
     def on_sent(self, node: SimNode, message: Message) -> None:
         """No correct replica signs two different blocks at one (view, height, phase), and
@@ -406,6 +423,7 @@ class Simulation:
             message = None
         if message is not None and self.checks_enabled:
             self.checker.on_sent(node, message)
+            self.checker.on_size(node, data)
         if self.observer is not None:
             self.observer(node.index, message)
         if node.silent:
