@@ -162,7 +162,7 @@ def run(towns: int, setup: list[Block], blocks: list[Block]) -> tuple[Timing, Di
             timing.txs += len(txs)
             for r in result.receipts:
                 timing.readings += int(r.data["readings"])
-                timing.peaks += len(r.data["peaks"])  # type: ignore[arg-type]
+                timing.peaks += len(r.data["peaks"])
     return timing, state
 
 
