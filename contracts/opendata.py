@@ -190,7 +190,12 @@ def service_requests(records: Iterable[Record]) -> list[dict[str, Any]]:
 
 def service_requests_json(records: Iterable[Record]) -> str:
     """The Open311 ``GET /requests.json`` body: a JSON array of service requests."""
-    return _dump(service_requests(records))
+    return open311_json(service_requests(records))
+
+
+def open311_json(value: Any) -> str:
+    """JSON text of ``value`` (from ``service_requests``) with lat/long as exact decimals."""
+    return _dump(value)
 
 
 # ---------------------------------------------------------------- metering
