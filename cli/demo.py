@@ -38,6 +38,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli import demo_metering
 from cli.client import NodeClient
 from cli.common import (
     EXIT_CODES_HELP,
@@ -221,8 +222,31 @@ def _keys(network: Network, m: MunicipalityFiles) -> dict[str, SigningKey]:
         passphrase = passphrase_from_file(network.passphrase_of(m))
     else:
         passphrase = passphrase_from_env(network.passphrase_env)
-    return {role: load_key(network.key_of(m, role), passphrase)
-            for role in ("clerk", "social_aid_agent")}
+    roles = ["clerk", "social_aid_agent"]
+    if network.key_of(m, "meter_gateway").exists():  # networks made before metering lack it
+        roles.append("meter_gateway")
+    return {role: load_key(network.key_of(m, role), passphrase) for role in roles}
+
+
+def metering_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: datetime,
+                  step: int) -> list[Seed]:
+    """Step 0: meters and the event; 1: a week of readings; 2: the event settled
+    (cli/demo_metering.py)."""
+    seeds = []
+    for i, m in enumerate(network.municipalities):
+        if "meter_gateway" not in keys[m.slug]:
+            continue
+
+        def tx(contract: str, action: str, payload: dict[str, Any], role: str,
+               town: str = m.slug) -> Transaction:
+            return build_transaction(network.chain_id, contract, action, payload,
+                                     keys[town][role])
+
+        made = (demo_metering.enrolments(m.siret, tx, today) if step == 0 else
+                demo_metering.readings(i, m.siret, tx, today) if step == 1 else
+                demo_metering.settlement(m.siret, tx, today))
+        seeds += [Seed(m, t, label) for t, label in made]
+    return seeds
 
 
 def first_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: datetime
@@ -332,14 +356,17 @@ def submit_wave(seeds: list[Seed], cluster: Cluster) -> dict[str, dict[str, Any]
 def seed(network: Network, cluster: Cluster, console: Console) -> list[tuple[Seed, int]]:
     today = datetime.now(UTC)
     keys = {m.slug: _keys(network, m) for m in network.municipalities}
-    wave1 = first_wave(network, keys, today)
+    wave1 = first_wave(network, keys, today) + metering_wave(network, keys, today, 0)
     done1 = submit_wave(wave1, cluster)
     reports = {s.municipality.slug: s.tx.tx_id.hex() for s in wave1
                if s.tx.contract == "reports"}
-    wave2 = second_wave(network, keys, today, reports)
+    wave2 = second_wave(network, keys, today, reports) + metering_wave(network, keys, today, 1)
     done2 = submit_wave(wave2, cluster)
-    committed = {**done1, **done2}
-    seeded = [(s, int(committed[s.tx.tx_id.hex()].get("height", 0))) for s in wave1 + wave2]
+    wave3 = metering_wave(network, keys, today, 2)
+    done3 = submit_wave(wave3, cluster) if wave3 else {}
+    committed = {**done1, **done2, **done3}
+    seeded = [(s, int(committed[s.tx.tx_id.hex()].get("height", 0)))
+              for s in wave1 + wave2 + wave3]
     (network.root / SEEDED_FILE).write_text(json.dumps(
         [{"municipality": s.municipality.name, "record": s.label,
           "tx_id": s.tx.tx_id.hex(), "height": h} for s, h in seeded], indent=2,

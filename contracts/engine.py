@@ -30,7 +30,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from contracts import deliberations, governance, identity, keys, notary, reports, social_aid
+from contracts import (
+    deliberations,
+    governance,
+    identity,
+    keys,
+    metering,
+    notary,
+    reports,
+    social_aid,
+)
 from contracts.registry import Context, Registry, Rejection, admit, check_payload
 from contracts.view import BlockEnv, DictState, Overlay, StateView
 from ledger.genesis import Genesis
@@ -57,6 +66,7 @@ REGISTRY = Registry((
     social_aid.CONTRACT,
     reports.CONTRACT,
     notary.CONTRACT,
+    metering.CONTRACT,
 ))
 """Every contract of a Tabellion network; changing it changes the protocol."""
 

@@ -240,7 +240,8 @@ def _apply_revoke(ctx: Context) -> dict[str, Value]:
 
 
 _ROLES_FIELD = texts("roles", choices=ROLES, items_max=len(ROLES),
-                     doc="Roles of the new key: admin, clerk, social_aid_agent, auditor.")
+                     doc="Roles of the new key: admin, clerk, social_aid_agent, auditor, "
+                         "intake, meter_gateway.")
 
 CONTRACT = Contract("identity", (
     Action("enroll", (SIRET, hex64("key", doc="Public key to enroll (hex)."), _ROLES_FIELD),

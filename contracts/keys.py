@@ -152,3 +152,35 @@ def read_list(state: StateView, key: bytes) -> list[Any]:
 
 def write(state: Overlay, key: bytes, value: Value) -> None:
     state.put(key, encode(value))
+
+
+# ---------------------------------------------------------------- metering
+def meter_key(siret: str, meter_id: str) -> bytes:
+    """``meter/m/<siret>/<meter id>`` -> meter record (enrolment, last reading, leak watch)."""
+    return _key("meter", "m", siret, meter_id)
+
+
+def meter_count_key(siret: str) -> bytes:
+    """``meter/count/<siret>`` -> int: meters enrolled in the municipality."""
+    return _key("meter", "count", siret)
+
+
+def meter_index_key(siret: str, n: int) -> bytes:
+    """``meter/idx/<siret>/<n>`` -> the id of the n-th meter enrolled there, from 0."""
+    return _key("meter", "idx", siret, str(n))
+
+
+def meter_day_key(siret: str, meter_id: str, day: str) -> bytes:
+    """``meter/day/<siret>/<meter id>/<YYYY-MM-DD>`` -> {slots, total}: one UTC day of
+    interval consumption, kept ``metering.RETAIN_DAYS`` days."""
+    return _key("meter", "day", siret, meter_id, day)
+
+
+def meter_year_key(siret: str, meter_id: str, year: str) -> bytes:
+    """``meter/year/<siret>/<meter id>/<YYYY>`` -> int: consumption of a UTC year."""
+    return _key("meter", "year", siret, meter_id, year)
+
+
+def meter_event_key(siret: str, event_id: str) -> bytes:
+    """``meter/event/<siret>/<event id>`` -> peak-shaving event (window, then results)."""
+    return _key("meter", "event", siret, event_id)

@@ -1,4 +1,5 @@
-"""Open-data exports of what is on chain: SCDL deliberations, aid aggregates, Open311.
+"""Open-data exports of what is on chain: SCDL deliberations, aid aggregates, Open311,
+metering.
 
 Rules:
 - Pure functions of committed records ``(Transaction, Receipt, BlockHeader)`` in commit
@@ -15,6 +16,10 @@ Rules:
   ``open`` and ``closed``; an acknowledged report is ``open`` with
   ``x_tabellion_status: "acknowledged"``. lat/long are written as exact decimals from
   the integer micro-degrees (no float is ever formed).
+- Metering: daily consumption per building, energy and unit (the receipts' figures
+  summed over the building's meters) and annual totals; CSV columns
+  ``METERING_DAILY_FIELDS`` / ``METERING_ANNUAL_FIELDS``. Meters are aggregated by
+  building: no meter of a dwelling is ever enrolled (municipal buildings only).
 """
 
 from __future__ import annotations
@@ -185,4 +190,69 @@ def service_requests(records: Iterable[Record]) -> list[dict[str, Any]]:
 
 def service_requests_json(records: Iterable[Record]) -> str:
     """The Open311 ``GET /requests.json`` body: a JSON array of service requests."""
-    return _dump(service_requests(records))
+    return open311_json(service_requests(records))
+
+
+def open311_json(value: Any) -> str:
+    """JSON text of ``value`` (from ``service_requests``) with lat/long as exact decimals."""
+    return _dump(value)
+
+
+# ---------------------------------------------------------------- metering
+METERING_DAILY_FIELDS = ("siret", "building", "kind", "unit", "date", "consumption")
+METERING_ANNUAL_FIELDS = ("siret", "building", "kind", "unit", "year", "consumption")
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    """Consumption of one building, kind and unit over a UTC day or year."""
+
+    siret: str
+    building: str
+    kind: str
+    unit: str
+    period: str
+    """``YYYY-MM-DD`` (daily) or ``YYYY`` (annual)."""
+    consumption: int
+    """In the unit: Wh or litres, summed over the building's meters of that kind."""
+
+
+def metering_daily(records: Iterable[Record]) -> list[Consumption]:
+    """Daily consumption per building and energy, sorted by (siret, building, kind, unit,
+    date), from the ``consumption`` figures of the reading receipts (gaps included in
+    the day that closes them, as the contract counts them)."""
+    meters: dict[tuple[str, str], tuple[str, str, str]] = {}
+    cells: dict[tuple[str, str, str, str, str], int] = {}
+    for tx, receipt, _ in _committed(records, "metering"):
+        siret = str(tx.payload["siret"])
+        if tx.action == "enroll_meter":
+            meters[(siret, str(tx.payload["meter_id"]))] = (
+                str(tx.payload["building"]), str(tx.payload["kind"]), str(tx.payload["unit"]))
+        elif tx.action == "file_readings":
+            for meter_id, day, amount in receipt.data["consumption"]:
+                building, kind, unit = meters[(siret, str(meter_id))]
+                cell = (siret, building, kind, unit, str(day))
+                cells[cell] = cells.get(cell, 0) + int(amount)
+    return [Consumption(*cell, total) for cell, total in sorted(cells.items())]
+
+
+def metering_annual(records: Iterable[Record]) -> list[Consumption]:
+    """Annual totals per building and energy (the figures a town reports for its
+    tertiary buildings), sorted like ``metering_daily``."""
+    cells: dict[tuple[str, str, str, str, str], int] = {}
+    for day in metering_daily(records):
+        cell = (day.siret, day.building, day.kind, day.unit, day.period[:4])
+        cells[cell] = cells.get(cell, 0) + day.consumption
+    return [Consumption(*cell, total) for cell, total in sorted(cells.items())]
+
+
+def metering_csv(rows: Iterable[Consumption], *, annual: bool = False) -> str:
+    """CSV with the columns ``METERING_DAILY_FIELDS`` (or ``METERING_ANNUAL_FIELDS``),
+    UTF-8, comma separator, RFC 4180 quoting and CRLF line ends."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(METERING_ANNUAL_FIELDS if annual else METERING_DAILY_FIELDS)
+    for row in rows:
+        writer.writerow((row.siret, row.building, row.kind, row.unit, row.period,
+                         row.consumption))
+    return out.getvalue()

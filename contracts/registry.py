@@ -78,8 +78,9 @@ def _shown(value: Any) -> str:
 class Field:
     """One payload field: its type and bounds.
 
-    ``kind`` is ``str``, ``int``, ``bool``, ``str_list``, ``date`` (ISO ``YYYY-MM-DD``, a
-    real calendar date) or ``month`` (``YYYY-MM``)."""
+    ``kind`` is ``str``, ``int``, ``bool``, ``str_list``, ``int_list`` (items within
+    ``int_min``..``int_max``, repeats allowed), ``date`` (ISO ``YYYY-MM-DD``, a real
+    calendar date) or ``month`` (``YYYY-MM``)."""
 
     name: str
     kind: str
@@ -95,7 +96,7 @@ class Field:
     choices: tuple[str, ...] = ()
     """For str and str_list items: the allowed values, if the set is closed."""
     items_max: int = STR_LIST_ITEMS_MAX
-    """For str_list: most items; items must be distinct."""
+    """For str_list and int_list: most items; str_list items must be distinct."""
     doc: str = ""
 
     def check(self, value: Any) -> None:
@@ -127,6 +128,15 @@ class Field:
                 self._check_text(item, f" (item {position + 1})")
             if len(set(value)) != len(value):
                 self._bad("must not repeat a value")
+        elif self.kind == "int_list":
+            if not isinstance(value, list) or not 1 <= len(value) <= self.items_max:
+                self._bad(f"must be a list of 1 to {self.items_max} whole numbers")
+            for position, item in enumerate(value):
+                if (isinstance(item, bool) or not isinstance(item, int)
+                        or not self.int_min <= item <= self.int_max):
+                    self._bad(f"item {position + 1} must be a whole number between "
+                              f"{self.int_min} and {self.int_max} "
+                              f"(got {item if isinstance(item, int) else _shown(item)})")
         else:  # a schema bug, not bad input
             raise AssertionError(f"unknown field kind {self.kind}")
 
@@ -172,6 +182,12 @@ def texts(name: str, *, choices: tuple[str, ...] = (), items_max: int = STR_LIST
           bytes_max: int = 64, required: bool = True, doc: str = "") -> Field:
     return Field(name, "str_list", required, bytes_max, choices=choices, items_max=items_max,
                  doc=doc)
+
+
+def integers(name: str, int_min: int = 0, int_max: int = INT_SAFE_MAX, *,
+             items_max: int = STR_LIST_ITEMS_MAX, required: bool = True, doc: str = "") -> Field:
+    return Field(name, "int_list", required, int_min=int_min, int_max=int_max,
+                 items_max=items_max, doc=doc)
 
 
 SIRET = text("siret", 14, pattern=keys.SIRET_RE, hint="the 14-digit SIRET",

@@ -132,7 +132,7 @@ CONTRACT = Contract("reports", (
         text("address_string", 256, required=False, doc="Address, if no coordinates."),
         text("media_url", 512, pattern=URL_RE, hint="an http(s) URL", required=False,
              doc="Photo of the problem."),
-    ), ("clerk", "admin", "social_aid_agent"), "siret", _validate_submit, _apply_submit,
+    ), ("clerk", "admin", "social_aid_agent", "intake"), "siret", _validate_submit, _apply_submit,
         "File a citizen's report on their behalf."),
     Action("acknowledge", (SIRET, _REQUEST, _NOTES,
                            text("agency_responsible", 128, required=False,

@@ -22,7 +22,10 @@ from ledger.hashing import Tag, tagged_hash
 from ledger.records import CHAIN_ID_BYTES_MAX, NAME_BYTES_MAX, ValidatorSet
 
 GENESIS_FILE_BYTES_MAX = 4 * 1024 * 1024
-ROLES = ("admin", "clerk", "social_aid_agent", "auditor")
+ROLES = ("admin", "clerk", "social_aid_agent", "auditor", "intake", "meter_gateway")
+"""Appended, never reordered (identity sorts a key's roles by this order). ``intake``
+files citizen reports only (a town's Open311 front end), ``meter_gateway`` files meter
+readings only: machine keys get the one right they need."""
 SIRET_RE = re.compile(r"^\d{14}$")
 GENESIS_TIME_MS_MAX = 2**63 - 1
 APPROVAL_DENOMINATOR_MAX = 1000

@@ -13,6 +13,7 @@ Rules:
   exception is logged with its traceback and answered with a JSON 500 ``internal``
   (a bug to fix, found by the property test over this API).
 - docs/api.md documents every route; /openapi.json and /docs are generated.
+- Open311 GeoReport v2 is served under ``/open311/v2`` by ``node.open311``.
 """
 
 from __future__ import annotations
@@ -333,4 +334,8 @@ def create_app(node: NodeFacade) -> FastAPI:
     async def metrics() -> Response:
         return Response(node.metrics(), media_type="text/plain; version=0.0.4")
 
+    from node import open311  # here: it builds on this module's helpers
+
+    if isinstance(node, open311.Open311Node):  # a real node (the API's fakes have no chain)
+        open311.mount(app, node)
     return app

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,39 @@ class PeerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Open311Config:
+    """The town's Open311 intake (``[open311]``; node/open311.py): optional."""
+
+    siret: str
+    """SIRET of the municipality whose reports this node files."""
+    intake_key_file: Path
+    """Encrypted key file of the town's intake member (role ``intake``), same passphrase
+    as the validator key."""
+    api_key_sha256: str
+    """SHA-256 (hex) of the API key the town's front end sends; the key itself is not
+    kept in the file."""
+
+
+def _open311(raw: Any, base_dir: Path, where: str) -> Open311Config:
+    ow = f"{where}: open311"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{ow} must be a table with siret, intake_key_file, api_key_sha256")
+    unknown = sorted(set(raw) - {"siret", "intake_key_file", "api_key_sha256"})
+    if unknown:
+        raise ConfigError(f"{ow}: unknown field(s) {', '.join(unknown)}")
+    siret = _require(raw, "siret", str, ow)
+    if not re.fullmatch(r"[0-9]{14}", siret):
+        raise ConfigError(f"{ow}.siret must be the 14-digit SIRET of the municipality")
+    digest = _require(raw, "api_key_sha256", str, ow)
+    if not _KEY_RE.fullmatch(digest):
+        raise ConfigError(f"{ow}.api_key_sha256 must be 64 lowercase hex digits (the SHA-256 "
+                          "of the front end's API key, e.g. printf %s KEY | sha256sum)")
+    key_file = Path(_require(raw, "intake_key_file", str, ow))
+    return Open311Config(siret, key_file if key_file.is_absolute() else base_dir / key_file,
+                         digest)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything a validator node needs to start."""
 
@@ -125,6 +158,8 @@ class NodeConfig:
     """One of debug, info, warning, error."""
     source: Path | None = None
     """The file this configuration was read from (for messages), if any."""
+    open311: Open311Config | None = None
+    """The town's Open311 intake, if this node files reports for it."""
 
 
 def split_host_port(text: str) -> tuple[str, int]:
@@ -213,6 +248,7 @@ def config_from_dict(obj: dict[str, Any], base_dir: Path, where: str) -> NodeCon
         peers=tuple(peers),
         limits=limits,
         log_level=log_level,
+        open311=None if "open311" not in obj else _open311(obj["open311"], base_dir, where),
     )
 
 
@@ -231,11 +267,7 @@ def load_config(path: Path | str) -> NodeConfig:
         obj = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    cfg = config_from_dict(obj, path.resolve().parent, str(path))
-    return NodeConfig(
-        cfg.data_dir, cfg.key_file, cfg.passphrase_env, cfg.genesis_file, cfg.listen_peer,
-        cfg.listen_api, cfg.peers, cfg.limits, cfg.log_level, path,
-    )
+    return replace(config_from_dict(obj, path.resolve().parent, str(path)), source=path)
 
 
 def _relative(p: Path, base: Path) -> str:
@@ -266,6 +298,10 @@ def config_to_dict(cfg: NodeConfig, base_dir: Path) -> dict[str, Any]:
     }
     if limits:
         doc["limits"] = limits
+    if cfg.open311 is not None:
+        doc["open311"] = {"siret": cfg.open311.siret,
+                          "intake_key_file": _relative(cfg.open311.intake_key_file, base_dir),
+                          "api_key_sha256": cfg.open311.api_key_sha256}
     return doc
 
 

@@ -34,7 +34,7 @@ def _env(obj: dict[str, Any]) -> BlockEnv:
 
 def test_there_is_a_vector_file_per_contract() -> None:
     assert {p.stem for p in FILES} == {"engine", "identity", "governance", "deliberations",
-                                       "social_aid", "reports", "notary"}
+                                       "social_aid", "reports", "notary", "metering"}
 
 
 def test_validator_set_changes_are_covered() -> None:

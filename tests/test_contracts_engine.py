@@ -124,7 +124,7 @@ def test_unknown_contract_action_and_signer() -> None:
     r1 = chain.do("montreuil.clerk", "budget", "vote", {})
     assert (r1.code, r1.message) == (
         "unknown_contract", "there is no contract 'budget' (contracts: identity, governance, "
-        "deliberations, social_aid, reports, notary)")
+        "deliberations, social_aid, reports, notary, metering)")
     r2 = chain.do("montreuil.clerk", "notary", "erase", {})
     assert (r2.code, r2.message) == (
         "unknown_action", "the contract notary has no action 'erase' (it has: anchor)")

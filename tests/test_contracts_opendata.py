@@ -124,3 +124,32 @@ def test_micro_degrees_are_exact() -> None:
     assert micro_degrees(-1_500) == "-0.0015"
     assert micro_degrees(2_000_000) == "2.0"
     assert micro_degrees(-180_000_000) == "-180.0"
+
+
+def test_metering_daily_and_annual_csv_per_building() -> None:
+    from contracts.opendata import metering_annual, metering_csv, metering_daily
+    from tests.vectors.contracts import scenario as s
+
+    rec = Recorder()
+    rec.do(*s.enroll_gateway())
+    for meter_id, building in (("E-1", "ecole"), ("E-2", "ecole"), ("E-3", "mairie")):
+        rec.do("montreuil.clerk", "metering", "enroll_meter",
+               s.meter(meter_id, building=building))
+    m = s.siret("montreuil")
+    first = s.interval("2025-12-30", 23)
+    # per meter: the opening reading and one interval on 30 December, one on the 31st;
+    # E-3's batch is refused (its index goes backwards) and counts for nothing
+    rec.do("montreuil.gateway", "metering", "file_readings",
+           s.readings(("E-1", first, [0, 100, 250]), ("E-2", first, [10, 20, 60])))
+    rec.do("montreuil.gateway", "metering", "file_readings",
+           s.readings(("E-3", first, [500, 400])))
+    daily = metering_csv(metering_daily(rec.records))
+    assert daily.split("\r\n") == [
+        "siret,building,kind,unit,date,consumption",
+        f"{m},ecole,electricity,Wh,2025-12-30,110",
+        f"{m},ecole,electricity,Wh,2025-12-31,190",
+        "",
+    ]
+    annual = metering_csv(metering_annual(rec.records), annual=True)
+    assert annual.split("\r\n") == ["siret,building,kind,unit,year,consumption",
+                                    f"{m},ecole,electricity,Wh,2025,300", ""]

@@ -86,14 +86,18 @@ def test_demo_seeds_every_record_type_serves_every_command_and_stops_on_sigint(d
             assert f"{m.api_url}/docs" in output
             assert httpx.get(f"{m.api_url}/docs", timeout=10).status_code == 200
         seeded = json.loads((demo_dir / "seeded.json").read_text())
-        contracts = set()
+        contracts, receipts = set(), []
         for record in seeded:
             m = next(x for x in network.municipalities if x.name == record["municipality"])
             details = httpx.get(f"{m.api_url}/v1/transactions/{record['tx_id']}",
                                 timeout=10).json()
             assert details["status"] == "committed" and details["receipt"]["code"] == "ok"
             contracts.add(details["transaction"]["contract"])
-        assert contracts == {"deliberations", "social_aid", "reports", "notary"}
+            receipts.append(details["receipt"]["data"])
+        assert contracts == {"deliberations", "social_aid", "reports", "notary", "metering"}
+        # a week of readings: one leak alert (the first town's gymnasium), savings settled
+        assert sum(len(r.get("leaks", [])) for r in receipts) == 1
+        assert any(r.get("reduction_wh", 0) > 0 for r in receipts)
         assert {r["municipality"] for r in seeded} == {m.name for m in network.municipalities}
         # The demo's nodes run the image's entry command: drive every CLI command at them.
         check_every_command_against(network, tmp_path / "checks")

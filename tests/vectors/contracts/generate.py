@@ -129,6 +129,31 @@ WITHDRAW = {"COLL_SIRET": M, "DELIB_ID": "DEL-2026-001-W", "DELIB_DATE": "2026-0
 CORRECT = s.act(delib_id="DEL-2026-001-R1", replaces="DEL-2026-001",
                 DELIB_OBJET="Budget primitif 2026 (rectifié)")
 
+GATEWAY = s.enroll_gateway()
+ENROLL_METER = ("montreuil.clerk", "metering", "enroll_meter", s.meter())
+ENROLL_WATER = ("montreuil.clerk", "metering", "enroll_meter", s.meter("EAU-1", "water"))
+DEC30 = s.interval("2025-12-30")
+FIRST = ("montreuil.gateway", "metering", "file_readings",
+         s.readings(("PRM-0001", DEC30, [1000, 1500, 2100])))
+
+
+def gateway(payload: dict[str, Any], *steps: tuple[str, str, str, dict[str, Any]]) -> Build:
+    """The gateway files ``payload`` after enrolment of itself, the meter and ``steps``."""
+    return after([GATEWAY, ENROLL_METER, *steps], "montreuil.gateway", "metering",
+                 "file_readings", payload)
+
+
+def _window_readings() -> dict[str, Any]:
+    """30-minute readings from 2025-12-30 00:00 to 2025-12-31 19:00: 1,000 Wh per
+    interval, except 600 Wh per interval in the window 17:00-19:00 of 2025-12-31."""
+    steps = [600 if n >= 48 + 34 else 1000 for n in range(48 + 38)]
+    return s.readings(("PRM-0001", DEC30, s.cumulative(0, steps)))
+
+
+EVENT = {"siret": M, "event_id": "ecowatt-2025-12-31", "date": "2025-12-31",
+         "start_hour": 17, "end_hour": 19, "signal": "EcoWatt rouge", "baseline_days": 1}
+SETTLE = {"siret": M, "event_id": "ecowatt-2025-12-31"}
+
 CASES = [
     # engine and framework
     Case("engine", "ok", "a well-formed permitted transaction commits", "ok",
@@ -352,6 +377,66 @@ CASES = [
                "pantin.clerk", "notary", "anchor", s.anchor(town="pantin"))),
     Case("notary", "bad_hash", "the hash is 64 lowercase hex", "invalid_payload",
          do("montreuil.clerk", "notary", "anchor", s.anchor(sha256="AB" * 32))),
+    # metering
+    Case("metering", "enroll_meter", "a clerk enrolls a meter with its kind's fields", "ok",
+         do(*ENROLL_METER)),
+    Case("metering", "enroll_twice", "a meter id is enrolled once", "duplicate_meter",
+         after([ENROLL_METER], *ENROLL_METER)),
+    Case("metering", "unit_per_kind", "a meter's unit is one of its kind's",
+         "unit_not_allowed", do("montreuil.clerk", "metering", "enroll_meter",
+                                s.meter("EAU-2", "water", unit="Wh"))),
+    Case("metering", "kind_fields", "subscribed power for electricity only", "invalid_meter",
+         do("montreuil.clerk", "metering", "enroll_meter",
+            s.meter("EAU-3", "water", subscribed_power_w=9000))),
+    Case("metering", "readings", "consumption per interval from cumulative indexes", "ok",
+         gateway(s.readings(("PRM-0001", DEC30, [1000, 1500, 2100])))),
+    Case("metering", "gateway_only", "only the metering gateway files readings",
+         "not_permitted", after([ENROLL_METER], "montreuil.clerk", "metering",
+                                "file_readings", s.readings(("PRM-0001", DEC30, [1])))),
+    Case("metering", "unit_fixed", "a batch's unit is each meter's", "unit_mismatch",
+         gateway(s.readings(("PRM-0001", DEC30, [1]), unit="L"))),
+    Case("metering", "unknown_meter", "readings name enrolled meters", "unknown_meter",
+         gateway(s.readings(("PRM-0404", DEC30, [1])))),
+    Case("metering", "batch_shape", "one count per meter, one index per interval",
+         "invalid_batch", gateway({**s.readings(("PRM-0001", DEC30, [1, 2])), "counts": [1]})),
+    Case("metering", "backwards", "a cumulative index never goes backwards",
+         "index_backwards", gateway(s.readings(("PRM-0001", DEC30 + 3, [2000])), FIRST)),
+    Case("metering", "replacement", "after a recorded replacement the index restarts", "ok",
+         gateway(s.readings(("PRM-0001", DEC30 + 3, [40])), FIRST,
+                 ("montreuil.clerk", "metering", "replace_meter",
+                  {"siret": M, "meter_id": "PRM-0001", "old_final_index": 2150,
+                   "new_start_index": 0}))),
+    Case("metering", "duplicate", "an interval is read once", "duplicate_interval",
+         gateway(s.readings(("PRM-0001", DEC30 + 2, [2200])), FIRST)),
+    Case("metering", "out_of_order", "intervals only move forward", "out_of_order_interval",
+         gateway(s.readings(("PRM-0001", DEC30 + 1, [2200])), FIRST)),
+    Case("metering", "gap", "missing intervals are recorded as a gap", "ok",
+         gateway(s.readings(("PRM-0001", DEC30 + 6, [3000])), FIRST)),
+    Case("metering", "future", "an interval is filed once it is over", "reading_in_future",
+         gateway(s.readings(("PRM-0001", s.interval("2026-01-01", 1), [1])))),
+    Case("metering", "peak", "power above the subscribed power raises a peak alert", "ok",
+         gateway(s.readings(("PRM-0001", DEC30 + 3, [2100 + 18_001])), FIRST)),
+    Case("metering", "leak", "night flow above the threshold for N nights raises a leak "
+         "alert", "ok",
+         after([GATEWAY, ENROLL_WATER], "montreuil.gateway", "metering", "file_readings",
+               s.readings(("EAU-1", s.interval("2025-12-28"), s.cumulative(
+                   0, [11 if 2 <= n % 48 < 10 else 50 for n in range(3 * 48 + 12)])),
+                   unit="L"))),
+    Case("metering", "event", "an event window gets its comparable baseline days", "ok",
+         do("montreuil.clerk", "metering", "record_event", EVENT)),
+    Case("metering", "event_window", "an event window is not empty", "invalid_window",
+         do("montreuil.clerk", "metering", "record_event", {**EVENT, "end_hour": 17})),
+    Case("metering", "settle", "each building's reduction against the baseline", "ok",
+         after([GATEWAY, ENROLL_METER,
+                ("montreuil.gateway", "metering", "file_readings", _window_readings()),
+                ("montreuil.clerk", "metering", "record_event", EVENT)],
+               "montreuil.clerk", "metering", "settle_event", SETTLE)),
+    Case("metering", "settle_early", "an event is settled once it is over", "event_not_over",
+         after([("montreuil.clerk", "metering", "record_event",
+                 {**EVENT, "date": "2026-01-01"})],
+               "montreuil.clerk", "metering", "settle_event", SETTLE)),
+    Case("metering", "settle_unknown", "the event must be recorded", "unknown_event",
+         do("montreuil.clerk", "metering", "settle_event", SETTLE)),
 ]
 
 

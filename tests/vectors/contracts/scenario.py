@@ -188,3 +188,55 @@ def anchor(town: str = "montreuil", document: bytes = b"arrete 42", **extra: Any
                                "document_type": "arrete", "reference": "ARR-2026-042"}
     payload.update(extra)
     return payload
+
+
+# ---------------------------------------------------------------- metering
+HALF_HOUR_MS = 30 * 60_000
+
+
+def enroll_gateway(town: str = "montreuil") -> tuple[str, str, str, dict[str, Any]]:
+    """The step enrolling ``<town>.gateway`` with the meter_gateway role (an admin's)."""
+    return (f"{town}.admin", "identity", "enroll",
+            {"siret": siret(town), "key": pub(f"{town}.gateway"), "roles": ["meter_gateway"]})
+
+
+def meter(meter_id: str = "PRM-0001", kind: str = "electricity", *, town: str = "montreuil",
+          building: str = "ecole-jaures", minutes: int = 30, **extra: Any) -> dict[str, Any]:
+    """An enroll_meter payload with the fields its kind requires."""
+    payload: dict[str, Any] = {
+        "siret": siret(town), "meter_id": meter_id, "building": building, "kind": kind,
+        "unit": "L" if kind == "water" else "Wh", "interval_minutes": minutes,
+    }
+    if kind == "electricity":
+        payload["subscribed_power_w"] = 36_000
+    if kind == "water":
+        payload["leak_threshold_l_per_h"] = 20
+        payload["leak_nights"] = 3
+    payload.update(extra)
+    return payload
+
+
+def interval(day: str, hour: int = 0, minute: int = 0, minutes: int = 30) -> int:
+    """Number of the interval starting at ``day`` ``hour``:``minute`` UTC."""
+    from datetime import date
+
+    days = (date.fromisoformat(day) - date(1970, 1, 1)).days
+    return (days * 1440 + hour * 60 + minute) // minutes
+
+
+def readings(*series: tuple[str, int, list[int]], unit: str = "Wh",
+             town: str = "montreuil") -> dict[str, Any]:
+    """A file_readings payload from (meter id, first interval, indexes) triples."""
+    return {"siret": siret(town), "unit": unit, "meters": [m for m, _, _ in series],
+            "first_intervals": [f for _, f, _ in series],
+            "counts": [len(v) for _, _, v in series],
+            "indexes": [x for _, _, v in series for x in v]}
+
+
+def cumulative(start: int, steps: list[int]) -> list[int]:
+    """Cumulative indexes from a start index and per-interval consumptions."""
+    out, total = [], start
+    for step in steps:
+        total += step
+        out.append(total)
+    return out
