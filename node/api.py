@@ -35,6 +35,7 @@ from ledger.encoding import decode
 from ledger.errors import DecodeError
 from node.config import Limits
 from node.errors import NodeError
+from node.portal import mount_portal
 
 log = logging.getLogger("tabellion.api")
 
@@ -333,4 +334,5 @@ def create_app(node: NodeFacade) -> FastAPI:
     async def metrics() -> Response:
         return Response(node.metrics(), media_type="text/plain; version=0.0.4")
 
+    mount_portal(app, node)  # the citizens' portal at / (node/portal.py)
     return app
