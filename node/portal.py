@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,12 @@ def _state_value(source: PortalSource, key: bytes) -> Any:
 # --------------------------------------------------------------------------- public views
 
 
+def _folded(text: str) -> str:
+    """Lower case without accents: "energie" finds "Aide énergie"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def deliberations_view(index: PortalIndex, town: str | None, query: str | None
                        ) -> list[dict[str, Any]]:
     """One entry per deliberation chain (a record and its corrections or withdrawal),
@@ -228,9 +235,9 @@ def deliberations_view(index: PortalIndex, town: str | None, query: str | None
     if town:
         out = [c for c in out if c["siret"] == town]
     if query:
-        needle = query.casefold()
+        needle = _folded(query)
         out = [c for c in out if any(
-            needle in str(c["current"].get(name) or "").casefold()
+            needle in _folded(str(c["current"].get(name) or ""))
             for name in ("DELIB_OBJET", "DELIB_MATIERE_NOM", "DELIB_MATIERE_CODE", "DELIB_ID"))]
     out.sort(key=lambda c: (str(c["current"].get("DELIB_DATE") or ""),
                             c["versions"][-1]["height"]), reverse=True)

@@ -58,7 +58,7 @@ async function getJson(path) {
 }
 
 function page(title, ...content) {
-  main.replaceChildren(el("h1", {}, title), ...content);
+  main.replaceChildren(el("h1", {}, title), ...content.flat().filter((c) => c !== null && c !== undefined));
   document.title = `${title} — Tabellion`;
 }
 

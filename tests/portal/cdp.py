@@ -137,16 +137,16 @@ class Browser:
             start_new_session=True)
         try:
             browser_ws = self._devtools_url()
-            port = urlparse(browser_ws).port
             self.ws = WebSocket(browser_ws, START_TIMEOUT_S)
             self._next_id = 0
             self.events: list[dict[str, Any]] = []
             target = self.command("Target.createTarget", url="about:blank")["targetId"]
             session = self.command("Target.attachToTarget", targetId=target, flatten=True)
             self.session = session["sessionId"]
-            del port
             for domain in ("Page", "Runtime", "DOM", "Accessibility", "Network"):
                 self.send(f"{domain}.enable")
+            # A headless tab is never "focused": emulate it so Tab moves the focus.
+            self.send("Emulation.setFocusEmulationEnabled", enabled=True)
         except BaseException:
             self.close()
             raise
@@ -218,8 +218,11 @@ class Browser:
 
     def go(self, hash_route: str) -> None:
         """Follow an in-page route (``#/...``) and wait until it has rendered."""
-        self.evaluate(f"document.body.dataset.ready = 'false'; location.hash = "
-                      f"{json.dumps(hash_route)}; true")
+        self.evaluate(f"""document.body.dataset.ready = 'false';
+            if (location.hash === {json.dumps(hash_route)})
+                window.dispatchEvent(new HashChangeEvent('hashchange'));
+            else location.hash = {json.dumps(hash_route)};
+            true""")
         self.wait_page()
 
     def text(self) -> str:
@@ -242,9 +245,10 @@ class Browser:
 
     def key(self, key: str, code: str, key_code: int, shift: bool = False) -> None:
         modifiers = 8 if shift else 0
-        for kind in ("rawKeyDown", "keyUp"):
+        for kind in ("keyDown", "keyUp"):
             self.send("Input.dispatchKeyEvent", type=kind, key=key, code=code,
-                      windowsVirtualKeyCode=key_code, modifiers=modifiers)
+                      windowsVirtualKeyCode=key_code, nativeVirtualKeyCode=key_code,
+                      modifiers=modifiers)
 
     def close(self) -> None:
         if getattr(self, "ws", None) is not None:
