@@ -56,8 +56,8 @@ class PortalNetwork:
         return self.network.genesis_file
 
     def seeded_tx(self, record: str, municipality: str | None = None) -> str:
-        return next(r["tx_id"] for r in self.seeded if r["record"] == record
-                    and (municipality is None or r["municipality"] == municipality))
+        return str(next(r["tx_id"] for r in self.seeded if r["record"] == record
+                        and (municipality is None or r["municipality"] == municipality)))
 
     def submit(self, tx: Transaction, municipality: int = 0) -> dict[str, Any]:
         with NodeClient(self.network.municipalities[municipality].api_url) as client:

@@ -10,6 +10,7 @@ history shows its steps, the pages are accessible and show no personal data.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cli.receipt import ReceiptError, gather_receipt, verify_receipt
@@ -194,7 +196,7 @@ def test_a_dropped_document_is_looked_up_by_its_hash(
     assert "Document inscrit au registre" in found
     assert f"arrete ARR-{year}-042" in found and "Inscrit par Montreuil au bloc" in found
     shown = browser.evaluate("document.getElementById('empreinte').innerText")
-    assert shown == __import__("hashlib").sha256(document.read_bytes()).hexdigest()
+    assert shown == hashlib.sha256(document.read_bytes()).hexdigest()
 
     document.write_bytes(notarised_document("Montreuil", year) + b" ")
     browser.go("#/reseau")
@@ -261,7 +263,7 @@ CONTRAST_SCRIPT = """(() => {
     if (!own || !el.getClientRects().length) continue;
     const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-    if (ratio < 4.5) worst.push(el.tagName + ' ' + ratio.toFixed(2) + ' ' + el.innerText.slice(0, 40));
+    if (ratio < 4.5) worst.push(`${el.tagName} ${ratio.toFixed(2)} ${el.innerText.slice(0, 40)}`);
   }
   return worst;
 })()"""
@@ -301,13 +303,14 @@ PERSONAL_DATA = {
     "e-mail": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"),
     "phone": re.compile(r"(?<![\w.])(?:\+33|0)\s?[1-9](?:[\s.-]?\d{2}){4}(?![\w])"),
     "IBAN": re.compile(r"\bFR\d{2}(?:\s?[0-9A-Z]{4}){5}"),
-    "NIR": re.compile(r"(?<![\w.])[12]\s?\d{2}\s?(?:0[1-9]|1[0-2])\s?\d{2}\s?\d{3}\s?\d{3}\s?\d{2}\b"),
+    "NIR": re.compile(
+        r"(?<![\w.])[12]\s?\d{2}\s?(?:0[1-9]|1[0-2])\s?\d{2}\s?\d{3}\s?\d{3}\s?\d{2}\b"),
 }
 
 
 def test_no_page_shows_personal_data(browser: Browser, net: PortalNetwork) -> None:
     # The beneficiary tags of the demo's aid payments must never reach a page.
-    blocks = [__import__("httpx").get(f"{net.url}/v1/blocks/{h}", timeout=10).json()
+    blocks = [httpx.get(f"{net.url}/v1/blocks/{h}", timeout=10).json()
               for h in range(1, net.height() + 1)]
     tags = {tx["payload"]["beneficiary"] for b in blocks for tx in b["transactions"]
             if tx["contract"] == "social_aid" and "beneficiary" in tx["payload"]}
