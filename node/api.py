@@ -36,6 +36,7 @@ from ledger.encoding import decode
 from ledger.errors import DecodeError
 from node.config import Limits
 from node.errors import NodeError
+from node.portal import mount_portal
 
 log = logging.getLogger("tabellion.api")
 
@@ -338,4 +339,5 @@ def create_app(node: NodeFacade) -> FastAPI:
 
     if isinstance(node, open311.Open311Node):  # a real node (the API's fakes have no chain)
         open311.mount(app, node)
+    mount_portal(app, node)  # the citizens' portal at / (node/portal.py)
     return app
