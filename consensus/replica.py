@@ -105,6 +105,9 @@ TIME_AHEAD_MS_MAX = 60_000
 """A proposed block time may be at most this far ahead of this replica's clock."""
 TICK_MS_MIN = 50
 """Shortest heartbeat period."""
+IDLE_EMPTY_BLOCK_MS = 1_000
+"""An idle primary waits this long after its last block before it proposes an empty one
+to certify the results of the last busy blocks (at most ``execution_lag`` of them)."""
 BODIES_PER_WINDOW = 4
 """Block bodies kept in memory to serve BODY-REQUESTs and re-proposals: this many per
 height of the watermark window (a few candidates per height at most)."""
@@ -185,6 +188,9 @@ class Replica:
         """Header hash -> (height, validators that vouched for it): bodies to fetch."""
         self.body_attempts = 0
         """Rotates the validator asked for each wanted body."""
+        self.busy_height = 0
+        """Highest height known to hold transactions: its results are certified by header
+        ``busy_height + D``, so an idle primary proposes empty blocks up to there."""
         self.new_view_sent: dict[bytes, int] = {}
         """When this replica last sent its NEW-VIEW to each peer (at most once per view
         timeout per peer)."""
@@ -725,6 +731,8 @@ class Replica:
                 header.time_ms
             if self.tip > executed:
                 self._out.append(Deliver(proof.block, proof.certificate))
+            if proof.block.transactions:
+                self.busy_height = max(self.busy_height, header.height)
             for tx_id in self._tx_ids(proof.block):
                 delivered.append(tx_id)
                 self.pending.pop(tx_id, None)
@@ -800,13 +808,15 @@ class Replica:
                 pp = remembered
             else:
                 txs = self._pick_transactions()
-                if not txs:
+                if not txs and not self._empty_block_due(height, parent[1]):
                     return
                 block = self.executor.build_block(
                     height=height, view=self.view, prev_hash=parent[0],
                     time_ms=max(self.now, parent[1] + 1), proposer=self.me, transactions=txs)
                 if not self._body_valid(block, *parent):
                     return  # never propose what a correct backup would refuse
+                if block.transactions:
+                    self.busy_height = max(self.busy_height, height)
                 pp = PrePrepare.make(self.key, self.chain_id, self.view, block)
             slot = self._slot(height)
             slot.candidate, slot.trusted = None, False
@@ -815,6 +825,13 @@ class Replica:
             self._record_pre_prepare(pp)
             self._broadcast(pp)
             self._check_prepared(height)
+
+    def _empty_block_due(self, height: int, parent_time_ms: int) -> bool:
+        """Idle, but the results of a recent busy block are not certified yet: without
+        headers above it, its receipt could never be proved (ADR 0005). At most D empty
+        blocks follow the last busy one, and only after ``IDLE_EMPTY_BLOCK_MS``."""
+        return (height <= self.busy_height + self.params.execution_lag
+                and self.now >= parent_time_ms + IDLE_EMPTY_BLOCK_MS)
 
     def _pick_transactions(self) -> list[Transaction]:
         busy = self._in_flight_ids()
