@@ -73,6 +73,7 @@ class Kind:
     PROPOSAL = 10
     BODY_REQUEST = 11
     BLOCK_BODY = 12
+    VIEW_CHANGE_REQUEST = 13
 
 
 # --------------------------------------------------------------------------- field checks
@@ -582,6 +583,41 @@ class BlocksResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewChangeRequest:
+    """A validator whose view timer expired asks to leave the current view, without
+    leaving it yet: it sends its binding VIEW-CHANGE only once f + 1 validators asked (at
+    least one correct replica saw no progress). A validator cut off alone therefore never
+    leaves the view the others are in (ADR 0008, "pre-vote")."""
+
+    KIND: ClassVar[int] = Kind.VIEW_CHANGE_REQUEST
+
+    chain_id: str
+    """Network id."""
+    new_view: int
+    """The view asked for: the sender's current view + 1."""
+    sender: bytes
+    """Public key of the sender."""
+    signature: bytes
+    """Signature over ``[chain_id, kind, new_view, sender]``."""
+
+    def signed_fields(self) -> list[Value]:
+        return [self.new_view, self.sender]
+
+    def to_value(self) -> list[Value]:
+        return [self.chain_id, *self.signed_fields(), self.signature]
+
+    @classmethod
+    def from_value(cls, value: Value) -> ViewChangeRequest:
+        v = _list(value, 4, "view-change request")
+        return cls(_chain(v[0]), _uint(v[1], "new_view"), _key(v[2], "sender"), _sig(v[3]))
+
+    @staticmethod
+    def make(key: crypto.SigningKey, chain_id: str, new_view: int) -> ViewChangeRequest:
+        unsigned = ViewChangeRequest(chain_id, new_view, key.public_key, b"")
+        return ViewChangeRequest(chain_id, new_view, key.public_key, _sign(key, unsigned))
+
+
+@dataclass(frozen=True, slots=True)
 class BodyRequest:
     """Ask a validator for the body of the block whose header hash is ``block_hash``."""
 
@@ -640,7 +676,7 @@ class BlockBody:
 
 
 Signed = (PrePrepare | Proposal | Checkpoint | ViewChange | NewView | Status | BlocksRequest
-          | BodyRequest)
+          | BodyRequest | ViewChangeRequest)
 Message = Signed | Vote | BlocksResponse | BlockBody
 
 
@@ -670,6 +706,7 @@ _DECODERS: dict[int, Callable[[Value], Message]] = {
     Kind.PROPOSAL: Proposal.from_value,
     Kind.BODY_REQUEST: BodyRequest.from_value,
     Kind.BLOCK_BODY: BlockBody.from_value,
+    Kind.VIEW_CHANGE_REQUEST: ViewChangeRequest.from_value,
 }
 
 
@@ -780,6 +817,8 @@ def message_bytes_max(kind: int, n: int, window: int, block_bytes_max: int) -> i
                                                           _WORST_KEY, _WORST_SIG]]),
         Kind.BODY_REQUEST: _size([Kind.BODY_REQUEST, [_WORST_CHAIN, U64_MAX, _WORST_HASH,
                                                       _WORST_KEY, _WORST_SIG]]),
+        Kind.VIEW_CHANGE_REQUEST: _size([Kind.VIEW_CHANGE_REQUEST, [_WORST_CHAIN, U64_MAX,
+                                                                    _WORST_KEY, _WORST_SIG]]),
     }
     if kind in fixed:
         return fixed[kind]

@@ -73,6 +73,7 @@ from consensus.messages import (
     Proposal,
     Status,
     ViewChange,
+    ViewChangeRequest,
     decode_message,
     encode_message,
     header_hash,
@@ -166,6 +167,8 @@ class Replica:
         self.my_pre_prepares: dict[tuple[int, int], PrePrepare | Proposal] = {}
         self.my_view_change: ViewChange | None = None
         self.view_changes: dict[bytes, ViewChange] = {}
+        self.view_requests: dict[bytes, int] = {}
+        """Highest view each validator asked to move to (VIEW-CHANGE-REQUEST)."""
         self.checkpoints: dict[bytes, dict[int, Checkpoint]] = {}
         self.my_checkpoint: Checkpoint | None = None
         self.pending: OrderedDict[bytes, Transaction] = OrderedDict()
@@ -464,6 +467,8 @@ class Replica:
             self.on_checkpoint(message)
         elif isinstance(message, ViewChange):
             self.on_view_change(message)
+        elif isinstance(message, ViewChangeRequest):
+            self.on_view_change_request(message)
         elif isinstance(message, Status):
             self.on_status(message)
         elif isinstance(message, BlocksRequest):
@@ -830,7 +835,7 @@ class Replica:
         """Idle, but the results of a recent busy block are not certified yet: without
         headers above it, its receipt could never be proved (ADR 0005). At most D empty
         blocks follow the last busy one, and only after ``IDLE_EMPTY_BLOCK_MS``."""
-        return (height <= self.busy_height + self.params.execution_lag
+        return (0 < self.busy_height < height <= self.busy_height + self.params.execution_lag
                 and self.now >= parent_time_ms + IDLE_EMPTY_BLOCK_MS)
 
     def _pick_transactions(self) -> list[Transaction]:
@@ -891,10 +896,16 @@ class Replica:
             return
         self.view_deadline = None
         if self.view_active:
-            self._start_view_change(self.view + 1)
+            # Pre-vote: ask first; leave the view only once f + 1 validators asked.
+            target = self.view + 1
+            self.view_requests[self.me] = target
+            self._broadcast(ViewChangeRequest.make(self.key, self.chain_id, target))
+            self._maybe_leave_view()
             return
-        same = [vc for vc in self.view_changes.values() if vc.new_view == self.view]
-        if len(same) >= self.active_set.quorum:
+        # A validator asking for a higher view also gave up on this one: counting only
+        # exact matches let the replicas split between views v and v + 1 for ever.
+        given_up = [vc for vc in self.view_changes.values() if vc.new_view >= self.view]
+        if len(given_up) >= self.active_set.quorum:
             self._start_view_change(self.view + 1)
         elif self.my_view_change is not None:
             self._broadcast(self.my_view_change)
@@ -1078,6 +1089,25 @@ class Replica:
             self._start_view_change(higher[-(self.active_set.f + 1)])
         self._maybe_new_view()
 
+    def on_view_change_request(self, request: ViewChangeRequest) -> None:
+        if (request.sender not in self.active_set.keys or request.new_view <= self.view
+                or request.new_view <= self.view_requests.get(request.sender, 0)
+                or not signature_valid(request)):
+            return
+        self.view_requests[request.sender] = request.new_view
+        self._maybe_leave_view()
+
+    def _maybe_leave_view(self) -> None:
+        """f + 1 validators asked for the next view: at least one correct replica saw no
+        progress, so this one sends its VIEW-CHANGE too (as PBFT's f + 1 join rule)."""
+        if not self.view_active:
+            return
+        target = self.view + 1
+        asking = [k for k, v in self.view_requests.items()
+                  if v == target and k in self.active_set.keys]
+        if len(asking) >= self.active_set.f + 1:
+            self._start_view_change(target)
+
     def _send_new_view(self, peer: bytes) -> None:
         """Help a peer that missed the NEW-VIEW of this view: at most once per view
         timeout per peer (a NEW-VIEW holds q VIEW-CHANGEs; never on every message)."""
@@ -1207,6 +1237,7 @@ class Replica:
         self._persist(keys.KEY_NEW_VIEW, encode_message(nv))
         self.view, self.view_active = nv.view, True
         self.new_view_msg = nv
+        self.view_requests = {k: v for k, v in self.view_requests.items() if v > nv.view}
         self.slots = {}
         self.view_deadline = None
         self._persist(keys.KEY_VIEW, encode([self.view, True]))

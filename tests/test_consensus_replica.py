@@ -36,6 +36,7 @@ from consensus.messages import (
     Proposal,
     Status,
     ViewChange,
+    ViewChangeRequest,
     decode_message,
     encode_message,
 )
@@ -80,6 +81,16 @@ def _sent(effects: list[Effect]) -> list[object]:
 
 def _votes(effects: list[Effect], phase: int) -> list[Vote]:
     return [m for m in _sent(effects) if isinstance(m, Vote) and m.phase == phase]
+
+
+def _timeout_and_agree(replica: Replica, deadline: int) -> list[Effect]:
+    """The view timer fires (the replica asks for the next view, pre-vote) and one more
+    validator asks too: f + 1 = 2 requests, so the replica sends its VIEW-CHANGE."""
+    effects = replica.step(TimerFired(deadline, TimerId.VIEW))
+    assert replica.view_active, "a timer alone never leaves the view"
+    other = next(k for k in (KEYS[2], KEYS[3], KEYS[0]) if k != replica.key)
+    request = ViewChangeRequest.make(other, CHAIN, replica.view + 1)
+    return effects + _receive(replica, other, encode_message(request), now=deadline)
 
 
 def _apply(state: PersistedState, effects: list[Effect]) -> PersistedState:
@@ -196,7 +207,7 @@ def test_view_timer_starts_a_view_change_that_carries_the_prepared_certificate()
             Vote.make(key, CHAIN, Phase.PREPARE, 0, 1, pp.block_hash)))
     deadline = replica.view_deadline
     assert deadline is not None
-    effects = replica.step(TimerFired(deadline, TimerId.VIEW))
+    effects = _timeout_and_agree(replica, deadline)
     changes = [m for m in _sent(effects) if isinstance(m, ViewChange)]
     assert len(changes) == 1 and changes[0].new_view == 1
     assert [c.proposal.block_hash for c in changes[0].prepared] == [pp.block_hash]
@@ -258,7 +269,8 @@ def test_view_change_timeouts_double_after_each_failed_view_change() -> None:
         assert timers, f"no view timer before view {view}"
         waits.append(timers[-1].deadline_ms - now)
         now = timers[-1].deadline_ms
-        effects = replica.step(TimerFired(now, TimerId.VIEW))
+        effects = (_timeout_and_agree(replica, now) if replica.view_active
+                   else replica.step(TimerFired(now, TimerId.VIEW)))
         assert replica.view == view and not replica.view_active
         for key in (KEYS[0], KEYS[2]):  # a quorum asks for the view, its primary is silent
             vc = ViewChange.make(key, CHAIN, view, (), (), ())
@@ -464,7 +476,7 @@ def test_view_change_and_new_view_carry_no_block_bodies() -> None:
             Vote.make(key, CHAIN, Phase.PREPARE, 0, 1, pp.block_hash)))
     deadline = replica.view_deadline
     assert deadline is not None
-    effects = replica.step(TimerFired(deadline, TimerId.VIEW))
+    effects = _timeout_and_agree(replica, deadline)
     sent = [e.data for e in effects if isinstance(e, Broadcast)
             and isinstance(decode_message(e.data), ViewChange)]
     assert len(sent) == 1 and len(encode_message(pp)) > 56_000
@@ -483,3 +495,23 @@ def test_a_commit_certificate_of_another_network_in_a_view_change_is_refused() -
         _receive(replica, key, encode_message(ViewChange.make(key, CHAIN, 2, (), (),
                                                               (foreign.certified_header(),))))
     assert replica.view_active and replica.view == 0
+
+
+def test_a_validator_cut_off_alone_never_leaves_the_view_of_the_others() -> None:
+    """Reproduced finding (partition 3|1 through a TCP proxy): the isolated node sat in a
+    later, never-active view after healing. Its timer now only asks (VIEW-CHANGE-REQUEST);
+    alone it stays in the view the others are in, ready to vote when the link returns."""
+    replica, _ = _replica()
+    effects = replica.step(TransactionsAvailable(T0, (make_transaction(1),)))
+    for _ in range(4):
+        deadline = replica.view_deadline
+        assert deadline is not None
+        effects = replica.step(TimerFired(deadline, TimerId.VIEW))
+        assert any(isinstance(m, ViewChangeRequest) and m.new_view == 1 for m in _sent(effects))
+        assert replica.view == 0 and replica.view_active
+    # A request from a non-validator changes nothing; f + 1 validators do.
+    outsider = SigningKey(b"\x0c" * 32)
+    _receive(replica, outsider, encode_message(ViewChangeRequest.make(outsider, CHAIN, 1)))
+    assert replica.view_active
+    _receive(replica, KEYS[3], encode_message(ViewChangeRequest.make(KEYS[3], CHAIN, 1)))
+    assert replica.view == 1 and not replica.view_active

@@ -15,7 +15,14 @@ from consensus.messages import Kind, decode_message
 from consensus.replica import Replica
 from ledger.records import Vote
 from tests.sim import scenarios
-from tests.sim.broken import DoubleCountReplica, ForgetfulPrimary, NoOCheckReplica
+from tests.sim.broken import (
+    DoubleCountReplica,
+    ForgetfulPrimary,
+    NoBodyCheckReplica,
+    NoOCheckReplica,
+    NoPreVoteReplica,
+    TrustingStatusReplica,
+)
 from tests.sim.core import Simulation, SimulationFailure
 
 SEEDS = (1, 2)
@@ -225,3 +232,35 @@ def test_an_idle_chain_certifies_the_results_of_its_last_busy_block(seed: int) -
         assert max(node.delivered) == busy + lag, "exactly D empty blocks after the last busy"
         assert all(not node.delivered[h].block.transactions
                    for h in range(busy + 1, busy + lag + 1))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_an_isolated_backup_is_back_in_the_active_view_after_healing(seed: int) -> None:
+    result = scenarios.isolated_backup_heals(seed)
+    assert result.extra["views_after_heal"] == 1, "every correct node in one view"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_validator_swapping_block_contents_never_gets_them_delivered(seed: int) -> None:
+    result = scenarios.tampering_validator(seed)
+    assert result.view_changes >= 1  # its tampered proposals never prepare
+
+
+def test_checker_catches_a_replica_that_trusts_block_bodies() -> None:
+    with pytest.raises(SimulationFailure, match="contents"):
+        scenarios.tampering_validator(1, factory=NoBodyCheckReplica)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_lying_status_never_becomes_a_catch_up_target(seed: int) -> None:
+    assert scenarios.lying_status(seed).extra["highest_target_over_tip"] == 0
+
+
+def test_a_replica_trusting_status_claims_is_caught() -> None:
+    assert scenarios.lying_status(1, factory=TrustingStatusReplica).extra[
+        "highest_target_over_tip"] > 0
+
+
+def test_without_pre_vote_the_isolated_backup_drifts_into_another_view() -> None:
+    result = scenarios.isolated_backup_heals(1, factory=NoPreVoteReplica)
+    assert result.extra["views_after_heal"] > 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from consensus.messages import NewView, ViewChange
 from consensus.replica import Replica
-from ledger.records import BlockHeader, Vote
+from ledger.records import Block, BlockHeader, Vote
 
 
 class DoubleCountReplica(Replica):
@@ -59,3 +59,31 @@ class ForgetfulPrimary(Replica):
         if self.view != self.ATTACK_VIEW:
             return super()._vote_acceptable(vote)
         return self.view_active and vote.view == self.view and vote.height > self.low
+
+
+class NoBodyCheckReplica(Replica):
+    """Breaks "never trust a block body": every body passes the block check."""
+
+    def _body_valid(self, block: Block, parent_hash: bytes, parent_time_ms: int) -> bool:
+        return True
+
+
+class TrustingStatusReplica(Replica):
+    """Breaks "only certified heights move the catch-up target": a STATUS claim does."""
+
+    def _request_transfer(self, target: int, peers: tuple[bytes, ...], *,
+                          certified: bool = True) -> None:
+        super()._request_transfer(target, peers, certified=True)
+
+
+class NoPreVoteReplica(Replica):
+    """Breaks "leave a view only once f + 1 validators asked": the view timer alone starts
+    the view change (a validator cut off alone drifts into a view nobody else joins)."""
+
+    def on_view_timeout(self) -> None:
+        if self.view_active and self.view_deadline is not None \
+                and self.now >= self.view_deadline:
+            self.view_deadline = None
+            self._start_view_change(self.view + 1)
+            return
+        super().on_view_timeout()

@@ -20,7 +20,7 @@ import heapq
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from consensus.events import (
     BlockExecuted,
@@ -42,11 +42,14 @@ from consensus.events import (
     TransactionsAvailable,
 )
 from consensus.messages import (
+    BlockBody,
+    BlocksResponse,
     CommittedProof,
     Message,
     NewView,
     PrePrepare,
     Proposal,
+    Status,
     decode_message,
     encode_blocks_response,
     encode_message,
@@ -59,7 +62,7 @@ from ledger.crypto import SigningKey
 from ledger.errors import DecodeError, InvalidCertificate
 from ledger.genesis import ConsensusParams, Genesis, Member, Municipality
 from ledger.records import Block, CommitCertificate, Transaction, Vote
-from ledger.validation import verify_certificate
+from ledger.validation import txs_root, verify_certificate
 from tests.sim.executor import SimExecutor
 
 GENESIS_TIME_MS = 1_700_000_000_000
@@ -117,6 +120,11 @@ class SimNode:
     equivocate: bool = False
     silent: bool = False
     forger: bool = False
+    tamperer: bool = False
+    """Byzantine: swaps the transactions of every body it sends (pre-prepares, bodies
+    asked by hash, state-transfer blocks), keeping the signed headers."""
+    liar: bool = False
+    """Byzantine: claims a huge committed height in a signed STATUS at every send."""
     committed_tx_ids: set[bytes] = field(default_factory=set)
 
 
@@ -136,11 +144,20 @@ class Checker:
         raise SimulationFailure(self.sim.failure_message(what))
 
     def on_deliver(self, node: SimNode, block: Block, cert: CommitCertificate) -> None:
-        """Agreement per height, and a valid certificate for every commit."""
+        """Agreement per height, a valid certificate for every commit, delivered contents
+        that match the header, only transactions a client submitted, and the same
+        validator history as the reference execution."""
         if node.index in self.sim.faulty:
             return
         height = block.header.height
         block_hash = block.header.block_hash
+        if txs_root(block.transactions) != block.header.txs_root:
+            self.fail(f"contents: node {node.index} delivered height {height} with "
+                      "transactions that do not match its header's txs_root")
+        strangers = [tx for tx in block.transactions if tx.tx_id not in self.sim.submitted]
+        if strangers:
+            self.fail(f"contents: node {node.index} delivered a transaction no client "
+                      f"submitted at height {height}")
         known = self.chain.get(height)
         if known is not None and known != block_hash:
             self.fail(f"agreement: node {node.index} committed {block_hash.hex()[:12]} at "
@@ -157,6 +174,11 @@ class Checker:
         except InvalidCertificate as exc:
             self.fail(f"certificate: node {node.index} committed height {height} on an "
                       f"invalid certificate: {exc}")
+        before = height - 1
+        if self.reference.height >= before and (node.executor.history.decided_up_to(before)
+                                                != self.reference.history.decided_up_to(before)):
+            self.fail(f"history: node {node.index} disagrees with the reference on the "
+                      f"validator sets decided before height {height}")
 
     def on_size(self, node: SimNode, data: bytes) -> None:
         """No message of a correct replica exceeds its documented bound (a function of n,
@@ -410,8 +432,10 @@ class Simulation:
                                range(effect.from_height, effect.to_height + 1)
                                if h in node.delivered)
                 if blocks:
-                    self._transmit(node, self._index_of(effect.to),
-                                   encode_blocks_response(self.genesis.chain_id, blocks))
+                    data = encode_blocks_response(self.genesis.chain_id, blocks)
+                    if node.tamperer:
+                        data = self._tamper(data)
+                    self._transmit(node, self._index_of(effect.to), data)
             elif isinstance(effect, DropTransactions):
                 node.committed_tx_ids.update(effect.tx_ids)
 
@@ -431,6 +455,10 @@ class Simulation:
         if node.equivocate and isinstance(message, PrePrepare) and isinstance(effect, Broadcast):
             self._equivocate(node, message)
             return
+        if node.tamperer and isinstance(message, PrePrepare | BlockBody):
+            data = self._tamper(data)
+        if node.liar:
+            self._lie(node)
         self.sent_log.append((node.index, data))
         if len(self.sent_log) > 2000:
             del self.sent_log[:1000]
@@ -440,6 +468,24 @@ class Simulation:
             self._broadcast(node, data)
         if node.forger:
             self._forge(node)
+
+    def _tamper(self, data: bytes) -> bytes:
+        """The same signed header with other (still validly signed) transactions."""
+        message = decode_message(data)
+        forged = (make_transaction(10**9 + self.rng.randrange(10**6)),)
+        if isinstance(message, PrePrepare):
+            return encode_message(replace(message, block=Block(message.block.header, forged)))
+        if isinstance(message, BlockBody):
+            return encode_message(replace(message, block=Block(message.block.header, forged)))
+        if isinstance(message, BlocksResponse):
+            return encode_message(replace(message, blocks=tuple(
+                CommittedProof(Block(p.block.header, forged), p.certificate)
+                for p in message.blocks)))
+        return data
+
+    def _lie(self, node: SimNode) -> None:
+        status = Status.make(node.key, self.genesis.chain_id, 0, True, 10**9)
+        self._broadcast(node, encode_message(status))
 
     def _equivocate(self, node: SimNode, pp: PrePrepare) -> None:
         """Send the real block to half of the peers and a conflicting one to the rest."""

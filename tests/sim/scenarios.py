@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from consensus.messages import Message, PrePrepare, Status
+from consensus.replica import Replica
 from ledger.records import Vote
-from tests.sim.core import Simulation
+from tests.sim.core import ReplicaFactory, Simulation
 
 LIVENESS_MS = 60_000
 
@@ -343,3 +344,65 @@ SCENARIOS: dict[str, Callable[[int], Result]] = {
     "shifting_partitions": shifting_partitions,
     "chaos": chaos,
 }
+
+
+def isolated_backup_heals(seed: int, factory: ReplicaFactory = Replica) -> Result:
+    """A backup is cut off alone under load (3|1) and the link comes back: it must be in
+    the others' active view and vote again. Proof: another validator then crashes, and
+    the network only goes on if the healed one takes part (q = 3 of the 3 left)."""
+    sim = Simulation(seed, scenario="isolated_backup_heals",
+                     replica_factory=dict.fromkeys(range(4), factory))
+    sim.set_partition([{2}, {0, 1, 3}])
+    _load(sim, 6, 200, 6)
+    sim.run(3_000)
+    sim.set_partition(None)
+    sim.submit(4)
+    sim.run_until_committed(LIVENESS_MS)
+    views = {(n.replica.view, n.replica.view_active) for n in sim.correct_nodes()}
+    sim.crash(3)
+    survivors = [n for n in sim.nodes if n.index != 3]
+    sim.submit(6)
+    sim.run_until_committed(LIVENESS_MS, nodes=survivors)
+    return _result(sim, views_after_heal=len(views))
+
+
+def tampering_validator(seed: int, factory: ReplicaFactory = Replica) -> Result:
+    """Validator 1 keeps every header it signs or serves but swaps the transactions of
+    every body it sends: its pre-prepares (as primary of view 1, after the first primary
+    crashes), the bodies it is asked for by hash, and the blocks it serves to replicas
+    catching up after a crash (validators 0 and 3). ``factory`` builds the correct
+    replicas (a broken one shows the checker catches what the rules prevent)."""
+    sim = Simulation(seed, scenario="tampering_validator",
+                     replica_factory={0: factory, 2: factory, 3: factory})
+    sim.nodes[1].tamperer = True
+    sim.faulty.add(1)
+    _load(sim, 6, 150, 6)
+    sim.at(300, lambda: sim.crash(0))
+    sim.at(400, lambda: sim.crash(3))
+    sim.at(1_500, lambda: sim.restart(0))
+    sim.at(1_600, lambda: sim.restart(3))
+    sim.run(2_000)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
+def lying_status(seed: int, factory: ReplicaFactory = Replica) -> Result:
+    """Validator 2 claims a committed height of a billion in every STATUS: correct nodes may
+    ask it once, but their catch-up target only follows certified heights."""
+    sim = Simulation(seed, scenario="lying_status",
+                     replica_factory={0: factory, 1: factory, 3: factory})
+    sim.nodes[2].liar = True
+    sim.faulty.add(2)
+    _load(sim, 6, 150, 6)
+    sim.run(1_500)
+    sim.run_until_committed(LIVENESS_MS)
+    top = max(n.replica.tip for n in sim.correct_nodes())
+    targets = max(n.replica.transfer_target for n in sim.correct_nodes())
+    return _result(sim, highest_target_over_tip=max(0, targets - top))
+
+
+SCENARIOS.update({
+    "isolated_backup_heals": isolated_backup_heals,
+    "tampering_validator": tampering_validator,
+    "lying_status": lying_status,
+})
