@@ -4,6 +4,7 @@ that rejects anything else with DecodeError only."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import replace
 
 import pytest
@@ -16,8 +17,10 @@ from consensus.messages import (
     BlocksRequest,
     BlocksResponse,
     BodyRequest,
+    CertifiedHeader,
     Checkpoint,
     CommittedProof,
+    Kind,
     Message,
     NewView,
     PreparedCertificate,
@@ -27,9 +30,13 @@ from consensus.messages import (
     ViewChange,
     decode_message,
     encode_message,
+    message_bytes_max,
+    new_view_bytes_max,
     signature_valid,
+    view_change_bytes_max,
 )
 from consensus.persist import PersistedState
+from ledger.crypto import SigningKey
 from ledger.encoding import encode
 from ledger.errors import DecodeError
 from ledger.records import Block, CommitCertificate, Phase, Vote
@@ -156,3 +163,36 @@ def test_persisted_state_round_trips_and_applies_records() -> None:
     assert PersistedState.decode(state.encode()) == state
     with pytest.raises(DecodeError):
         PersistedState.decode(encode([[b"k"]]))
+
+
+@pytest.mark.parametrize(("n", "window"), [(4, 16), (7, 8)])
+def test_the_largest_view_change_and_new_view_stay_within_their_documented_bounds(
+        n: int, window: int) -> None:
+    """Worst case: a 64-byte chain id, every counter at its maximum, one prepared and one
+    committed entry per window height, a full checkpoint proof, n VIEW-CHANGEs."""
+    keys = [SigningKey(bytes([0x60 + i]) * 32) for i in range(n)]
+    chain = "c" * 64
+    big = 2**64 - 1
+    header = dataclasses.replace(_block().header, chain_id=chain, height=big, view=big,
+                                 time_ms=big)
+    proposal = Proposal.make(keys[0], chain, big, header)
+    prepares = tuple(Vote.make(k, chain, Phase.PREPARE, big, big, proposal.block_hash)
+                     for k in keys[1:])
+    cert = CommitCertificate.from_votes(
+        [Vote.make(k, chain, Phase.COMMIT, big, big, proposal.block_hash) for k in keys])
+    cps = tuple(Checkpoint.make(k, chain, big, bytes(32), big, bytes(32)) for k in keys)
+    vc = ViewChange.make(keys[0], chain, big, cps,
+                         tuple(PreparedCertificate(proposal, prepares) for _ in range(window)),
+                         tuple(CertifiedHeader(header, cert) for _ in range(window)))
+    assert len(encode_message(vc)) <= view_change_bytes_max(n, window)
+    nv = NewView.make(keys[0], chain, big, (vc,) * n, (proposal,) * window)
+    assert len(encode_message(nv)) <= new_view_bytes_max(n, window)
+    # The bounds are tight enough to mean something: within 5 % of the worst case.
+    assert view_change_bytes_max(n, window) < 1.05 * len(encode_message(vc))
+
+
+def test_block_bodies_never_travel_in_view_changes() -> None:
+    """Whatever the blocks weigh, the VIEW-CHANGE bound does not depend on them."""
+    assert message_bytes_max(Kind.VIEW_CHANGE, 4, 64, 1) == \
+        message_bytes_max(Kind.VIEW_CHANGE, 4, 64, 64 * 1024 * 1024)
+    assert message_bytes_max(Kind.PRE_PREPARE, 4, 64, 2_000_000) > 2_000_000

@@ -200,7 +200,7 @@ export async function verifyCertificate(cert, header, validators) {
 const CHAIN_ID_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const SIRET_RE = /^[0-9]{14}$/;
 const KEY_RE = /^[0-9a-f]{64}$/;
-const ROLES = ["admin", "clerk", "social_aid_agent", "auditor"];
+const ROLES = ["admin", "clerk", "social_aid_agent", "auditor", "intake", "meter_gateway"];
 
 function int(v, field, min, max) {
   need(typeof v === "number" && Number.isSafeInteger(v) && v >= min && v <= max, field,
