@@ -264,3 +264,14 @@ def test_a_replica_trusting_status_claims_is_caught() -> None:
 def test_without_pre_vote_the_isolated_backup_drifts_into_another_view() -> None:
     result = scenarios.isolated_backup_heals(1, factory=NoPreVoteReplica)
     assert result.extra["views_after_heal"] > 1
+
+
+CI_SEEDS = range(1, 11)
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
+def test_every_scenario_holds_on_ten_seeds(name: str) -> None:
+    """Every named scenario, seeds 1 to 10, with the checker on every step (the soak,
+    ``python -m tests.sim --seeds 1000``, runs more)."""
+    for seed in CI_SEEDS:
+        scenarios.SCENARIOS[name](seed)
