@@ -65,12 +65,13 @@ class Cluster:
         self._nonce = int(time.time() * 1000)
 
     # ------------------------------------------------------------------ processes
-    def start(self, i: int) -> None:
+    def start(self, i: int, module: str = "node") -> None:
+        """Start node ``i``; ``module`` is the program (a Byzantine build in some tests)."""
         node = self.net.nodes[i]
         log = open(node.directory / "node.log", "ab")  # noqa: SIM115  # closed in stop/close
         self._logs[i] = log
         self.procs[i] = subprocess.Popen(
-            ["timeout", "-k", "5", str(CHILD_LIFETIME_S), sys.executable, "-m", "node",
+            ["timeout", "-k", "5", str(CHILD_LIFETIME_S), sys.executable, "-m", module,
              "--config", str(node.config_path)],
             cwd=ROOT, env=self.net.env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
