@@ -397,11 +397,28 @@ class Replica:
                 else:  # a re-proposal of its NEW-VIEW: its body comes back by hash
                     slot = self._slot(height)
                     slot.candidate, slot.trusted = pp, True
+        # Re-proposals of the NEW-VIEW this replica entered but had not accepted yet (it
+        # crashed while their bodies were on the way) hold their heights again.
+        nv = self.new_view_msg
+        if nv is not None and self.view_active and nv.view == self.view:
+            for proposal in nv.pre_prepares:
+                slot = self._slot(proposal.height) if proposal.height > self.low else None
+                if slot is not None and slot.pre_prepare is None and slot.candidate is None:
+                    body = self.bodies.get(proposal.block_hash)
+                    slot.candidate = proposal if body is None else proposal.with_body(body)
+                    slot.trusted = True
+                    if body is None:
+                        vouchers = self._vouchers(nv, proposal.block_hash)
+                        self.bodies_wanted[proposal.block_hash] = (
+                            proposal.height, tuple(p for p in vouchers if p != self.me))
 
     def on_start(self) -> None:
         """(Re)start: re-deliver persisted committed blocks the node has not executed,
-        announce where this replica is, and arm the heartbeat."""
+        ask again for the re-proposal bodies it was waiting for, announce where this
+        replica is, and arm the heartbeat."""
         self._deliver_ready()
+        self._request_bodies()
+        self._try_accept(self._lowest_waiting())
         for height in sorted(self.slots):
             self._maybe_prepare(height)
         nv = self.new_view_msg

@@ -515,3 +515,24 @@ def test_a_validator_cut_off_alone_never_leaves_the_view_of_the_others() -> None
     assert replica.view_active
     _receive(replica, KEYS[3], encode_message(ViewChangeRequest.make(KEYS[3], CHAIN, 1)))
     assert replica.view == 1 and not replica.view_active
+
+
+def test_a_backup_restarted_while_fetching_a_re_proposal_holds_its_height_and_asks_again() -> None:
+    """Suspected by the review: after a restart in the middle of a NEW-VIEW, re-proposals
+    not yet accepted were not restored. They hold their heights again and their bodies
+    are asked for again at start-up."""
+    block = _block()
+    replica, executor = _replica()
+    effects = _receive(replica, KEYS[2], encode_message(_view_2_new_view(
+        _prepared_at_height_1(block))))
+    assert replica.view == 2 and replica.view_active and _body_requests(effects)
+    state = _apply(PersistedState(), effects)
+    restarted = Replica(key=KEYS[1], genesis=GENESIS, executor=executor, persisted=state)
+    start = restarted.step(Start(T0 + 50))
+    assert [r.block_hash for _, r in _body_requests(start)] == [block.header.block_hash]
+    # A fresh pre-prepare of view 2 for that height is refused: the height is held.
+    fresh = PrePrepare.make(KEYS[2], CHAIN, 2, _block(nonce=5, view=2, proposer=KEYS[2]))
+    assert not _votes(_receive(restarted, KEYS[2], encode_message(fresh)), Phase.PREPARE)
+    voucher = next(k for k in KEYS if k.public_key == _body_requests(start)[0][0])
+    effects = _receive(restarted, voucher, encode_message(BlockBody(CHAIN, block)))
+    assert [v.block_hash for v in _votes(effects, Phase.PREPARE)] == [block.header.block_hash]
