@@ -84,7 +84,7 @@ from consensus.viewchange import compute_o
 from ledger import crypto
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, InvalidCertificate, LedgerError
-from ledger.genesis import Genesis
+from ledger.genesis import ConsensusParams, Genesis
 from ledger.records import (
     Block,
     BlockHeader,
@@ -147,6 +147,8 @@ class Replica:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.params = genesis.consensus
+        """The genesis parameters: K, L and D never change; the governed ones (block
+        limits, view timeout) come from ``governed(height)``."""
         self.executor = executor
         self.view = 0
         self.view_active = True
@@ -234,6 +236,16 @@ class Replica:
     @property
     def window(self) -> int:
         return self.params.watermark_window
+
+    def governed(self, height: int) -> ConsensusParams:
+        """The consensus parameters governing ``height`` (governance may raise the block
+        limits or the view timeout; every replica applies a change at the same height)."""
+        return self.executor.validator_history().params_at(height)
+
+    @property
+    def timeout_ms(self) -> int:
+        """The base view timeout for the heights being decided now."""
+        return self.governed(self.tip + 1).view_timeout_ms
 
     def set_at(self, height: int) -> ValidatorSet:
         """The validator set in force at ``height`` as far as execution knows: the
@@ -399,16 +411,18 @@ class Replica:
                     slot.candidate, slot.trusted = pp, True
         # Re-proposals of the NEW-VIEW this replica entered but had not accepted yet (it
         # crashed while their bodies were on the way) hold their heights again.
-        nv = self.new_view_msg
-        if nv is not None and self.view_active and nv.view == self.view:
-            for proposal in nv.pre_prepares:
-                slot = self._slot(proposal.height) if proposal.height > self.low else None
-                if slot is not None and slot.pre_prepare is None and slot.candidate is None:
+        entered = self.new_view_msg
+        if entered is not None and self.view_active and entered.view == self.view:
+            for proposal in entered.pre_prepares:
+                if proposal.height <= self.low:
+                    continue
+                held = self._slot(proposal.height)
+                if held.pre_prepare is None and held.candidate is None:
                     body = self.bodies.get(proposal.block_hash)
-                    slot.candidate = proposal if body is None else proposal.with_body(body)
-                    slot.trusted = True
+                    held.candidate = proposal if body is None else proposal.with_body(body)
+                    held.trusted = True
                     if body is None:
-                        vouchers = self._vouchers(nv, proposal.block_hash)
+                        vouchers = self._vouchers(entered, proposal.block_hash)
                         self.bodies_wanted[proposal.block_hash] = (
                             proposal.height, tuple(p for p in vouchers if p != self.me))
 
@@ -431,7 +445,7 @@ class Replica:
         self._broadcast_status()
 
     def _tick_ms(self) -> int:
-        return max(TICK_MS_MIN, self.params.view_timeout_ms // 4)
+        return max(TICK_MS_MIN, self.timeout_ms // 4)
 
     # ------------------------------------------------------------------ messages
 
@@ -604,7 +618,8 @@ class Replica:
         try:
             validate_block(block, prev_hash=parent_hash, prev_height=header.height - 1,
                            prev_time_ms=parent_time_ms, chain_id=self.chain_id,
-                           validators=self.set_at(header.height), params=self.params,
+                           validators=self.set_at(header.height),
+                           params=self.governed(header.height),
                            signature_valid=self.executor.verify_signature)
         except LedgerError:
             return False
@@ -829,7 +844,7 @@ class Replica:
             if remembered is not None:
                 pp = remembered
             else:
-                txs = self._pick_transactions()
+                txs = self._pick_transactions(height)
                 if not txs and not self._empty_block_due(height, parent[1]):
                     return
                 block = self.executor.build_block(
@@ -855,7 +870,8 @@ class Replica:
         return (0 < self.busy_height < height <= self.busy_height + self.params.execution_lag
                 and self.now >= parent_time_ms + IDLE_EMPTY_BLOCK_MS)
 
-    def _pick_transactions(self) -> list[Transaction]:
+    def _pick_transactions(self, height: int) -> list[Transaction]:
+        limits = self.governed(height)
         busy = self._in_flight_ids()
         picked: list[Transaction] = []
         size = 0
@@ -863,8 +879,8 @@ class Replica:
             if tx_id in busy:
                 continue
             tx_bytes = len(tx.encode())
-            if (len(picked) >= self.params.block_txs_max
-                    or size + tx_bytes > self.params.block_bytes_max):
+            if (len(picked) >= limits.block_txs_max
+                    or size + tx_bytes > limits.block_bytes_max):
                 break
             picked.append(tx)
             size += tx_bytes
@@ -878,7 +894,7 @@ class Replica:
         return any(h > self.tip and s.pre_prepare is not None for h, s in self.slots.items())
 
     def _view_timeout_ms(self) -> int:
-        return self.params.view_timeout_ms << min(self.view_attempts, 10)
+        return self.timeout_ms << min(self.view_attempts, 10)
 
     def _arm_view_timer(self) -> None:
         """Run the view timer while work waits (or a view change is under way); a node
@@ -970,7 +986,9 @@ class Replica:
                 mine = bucket.get(self.me)
                 if mine is not None:
                     self._broadcast(mine)
-        if self.my_checkpoint is not None and self.my_checkpoint.height > self.low:
+        if self.my_checkpoint is not None:
+            # Even once stable: a peer that was down or catching up when it was taken
+            # needs q of them to move its own low watermark (255 bytes a heartbeat).
             self._broadcast(self.my_checkpoint)
         self._request_bodies()
 
@@ -1033,6 +1051,18 @@ class Replica:
             if self.tip < self.low:
                 self._request_transfer(self.low, tuple(c.sender for c in same))
 
+    def _adopt_checkpoint(self, proof: tuple[Checkpoint, ...]) -> None:
+        """A valid stable-checkpoint proof above ``low`` that this replica has reached: take
+        it (a replica that missed the checkpoint messages while it was down or catching up
+        would otherwise keep an old ``low``, and its window, for ever)."""
+        if proof and self.low < proof[0].height <= self.tip:
+            final = self._final_hash(proof[0].height)
+            if final is not None and final[0] == proof[0].block_hash:
+                self._set_stable(proof)
+                self._persist(keys.KEY_STABLE,
+                              encode([c.to_value() for c in self.stable_proof]))
+                self._garbage_collect()
+
     def _set_stable(self, proof: tuple[Checkpoint, ...]) -> None:
         first = proof[0]
         if first.height <= self.low:
@@ -1072,10 +1102,14 @@ class Replica:
         self.view_deadline = None
         self.slots = {}
         self._persist(keys.KEY_VIEW, encode([self.view, False]))
+        # Only the window above the stable checkpoint: that bounds the message, and
+        # blocks above it reached this replica by state transfer (certified by a quorum
+        # whose correct members report them or hold them under their checkpoints).
+        top = self.low + self.window
         prepared = tuple(self.prepared[h] for h in sorted(self.prepared)
-                         if h > self.low and h not in self.committed)
+                         if self.low < h <= top and h not in self.committed)
         committed = tuple(self.committed[h].certified_header()
-                          for h in sorted(self.committed) if h > self.low)
+                          for h in sorted(self.committed) if self.low < h <= top)
         vc = ViewChange.make(self.key, self.chain_id, new_view, self.stable_proof, prepared,
                              committed)
         self.my_view_change = vc
@@ -1098,6 +1132,7 @@ class Replica:
         if not self._view_change_valid(vc):
             return
         self.view_changes[vc.sender] = vc
+        self._adopt_checkpoint(vc.checkpoint)
         higher = sorted(v.new_view for v in self.view_changes.values()
                         if v.new_view > self.view)
         if len(higher) >= self.active_set.f + 1 and (self.view_active or higher[0] > self.view):
@@ -1132,7 +1167,7 @@ class Replica:
         if nv is None or nv.view != self.view:
             return
         last = self.new_view_sent.get(peer)
-        if last is not None and self.now - last < self.params.view_timeout_ms:
+        if last is not None and self.now - last < self.timeout_ms:
             return
         self.new_view_sent[peer] = self.now
         self._send(peer, nv)
@@ -1376,7 +1411,7 @@ class Replica:
             return
         request = BlocksRequest.make(self.key, self.chain_id, first, last)
         self.transfer_asked = (peer, first, last)
-        self.transfer_deadline = self.now + self.params.view_timeout_ms
+        self.transfer_deadline = self.now + self.timeout_ms
         self._out.append(SetTimer(TimerId.TRANSFER, self.transfer_deadline))
         self._out.append(RequestStateTransfer(first, last, (peer,), encode_message(request)))
 

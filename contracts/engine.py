@@ -44,6 +44,7 @@ from contracts.registry import Context, Registry, Rejection, admit, check_payloa
 from contracts.view import BlockEnv, DictState, Overlay, StateView
 from ledger.genesis import Genesis
 from ledger.records import MESSAGE_BYTES_MAX, U64_MAX, Receipt, Transaction, ValidatorSet
+from ledger.validator_history import GOVERNED_PARAMETERS, Governed
 
 __all__ = [
     "REGISTRY",
@@ -81,6 +82,9 @@ class BlockResult:
     """State writes sorted by key (``None`` deletes), to apply at version = height."""
     validator_set: ValidatorSet | None
     """The new validator set if governance changed it in this block, else ``None``."""
+    consensus_params: Governed | None = None
+    """The governed consensus parameters (``ledger.validator_history.GOVERNED_PARAMETERS``)
+    if governance changed one of them in this block, else ``None``."""
 
 
 def genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
@@ -94,6 +98,12 @@ def genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
 def validator_set(state: StateView) -> ValidatorSet:
     """The validator set in force according to ``state``."""
     return ValidatorSet.of([bytes.fromhex(k) for k in identity.validator_keys(state)])
+
+
+def consensus_params(state: StateView) -> Governed:
+    """The governed consensus parameters according to ``state``."""
+    a, b, c = (governance.parameter(state, name) for name in GOVERNED_PARAMETERS)
+    return a, b, c
 
 
 def _clip(message: str) -> str:
@@ -171,9 +181,12 @@ def execute_block(state: StateView, env: BlockEnv, txs: Sequence[Transaction]) -
     block = Overlay(state)
     prune_expired(block, env.time_ms)
     before = block.get(keys.VALIDATORS_KEY)
+    params_before = consensus_params(block)
     receipts = tuple(execute_transaction(block, env, tx) for tx in txs)
     changed = block.get(keys.VALIDATORS_KEY) != before
-    return BlockResult(receipts, block.changes(), validator_set(block) if changed else None)
+    params = consensus_params(block)
+    return BlockResult(receipts, block.changes(), validator_set(block) if changed else None,
+                       params if params != params_before else None)
 
 
 def check_admissible(state: StateView, tx: Transaction, time_ms: int) -> Receipt | None:

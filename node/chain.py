@@ -36,7 +36,7 @@ from ledger.records import Block, CommitCertificate, CommittedBlock, Receipt, Va
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore
 from ledger.validation import receipts_root
-from ledger.validator_history import ValidatorHistory
+from ledger.validator_history import Governed, ValidatorHistory
 
 STATE_PREFIX = b"s/"
 GENESIS_MARK = b"m/genesis"
@@ -56,6 +56,8 @@ class Executed:
     state_root: bytes
     validator_set: ValidatorSet | None
     """The new validator set if the block changed it, else None."""
+    consensus_params: Governed | None = None
+    """The governed consensus parameters if the block changed one, else None."""
 
 
 class VersionView:
@@ -173,11 +175,16 @@ class Chain:
                 ) from exc
             self.history = self.history.decided_up_to(up_to)
         previous = self.validator_set(up_to)
+        previous_params = self.consensus_params(up_to)
         for version in range(up_to + 1, self.executed_height + 1):
             current = self.validator_set(version)
             if current != previous:
                 self.history = self.history.record(version, current)
                 previous = current
+            params = self.consensus_params(version)
+            if params != previous_params:
+                self.history = self.history.record_params(version, params)
+                previous_params = params
         self._save_history()
 
     def _save_history(self) -> None:
@@ -201,11 +208,13 @@ class Chain:
         root = self.state.apply(block.height, result.changes)
         if result.validator_set is not None:
             self.history = self.history.record(block.height, result.validator_set)
-        if (result.validator_set is not None
+        if result.consensus_params is not None:
+            self.history = self.history.record_params(block.height, result.consensus_params)
+        if (result.validator_set is not None or result.consensus_params is not None
                 or block.height >= self._history_mark + HISTORY_MARK_EVERY):
             self._save_history()
         return Executed(block.height, result.receipts, receipts_root(result.receipts), root,
-                        result.validator_set)
+                        result.validator_set, result.consensus_params)
 
     # ------------------------------------------------------------------ roots
     def lagged_roots(self, height: int) -> tuple[bytes, bytes]:
@@ -216,6 +225,10 @@ class Chain:
         if source > self.executed_height:
             raise StoreError(f"block {source} is not executed yet (header {height} needs it)")
         return receipts_root(self.store.get(source).receipts), self.state.root(source)
+
+    def consensus_params(self, version: int) -> Governed:
+        """The governed consensus parameters after state ``version``."""
+        return engine.consensus_params(VersionView(self.state, version))
 
     def validator_set(self, version: int | None = None) -> ValidatorSet:
         """The validator set in force after state ``version`` (default: the latest)."""

@@ -360,7 +360,7 @@ class Node:
         is still executing (and a loaded machine never commits again). The cap follows
         the measured execution cost per transaction (moving average), so blocks shrink
         when the machine is busy and grow back to ``block_txs_max`` when it is not."""
-        params = self.genesis.consensus
+        params = self.chain.history.params_at(self.chain.height + 1)
         budget_s = params.view_timeout_ms / 1000 * BLOCK_TIME_SHARE
         cap = int(budget_s / max(self._exec_s_per_tx, 1e-6))
         return max(BLOCK_TXS_MIN, min(params.block_txs_max, cap))

@@ -275,3 +275,24 @@ def test_every_scenario_holds_on_ten_seeds(name: str) -> None:
     ``python -m tests.sim --seeds 1000``, runs more)."""
     for seed in CI_SEEDS:
         scenarios.SCENARIOS[name](seed)
+
+
+def test_a_view_timeout_raised_by_governance_applies_at_its_effective_height() -> None:
+    """Reproduced finding: governed parameters were read by nobody. A decision at height d
+    governs every replica from effective_height(d) on, consensus and execution alike."""
+    sim = Simulation(1, scenario="governed_timeout")
+    sim.submit(3)
+    sim.run_until_committed(30_000)
+    base = sim.genesis.consensus.view_timeout_ms
+    assert all(n.replica.timeout_ms == base for n in sim.correct_nodes())
+    sim.submit(1, contract="params", payload={"view_timeout_ms": 3 * base})
+    sim.run_until_committed(30_000)
+    decided = max(h for h, p in sim.nodes[0].delivered.items()
+                  if any(tx.contract == "params" for tx in p.block.transactions))
+    effective = sim.nodes[0].executor.history.effective(decided)
+    while min(n.replica.tip for n in sim.correct_nodes()) < effective:
+        sim.submit(4)
+        sim.run_until_committed(60_000)
+    assert all(n.replica.timeout_ms == 3 * base for n in sim.correct_nodes())
+    assert all(n.replica.governed(effective - 1).view_timeout_ms == base
+               for n in sim.correct_nodes())

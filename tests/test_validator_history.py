@@ -51,8 +51,12 @@ def test_recording_a_decision_again_changes_nothing() -> None:
 def test_decisions_round_trip_and_bad_values_are_refused() -> None:
     h = _history().record(3, FIVE).record(20, OTHER_FOUR)
     assert _history().with_decisions_value(h.decisions_value()) == h
-    for bad in ([[3, FIVE.to_value()], [3, FOUR.to_value()]], [["3", FIVE.to_value()]],
-                {"3": 1}, [[3]]):
+    h = h.record_params(5, (100, 4096, 900))
+    assert _history().with_decisions_value(h.decisions_value()) == h
+    bad: object
+    for bad in ([[[3, FIVE.to_value()], [3, FOUR.to_value()]], []],
+                [[["3", FIVE.to_value()]], []], {"3": 1}, [[[3]], []], [[], [[5, [1, 2]]]],
+                [[], [[5, [1, 2, -3]]]], [[]]):
         with pytest.raises(DecodeError):
             _history().with_decisions_value(bad)
 
@@ -84,7 +88,7 @@ def test_the_node_rebuilds_its_history_from_the_store(tmp_path: Path) -> None:
     try:
         assert chain.history.changes() == expected.changes() != ()
         # A cache written before the changes (a crash right after execution).
-        chain.store.kv.put(HISTORY_MARK, encode([1, []]))
+        chain.store.kv.put(HISTORY_MARK, encode([1, [[], []]]))
     finally:
         chain.close()
     chain = Chain.open(data, builder.net.genesis)
@@ -95,3 +99,14 @@ def test_the_node_rebuilds_its_history_from_the_store(tmp_path: Path) -> None:
         chain.close()
     with pytest.raises(CorruptionError, match="validator-history cache is damaged"):
         Chain.open(data, builder.net.genesis).close()
+
+
+def test_governed_parameters_follow_the_same_effective_height_rule() -> None:
+    """Raising the view timeout by governance: every replica applies it at the same
+    height, one past the boundary that certifies the decision."""
+    h = _history().record_params(6, (500, 1 << 20, 9_000))
+    assert h.params_at(8).view_timeout_ms == h.genesis_params.view_timeout_ms
+    assert h.params_at(9).view_timeout_ms == 9_000
+    assert h.params_at(9).block_txs_max == 500
+    assert h.params_at(9).checkpoint_interval == h.genesis_params.checkpoint_interval
+    assert h.record_params(7, (600, 1 << 20, 9_000)).params_at(17).block_txs_max == 600

@@ -7,7 +7,9 @@ Rules:
   wrong lagged roots is rejected by ``check_results`` exactly as the real executor would.
 - A transaction of contract ``"validators"`` with payload ``{"keys": [hex, ...]}`` decides
   a new validator set (the simulator's governance); it takes effect at the boundary given
-  by ``ledger.validator_history`` (the last decision before a boundary wins).
+  by ``ledger.validator_history`` (the last decision before a boundary wins). A
+  transaction of contract ``"params"`` (payload: some of ``GOVERNED_PARAMETERS``) decides
+  new governed consensus parameters by the same rule.
 - Signatures are verified for real, through a bounded cache shared by the simulated nodes
   (as the node's verified-signature cache, keyed by the whole encoding).
 - Blocks execute strictly in order; executing a height twice is ignored (``Deliver`` is
@@ -25,7 +27,7 @@ from ledger.genesis import Genesis
 from ledger.merkle import EMPTY_ROOT
 from ledger.records import Block, BlockHeader, Transaction, ValidatorSet
 from ledger.validation import txs_root
-from ledger.validator_history import ValidatorHistory
+from ledger.validator_history import GOVERNED_PARAMETERS, ValidatorHistory
 
 SIGNATURE_CACHE_MAX = 50_000
 _verified: OrderedDict[bytes, bool] = OrderedDict()
@@ -101,4 +103,13 @@ class SimExecutor:
                 decided = ValidatorSet.of([bytes.fromhex(k) for k in tx.payload["keys"]])
         if decided is not None:
             self.history = self.history.record(height, decided)
+        for tx in block.transactions:
+            # The simulator's parameter governance: {"view_timeout_ms": n} and the others of
+            # GOVERNED_PARAMETERS (missing ones keep their value).
+            if tx.contract == "params":
+                current = self.history.params_at(height + 10**9)
+                values = tuple(int(tx.payload.get(name, getattr(current, name)))
+                               for name in GOVERNED_PARAMETERS)
+                self.history = self.history.record_params(height, (values[0], values[1],
+                                                                   values[2]))
         return receipts_root, self.state_root, decided
