@@ -31,8 +31,8 @@ from ledger.state import MemoryNodeStore, StateTree
 
 CHAIN_ID = "tabellion-bench"
 T0_MS = 1_767_225_600_000  # 2026-01-01
-TOWNS = (("Montreuil", "21930048000015"), ("Bagnolet", "21930006800017"),
-         ("Pantin", "21930055500016"))
+TOWNS = (("Montreuil", "21930048000015"), ("Bagnolet", "21930006800018"),
+         ("Pantin", "21930055500014"))
 ROLES = {"admin": "admin", "clerk": "clerk", "agent": "social_aid_agent"}
 
 

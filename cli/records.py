@@ -41,6 +41,7 @@ from cli.submit import (
 )
 from contracts.deliberations import SCDL_FIELDS, VOTES
 from contracts.keys import member_key
+from contracts.reports import round_location
 from contracts.social_aid import beneficiary_tag
 from ledger.crypto import SigningKey
 from ledger.encoding import decode
@@ -309,10 +310,10 @@ def record_report(
         "--service", help="Open311 service code, e.g. streetlight.")],
     description: Annotated[str, typer.Option(
         "--description", help="What was reported (no personal data).")],
-    lat: Annotated[str | None, typer.Option("--lat", help="Latitude, decimal degrees.")
-                   ] = None,
-    long: Annotated[str | None, typer.Option("--long", help="Longitude, decimal degrees.")
-                    ] = None,
+    lat: Annotated[str | None, typer.Option(
+        "--lat", help="Latitude, decimal degrees (kept to 4 decimals, about 10 m).")] = None,
+    long: Annotated[str | None, typer.Option(
+        "--long", help="Longitude, decimal degrees (kept to 4 decimals).")] = None,
     address: Annotated[str | None, typer.Option("--address", help="Address.")] = None,
     siret: Siret = None,
     passphrase_env: PassphraseEnv = None,
@@ -327,9 +328,9 @@ def record_report(
     """
     payload: dict[str, Any] = {"service_code": service_code, "description": description}
     if lat is not None:
-        payload["lat"] = micro_degrees(lat, "lat", 90)
+        payload["lat"] = round_location(micro_degrees(lat, "lat", 90))
     if long is not None:
-        payload["long"] = micro_degrees(long, "long", 180)
+        payload["long"] = round_location(micro_degrees(long, "long", 180))
     if address is not None:
         payload["address_string"] = address
     _submit("reports", "submit", payload, key, node, passphrase_env, passphrase_file, wait,
