@@ -95,14 +95,16 @@ def check_free_text(field: str, value: str, *, street_address_allowed: bool = Fa
     postal address with a street number."""
     found: str | None = None
     advice = "remove it: personal data never goes on chain, it stays in the case file"
+    # Checksummed kinds first: an IBAN or a NIR also holds digit groups shaped like a
+    # phone number, and the message should name what it really is.
     if _EMAIL.search(value):
         found = "an e-mail address"
-    elif _PHONE.search(value):
-        found = "a phone number"
     elif _iban_found(value):
         found = "an IBAN (bank account number)"
     elif _nir_found(value):
         found = "a social security number (NIR)"
+    elif _PHONE.search(value):
+        found = "a phone number"
     elif not street_address_allowed and _STREET.search(value):
         found = "a postal address with a street number"
         advice = ("remove the street number, or name the place without it "

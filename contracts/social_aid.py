@@ -94,6 +94,22 @@ def beneficiary_tag(tag_key: bytes, case_number: str) -> str:
     return hmac.new(tag_key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+PERIOD_KEY_TAG = b"tabellion/tag-key"
+"""Domain separation of the per-scheme-and-month tag keys."""
+
+
+def period_tag_key(master_key: bytes, siret: str, scheme_id: str, period: str) -> bytes:
+    """The tag key of one scheme and month: HMAC-SHA-256 of ``siret``, ``scheme_id`` and
+    ``period`` (NUL-separated: none of them contains NUL) under the social service's
+    master key. Tags of different schemes or months are unlinkable without the master
+    key, and one leaked period key exposes one scheme-month only."""
+    if len(master_key) < TAG_KEY_BYTES_MIN:
+        raise ValueError(f"the tag key must be at least {TAG_KEY_BYTES_MIN} bytes")
+    message = b"\x00".join([PERIOD_KEY_TAG, *(s.encode("utf-8") for s in (siret, scheme_id,
+                                                                          period))])
+    return hmac.new(master_key, message, hashlib.sha256).digest()
+
+
 # ---------------------------------------------------------------- queries
 def scheme(state: StateView, siret: str, scheme_id: str) -> dict[str, Any] | None:
     return keys.read_map(state, keys.scheme_key(siret, scheme_id))
