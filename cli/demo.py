@@ -55,11 +55,10 @@ from cli.network import (
     Network,
     init_network,
     load_network,
-    load_tag_key,
     print_network,
 )
 from cli.submit import build_transaction
-from contracts.social_aid import beneficiary_tag
+from cli.tag_keys import CaseKeys
 from ledger.crypto import SigningKey, load_key
 from ledger.records import Transaction
 
@@ -215,6 +214,8 @@ class Seed:
     municipality: MunicipalityFiles
     tx: Transaction
     label: str
+    reader: SigningKey | None = None
+    """Signs the status polls when the record is a payment (read access by role)."""
 
 
 def _keys(network: Network, m: MunicipalityFiles) -> dict[str, SigningKey]:
@@ -332,16 +333,19 @@ def third_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: 
 
 def fourth_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: datetime
                 ) -> list[Seed]:
-    """Aid payments, tagged off chain with the town's tag key."""
+    """Aid payments, tagged off chain with the town's tag key and case file."""
     year, month = today.year, today.strftime("%Y-%m")
     seeds = []
     for m in network.municipalities:
-        tag_key = load_tag_key(network.tag_key_of(m))
+        case_keys = CaseKeys.open(network.tag_key_of(m))
+        scheme_id = f"energie-{year}"
         for case, amount in (("CCAS-0001", 15_000), ("CCAS-0002", 12_500)):
+            tag = case_keys.tag(case, m.siret, scheme_id, month)
             seeds.append(Seed(m, build_transaction(network.chain_id, "social_aid", "disburse", {
-                "siret": m.siret, "scheme_id": f"energie-{year}", "period": month,
-                "amount_cents": amount, "beneficiary": beneficiary_tag(tag_key, case)},
-                keys[m.slug]["social_aid_agent"]), "aid payment"))
+                "siret": m.siret, "scheme_id": scheme_id, "period": month,
+                "amount_cents": amount, "beneficiary": tag},
+                keys[m.slug]["social_aid_agent"]), "aid payment",
+                keys[m.slug]["social_aid_agent"]))
     return seeds
 
 
@@ -358,7 +362,7 @@ def submit_wave(seeds: list[Seed], cluster: Cluster) -> dict[str, dict[str, Any]
 
     def all_committed() -> bool:
         for tx_id, seed in list(pending.items()):
-            with NodeClient(seed.municipality.api_url) as client:
+            with NodeClient(seed.municipality.api_url, reader=seed.reader) as client:
                 response = client.get_raw(f"/v1/transactions/{tx_id}")
             if response is not None and response.get("status") == "committed":
                 results[tx_id] = response

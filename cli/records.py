@@ -104,7 +104,7 @@ def _submit(contract: str, action: str, payload: dict[str, Any], key: Path, node
             complete = None
         check_action(contract, action, payload)  # a typo is reported before the passphrase
     signing_key = load_signing_key(key, passphrase_env, passphrase_file)
-    with NodeClient(node) as client:
+    with NodeClient(node, reader=signing_key) as client:
         if payload.get(siret_field) is None:
             payload[siret_field] = signer_siret(client, signing_key)
         if complete is not None:

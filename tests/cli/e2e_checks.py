@@ -120,7 +120,7 @@ def check_record_commands_commit_every_record_type(network: Network,
     ok("record", "notarise", str(doc), "--type", "arrete", "--reference", "ARR-E2E",
        *clerk)
 
-    details = json.loads(runner.invoke(app, ["tx", "show", paid, "--node", m.api_url,
+    details = json.loads(runner.invoke(app, ["tx", "show", paid, *agent,
                                              "--json"]).stdout)
     sent = json.dumps(details)
     assert "CCAS-SECRET-77" not in sent  # the case number never left the machine
