@@ -116,14 +116,18 @@ def _spelling(name: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", plain).split())
 
 
-_SPELLINGS: dict[str, str] = {}
-"""ACTES spelling -> the code (or family digit) it names."""
-for _code, _name in ACTES_SUBJECTS.items():
-    _family = ACTES_FAMILIES[_code.split(".")[0]]
-    for _form in (_name, f"{_family}/{_name}", f"{_code} {_name}"):
-        _SPELLINGS[_spelling(_form)] = _code
-for _digit, _family in ACTES_FAMILIES.items():
-    _SPELLINGS[_spelling(_family)] = _digit
+def _actes_spellings() -> dict[str, str]:
+    """ACTES spelling -> the code (or family digit) it names: a subject alone, "family/
+    subject" (the SCDL form) or "code subject"; a family alone names its digit."""
+    spellings = {_spelling(family): digit for digit, family in ACTES_FAMILIES.items()}
+    for code, name in ACTES_SUBJECTS.items():
+        family = ACTES_FAMILIES[code.split(".")[0]]
+        for form in (name, f"{family}/{name}", f"{code} {name}"):
+            spellings[_spelling(form)] = code
+    return spellings
+
+
+_SPELLINGS = _actes_spellings()
 
 
 def matiere_code_problem(code: str) -> str | None:
