@@ -7,7 +7,7 @@ Rules:
   file, byte for byte, whichever node served it.
 - Only committed transactions whose receipt is ``ok`` count (``contracts.opendata``).
 - Social aid leaves as aggregates with small counts suppressed, never row by row. The
-  node hides payments from public readers (ADR 0012): the aid export needs ``--key``, a
+  node hides payments from public readers (ADR 0014): the aid export needs ``--key``, a
   member of the paying town or an auditor, and refuses to count from a partial view.
   The other exports skip the hidden payments (they never count them anyway).
 - The file is written whole, to a temporary name then renamed, so an interrupted export

@@ -29,7 +29,6 @@ from typing import Annotated, Any, Protocol
 import typer
 
 from cli.audit import STATE_PREFIX, NodeSource, NodeUnreachable, PrivateCopy, reader_key
-from consensus.replica import effective_height
 from ledger.crypto import SigningKey
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, InvalidCertificate, InvalidProof, LedgerError

@@ -1,6 +1,6 @@
 """The social service's off-chain keys for beneficiary tags, and crypto-shredding.
 
-Threat model and reasons: docs/adr/0012-aid-privacy-and-read-access.md.
+Threat model and reasons: docs/adr/0014-aid-privacy-and-read-access.md.
 
 Rules:
 - Two secrets stay on the social service's machine, never on chain:

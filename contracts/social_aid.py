@@ -11,7 +11,7 @@ Rules:
   deliberation funds one scheme. So no agent sets their own budget or threshold.
 - A disbursement names a scheme, a month (YYYY-MM) within the scheme's period, an amount
   and a beneficiary tag: HMAC-SHA-256 under a key of that scheme and month, of a random
-  pseudonym of the case (``cli.tag_keys`` keeps both off chain; ADR 0012), 64 lowercase
+  pseudonym of the case (``cli.tag_keys`` keeps both off chain; ADR 0014), 64 lowercase
   hex characters. A tag must look like an HMAC output: one that decodes to readable
   text, or with fewer than ``TAG_DISTINCT_BYTES_MIN`` distinct bytes, is refused
   (``invalid_payload``): it would be a name or a case number spelled in hex. No name,

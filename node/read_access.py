@@ -1,6 +1,6 @@
 """Read access by role: the public never reads a social-aid payment; members sign reads.
 
-Threat model and reasons: docs/adr/0012-aid-privacy-and-read-access.md.
+Threat model and reasons: docs/adr/0014-aid-privacy-and-read-access.md.
 
 Rules:
 - A *payment* is a transaction of ``social_aid`` whose action is in ``PAYMENT_ACTIONS``
