@@ -31,8 +31,8 @@ from ledger.state import MemoryNodeStore, StateTree
 
 CHAIN_ID = "tabellion-bench"
 T0_MS = 1_767_225_600_000  # 2026-01-01
-TOWNS = (("Montreuil", "21930048000015"), ("Bagnolet", "21930006800017"),
-         ("Pantin", "21930055500016"))
+TOWNS = (("Montreuil", "21930048000015"), ("Bagnolet", "21930006800018"),
+         ("Pantin", "21930055500014"))
 ROLES = {"admin": "admin", "clerk": "clerk", "agent": "social_aid_agent"}
 
 
@@ -104,18 +104,29 @@ def deliberations(n: int, tx: Signer) -> Workload:
         "DELIB_MATIERE_NOM": "Décisions budgétaires", "DELIB_OBJET": f"Objet {i}",
         "VOTE_EFFECTIF": 49, "VOTE_REEL": 30, "VOTE_POUR": 20, "VOTE_CONTRE": 8,
         "VOTE_ABSTENTION": 2, "act_sha256": hashlib.sha256(b"%d" % i).hexdigest(),
-        "sitting_id": f"S{i // 1000}", "order_number": 1 + i % 1000}) for i in range(n)]
+        "sitting_id": f"S{i // 1000}", "order_number": 1 + i % 1000,
+        "members_present": 30}) for i in range(n)]
     return Workload(sittings, acts)
 
 
 def social_aid(n: int, tx: Signer) -> Workload:
-    scheme = tx(f"{SIRET}.agent", "social_aid", "create_scheme", {
+    terms = {"budget_cents": 10**12, "ceiling_cents": 50_000,
+             "four_eyes_threshold_cents": 50_000}
+    sitting = tx(f"{SIRET}.clerk", "deliberations", "record_sitting", {
+        "COLL_SIRET": SIRET, "sitting_id": "S-AID", "date": "2026-01-01",
+        "members_in_office": 49, "members_present": 30, "second_convocation": False})
+    decision = tx(f"{SIRET}.clerk", "deliberations", "record", {
+        "COLL_NOM": NAME, "COLL_SIRET": SIRET, "DELIB_ID": "DEL-1", "DELIB_DATE": "2026-01-01",
+        "DELIB_MATIERE_CODE": "8.2", "DELIB_MATIERE_NOM": "Aide sociale",
+        "DELIB_OBJET": "Aide énergie", "VOTE_EFFECTIF": 49, "VOTE_REEL": 30, "VOTE_POUR": 20,
+        "VOTE_CONTRE": 8, "VOTE_ABSTENTION": 2, "act_sha256": "00" * 32,
+        "sitting_id": "S-AID", "order_number": 1, "members_present": 30,
+        **{f"aid_{name}": value for name, value in terms.items()}})
+    scheme = tx(f"{SIRET}.admin", "social_aid", "create_scheme", {
         "siret": SIRET, "scheme_id": "energie", "name": "Aide énergie",
-        "budget_cents": 10**12, "period_start": "2026-01", "period_end": "2026-12",
-        "ceiling_cents": 50_000, "decision_ref": "DEL-1",
-        "four_eyes_threshold_cents": 50_000})
+        "period_start": "2026-01", "period_end": "2026-12", "decision_ref": "DEL-1", **terms})
     tag_key = b"bench-tag-key-0123456789"
-    return Workload([scheme], [
+    return Workload([sitting, decision, scheme], [
         tx(f"{SIRET}.agent", "social_aid", "disburse",
            {"siret": SIRET, "scheme_id": "energie", "period": "2026-01",
             "amount_cents": 10_000, "beneficiary": beneficiary_tag(tag_key, f"C{i}")})
@@ -126,7 +137,7 @@ def reports(n: int, tx: Signer) -> Workload:
     return Workload([], [
         tx(f"{SIRET}.clerk", "reports", "submit",
            {"siret": SIRET, "service_code": "streetlight", "description": f"Panne {i}",
-            "lat": 48_861_500 + i, "long": 2_443_300})
+            "lat": 48_861_500 + 100 * i, "long": 2_443_300})
         for i in range(n)])
 
 

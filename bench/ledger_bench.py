@@ -53,7 +53,7 @@ def sample_tx() -> Transaction:
     """A social-aid disbursement of about 300 bytes, as a clerk would submit it."""
     key = SIGNER_KEYS[0]
     payload = {
-        "municipality": "21930048000013", "scheme": "aide-rentree-2026", "period": "2026-09",
+        "municipality": "21930048000015", "scheme": "aide-rentree-2026", "period": "2026-09",
         "amount_cents": 15000, "beneficiary_tag": "ab" * 32, "reference": "CCAS-2026-0042",
     }
     return Transaction("bench-net", "social_aid", "disburse", payload, key.public_key,

@@ -53,7 +53,13 @@ from cli.demo import (
     submit_wave,
     wait_for,
 )
-from cli.network import DEMO_MUNICIPALITIES, Network, init_network, load_tag_key
+from cli.network import (
+    DEMO_MUNICIPALITIES,
+    MunicipalityFiles,
+    Network,
+    init_network,
+    load_tag_key,
+)
 from cli.submit import build_transaction
 from contracts.social_aid import CENTS_MAX, beneficiary_tag
 from ledger.crypto import SigningKey, load_key
@@ -287,20 +293,45 @@ def running(network: Network) -> Iterator[Cluster]:
             cluster.stop()
 
 
+BENCH_TERMS = {"budget_cents": CENTS_MAX, "ceiling_cents": 1_000_000,
+               "four_eyes_threshold_cents": CENTS_MAX}
+
+
 def setup_schemes(network: Network, cluster: Cluster, year: int) -> list[SigningKey]:
+    """Each town's council sits and decides the benchmark scheme, its admin creates it
+    (three waves: each step needs the previous one committed); returns the agents."""
     agents = []
-    seeds = []
+    waves: list[list[Seed]] = [[], [], []]
+    date = f"{year}-01-01"
     for m in network.municipalities:
         passphrase = network.passphrase_of(m).read_bytes().strip()
-        agent = load_key(network.key_of(m, "social_aid_agent"), passphrase)
-        agents.append(agent)
-        seeds.append(Seed(m, build_transaction(network.chain_id, "social_aid", "create_scheme", {
+        key = {role: load_key(network.key_of(m, role), passphrase)
+               for role in ("admin", "clerk", "social_aid_agent")}
+        agents.append(key["social_aid_agent"])
+
+        def tx(contract: str, action: str, payload: dict[str, Any], signer: SigningKey,
+               m: MunicipalityFiles = m) -> Seed:
+            return Seed(m, build_transaction(network.chain_id, contract, action, payload,
+                                             signer), f"bench {action}")
+
+        waves[0].append(tx("deliberations", "record_sitting", {
+            "COLL_SIRET": m.siret, "sitting_id": "BENCH", "date": date,
+            "members_in_office": 1, "members_present": 1, "second_convocation": False},
+            key["clerk"]))
+        waves[1].append(tx("deliberations", "record", {
+            "COLL_NOM": m.name, "COLL_SIRET": m.siret, "DELIB_ID": "BENCH",
+            "DELIB_DATE": date, "DELIB_MATIERE_CODE": "8.2",
+            "DELIB_MATIERE_NOM": "Aide sociale", "DELIB_OBJET": "Benchmark scheme",
+            "VOTE_EFFECTIF": 1, "VOTE_REEL": 1, "VOTE_POUR": 1, "VOTE_CONTRE": 0,
+            "VOTE_ABSTENTION": 0, "act_sha256": "00" * 32, "sitting_id": "BENCH",
+            "order_number": 1, "members_present": 1,
+            **{f"aid_{name}": value for name, value in BENCH_TERMS.items()}}, key["clerk"]))
+        waves[2].append(tx("social_aid", "create_scheme", {
             "siret": m.siret, "scheme_id": SCHEME_ID, "name": "Benchmark",
-            "budget_cents": CENTS_MAX, "period_start": f"{year}-01",
-            "period_end": f"{year}-12", "ceiling_cents": 1_000_000,
-            "decision_ref": "BENCH", "four_eyes_threshold_cents": CENTS_MAX}, agent),
-            "bench scheme"))
-    submit_wave(seeds, cluster)
+            "period_start": f"{year}-01", "period_end": f"{year}-12",
+            "decision_ref": "BENCH", **BENCH_TERMS}, key["admin"]))
+    for wave in waves:
+        submit_wave(wave, cluster)
     return agents
 
 

@@ -7,6 +7,9 @@ Rules:
   which reports them with exit code 3.
 - Every request has a timeout; answers are size-checked by httpx's own limits and parsed
   as JSON objects, anything else is reported as "not a Tabellion node".
+- Given a ``reader`` key (the member's own key), every request after the first
+  ``/v1/status`` is signed (``node.read_access.read_headers``), so the member reads
+  their town's social-aid payments; without one, reads are public.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import Any
 import httpx
 
 from cli.common import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError
+from ledger.crypto import SigningKey
 from ledger.records import Transaction
+from node.read_access import read_headers
 
 TIMEOUT_S_DEFAULT = 15.0
 RECORDS_PAGES_MAX = 10_000
@@ -39,7 +44,10 @@ class NodeClient:
 
     base_url: str
     timeout_s: float = TIMEOUT_S_DEFAULT
+    reader: SigningKey | None = None
+    """Signs every request (read access by role); ``None`` reads publicly."""
     _http: httpx.Client = field(init=False)
+    _chain_id: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         url = self.base_url.rstrip("/")
@@ -48,6 +56,21 @@ class NodeClient:
                            "http://127.0.0.1:7100", EXIT_USAGE)
         self.base_url = url
         self._http = httpx.Client(base_url=url, timeout=self.timeout_s)
+        if self.reader is not None:
+            self._http.event_hooks["request"] = [self._sign]
+
+    def _sign(self, request: httpx.Request) -> None:
+        """Add the reader's signature headers (the status query that gives the chain id
+        goes unsigned: it is public)."""
+        assert self.reader is not None
+        if request.url.path == "/v1/status":
+            return
+        if self._chain_id is None:
+            self._chain_id = self.chain_id()
+        query = request.url.query.decode("ascii")
+        path = request.url.path + (f"?{query}" if query else "")
+        request.headers.update(read_headers(self.reader, request.method, path,
+                                            self._chain_id))
 
     def close(self) -> None:
         self._http.close()
@@ -154,7 +177,7 @@ class NodeClient:
                 raise CliError(f"{self.base_url} answered records without a list", EXIT_FAILED)
             yield from (item for item in items if isinstance(item, dict))
             cursor = page.get("next")
-            if not cursor or not items:
+            if not cursor:  # a page may be empty yet continue: payments hidden from you
                 return
             after = str(cursor)
         raise CliError(f"more than {RECORDS_PAGES_MAX} pages of records; narrow the filters",

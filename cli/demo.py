@@ -55,11 +55,10 @@ from cli.network import (
     Network,
     init_network,
     load_network,
-    load_tag_key,
     print_network,
 )
 from cli.submit import build_transaction
-from contracts.social_aid import beneficiary_tag
+from cli.tag_keys import CaseKeys
 from ledger.crypto import SigningKey, load_key
 from ledger.records import Transaction
 
@@ -215,6 +214,8 @@ class Seed:
     municipality: MunicipalityFiles
     tx: Transaction
     label: str
+    reader: SigningKey | None = None
+    """Signs the status polls when the record is a payment (read access by role)."""
 
 
 def _keys(network: Network, m: MunicipalityFiles) -> dict[str, SigningKey]:
@@ -222,7 +223,7 @@ def _keys(network: Network, m: MunicipalityFiles) -> dict[str, SigningKey]:
         passphrase = passphrase_from_file(network.passphrase_of(m))
     else:
         passphrase = passphrase_from_env(network.passphrase_env)
-    roles = ["clerk", "social_aid_agent"]
+    roles = ["admin", "clerk", "social_aid_agent"]
     if network.key_of(m, "meter_gateway").exists():  # networks made before metering lack it
         roles.append("meter_gateway")
     return {role: load_key(network.key_of(m, role), passphrase) for role in roles}
@@ -251,11 +252,11 @@ def metering_wave(network: Network, keys: dict[str, dict[str, SigningKey]], toda
 
 def first_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: datetime
                ) -> list[Seed]:
-    """Records that depend on nothing: sittings, aid schemes, reports, notarised acts."""
+    """Records that depend on nothing: sittings, reports, notarised acts."""
     year, date = today.year, today.strftime("%Y-%m-%d")
     seeds = []
     for i, m in enumerate(network.municipalities):
-        clerk, agent = keys[m.slug]["clerk"], keys[m.slug]["social_aid_agent"]
+        clerk = keys[m.slug]["clerk"]
 
         def tx(contract: str, action: str, payload: dict[str, Any], key: SigningKey
                ) -> Transaction:
@@ -266,12 +267,6 @@ def first_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: 
                 "COLL_SIRET": m.siret, "sitting_id": f"CM-{date}", "date": date,
                 "members_in_office": 35 + i, "members_present": 29,
                 "second_convocation": False}, clerk), "council sitting"),
-            Seed(m, tx("social_aid", "create_scheme", {
-                "siret": m.siret, "scheme_id": f"energie-{year}",
-                "name": f"Aide énergie {year}", "budget_cents": 5_000_000,
-                "period_start": f"{year}-01", "period_end": f"{year}-12",
-                "ceiling_cents": 30_000, "decision_ref": f"D{year}-041",
-                "four_eyes_threshold_cents": 20_000}, agent), "aid scheme"),
             Seed(m, tx("reports", "submit", {
                 "siret": m.siret, "service_code": "streetlight",
                 "description": f"Street light out in front of the town hall of {m.name}",
@@ -287,14 +282,19 @@ def first_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: 
     return seeds
 
 
+AID_TERMS = {"budget_cents": 5_000_000, "ceiling_cents": 30_000,
+             "four_eyes_threshold_cents": 20_000}
+"""The demo aid scheme's terms, decided by each council's deliberation."""
+
+
 def second_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: datetime,
                 reports: dict[str, str]) -> list[Seed]:
-    """Records that need the first wave: deliberations, payments, a report acknowledged."""
-    year, date, month = today.year, today.strftime("%Y-%m-%d"), today.strftime("%Y-%m")
+    """Records that need the first wave: the deliberation deciding the aid scheme (with
+    its terms), a report acknowledged."""
+    year, date = today.year, today.strftime("%Y-%m-%d")
     seeds = []
     for i, m in enumerate(network.municipalities):
-        clerk, agent = keys[m.slug]["clerk"], keys[m.slug]["social_aid_agent"]
-        tag_key = load_tag_key(network.tag_key_of(m))
+        clerk = keys[m.slug]["clerk"]
         in_office = 35 + i
 
         def tx(contract: str, action: str, payload: dict[str, Any], key: SigningKey
@@ -310,16 +310,42 @@ def second_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today:
             "VOTE_POUR": 22, "VOTE_CONTRE": 5, "VOTE_ABSTENTION": 2,
             "act_sha256": hashlib.sha256(f"délibération {m.name} D{year}-041".encode())
             .hexdigest(),
-            "sitting_id": f"CM-{date}", "order_number": 1}, clerk), "deliberation"))
-        for case, amount in (("CCAS-0001", 15_000), ("CCAS-0002", 12_500)):
-            seeds.append(Seed(m, tx("social_aid", "disburse", {
-                "siret": m.siret, "scheme_id": f"energie-{year}", "period": month,
-                "amount_cents": amount, "beneficiary": beneficiary_tag(tag_key, case)},
-                agent), "aid payment"))
+            "sitting_id": f"CM-{date}", "order_number": 1, "members_present": 29,
+            **{f"aid_{name}": value for name, value in AID_TERMS.items()}}, clerk),
+            "deliberation"))
         seeds.append(Seed(m, tx("reports", "acknowledge", {
             "siret": m.siret, "service_request_id": reports[m.slug],
             "status_notes": "Team scheduled", "agency_responsible": "Voirie"}, clerk),
             "report acknowledged"))
+    return seeds
+
+
+def third_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: datetime
+               ) -> list[Seed]:
+    """The aid scheme, created by each town's admin on its council's deliberation."""
+    year = today.year
+    return [Seed(m, build_transaction(network.chain_id, "social_aid", "create_scheme", {
+        "siret": m.siret, "scheme_id": f"energie-{year}", "name": f"Aide énergie {year}",
+        "period_start": f"{year}-01", "period_end": f"{year}-12",
+        "decision_ref": f"D{year}-041", **AID_TERMS}, keys[m.slug]["admin"]), "aid scheme")
+        for m in network.municipalities]
+
+
+def fourth_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: datetime
+                ) -> list[Seed]:
+    """Aid payments, tagged off chain with the town's tag key and case file."""
+    year, month = today.year, today.strftime("%Y-%m")
+    seeds = []
+    for m in network.municipalities:
+        case_keys = CaseKeys.open(network.tag_key_of(m))
+        scheme_id = f"energie-{year}"
+        for case, amount in (("CCAS-0001", 15_000), ("CCAS-0002", 12_500)):
+            tag = case_keys.tag(case, m.siret, scheme_id, month)
+            seeds.append(Seed(m, build_transaction(network.chain_id, "social_aid", "disburse", {
+                "siret": m.siret, "scheme_id": scheme_id, "period": month,
+                "amount_cents": amount, "beneficiary": tag},
+                keys[m.slug]["social_aid_agent"]), "aid payment",
+                keys[m.slug]["social_aid_agent"]))
     return seeds
 
 
@@ -336,7 +362,7 @@ def submit_wave(seeds: list[Seed], cluster: Cluster) -> dict[str, dict[str, Any]
 
     def all_committed() -> bool:
         for tx_id, seed in list(pending.items()):
-            with NodeClient(seed.municipality.api_url) as client:
+            with NodeClient(seed.municipality.api_url, reader=seed.reader) as client:
                 response = client.get_raw(f"/v1/transactions/{tx_id}")
             if response is not None and response.get("status") == "committed":
                 results[tx_id] = response
@@ -360,13 +386,16 @@ def seed(network: Network, cluster: Cluster, console: Console) -> list[tuple[See
     done1 = submit_wave(wave1, cluster)
     reports = {s.municipality.slug: s.tx.tx_id.hex() for s in wave1
                if s.tx.contract == "reports"}
-    wave2 = second_wave(network, keys, today, reports) + metering_wave(network, keys, today, 1)
-    done2 = submit_wave(wave2, cluster)
-    wave3 = metering_wave(network, keys, today, 2)
-    done3 = submit_wave(wave3, cluster) if wave3 else {}
-    committed = {**done1, **done2, **done3}
+    waves = [wave1, second_wave(network, keys, today, reports)
+             + metering_wave(network, keys, today, 1),
+             third_wave(network, keys, today) + metering_wave(network, keys, today, 2),
+             fourth_wave(network, keys, today)]
+    committed = dict(done1)
+    for wave in waves[1:]:
+        if wave:
+            committed.update(submit_wave(wave, cluster))
     seeded = [(s, int(committed[s.tx.tx_id.hex()].get("height", 0)))
-              for s in wave1 + wave2 + wave3]
+              for wave in waves for s in wave]
     (network.root / SEEDED_FILE).write_text(json.dumps(
         [{"municipality": s.municipality.name, "record": s.label,
           "tx_id": s.tx.tx_id.hex(), "height": h} for s, h in seeded], indent=2,

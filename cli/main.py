@@ -14,6 +14,7 @@ from cli import bench, demo, export, keys, network, node_cmd, records, submit
 from cli.audit import audit_command
 from cli.common import EXIT_CODES_HELP, guarded
 from cli.receipt import receipt_app
+from cli.tag_keys import aid_app
 
 app = typer.Typer(
     name="tabellion",
@@ -35,6 +36,7 @@ export.register(app)
 # The auditor's tools (issue 7) document their own exit codes in their help.
 app.command("audit")(audit_command)
 app.add_typer(receipt_app, name="receipt")
+app.add_typer(aid_app, name="aid")
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -60,13 +60,13 @@ from ledger.crypto import SigningKey, save_key
 from ledger.genesis import (
     CHAIN_ID_RE,
     ROLES,
-    SIRET_RE,
     ConsensusParams,
     Genesis,
     Member,
     Municipality,
     genesis_from_json,
 )
+from ledger.siret import siret_problem
 from node.config import NodeConfig, PeerConfig, write_config
 
 MUNICIPALITIES_MIN = 4
@@ -88,9 +88,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEMO_MUNICIPALITIES = (
     ("Montreuil", "21930048000015"),
-    ("Bagnolet", "21930006000017"),
-    ("Vincennes", "21940080000012"),
-    ("Romainville", "21930063000013"),
+    ("Bagnolet", "21930006000015"),
+    ("Vincennes", "21940080000013"),
+    ("Romainville", "21930063000015"),
 )
 """The four municipalities of the demo network and of docker/compose.yaml."""
 REFERENCE_NETWORK_DIR = "./network"
@@ -226,8 +226,9 @@ def parse_municipality(text: str) -> tuple[str, str]:
     if not sep or not name:
         usage_error(f"--municipality {text!r} must be NAME:SIRET, e.g. "
                     "\"Montreuil:21930048000015\"")
-    if not SIRET_RE.fullmatch(siret):
-        usage_error(f"--municipality {text!r}: the SIRET must be exactly 14 digits")
+    problem = siret_problem(siret)
+    if problem is not None:
+        usage_error(f"--municipality {text!r}: the SIRET {problem}")
     if len(name.encode()) > 64:
         usage_error(f"--municipality {text!r}: the name must be at most 64 bytes")
     return name, siret
@@ -482,7 +483,7 @@ def network_init(
     """Create a genesis file, keys and node configurations for a new network.
 
     Example: tabellion network init --out net -m "Montreuil:21930048000015"
-    -m "Bagnolet:21930006000017" -m "Vincennes:21940080000012" -m "Romainville:21930063000013"
+    -m "Bagnolet:21930006000015" -m "Vincennes:21940080000013" -m "Romainville:21930063000015"
     """
     secret = passphrase_from_env(passphrase_env) if passphrase_env else None
     parsed = [parse_municipality(text) for text in municipality]

@@ -28,7 +28,8 @@ from typing import Annotated, Any, Protocol
 
 import typer
 
-from cli.audit import STATE_PREFIX, NodeSource, NodeUnreachable, PrivateCopy
+from cli.audit import STATE_PREFIX, NodeSource, NodeUnreachable, PrivateCopy, reader_key
+from ledger.crypto import SigningKey
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, InvalidCertificate, InvalidProof, LedgerError
 from ledger.genesis import Genesis, load_genesis
@@ -679,8 +680,8 @@ class StoreReceiptSource:
 class NodeReceiptSource:
     """A ``ReceiptSource`` over a node's HTTP API."""
 
-    def __init__(self, url: str) -> None:
-        self._node = NodeSource(url)
+    def __init__(self, url: str, reader: SigningKey | None = None) -> None:
+        self._node = NodeSource(url, reader)
         self._blocks: dict[int, CommittedBlock] = {}
 
     def head_height(self) -> int:
@@ -737,6 +738,11 @@ def get_command(
         "--node", help="Base URL of a node's API, e.g. http://127.0.0.1:8080.")] = None,
     data: Annotated[Path | None, typer.Option(
         "--data", help="Or: a node's data directory (copied, never modified).")] = None,
+    key: Annotated[Path | None, typer.Option(
+        "--key", help="With --node: your key file (member of the paying town, or an "
+        "auditor), to read blocks holding social-aid payments.")] = None,
+    passphrase_file: Annotated[Path | None, typer.Option(
+        "--passphrase-file", help="The passphrase of --key.")] = None,
 ) -> None:
     """Write a self-contained receipt for one committed transaction.
 
@@ -759,11 +765,12 @@ def get_command(
     try:
         gen = load_genesis(genesis)
         source: StoreReceiptSource | NodeReceiptSource = (
-            StoreReceiptSource(data) if data is not None else NodeReceiptSource(str(node)))
+            StoreReceiptSource(data) if data is not None else NodeReceiptSource(
+                str(node), reader_key(key, passphrase_file)))
     except NodeUnreachable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_UNREACHABLE) from exc
-    except LedgerError as exc:
+    except (LedgerError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from exc
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +26,6 @@ import typer
 
 from cli.client import NodeClient
 from cli.common import EXIT_CODES_HELP, EXIT_USAGE, CliError, guarded, usage_error
-from cli.network import load_tag_key
 from cli.submit import (
     ChainId,
     KeyFile,
@@ -39,9 +39,10 @@ from cli.submit import (
     read_payload,
     send,
 )
+from cli.tag_keys import CaseKeys
 from contracts.deliberations import SCDL_FIELDS, VOTES
 from contracts.keys import member_key
-from contracts.social_aid import beneficiary_tag
+from contracts.reports import round_location
 from ledger.crypto import SigningKey
 from ledger.encoding import decode
 
@@ -92,15 +93,22 @@ def micro_degrees(text: str, what: str, limit: int) -> int:
 
 def _submit(contract: str, action: str, payload: dict[str, Any], key: Path, node: str,
             passphrase_env: str | None, passphrase_file: Path | None, wait: bool,
-            chain_id: str | None, siret: str | None, siret_field: str) -> None:
-    """Fill in the SIRET, check, sign and submit; shared by every record command."""
+            chain_id: str | None, siret: str | None, siret_field: str,
+            complete: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Fill in the SIRET, check, sign and submit; shared by every record command.
+    ``complete`` fills in what needs the SIRET (a beneficiary tag) before signing."""
     if siret is not None:
         payload[siret_field] = siret
+        if complete is not None:
+            complete(payload)
+            complete = None
         check_action(contract, action, payload)  # a typo is reported before the passphrase
     signing_key = load_signing_key(key, passphrase_env, passphrase_file)
-    with NodeClient(node) as client:
+    with NodeClient(node, reader=signing_key) as client:
         if payload.get(siret_field) is None:
             payload[siret_field] = signer_siret(client, signing_key)
+        if complete is not None:
+            complete(payload)
         tx = build_transaction(chain_id or client.chain_id(), contract, action, payload,
                                signing_key)
         send(client, tx, wait=wait)
@@ -163,6 +171,16 @@ def record_deliberation(
         "--act", help="The signed act (PDF): its SHA-256 is computed here.")] = None,
     act_sha256: Annotated[str | None, typer.Option(
         "--act-sha256", help="SHA-256 (hex) of the signed act, if already computed.")] = None,
+    present: Annotated[int | None, typer.Option(
+        "--present", help="Members present for this deliberation (quorum).", min=0)] = None,
+    proxies: Annotated[int | None, typer.Option(
+        "--proxies", help="Proxies held by present members (one each at most).", min=0)
+    ] = None,
+    ballot: Annotated[str | None, typer.Option(
+        "--ballot", help="open (default) or secret.")] = None,
+    casting_vote: Annotated[str | None, typer.Option(
+        "--casting-vote", help="Open-ballot tie: the president's vote, pour or contre.")
+    ] = None,
     passphrase_env: PassphraseEnv = None,
     passphrase_file: PassphraseFile = None,
     wait: Wait = False,
@@ -171,8 +189,8 @@ def record_deliberation(
     """Record a council deliberation from a JSON file or a row of an SCDL CSV.
 
     Example: tabellion record deliberation --csv deliberations.csv --row 3 --sitting
-    CM-2026-11 --order 4 --act deliberation.pdf --key clerk.key --node http://127.0.0.1:7100
-    --wait
+    CM-2026-11 --order 4 --present 38 --proxies 3 --act deliberation.pdf --key clerk.key
+    --node http://127.0.0.1:7100 --wait
     """
     if (json_file is None) == (csv_file is None):
         usage_error("give exactly one of --json FILE or --csv FILE")
@@ -185,6 +203,12 @@ def record_deliberation(
         payload = deliberation_from_csv(csv_file, row)
     payload.update({"sitting_id": sitting_id, "order_number": order_number,
                     "act_sha256": sha256_file(act) if act else str(act_sha256).lower()})
+    options = {"members_present": present, "proxies": proxies, "ballot": ballot,
+               "casting_vote": casting_vote}
+    payload.update({name: value for name, value in options.items() if value is not None})
+    if payload.get("members_present") is None:
+        usage_error("give --present: the members present when the deliberation was voted "
+                    "(the quorum is checked for each deliberation)")
     if not payload.get("COLL_SIRET"):
         usage_error("the deliberation has no COLL_SIRET (the municipality's 14-digit SIRET)")
     check_action("deliberations", "record", payload)
@@ -204,6 +228,9 @@ def record_sitting(
     second_convocation: Annotated[bool, typer.Option(
         "--second-convocation", help="Second convocation on the same agenda (no quorum).")
     ] = False,
+    first_sitting: Annotated[str | None, typer.Option(
+        "--first-sitting", help="Second convocation: the sitting that failed its quorum.")
+    ] = None,
     siret: Siret = None,
     passphrase_env: PassphraseEnv = None,
     passphrase_file: PassphraseFile = None,
@@ -218,6 +245,8 @@ def record_sitting(
     payload: dict[str, Any] = {"sitting_id": sitting_id, "date": date,
                                "members_in_office": in_office, "members_present": present,
                                "second_convocation": second_convocation}
+    if first_sitting is not None:
+        payload["first_sitting_id"] = first_sitting
     _submit("deliberations", "record_sitting", payload, key, node, passphrase_env,
             passphrase_file, wait, chain_id, siret, "COLL_SIRET")
 
@@ -238,7 +267,8 @@ def record_scheme(
     ceiling_cents: Annotated[int, typer.Option(
         "--ceiling-cents", help="Most per beneficiary and month, in cents.")],
     decision_ref: Annotated[str, typer.Option(
-        "--decision", help="Reference of the deciding act (e.g. a DELIB_ID).")],
+        "--decision", help="DELIB_ID of the adopted deliberation that sets the budget, "
+        "ceiling and four-eyes threshold.")],
     four_eyes_cents: Annotated[int, typer.Option(
         "--four-eyes-cents", help="Payments above this need a second agent.")] = 0,
     siret: Siret = None,
@@ -247,11 +277,12 @@ def record_scheme(
     wait: Wait = False,
     chain_id: ChainId = None,
 ) -> None:
-    """Create a social-aid scheme (budget, period, ceiling, four-eyes threshold).
+    """Create a social-aid scheme decided by the council (admin only): the deliberation
+    --decision carries the same budget, ceiling and four-eyes threshold (aid_* fields).
 
     Example: tabellion record scheme --scheme energie-2026 --name "Aide énergie" --budget-cents
     5000000 --from 2026-01 --to 2026-12 --ceiling-cents 30000 --decision D2026-012
-    --four-eyes-cents 20000 --key social_aid_agent.key --node http://127.0.0.1:7100
+    --four-eyes-cents 20000 --key admin.key --node http://127.0.0.1:7100
     """
     payload: dict[str, Any] = {
         "scheme_id": scheme_id, "name": name, "budget_cents": budget_cents,
@@ -275,26 +306,32 @@ def record_disbursement(
         "--case-number", help="The beneficiary's case number; it never leaves this machine.")],
     tag_key: Annotated[Path, typer.Option(
         "--tag-key", help="The municipality's beneficiary-tag key file.")],
+    cases: Annotated[Path | None, typer.Option(
+        "--cases", help="The social service's case file (default: next to --tag-key, "
+        "<tag key>.cases.json); created on first use.")] = None,
     siret: Siret = None,
     passphrase_env: PassphraseEnv = None,
     passphrase_file: PassphraseFile = None,
     wait: Wait = False,
     chain_id: ChainId = None,
 ) -> None:
-    """Record an aid payment; the beneficiary is a keyed hash of the case number.
+    """Record an aid payment; the beneficiary is a tag keyed per scheme and month, of a
+    random pseudonym of the case kept off chain (tabellion aid forget erases it).
 
     Example: tabellion record disbursement --scheme energie-2026 --period 2026-11
     --amount-cents 15000 --case-number CCAS-2026-0042 --tag-key beneficiary-tag.key
     --key social_aid_agent.key --node http://127.0.0.1:7100 --wait
     """
-    try:
-        tag = beneficiary_tag(load_tag_key(tag_key), case_number)
-    except ValueError as exc:
-        raise CliError(f"--case-number: {exc}", EXIT_USAGE) from exc
+    case_keys = CaseKeys.open(tag_key, cases)
+
+    def tag(payload: dict[str, Any]) -> None:
+        payload["beneficiary"] = case_keys.tag(case_number, payload["siret"], scheme_id, period)
+        check_action("social_aid", "disburse", payload)
+
     payload: dict[str, Any] = {"scheme_id": scheme_id, "period": period,
-                               "amount_cents": amount_cents, "beneficiary": tag}
+                               "amount_cents": amount_cents}
     _submit("social_aid", "disburse", payload, key, node, passphrase_env, passphrase_file,
-            wait, chain_id, siret, "siret")
+            wait, chain_id, siret, "siret", tag)
 
 
 # --------------------------------------------------------------------------- reports, notary
@@ -309,10 +346,10 @@ def record_report(
         "--service", help="Open311 service code, e.g. streetlight.")],
     description: Annotated[str, typer.Option(
         "--description", help="What was reported (no personal data).")],
-    lat: Annotated[str | None, typer.Option("--lat", help="Latitude, decimal degrees.")
-                   ] = None,
-    long: Annotated[str | None, typer.Option("--long", help="Longitude, decimal degrees.")
-                    ] = None,
+    lat: Annotated[str | None, typer.Option(
+        "--lat", help="Latitude, decimal degrees (kept to 4 decimals, about 10 m).")] = None,
+    long: Annotated[str | None, typer.Option(
+        "--long", help="Longitude, decimal degrees (kept to 4 decimals).")] = None,
     address: Annotated[str | None, typer.Option("--address", help="Address.")] = None,
     siret: Siret = None,
     passphrase_env: PassphraseEnv = None,
@@ -327,9 +364,9 @@ def record_report(
     """
     payload: dict[str, Any] = {"service_code": service_code, "description": description}
     if lat is not None:
-        payload["lat"] = micro_degrees(lat, "lat", 90)
+        payload["lat"] = round_location(micro_degrees(lat, "lat", 90))
     if long is not None:
-        payload["long"] = micro_degrees(long, "long", 180)
+        payload["long"] = round_location(micro_degrees(long, "long", 180))
     if address is not None:
         payload["address_string"] = address
     _submit("reports", "submit", payload, key, node, passphrase_env, passphrase_file, wait,

@@ -186,7 +186,7 @@ def submit(
     body = read_payload(payload)
     check_action(contract, action, body)
     signing_key = load_signing_key(key, passphrase_env, passphrase_file)
-    with NodeClient(node) as client:
+    with NodeClient(node, reader=signing_key) as client:
         tx = build_transaction(chain_id or client.chain_id(), contract, action, body,
                                signing_key)
         send(client, tx, wait=wait, timeout_ms=timeout_ms)
@@ -198,15 +198,22 @@ def tx_show(
     tx_id: Annotated[str, typer.Argument(help="Transaction id (64 hex digits).")],
     node: NodeUrl,
     json_out: JsonOut = False,
+    key: Annotated[Path | None, typer.Option(
+        "--key", help="Your key file: sign the read to see your town's aid payments.")
+    ] = None,
+    passphrase_env: PassphraseEnv = None,
+    passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Show a transaction's status, receipt and height.
+    """Show a transaction's status, receipt and height. A social-aid payment is shown
+    only to members of the paying town and auditors: give --key.
 
     Example: tabellion tx show 3f2a…e9 --node http://127.0.0.1:7100
     """
     tx_id = tx_id.strip().lower()
     if len(tx_id) != 64 or any(c not in "0123456789abcdef" for c in tx_id):
         usage_error("a transaction id is 64 hex digits, as printed by tabellion submit")
-    with NodeClient(node) as client:
+    reader = None if key is None else load_signing_key(key, passphrase_env, passphrase_file)
+    with NodeClient(node, reader=reader) as client:
         details = client.transaction(tx_id)
     if json_out:
         typer.echo(json.dumps(details, indent=2, ensure_ascii=False, sort_keys=True))

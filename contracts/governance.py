@@ -31,6 +31,7 @@ from contracts.registry import (
     hex64,
     integer,
     reject,
+    siret,
     text,
 )
 from contracts.view import Overlay, StateView
@@ -260,8 +261,7 @@ CONTRACT = Contract("governance", (
              "set_parameter."),
         text("municipality_name", NAME_BYTES_MAX, required=False,
              doc="add_municipality: official name."),
-        text("municipality_siret", 14, pattern=keys.SIRET_RE, hint="the 14-digit SIRET",
-             required=False, doc="add/remove_municipality: its SIRET."),
+        siret("municipality_siret", "add/remove_municipality: its SIRET.", required=False),
         hex64("validator_key", required=False, doc="add_municipality: its validator key."),
         hex64("admin_key", required=False, doc="add_municipality: its first admin key."),
         text("parameter", 64, required=False, doc="set_parameter: name (see PARAMETERS)."),

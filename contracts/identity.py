@@ -13,6 +13,10 @@ Rules:
   ever enroll a key for it again.
 - Records are never deleted: revocation sets ``revoked_height`` (and ``replaced_by`` for a
   rotation), so the history of who could sign what stays queryable.
+- A member is a person, not a key: each record carries ``person``, the hex of the first
+  key the person was enrolled with; a rotation hands it to the new key. Rules that need
+  two different people (the four-eyes rule of social aid) compare persons, so rotating
+  one's own key never makes a second approver.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class MemberInfo:
     enrolled_height: int
     revoked_height: int | None
     replaced_by: str | None
+    person: str
+    """The person holding the key: the first key they were enrolled with (hex)."""
 
     @property
     def active(self) -> bool:
@@ -56,7 +62,7 @@ def member(state: StateView, key_hex: str) -> MemberInfo | None:
         return None
     return MemberInfo(key_hex, record["siret"], tuple(record["roles"]),
                       record["enrolled_height"], record["revoked_height"],
-                      record["replaced_by"])
+                      record["replaced_by"], record["person"])
 
 
 def member_roles(state: StateView, key_hex: str) -> tuple[str, ...]:
@@ -100,8 +106,11 @@ def _sorted_insert(items: list[Any], item: Any) -> list[Any]:
     return sorted({*items, item})
 
 
-def enroll_key(state: Overlay, siret: str, key_hex: str, roles: list[str], height: int) -> None:
+def enroll_key(state: Overlay, siret: str, key_hex: str, roles: list[str], height: int,
+               person: str | None = None) -> None:
+    """Enroll a key; ``person`` carries over a rotated member's identity (else a new one)."""
     keys.write(state, keys.member_key(key_hex), {
+        "person": key_hex if person is None else person,
         "siret": siret,
         "roles": sorted(roles, key=ROLES.index),
         "enrolled_height": height,
@@ -222,7 +231,7 @@ def _apply_rotate(ctx: Context) -> dict[str, Value]:
     info = member(ctx.state, old)
     assert info is not None
     revoke_key(ctx.state, old, ctx.env.height, new)
-    enroll_key(ctx.state, info.siret, new, list(info.roles), ctx.env.height)
+    enroll_key(ctx.state, info.siret, new, list(info.roles), ctx.env.height, info.person)
     return {"old_key": old, "new_key": new, "roles": list(info.roles)}
 
 

@@ -14,13 +14,14 @@ import re
 from typing import Any
 
 from contracts.view import Overlay, StateView
+from ledger import siret
 from ledger.encoding import Value, decode, encode
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Identifiers chosen by clerks (DELIB_ID, sitting, scheme): no ``/``, at most 64 chars."""
 HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 """A SHA-256 digest, an Ed25519 public key or an HMAC tag, in lowercase hex."""
-SIRET_RE = re.compile(r"^[0-9]{14}$")
+SIRET_RE = siret.SIRET_RE
 
 
 def _key(*parts: str) -> bytes:
@@ -107,6 +108,11 @@ def head_key(siret: str, root_id: str) -> bytes:
 def scheme_key(siret: str, scheme_id: str) -> bytes:
     """``aid/scheme/<siret>/<scheme id>`` -> scheme record (terms, never rewritten)."""
     return _key("aid", "scheme", siret, scheme_id)
+
+
+def scheme_decision_key(siret: str, delib_root: str) -> bytes:
+    """``aid/decision/<siret>/<original DELIB_ID>`` -> the scheme id it created."""
+    return _key("aid", "decision", siret, delib_root)
 
 
 def scheme_totals_key(siret: str, scheme_id: str) -> bytes:

@@ -6,7 +6,9 @@ Rules:
   2. signer: the key is enrolled and not revoked (``unknown_signer``, ``signer_revoked``);
   3. schema: every field has its type, size, range and pattern, no field is missing and
      no unknown field is present (``invalid_payload``, naming the field): a payload can
-     therefore never smuggle personal data in a field the schema does not know;
+     therefore never smuggle personal data in a field the schema does not know; every
+     free-text field (text without a pattern or a closed set of values) passes the
+     personal-data guard (``personal_data``, see ``contracts.personal_data``);
   4. permission: the signer holds one of the action's roles (``not_permitted``) in the
      municipality the payload names (``wrong_municipality``);
   then ``validate`` (reads only, raises ``Rejection``) and ``apply`` (writes, returns the
@@ -25,29 +27,20 @@ from datetime import date, timedelta
 from typing import Any, NoReturn
 
 from contracts import keys
+from contracts.personal_data import check_free_text
+from contracts.rejection import Rejection, reject
 from contracts.view import BlockEnv, Overlay, StateView
 from ledger.encoding import Value
-from ledger.errors import InvalidTransaction
 from ledger.genesis import ROLES
 from ledger.records import Transaction
+from ledger.siret import siret_problem
+
+__all__ = ["Rejection", "reject"]  # re-exported: every contract imports them from here
 
 ACTION_FIELDS_MAX = 32
 STR_LIST_ITEMS_MAX = 64
 INT_SAFE_MAX = 2**53 - 1
 """Largest integer a payload may carry: JSON clients (JavaScript) represent it exactly."""
-
-
-class Rejection(InvalidTransaction):
-    """A contract rule refused a transaction; ``code`` is stable, ``message`` is for a clerk."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def reject(code: str, message: str) -> NoReturn:
-    raise Rejection(code, message)
 
 
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -98,6 +91,10 @@ class Field:
     items_max: int = STR_LIST_ITEMS_MAX
     """For str_list and int_list: most items; str_list items must be distinct."""
     doc: str = ""
+    value_check: Callable[[str], str | None] | None = None
+    """For str: a rule beyond the pattern (a check digit...): returns what is wrong."""
+    street_address_allowed: bool = False
+    """For free text: the field locates a place, so a street number is not refused."""
 
     def check(self, value: Any) -> None:
         """Raise ``Rejection("invalid_payload")`` naming this field unless ``value`` fits."""
@@ -150,6 +147,12 @@ class Field:
             self._bad(f"must be one of {', '.join(self.choices)}{where} (got {value!r})")
         if self.pattern is not None and not self.pattern.fullmatch(value):
             self._bad(f"must be {self.hint or self.pattern.pattern}{where} (got {_shown(value)})")
+        if self.value_check is not None:
+            problem = self.value_check(value)
+            if problem is not None:
+                self._bad(f"{problem}{where} (got {_shown(value)})")
+        if self.pattern is None and not self.choices:
+            check_free_text(self.name, value, street_address_allowed=self.street_address_allowed)
 
     def _bad(self, what: str) -> NoReturn:
         reject("invalid_payload", f"the field {self.name} {what}")
@@ -157,8 +160,18 @@ class Field:
 
 def text(name: str, bytes_max: int = 256, *, required: bool = True,
          pattern: re.Pattern[str] | None = None, hint: str = "",
-         choices: tuple[str, ...] = (), doc: str = "") -> Field:
-    return Field(name, "str", required, bytes_max, pattern, hint, choices=choices, doc=doc)
+         choices: tuple[str, ...] = (), doc: str = "",
+         value_check: Callable[[str], str | None] | None = None,
+         street_address_allowed: bool = False) -> Field:
+    """A text field; without a pattern or choices it is free text, and guarded."""
+    return Field(name, "str", required, bytes_max, pattern, hint, choices=choices, doc=doc,
+                 value_check=value_check, street_address_allowed=street_address_allowed)
+
+
+def siret(name: str, doc: str, *, required: bool = True) -> Field:
+    """A SIRET field: 14 digits and the check digit (``ledger.siret``)."""
+    return text(name, 14, pattern=keys.SIRET_RE, hint="the 14-digit SIRET", doc=doc,
+                required=required, value_check=siret_problem)
 
 
 def iso_date(name: str, *, required: bool = True, doc: str = "") -> Field:
@@ -190,8 +203,7 @@ def integers(name: str, int_min: int = 0, int_max: int = INT_SAFE_MAX, *,
                  items_max=items_max, doc=doc)
 
 
-SIRET = text("siret", 14, pattern=keys.SIRET_RE, hint="the 14-digit SIRET",
-             doc="SIRET of the municipality the action writes for (the signer's).")
+SIRET = siret("siret", "SIRET of the municipality the action writes for (the signer's).")
 HEX64_HINT = "64 lowercase hexadecimal characters"
 
 
@@ -227,6 +239,8 @@ class Signer:
     key_hex: str
     siret: str
     roles: tuple[str, ...]
+    person: str
+    """The member behind the key, stable across rotations (``identity`` rules)."""
 
 
 def load_signer(state: StateView, public_key: bytes, height: int) -> Signer:
@@ -246,7 +260,7 @@ def load_signer(state: StateView, public_key: bytes, height: int) -> Signer:
             f"the key {key_hex[:16]}… was revoked at height {revoked} and can no longer "
             "sign; use your current key or ask an administrator",
         )
-    return Signer(key_hex, record["siret"], tuple(record["roles"]))
+    return Signer(key_hex, record["siret"], tuple(record["roles"]), record["person"])
 
 
 # ---------------------------------------------------------------- actions

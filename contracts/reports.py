@@ -8,6 +8,11 @@ Rules:
 - Fields follow Open311: ``service_code``, ``service_name``, ``description``, ``lat`` and
   ``long`` (integers in micro-degrees: floats are banned from consensus), ``address_string``,
   ``media_url``. A location is required: lat and long together, or an address.
+- A location is kept to about 10 m, no finer: ``lat`` and ``long`` are multiples of
+  ``LOCATION_STEP_MICRO`` micro-degrees (0.0001°: 11 m of latitude, 7 m of longitude in
+  France), else ``location_too_precise``; a finer point could single out a doorstep.
+  ``address_string`` may carry a street number (it locates the problem, at the same
+  precision); every other text passes the personal-data guard in full.
 - ``service_request_id`` is the hex id of the filing transaction; ``requested_datetime`` is
   the block time.
 - Status only moves forward: open -> acknowledged -> closed (closing an open report
@@ -39,6 +44,8 @@ LAT_MICRO_MAX = 90_000_000
 LONG_MICRO_MAX = 180_000_000
 SERVICE_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 URL_RE = re.compile(r"^https?://[^\s]+$")
+LOCATION_STEP_MICRO = 100
+"""Coordinates are multiples of 100 micro-degrees (0.0001°, about 10 m)."""
 
 
 def report(state: StateView, siret: str, request_id: str) -> dict[str, Any] | None:
@@ -59,6 +66,21 @@ def _validate_submit(ctx: Context) -> None:
     if not has_lat and p.get("address_string") is None:
         reject("location_required",
                "a report needs a location: lat and long, or address_string")
+    for name in ("lat", "long"):
+        value = p.get(name)
+        if value is not None and value % LOCATION_STEP_MICRO:
+            reject("location_too_precise",
+                   f"{name} {value} is finer than about 10 m: round it to a multiple of "
+                   f"{LOCATION_STEP_MICRO} micro-degrees (4 decimals of a degree), e.g. "
+                   f"{round_location(value)}")
+
+
+def round_location(micro_degrees: int) -> int:
+    """Round micro-degrees to the nearest ``LOCATION_STEP_MICRO`` (halves away from zero),
+    as clients must before submitting."""
+    sign = -1 if micro_degrees < 0 else 1
+    step = LOCATION_STEP_MICRO
+    return sign * ((abs(micro_degrees) + step // 2) // step * step)
 
 
 def _apply_submit(ctx: Context) -> dict[str, Value]:
@@ -126,10 +148,11 @@ CONTRACT = Contract("reports", (
         text("service_name", 128, required=False, doc="Human name of the service."),
         text("description", 4000, doc="What the citizen reported (no personal data)."),
         integer("lat", -LAT_MICRO_MAX, LAT_MICRO_MAX, required=False,
-                doc="Latitude in micro-degrees (WGS84)."),
+                doc="Latitude in micro-degrees (WGS84), a multiple of 100 (about 10 m)."),
         integer("long", -LONG_MICRO_MAX, LONG_MICRO_MAX, required=False,
-                doc="Longitude in micro-degrees (WGS84)."),
-        text("address_string", 256, required=False, doc="Address, if no coordinates."),
+                doc="Longitude in micro-degrees (WGS84), a multiple of 100 (about 10 m)."),
+        text("address_string", 256, required=False, street_address_allowed=True,
+             doc="Address of the problem, if no coordinates."),
         text("media_url", 512, pattern=URL_RE, hint="an http(s) URL", required=False,
              doc="Photo of the problem."),
     ), ("clerk", "admin", "social_aid_agent", "intake"), "siret", _validate_submit, _apply_submit,

@@ -4,17 +4,27 @@ Rules:
 - A scheme has a budget, a period (first and last month), a per-beneficiary ceiling, the
   reference of the decision that created it and a four-eyes threshold, all in cents. Its
   terms are never rewritten; running totals live under their own key.
+- Only the municipality's admin creates a scheme, and only on an adopted council
+  deliberation of the same municipality recorded on chain (``decision_ref`` = its
+  current DELIB_ID), on finances or social action (ACTES subject 7.x or 8.x), whose
+  ``aid_*`` terms are the scheme's budget, ceiling and four-eyes threshold. A
+  deliberation funds one scheme. So no agent sets their own budget or threshold.
 - A disbursement names a scheme, a month (YYYY-MM) within the scheme's period, an amount
-  and a beneficiary tag: HMAC-SHA-256(tag key, case number), 64 hex characters, computed
-  off chain with a key that stays with the municipality's social service
-  (``beneficiary_tag``). No name, case number or other personal data goes on chain: the
-  schema has no field that could hold one.
+  and a beneficiary tag: HMAC-SHA-256 under a key of that scheme and month, of a random
+  pseudonym of the case (``cli.tag_keys`` keeps both off chain; ADR 0014), 64 lowercase
+  hex characters. A tag must look like an HMAC output: one that decodes to readable
+  text, or with fewer than ``TAG_DISTINCT_BYTES_MIN`` distinct bytes, is refused
+  (``invalid_payload``): it would be a name or a case number spelled in hex. No name,
+  case number or other personal data goes on chain: the schema has no field that could
+  hold one, and free text passes ``contracts.personal_data``.
 - Budget never exceeded: paid + pending + amount <= budget (``budget_exceeded``).
 - At most one payment per beneficiary, scheme and month (``duplicate_payment``).
 - Amount <= the scheme's ceiling (``above_ceiling``).
 - Four eyes: a payment above the threshold is recorded ``pending`` (its amount reserved
   in the budget) and becomes ``paid`` only when a second, different social-aid agent
-  ``approve``-s it (``same_agent``); a pending payment may be ``cancel``-led, which frees
+  ``approve``-s it (``same_agent``): different *person* (``identity``: a rotated key stays
+  the same person), not merely a different key; a pending payment may be ``cancel``-led,
+  which frees
   its budget and its beneficiary-month slot. (ADR 0007: an approve action rather than a
   co-signature field, because the two agents rarely sit at the same screen.)
 """
@@ -25,14 +35,13 @@ import hashlib
 import hmac
 from typing import Any
 
-from contracts import keys
+from contracts import deliberations, keys
 from contracts.registry import (
     SIRET,
     Action,
     Context,
     Contract,
     euros,
-    hex64,
     integer,
     month,
     reject,
@@ -45,6 +54,32 @@ CENTS_MAX = 10**13
 """Largest amount in cents (100 billion euros): no sum of them overflows a u64."""
 TAG_KEY_BYTES_MIN = 16
 CASE_NUMBER_BYTES_MAX = 256
+TAG_DISTINCT_BYTES_MIN = 8
+"""32 random bytes show about 30 distinct values; fewer than 8 happens with probability
+below 1e-20, while padding or a repeated pattern shows few."""
+SCHEME_SUBJECT_FAMILIES = ("7", "8")
+"""ACTES families a scheme's deciding deliberation belongs to: finances, competences
+(8.2 is social aid)."""
+
+
+def tag_problem(tag: str) -> str | None:
+    """``None`` if a 64-hex tag looks like an HMAC-SHA-256 output, else why not.
+
+    An HMAC output is uniform: the chance that its 32 bytes form readable UTF-8 text is
+    below 1e-12, so a tag that does is text (a name, a case number) spelled in hex."""
+    raw = bytes.fromhex(tag)
+    if len(set(raw)) < TAG_DISTINCT_BYTES_MIN:
+        return "is not an HMAC-SHA-256 tag (too regular: padding or a repeated pattern)"
+    stripped = raw.rstrip(b"\x00 ")
+    try:
+        decoded = stripped.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if decoded.isprintable():
+        return ("is text spelled in hexadecimal, not an HMAC-SHA-256 tag: compute it from "
+                "the case with the social service's keys (tabellion record disbursement "
+                "does), never encode a name")
+    return None
 _SCHEME_ID_HINT = "1 to 64 letters, digits, '.', '_' or '-' (no '/')"
 
 
@@ -57,6 +92,22 @@ def beneficiary_tag(tag_key: bytes, case_number: str) -> str:
     if not normalised or len(normalised.encode()) > CASE_NUMBER_BYTES_MAX:
         raise ValueError(f"the case number must be 1 to {CASE_NUMBER_BYTES_MAX} bytes")
     return hmac.new(tag_key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+PERIOD_KEY_TAG = b"tabellion/tag-key"
+"""Domain separation of the per-scheme-and-month tag keys."""
+
+
+def period_tag_key(master_key: bytes, siret: str, scheme_id: str, period: str) -> bytes:
+    """The tag key of one scheme and month: HMAC-SHA-256 of ``siret``, ``scheme_id`` and
+    ``period`` (NUL-separated: none of them contains NUL) under the social service's
+    master key. Tags of different schemes or months are unlinkable without the master
+    key, and one leaked period key exposes one scheme-month only."""
+    if len(master_key) < TAG_KEY_BYTES_MIN:
+        raise ValueError(f"the tag key must be at least {TAG_KEY_BYTES_MIN} bytes")
+    message = b"\x00".join([PERIOD_KEY_TAG, *(s.encode("utf-8") for s in (siret, scheme_id,
+                                                                          period))])
+    return hmac.new(master_key, message, hashlib.sha256).digest()
 
 
 # ---------------------------------------------------------------- queries
@@ -89,10 +140,51 @@ def payment(state: StateView, siret: str, scheme_id: str, period: str, tag: str
 
 
 # ---------------------------------------------------------------- create_scheme
+def _deciding_deliberation(ctx: Context) -> dict[str, Any]:
+    """The adopted deliberation that sets this scheme's terms, or a rejection."""
+    p = ctx.payload
+    ref = p["decision_ref"]
+    current = deliberations.current_deliberation(ctx.state, p["siret"], ref)
+    if current is None:
+        reject("no_deciding_deliberation",
+               f"decision_ref {ref!r} is not a deliberation recorded by your municipality; "
+               "record the council's deliberation first and give its DELIB_ID")
+    if current["DELIB_ID"] != ref or current["kind"] == "withdrawal":
+        reject("no_deciding_deliberation",
+               f"deliberation {ref} is no longer in force ({current['DELIB_ID']} "
+               f"{'withdrew' if current['kind'] == 'withdrawal' else 'replaced'} it); "
+               "reference the current version")
+    if current["outcome"] != "adopted":
+        reject("deliberation_not_adopted",
+               f"deliberation {ref} was not adopted ({current['outcome']}): only an adopted "
+               "deliberation creates an aid scheme")
+    if current["DELIB_MATIERE_CODE"].split(".")[0] not in SCHEME_SUBJECT_FAMILIES:
+        reject("deliberation_subject",
+               f"deliberation {ref} is on ACTES subject {current['DELIB_MATIERE_CODE']}; an "
+               "aid scheme is decided under subject 7.x (finances) or 8.x (e.g. 8.2 aide "
+               "sociale)")
+    terms = {"budget_cents": "aid_budget_cents", "ceiling_cents": "aid_ceiling_cents",
+             "four_eyes_threshold_cents": "aid_four_eyes_threshold_cents"}
+    for field_name, decided in terms.items():
+        if current.get(decided) is None:
+            reject("scheme_terms_mismatch",
+                   f"deliberation {ref} sets no aid terms ({', '.join(terms.values())}); "
+                   "the council decides the budget, ceiling and threshold")
+        if p[field_name] != current[decided]:
+            reject("scheme_terms_mismatch",
+                   f"{field_name} is {euros(p[field_name])} but deliberation {ref} decided "
+                   f"{euros(current[decided])}: the scheme's terms are the council's")
+    if keys.read(ctx.state, keys.scheme_decision_key(p["siret"], current["root"])) is not None:
+        reject("deliberation_already_used",
+               f"deliberation {ref} already created a scheme; one deliberation, one scheme")
+    return current
+
+
 def _validate_scheme(ctx: Context) -> None:
     p = ctx.payload
     if scheme(ctx.state, p["siret"], p["scheme_id"]) is not None:
         reject("duplicate_scheme", f"scheme {p['scheme_id']} already exists; choose another id")
+    _deciding_deliberation(ctx)
     if p["period_end"] < p["period_start"]:
         reject("invalid_period",
                f"period_end {p['period_end']} is before period_start {p['period_start']}")
@@ -106,9 +198,12 @@ def _apply_scheme(ctx: Context) -> dict[str, Value]:
     p = ctx.payload
     names = ("scheme_id", "name", "budget_cents", "period_start", "period_end",
              "ceiling_cents", "decision_ref", "four_eyes_threshold_cents")
+    decision = _deciding_deliberation(ctx)
     keys.write(ctx.state, keys.scheme_key(p["siret"], p["scheme_id"]), {
         **{n: p[n] for n in names}, "height": ctx.env.height,
     })
+    keys.write(ctx.state, keys.scheme_decision_key(p["siret"], decision["root"]),
+               p["scheme_id"])
     return {"scheme_id": p["scheme_id"], "budget_cents": p["budget_cents"]}
 
 
@@ -155,7 +250,7 @@ def _apply_disburse(ctx: Context) -> dict[str, Value]:
     keys.write(ctx.state, keys.payment_key(p["siret"], p["scheme_id"], p["period"],
                                            p["beneficiary"]), {
         "amount_cents": p["amount_cents"], "status": status, "agent": ctx.signer.key_hex,
-        "approver": None, "height": ctx.env.height,
+        "agent_person": ctx.signer.person, "approver": None, "height": ctx.env.height,
     })
     t = _totals(ctx.state, p["siret"], p["scheme_id"])
     field = "pending" if pending else "paid"
@@ -182,10 +277,10 @@ def _pending(ctx: Context) -> dict[str, Any]:
 
 def _validate_approve(ctx: Context) -> None:
     found = _pending(ctx)
-    if found["agent"] == ctx.signer.key_hex:
+    if found["agent_person"] == ctx.signer.person:
         reject("same_agent",
-               "you recorded this payment: the four-eyes rule needs the approval of a "
-               "second, different social-aid agent")
+               "you recorded this payment (with this key or one it replaced): the "
+               "four-eyes rule needs the approval of a second, different social-aid agent")
 
 
 def _move(ctx: Context, amount: int, to_paid: bool) -> None:
@@ -225,7 +320,9 @@ _SCHEME_ID = text("scheme_id", 64, pattern=keys.ID_RE, hint=_SCHEME_ID_HINT,
                   doc="Identifier of the scheme, unique in the municipality.")
 _PAYMENT_REF = (
     SIRET, _SCHEME_ID, month("period", doc="Month paid for, YYYY-MM."),
-    hex64("beneficiary", doc="Beneficiary tag: HMAC-SHA-256 (hex) of the case number."),
+    text("beneficiary", 64, pattern=keys.HEX64_RE, hint="64 lowercase hexadecimal characters",
+         value_check=tag_problem,
+         doc="Beneficiary tag: HMAC-SHA-256 (hex) under the scheme-and-month key."),
 )
 _AMOUNT = integer("amount_cents", 1, CENTS_MAX, doc="Amount in cents.")
 _REASON = text("reason", 1024, required=False, doc="Why (no personal data).")
@@ -238,11 +335,12 @@ CONTRACT = Contract("social_aid", (
         month("period_start", doc="First month, YYYY-MM."),
         month("period_end", doc="Last month, YYYY-MM."),
         integer("ceiling_cents", 1, CENTS_MAX, doc="Most per beneficiary and month, cents."),
-        text("decision_ref", 128, doc="Reference of the deciding act (e.g. a DELIB_ID)."),
+        text("decision_ref", 64, pattern=keys.ID_RE, hint="the DELIB_ID of the deliberation",
+             doc="DELIB_ID of the adopted deliberation setting budget, ceiling, threshold."),
         integer("four_eyes_threshold_cents", 0, CENTS_MAX,
                 doc="Payments above this need a second agent's approval."),
-    ), ("social_aid_agent", "admin"), "siret", _validate_scheme, _apply_scheme,
-        "Create an aid scheme."),
+    ), ("admin",), "siret", _validate_scheme, _apply_scheme,
+        "Create an aid scheme decided by an adopted deliberation."),
     Action("disburse", (*_PAYMENT_REF, _AMOUNT), ("social_aid_agent",), "siret",
            _validate_disburse, _apply_disburse,
            "Record a payment (pending if above the four-eyes threshold)."),

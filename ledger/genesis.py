@@ -20,13 +20,13 @@ from ledger.encoding import Value, encode
 from ledger.errors import GenesisError
 from ledger.hashing import Tag, tagged_hash
 from ledger.records import CHAIN_ID_BYTES_MAX, NAME_BYTES_MAX, ValidatorSet
+from ledger.siret import siret_problem
 
 GENESIS_FILE_BYTES_MAX = 4 * 1024 * 1024
 ROLES = ("admin", "clerk", "social_aid_agent", "auditor", "intake", "meter_gateway")
 """Appended, never reordered (identity sorts a key's roles by this order). ``intake``
 files citizen reports only (a town's Open311 front end), ``meter_gateway`` files meter
 readings only: machine keys get the one right they need."""
-SIRET_RE = re.compile(r"^\d{14}$")
 GENESIS_TIME_MS_MAX = 2**63 - 1
 APPROVAL_DENOMINATOR_MAX = 1000
 CHAIN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -227,8 +227,9 @@ def genesis_from_json(obj: Any) -> Genesis:
         if not 1 <= len(name.encode()) <= NAME_BYTES_MAX:
             raise GenesisError(f"genesis: {where}.name must be 1-{NAME_BYTES_MAX} bytes")
         siret = _get(m, "siret", str, where)
-        if not SIRET_RE.fullmatch(siret):
-            raise GenesisError(f"genesis: {where}.siret must be exactly 14 digits")
+        problem = siret_problem(siret)
+        if problem is not None:
+            raise GenesisError(f"genesis: {where}.siret {problem}")
         members = []
         for j, x in enumerate(_get(m, "members", list, where)):
             if not isinstance(x, dict):

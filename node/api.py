@@ -12,6 +12,10 @@ Rules:
 - No input produces a 500: handlers validate everything they read, and an unexpected
   exception is logged with its traceback and answered with a JSON 500 ``internal``
   (a bug to fix, found by the property test over this API).
+- Social-aid payments are shown by role (``node.read_access``): public readers never
+  get a payment's body (blocks show its leaf hash, records and pending views leave it
+  out, its transaction and state answer 403 ``restricted``); requests signed by an
+  enrolled member of the paying town, or by an auditor, get them in full.
 - docs/api.md documents every route; /openapi.json and /docs are generated.
 - Open311 GeoReport v2 is served under ``/open311/v2`` by ``node.open311``.
 """
@@ -34,9 +38,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ledger.encoding import Limits as DecodeLimits
 from ledger.encoding import decode
 from ledger.errors import DecodeError
+from node import read_access
 from node.config import Limits
 from node.errors import NodeError
 from node.portal import mount_portal
+from node.read_access import Reader, ReadRefused
 
 log = logging.getLogger("tabellion.api")
 
@@ -202,6 +208,16 @@ def parse_transactions(body: bytes, content_type: str, batch_max: int) -> list[b
     return raws
 
 
+def _visible(reader: Reader, found: dict[str, Any]) -> dict[str, Any]:
+    """A transaction's details after submission, without a payment the reader may not
+    read (its id and status only)."""
+    try:
+        return read_access.transaction_view(reader, found)
+    except ReadRefused:
+        return {"tx_id": found.get("tx_id"), "status": found.get("status"),
+                "restricted": True}
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -222,6 +238,28 @@ def create_app(node: NodeFacade) -> FastAPI:
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.exception_handler(ReadRefused)
+    async def on_read_refused(request: Request, exc: ReadRefused) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    chain_ids: list[str] = []  # the node's chain id, asked once
+
+    def member_state(key: bytes) -> bytes | None:
+        value = node.state(key, None).get("value")
+        return None if value is None else bytes.fromhex(str(value))
+
+    def reader_of(request: Request) -> Reader:
+        """Who signed the request (``read_access.PUBLIC`` if nobody did)."""
+        if read_access.READER_KEY_HEADER not in request.headers and (
+                read_access.READER_SIGNATURE_HEADER not in request.headers):
+            return read_access.PUBLIC
+        if not chain_ids:
+            chain_ids.append(str(node.status()["chain_id"]))
+        query = request.url.query
+        path = request.url.path + (f"?{query}" if query else "")
+        return read_access.authenticate(request.headers, request.method, path, chain_ids[0],
+                                        member_state)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError
@@ -251,6 +289,7 @@ def create_app(node: NodeFacade) -> FastAPI:
         = 10_000,
     ) -> JSONResponse:
         limits = node.limits
+        reader = reader_of(request)
         body = await read_body(request, limits.api_body_bytes_max)
         raws = parse_transactions(body, request.headers.get("content-type", ""),
                                   limits.api_batch_txs_max)
@@ -267,7 +306,8 @@ def create_app(node: NodeFacade) -> FastAPI:
             return JSONResponse({"tx_ids": [t.hex() for t in tx_ids]}, status_code=202)
         timeout = min(timeout_ms, limits.api_wait_ms_max)
         done = await node.wait_committed(tx_ids, timeout)
-        details = [node.transaction(t) or {"tx_id": t.hex(), "status": "unknown"}
+        details = [_visible(reader, node.transaction(t) or {"tx_id": t.hex(),
+                                                            "status": "unknown"})
                    for t in tx_ids]
         return JSONResponse(
             {"tx_ids": [t.hex() for t in tx_ids], "committed": done, "results": details},
@@ -276,31 +316,37 @@ def create_app(node: NodeFacade) -> FastAPI:
 
     @app.get("/v1/transactions/{tx_id}", summary="Status, receipt and height of a transaction")
     async def get_transaction(
+        request: Request,
         tx_id: Annotated[str, Path(pattern=TX_ID_PATTERN, description="64 hex digits")],
     ) -> JSONResponse:
+        reader = reader_of(request)
         found = node.transaction(bytes.fromhex(tx_id))
         if found is None:
             return _error(404, "unknown_transaction",
                           f"no pending or committed transaction {tx_id}; if you just "
                           "submitted it to another node, retry in a moment", status="unknown")
-        return JSONResponse(found)
+        return JSONResponse(read_access.transaction_view(reader, found))
 
     @app.get("/v1/blocks/latest", summary="The last committed block")
-    async def get_latest_block() -> JSONResponse:
+    async def get_latest_block(request: Request) -> JSONResponse:
+        reader = reader_of(request)
         found = node.block(None)
         if found is None:
             return _error(404, "no_block", "no block is committed yet")
-        return JSONResponse(found)
+        return JSONResponse(read_access.block_view(reader, found))
 
     @app.get("/v1/blocks/{height}", summary="A committed block by height")
-    async def get_block(height: Annotated[int, Path(ge=1, le=2**63)]) -> JSONResponse:
+    async def get_block(request: Request,
+                        height: Annotated[int, Path(ge=1, le=2**63)]) -> JSONResponse:
+        reader = reader_of(request)
         found = node.block(height)
         if found is None:
             return _error(404, "unknown_block", f"no committed block at height {height}")
-        return JSONResponse(found)
+        return JSONResponse(read_access.block_view(reader, found))
 
     @app.get("/v1/records", summary="Committed records, filtered and paginated")
     async def get_records(
+        request: Request,
         contract: Annotated[str | None, Query(max_length=64)] = None,
         municipality: Annotated[str | None, Query(pattern=r"^[0-9]{14}$",
                                                   description="SIRET")] = None,
@@ -310,14 +356,18 @@ def create_app(node: NodeFacade) -> FastAPI:
         = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> JSONResponse:
+        reader = reader_of(request)
         limit = min(limit, node.limits.api_page_max)
-        return JSONResponse(node.records(contract, municipality, type, after, limit))
+        return JSONResponse(read_access.records_view(
+            reader, node.records(contract, municipality, type, after, limit)))
 
     @app.get("/v1/state/{key_hex}", summary="A state value with its proof")
     async def get_state(
+        request: Request,
         key_hex: Annotated[str, Path(pattern=r"^([0-9a-f]{2}){1,512}$")],
         height: Annotated[int | None, Query(ge=0, le=2**63)] = None,
     ) -> JSONResponse:
+        read_access.check_state_key(reader_of(request), bytes.fromhex(key_hex))
         return JSONResponse(node.state(bytes.fromhex(key_hex), height))
 
     @app.get("/v1/status", summary="Height, head, view, primary, peers, mempool")

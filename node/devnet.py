@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ledger.crypto import SigningKey, save_key
 from ledger.genesis import ROLES, ConsensusParams, Genesis, Member, Municipality
+from ledger.siret import complete_siret
 from node.config import Limits, NodeConfig, PeerConfig, write_config
 
 PASSPHRASE_ENV = "TABELLION_PASSPHRASE"
@@ -83,7 +84,7 @@ def generate(
     chain_id = chain_id or f"devnet-{os.urandom(4).hex()}"
     validators = [SigningKey.generate() for _ in names]
     members = [{role: SigningKey.generate() for role in ROLES} for _ in names]
-    sirets = [f"{21_930_000 + i:09d}{i:05d}" for i in range(len(names))]
+    sirets = [complete_siret(f"{21_930_000 + i:09d}{i:04d}") for i in range(len(names))]
     genesis = Genesis(
         chain_id=chain_id,
         genesis_time_ms=int(time.time() * 1000) - 1000,

@@ -20,7 +20,8 @@ Rules:
 - Errors have the spec's shape (``[{"code": 400, "description": "..."}]``, or
   ``<errors>`` in XML) and say what to fix; nothing a client sends produces a 500.
 - Coordinates are decimal degrees on the wire and integer micro-degrees on chain
-  (converted with ``decimal``, never a float).
+  (converted with ``decimal``, never a float), rounded to about 10 m
+  (``contracts.reports.round_location``: the chain keeps no finer location).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
 from contracts.opendata import Record, open311_json, service_requests
-from contracts.reports import LAT_MICRO_MAX, LONG_MICRO_MAX, SERVICE_CODE_RE
+from contracts.reports import LAT_MICRO_MAX, LONG_MICRO_MAX, SERVICE_CODE_RE, round_location
 from ledger.crypto import SigningKey, load_key
 from ledger.errors import LedgerError
 from ledger.records import Transaction
@@ -268,8 +269,8 @@ def submit_payload(form: dict[str, str], siret: str) -> dict[str, Any]:
     if (lat is None) != (long is None):
         raise Open311Error(400, "give lat and long together, or an address_string")
     if lat is not None and long is not None:
-        payload["lat"] = micro_degrees_of("lat", lat, LAT_MICRO_MAX)
-        payload["long"] = micro_degrees_of("long", long, LONG_MICRO_MAX)
+        payload["lat"] = round_location(micro_degrees_of("lat", lat, LAT_MICRO_MAX))
+        payload["long"] = round_location(micro_degrees_of("long", long, LONG_MICRO_MAX))
     if form.get("address_string", "").strip():
         payload["address_string"] = form["address_string"].strip()
     if "lat" not in payload and "address_string" not in payload:

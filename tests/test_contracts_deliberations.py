@@ -32,7 +32,7 @@ def test_a_deliberation_is_recorded_with_its_outcome(chain: Chain) -> None:
 
 
 def test_more_contre_than_pour_is_recorded_as_rejected(chain: Chain) -> None:
-    assert record(chain, votes=(49, 30, 10, 10, 10)).data["outcome"] == "rejected"
+    assert record(chain, votes=(49, 30, 8, 12, 10)).data["outcome"] == "rejected"
 
 
 def test_an_act_without_vote_counts(chain: Chain) -> None:
@@ -56,9 +56,12 @@ def test_quorum_is_more_than_half_of_members_in_office(chain: Chain) -> None:
 
 
 def test_second_convocation_needs_no_quorum(chain: Chain) -> None:
-    chain.do("montreuil.clerk", "deliberations", "record_sitting",
-             sitting(sitting_id="S-2C", present=10, second=True))
-    assert record(chain, sitting_id="S-2C", delib_id="D-2C", votes=(49, 10, 6, 2, 2)).ok
+    assert chain.do("montreuil.clerk", "deliberations", "record_sitting",
+                    sitting(sitting_id="S-1", date="2025-12-01", present=12)).ok
+    assert chain.do("montreuil.clerk", "deliberations", "record_sitting",
+                    sitting(sitting_id="S-2C", present=10, second=True, first="S-1")).ok
+    assert record(chain, sitting_id="S-2C", delib_id="D-2C", votes=(49, 10, 6, 2, 2),
+                  present=10).ok
 
 
 @pytest.mark.parametrize(("votes", "message"), [
@@ -96,7 +99,10 @@ def test_delib_id_is_unique(chain: Chain) -> None:
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
     ("COLL_SIRET", "2193004800001", "the field COLL_SIRET must be the 14-digit SIRET"),
-    ("DELIB_MATIERE_CODE", "71", "the field DELIB_MATIERE_CODE must be an @ctes subject code"),
+    ("COLL_SIRET", "21930048000016", "the field COLL_SIRET fails the SIRET check digit"),
+    ("DELIB_MATIERE_CODE", "71", "the field DELIB_MATIERE_CODE must be an ACTES subject code"),
+    ("DELIB_MATIERE_CODE", "0.0", "the field DELIB_MATIERE_CODE is not an ACTES level-2"),
+    ("DELIB_MATIERE_CODE", "9.99", "the field DELIB_MATIERE_CODE is not an ACTES level-2"),
     ("DELIB_DATE", "01/01/2026", "the field DELIB_DATE must be an ISO date YYYY-MM-DD"),
     ("DELIB_DATE", "2026-02-30", "the field DELIB_DATE is not a real calendar date"),
     ("act_sha256", "AB" * 32, "the field act_sha256 must be 64 lowercase hexadecimal"),

@@ -31,6 +31,7 @@ from tests.vectors.contracts.scenario import (
     pub,
     report,
     scheme,
+    scheme_steps,
     siret,
     sitting,
 )
@@ -165,7 +166,7 @@ PEOPLE = ["montreuil.admin", "montreuil.clerk", "montreuil.agent", "montreuil.ag
           "montreuil.auditor", "pantin.admin", "pantin.clerk", "stranger"]
 
 
-NATURAL = ["montreuil.clerk", "montreuil.clerk", "montreuil.agent", "montreuil.agent",
+NATURAL = ["montreuil.clerk", "montreuil.clerk", "montreuil.admin", "montreuil.agent",
            "montreuil.agent2", "montreuil.clerk", "montreuil.clerk", "montreuil.admin",
            "montreuil.admin"]
 """The signer each template below is meant for (others get a random signer)."""
@@ -179,10 +180,12 @@ def _op(kind: int, a: int, b: int) -> tuple[str, str, dict[str, Any]]:
                                                           present=(a * 7 + b) % 50)
     if kind == 1:
         return "deliberations", "record", act(delib_id=f"D{a % 4}", sitting_id=ids[b % 3],
-                                              order=1 + b % 3,
+                                              order=1 + b % 3, present=20 + a % 15,
+                                              proxies=b % 4,
                                               votes=(49, 30 + a % 25, 10 + b % 10, a % 12, 2))
     if kind == 2:
-        return "social_aid", "create_scheme", scheme(budget=40_000 + 10_000 * (a % 3))
+        return "social_aid", "create_scheme", scheme(budget=40_000 + 10_000 * (a % 3),
+                                                     scheme_id=("energie-2026", "x")[b % 2])
     if kind == 3:
         return "social_aid", "disburse", disbursement(n=a % 4, amount=1 + (b * 997) % 31_000)
     if kind == 4:
@@ -190,7 +193,8 @@ def _op(kind: int, a: int, b: int) -> tuple[str, str, dict[str, Any]]:
         del payload["amount_cents"]
         return "social_aid", ("approve" if b % 2 else "cancel"), payload
     if kind == 5:
-        return "reports", "submit", report(lat=None if a % 3 == 0 else a, long=b)
+        return "reports", "submit", report(lat=None if a % 3 == 0 else a * 100,
+                                           long=b * (100 if a % 2 else 1))
     if kind == 6:
         return "notary", "anchor", anchor(document=bytes([a % 5]))
     if kind == 7:
@@ -230,7 +234,7 @@ def test_same_transactions_give_same_roots_and_receipts_and_replay_reproduces_th
     first = Chain()
     # A preamble that lets later operations reach the deeper rules (budget, quorum...).
     txs: list[Transaction] = [
-        first.tx("montreuil.agent", "social_aid", "create_scheme", scheme(budget=60_000)),
+        *(first.tx(*step) for step in scheme_steps(budget=60_000)),
         *(first.tx("montreuil.clerk", "deliberations", "record_sitting",
                    sitting(sitting_id=sid, present=p)) for sid, p in (("S1", 30), ("S2", 20))),
     ]

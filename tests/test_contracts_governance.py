@@ -9,7 +9,7 @@ from contracts.queries import active_municipalities, member_roles, parameter, pr
 from ledger.records import Receipt
 from tests.vectors.contracts.scenario import Chain, key, make_genesis, pub, siret
 
-NEW_SIRET = "21930063900017"
+NEW_SIRET = "21930063900016"
 
 
 def add_payload(town: str = "montreuil", **extra: Any) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def test_adding_an_existing_municipality_is_refused() -> None:
     chain = Chain()
     _, receipt = propose(chain, add_payload(municipality_siret=siret("pantin")))
     assert receipt.code == "municipality_exists"
-    assert receipt.message == "municipality 21930055500016 (Pantin) is already in the network"
+    assert receipt.message == "municipality 21930055500014 (Pantin) is already in the network"
 
 
 def test_a_proposal_expires_after_thirty_days() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
+import re
 from typing import Any
 
 from contracts.opendata import (
@@ -21,7 +23,7 @@ from tests.vectors.contracts.scenario import (
     act,
     disbursement,
     report,
-    scheme,
+    scheme_steps,
     siret,
     sitting,
 )
@@ -78,7 +80,8 @@ def test_scdl_csv_has_the_schema_columns_and_current_versions() -> None:
 
 def test_aid_aggregates_suppress_small_counts() -> None:
     rec = Recorder()
-    rec.do("montreuil.agent", "social_aid", "create_scheme", scheme(threshold=20_000))
+    for step in scheme_steps(threshold=20_000):
+        rec.do(*step)
     rec.block(*(rec.chain.tx("montreuil.agent", "social_aid", "disburse",
                              disbursement(n=n, amount=1_000)) for n in range(12)))
     rec.block(*(rec.chain.tx("montreuil.agent", "social_aid", "disburse",
@@ -153,3 +156,85 @@ def test_metering_daily_and_annual_csv_per_building() -> None:
     annual = metering_csv(metering_annual(rec.records), annual=True)
     assert annual.split("\r\n") == ["siret,building,kind,unit,year,consumption",
                                     f"{m},ecole,electricity,Wh,2025,300", ""]
+
+
+# ---------------------------------------------------------------- SCDL Délibérations 2.1.5
+SCDL_2_1_5: tuple[tuple[str, bool, str], ...] = (
+    ("COLL_NOM", True, r".+"),
+    ("COLL_SIRET", True, r"\d{14}"),
+    ("DELIB_ID", True, r".+"),
+    ("DELIB_DATE", True, r"\d{4}-\d{2}-\d{2}"),
+    ("DELIB_MATIERE_CODE", True, r"\d\.\d{1,2}"),
+    ("DELIB_MATIERE_NOM", True, r".+"),
+    ("DELIB_OBJET", True, r"(?s).+"),
+    ("BUDGET_ANNEE", False, r"[0-9]{4}(/[0-9]{4})?"),
+    ("BUDGET_NOM", False, r".+"),
+    ("PREF_ID", False, r".+"),
+    ("PREF_DATE", False, r"\d{4}-\d{2}-\d{2}"),
+    ("VOTE_EFFECTIF", False, r"-?\d+"),
+    ("VOTE_REEL", False, r"-?\d+"),
+    ("VOTE_POUR", False, r"-?\d+"),
+    ("VOTE_CONTRE", False, r"-?\d+"),
+    ("VOTE_ABSTENTION", False, r"-?\d+"),
+    ("DELIB_URL", False, r"[a-z][a-z0-9+.-]*://\S+"),
+)
+"""The SCDL Délibérations 2.1.5 table schema (schema.data.gouv.fr, scdl/deliberations):
+column, required, and the pattern or type its values follow (dates ISO 8601, integers,
+URIs). Missing values are empty strings."""
+ACTES_LEVEL_2 = {f"{family}.{n}" for family, last in
+                 (("1", 7), ("2", 3), ("3", 6), ("4", 5), ("5", 8), ("6", 5), ("7", 10),
+                  ("8", 9), ("9", 4)) for n in range(1, last + 1)}
+
+
+def _scdl_violations(text: str) -> list[str]:
+    """Every way ``text`` breaks SCDL Délibérations 2.1.5 (empty if valid)."""
+    found = []
+    if text.startswith("\ufeff"):
+        found.append("byte-order mark")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader)
+    if header != [name for name, _, _ in SCDL_2_1_5]:
+        found.append(f"header {header}")
+    for n, row in enumerate(reader, start=2):
+        if len(row) != len(SCDL_2_1_5):
+            found.append(f"row {n} has {len(row)} cells")
+            continue
+        for (name, required, pattern), value in zip(SCDL_2_1_5, row, strict=True):
+            if value == "":
+                if required:
+                    found.append(f"row {n}: {name} is required")
+                continue
+            if not re.fullmatch(pattern, value):
+                found.append(f"row {n}: {name} {value!r} does not match {pattern}")
+            elif name.endswith("_DATE"):
+                try:
+                    datetime.date.fromisoformat(value)
+                except ValueError:
+                    found.append(f"row {n}: {name} {value!r} is not a date")
+            if name == "DELIB_MATIERE_CODE" and value not in ACTES_LEVEL_2:
+                found.append(f"row {n}: {value} is not an ACTES level-2 code")
+    return found
+
+
+def test_the_deliberations_export_is_a_valid_scdl_2_1_5_file() -> None:
+    rec = Recorder()
+    rec.do("montreuil.clerk", "deliberations", "record_sitting", sitting())
+    rec.do("montreuil.clerk", "deliberations", "record", act(
+        DELIB_OBJET='Tarifs "cantine", 2026;\nannexe jointe', BUDGET_ANNEE="2026",
+        BUDGET_NOM="Budget principal", PREF_ID="PREF093", PREF_DATE="2026-01-01",
+        DELIB_URL="https://montreuil.fr/deliberations/2026-001.pdf"))
+    rec.do("montreuil.clerk", "deliberations", "record", act(
+        delib_id="D2", order=2, votes=None, DELIB_MATIERE_CODE="8.4",
+        DELIB_MATIERE_NOM="domaines de compétences par thèmes/aménagement du territoire"))
+    rec.do("montreuil.clerk", "deliberations", "record", act(
+        delib_id="D3", order=3, votes=(49, 30, 14, 14, 2), casting_vote="pour",
+        DELIB_MATIERE_CODE="7.10", DELIB_MATIERE_NOM="Finances locales/Divers"))
+    assert all(r.ok for _, r, _ in rec.records), [r.message for _, r, _ in rec.records]
+    for current_only in (True, False):
+        text = deliberations_csv(rec.records, current_only=current_only)
+        assert _scdl_violations(text) == []
+        assert len(list(csv.DictReader(io.StringIO(text)))) == 3
+    # The checker is not blind: a broken file is caught.
+    broken = deliberations_csv(rec.records).replace("7.10", "7.11").replace(
+        siret("montreuil"), "2193004800001")
+    assert len(_scdl_violations(broken)) == 4

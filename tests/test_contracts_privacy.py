@@ -13,7 +13,7 @@ from typing import Any
 from contracts.engine import check_admissible, check_schema
 from contracts.social_aid import beneficiary_tag
 from ledger.records import Transaction
-from tests.vectors.contracts.scenario import Chain, report, scheme, siret
+from tests.vectors.contracts.scenario import Chain, open_scheme, report, siret
 
 TAG_KEY = b"ccas-montreuil-secret-key-2026!!"
 CASES = {"CCAS-2026-00417": "Jeanne Dupont", "CCAS-2026-00418": "Mohamed Benali",
@@ -22,7 +22,7 @@ CASES = {"CCAS-2026-00417": "Jeanne Dupont", "CCAS-2026-00418": "Mohamed Benali"
 
 def test_case_numbers_and_names_never_reach_the_chain() -> None:
     chain = Chain()
-    chain.do("montreuil.agent", "social_aid", "create_scheme", scheme())
+    assert open_scheme(chain).ok
     attempts: list[Transaction] = []
 
     def submit(who: str, contract: str, action: str, payload: dict[str, Any]) -> None:

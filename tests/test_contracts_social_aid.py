@@ -7,7 +7,15 @@ import pytest
 from contracts.queries import payment, scheme_balance
 from contracts.social_aid import beneficiary_tag
 from ledger.records import Receipt
-from tests.vectors.contracts.scenario import Chain, disbursement, scheme, siret, tag
+from tests.vectors.contracts.scenario import (
+    Chain,
+    disbursement,
+    open_scheme,
+    scheme,
+    scheme_steps,
+    siret,
+    tag,
+)
 
 MONTREUIL = siret("montreuil")
 
@@ -15,7 +23,7 @@ MONTREUIL = siret("montreuil")
 @pytest.fixture
 def chain() -> Chain:
     chain = Chain()
-    assert chain.do("montreuil.agent", "social_aid", "create_scheme", scheme()).ok
+    assert open_scheme(chain).ok
     return chain
 
 
@@ -66,8 +74,7 @@ def test_the_ceiling_is_enforced(chain: Chain) -> None:
 
 def test_the_budget_is_never_exceeded() -> None:
     chain = Chain()
-    chain.do("montreuil.agent", "social_aid", "create_scheme",
-             scheme(budget=25_000, ceiling=20_000, threshold=20_000))
+    assert open_scheme(chain, budget=25_000, ceiling=20_000, threshold=20_000).ok
     assert pay(chain, n=1, amount=15_000).ok
     receipt = pay(chain, n=2, amount=10_001)
     assert receipt.code == "budget_exceeded"
@@ -85,7 +92,8 @@ def test_above_the_threshold_a_second_agent_must_approve(chain: Chain) -> None:
     assert balance is not None and balance["pending_cents"] == 25_000
     same = pay(chain, action="approve")
     assert same.code == "same_agent"
-    assert same.message.startswith("you recorded this payment: the four-eyes rule needs")
+    assert same.message.startswith("you recorded this payment (with this key or one it "
+                                   "replaced): the four-eyes rule needs")
     approved = pay(chain, who="montreuil.agent2", action="approve")
     assert approved.ok and approved.data == {
         "siret": MONTREUIL, "scheme_id": "energie-2026", "period": "2026-01",
@@ -97,8 +105,7 @@ def test_above_the_threshold_a_second_agent_must_approve(chain: Chain) -> None:
 
 def test_a_pending_payment_reserves_budget_until_cancelled() -> None:
     chain = Chain()
-    chain.do("montreuil.agent", "social_aid", "create_scheme",
-             scheme(budget=30_000, ceiling=30_000, threshold=10_000))
+    assert open_scheme(chain, budget=30_000, ceiling=30_000, threshold=10_000).ok
     assert pay(chain, n=1, amount=20_000).data["status"] == "pending"
     assert pay(chain, n=2, amount=20_000).code == "budget_exceeded"
     assert pay(chain, who="montreuil.agent2", action="cancel", n=1).ok
@@ -113,15 +120,16 @@ def test_the_month_must_be_in_the_schemes_period(chain: Chain) -> None:
 
 
 def test_schemes_are_checked_and_scoped() -> None:
+    assert open_scheme(Chain(), ceiling=2_000_000).code == "ceiling_above_budget"
+    assert open_scheme(Chain(), start="2026-06", end="2026-01").code == "invalid_period"
     chain = Chain()
-    assert chain.do("montreuil.agent", "social_aid", "create_scheme",
-                    scheme(ceiling=2_000_000)).code == "ceiling_above_budget"
-    assert chain.do("montreuil.agent", "social_aid", "create_scheme",
-                    scheme(start="2026-06", end="2026-01")).code == "invalid_period"
-    assert chain.do("montreuil.clerk", "social_aid", "create_scheme",
-                    scheme()).code == "not_permitted"
-    assert chain.do("montreuil.agent", "social_aid", "create_scheme", scheme()).ok
-    assert chain.do("montreuil.agent", "social_aid", "create_scheme",
+    for step in scheme_steps()[:-1]:
+        assert chain.do(*step).ok
+    for member in ("montreuil.clerk", "montreuil.agent"):
+        assert chain.do(member, "social_aid", "create_scheme",
+                        scheme()).code == "not_permitted"
+    assert chain.do("montreuil.admin", "social_aid", "create_scheme", scheme()).ok
+    assert chain.do("montreuil.admin", "social_aid", "create_scheme",
                     scheme()).code == "duplicate_scheme"
     other = chain.do("pantin.agent", "social_aid", "disburse", disbursement())
     assert other.code == "wrong_municipality"

@@ -47,12 +47,12 @@ from ledger.validator_history import ValidatorHistory
 
 SEED = b"tabellion/audit-tests/"
 TOWNS = (
-    ("Montreuil", "21930048000013"),
-    ("Bagnolet", "21930006000017"),
-    ("Vincennes", "21940080000015"),
-    ("Pantin", "21930055000019"),
+    ("Montreuil", "21930048000015"),
+    ("Bagnolet", "21930006000015"),
+    ("Vincennes", "21940080000013"),
+    ("Pantin", "21930055000015"),
 )
-NEW_TOWN = ("Romainville", "21930063000012")
+NEW_TOWN = ("Romainville", "21930063000015")
 REMOVED_TOWN = TOWNS[3]
 GENESIS_TIME_MS = 1_795_000_000_000  # 2026-11-18
 BLOCK_SPACING_MS = 7_000
@@ -209,17 +209,30 @@ def populate(builder: ChainBuilder, blocks: int) -> None:
               "roles": ["social_aid_agent"]})
         for s in first
     ])
+    # The council decides the aid scheme (ACTES 8.2) and its terms; the admin creates it
+    # (transactions of a block run in order, so one block holds all three steps).
+    terms = {"budget_cents": 10_000_000, "ceiling_cents": 50_000,
+             "four_eyes_threshold_cents": 30_000}
     b.add_block([
         b.tx(f"clerk:{s}", "deliberations", "record_sitting",
              {"COLL_SIRET": s, "sitting_id": "CM-2026-11", "date": "2026-11-18",
               "members_in_office": 15, "members_present": 14, "second_convocation": False})
         for s in first
     ] + [
-        b.tx(f"agent:{s}", "social_aid", "create_scheme",
+        b.tx(f"clerk:{s}", "deliberations", "record", {
+            "COLL_NOM": dict((s2, t) for t, s2 in TOWNS)[s], "COLL_SIRET": s,
+            "DELIB_ID": "2026-AID", "DELIB_DATE": "2026-11-18", "DELIB_MATIERE_CODE": "8.2",
+            "DELIB_MATIERE_NOM": "Aide sociale", "DELIB_OBJET": "Création de l'aide énergie",
+            "VOTE_EFFECTIF": 15, "VOTE_REEL": 14, "VOTE_POUR": 12, "VOTE_CONTRE": 2,
+            "VOTE_ABSTENTION": 0, "act_sha256": sha256(b"aid act").hex(),
+            "sitting_id": "CM-2026-11", "order_number": 999, "members_present": 14,
+            **{f"aid_{name}": value for name, value in terms.items()}})
+        for s in first
+    ] + [
+        b.tx(f"admin:{s}", "social_aid", "create_scheme",
              {"siret": s, "scheme_id": "energie-2026", "name": "Aide énergie 2026",
-              "budget_cents": 10_000_000, "period_start": "2026-11", "period_end": "2027-03",
-              "ceiling_cents": 50_000, "decision_ref": "2026-001",
-              "four_eyes_threshold_cents": 30_000})
+              "period_start": "2026-11", "period_end": "2027-03", "decision_ref": "2026-AID",
+              **terms})
         for s in first
     ])
     # Governance: Montreuil proposes to add Romainville; Bagnolet and Vincennes approve.
@@ -269,7 +282,7 @@ def _records(b: ChainBuilder, siret: str, n: int) -> list[Transaction]:
             "DELIB_OBJET": f"Budget supplémentaire n°{n}", "VOTE_EFFECTIF": 15,
             "VOTE_REEL": 14, "VOTE_POUR": 12, "VOTE_CONTRE": 2, "VOTE_ABSTENTION": 0,
             "act_sha256": sha256(f"act {n}".encode()).hex(), "sitting_id": "CM-2026-11",
-            "order_number": n}),
+            "order_number": n, "members_present": 14}),
             b.tx(f"clerk:{siret}", "notary", "anchor", {
                 "siret": siret, "sha256": sha256(f"minutes {n}".encode()).hex(),
                 "document_type": "proces_verbal", "reference": f"PV-2026-{n:03d}"})]
@@ -281,8 +294,8 @@ def _records(b: ChainBuilder, siret: str, n: int) -> list[Transaction]:
     if kind == 2:
         return [b.tx(f"clerk:{siret}", "reports", "submit", {
             "siret": siret, "service_code": "streetlight",
-            "description": f"Lampadaire éteint n°{n}", "lat": 48_861_000 + n,
-            "long": 2_443_000 + n})]
+            "description": f"Lampadaire éteint n°{n}", "lat": 48_861_000 + 100 * n,
+            "long": 2_443_000 + 100 * n})]
     if kind == 3:
         return [b.tx(f"clerk:{siret}", "notary", "anchor", {
             "siret": siret, "sha256": sha256(f"arrete {n}".encode()).hex(),

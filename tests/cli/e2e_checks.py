@@ -16,8 +16,8 @@ import httpx
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.network import CONTAINER_API_PORT, HEALTHCHECK_SCRIPT, Network, load_tag_key
-from contracts.social_aid import beneficiary_tag
+from cli.network import CONTAINER_API_PORT, HEALTHCHECK_SCRIPT, Network
+from cli.tag_keys import CaseKeys
 from tests.cli.conftest import assert_one_line_error, run_cli
 
 TX_ID_RE = re.compile(r"transaction ([0-9a-f]{64}): committed")
@@ -94,10 +94,21 @@ def check_record_commands_commit_every_record_type(network: Network,
     act = tmp_path / "act.pdf"
     act.write_bytes(b"%PDF-1.7 signed act")
     ok("record", "deliberation", "--csv", str(csv_file), "--sitting", "CM-E2E", "--order",
-       "1", "--act", str(act), *clerk)
+       "1", "--present", "30", "--act", str(act), *clerk)
+    # The council decides the aid scheme and its terms; only the admin creates it.
+    decision = tmp_path / "aid.json"
+    decision.write_text(json.dumps({
+        "COLL_NOM": "Montreuil", "COLL_SIRET": m.siret, "DELIB_ID": "D-E2E-AID",
+        "DELIB_DATE": "2026-01-15", "DELIB_MATIERE_CODE": "8.2",
+        "DELIB_MATIERE_NOM": "Aide sociale", "DELIB_OBJET": "Création de l'aide E2E",
+        "VOTE_EFFECTIF": 33, "VOTE_REEL": 30, "VOTE_POUR": 25, "VOTE_CONTRE": 3,
+        "VOTE_ABSTENTION": 2, "aid_budget_cents": 100_000, "aid_ceiling_cents": 20_000,
+        "aid_four_eyes_threshold_cents": 50_000}))
+    ok("record", "deliberation", "--json", str(decision), "--sitting", "CM-E2E", "--order",
+       "2", "--present", "30", "--act-sha256", "ab" * 32, *clerk)
     ok("record", "scheme", "--scheme", "e2e", "--name", "Aide E2E", "--budget-cents",
        "100000", "--from", "2026-01", "--to", "2026-12", "--ceiling-cents", "20000",
-       "--decision", "D-E2E-1", "--four-eyes-cents", "50000", *agent)
+       "--decision", "D-E2E-AID", "--four-eyes-cents", "50000", *_who(network, 0, "admin"))
     tag_key = network.tag_key_of(m)
     paid = ok("record", "disbursement", "--scheme", "e2e", "--period", "2026-02",
               "--amount-cents", "15000", "--case-number", "CCAS-SECRET-77", "--tag-key",
@@ -109,12 +120,13 @@ def check_record_commands_commit_every_record_type(network: Network,
     ok("record", "notarise", str(doc), "--type", "arrete", "--reference", "ARR-E2E",
        *clerk)
 
-    details = json.loads(runner.invoke(app, ["tx", "show", paid, "--node", m.api_url,
+    details = json.loads(runner.invoke(app, ["tx", "show", paid, *agent,
                                              "--json"]).stdout)
     sent = json.dumps(details)
     assert "CCAS-SECRET-77" not in sent  # the case number never left the machine
-    assert details["transaction"]["payload"]["beneficiary"] == beneficiary_tag(
-        load_tag_key(tag_key), "CCAS-SECRET-77")
+    # Keyed per scheme and month, from the case's pseudonym in the social service's file.
+    assert details["transaction"]["payload"]["beneficiary"] == CaseKeys.open(tag_key).tag(
+        "CCAS-SECRET-77", m.siret, "e2e", "2026-02")
 
     # The same payment again breaks "one payment per beneficiary and month": exit 1.
     again = runner.invoke(app, ["record", "disbursement", "--scheme", "e2e", "--period",
@@ -170,7 +182,8 @@ def check_export_writes_the_open_data_files(network: Network,
         ["record", "sitting", "--sitting", "CM-EXP", "--date", "2026-01-10", "--in-office",
          "29", "--present", "20", *clerk, "--wait"],
         ["record", "deliberation", "--json", str(_delib_json(tmp_path, m.name, m.siret)),
-         "--sitting", "CM-EXP", "--order", "1", "--act-sha256", "ef" * 32, *clerk, "--wait"],
+         "--sitting", "CM-EXP", "--order", "1", "--present", "20", "--act-sha256", "ef" * 32,
+         *clerk, "--wait"],
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (result.stdout, result.stderr)
@@ -185,8 +198,11 @@ def check_export_writes_the_open_data_files(network: Network,
                          ).exit_code == 0
     assert isinstance(json.loads(reports.read_text()), list)
     aid = tmp_path / "aid.csv"
-    assert runner.invoke(app, ["export", "aid", "--node", url, "--out", str(aid)]
-                         ).exit_code == 0
+    # Aid aggregates are computed from the payments: an auditor's signed reads.
+    public = runner.invoke(app, ["export", "aid", "--node", url, "--out", str(aid)])
+    assert public.exit_code == 1 and "--key" in public.stderr
+    assert runner.invoke(app, ["export", "aid", "--out", str(aid),
+                               *_who(network, 0, "auditor")]).exit_code == 0
     assert aid.read_text().startswith("siret,scheme_id,month,payments,total_cents")
 
 

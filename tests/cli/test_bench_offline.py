@@ -9,11 +9,12 @@ from cli.bench import SCHEME_ID, SubmitterPlan, _sign_pool, percentile, verify_r
 from cli.submit import check_action
 from ledger.crypto import SigningKey
 from ledger.records import Transaction
+from ledger.siret import complete_siret
 
 
 def test_pool_holds_valid_distinct_disbursements_round_robin() -> None:
-    agents = tuple((SigningKey.generate().seed, f"2193004800001{i}", bytes([i]) * 32)
-                   for i in range(4))
+    agents = tuple((SigningKey.generate().seed, complete_siret(f"219300480000{i}"),
+                    bytes([i]) * 32) for i in range(4))
     plan = SubmitterPlan("tabellion-bench", ("a", "b", "c", "d"), agents, count=200, batch=10,
                          clients=2, period="2026-11")
     batches = _sign_pool(plan)

@@ -29,7 +29,8 @@ def test_scdl_csv_row_becomes_a_checked_payload(tmp_path: Path) -> None:
     assert (first["VOTE_EFFECTIF"], first["VOTE_POUR"], first["VOTE_ABSTENTION"]) == (35, 20, 2)
     second = deliberation_from_csv(path, 2)
     assert "VOTE_POUR" not in second and "BUDGET_ANNEE" not in second
-    full = {**first, "act_sha256": "00" * 32, "sitting_id": "CM-1", "order_number": 1}
+    full = {**first, "act_sha256": "00" * 32, "sitting_id": "CM-1", "order_number": 1,
+            "members_present": 30}
     check_action("deliberations", "record", full)
     with pytest.raises(CliError, match="no row 3"):
         deliberation_from_csv(path, 3)

@@ -1,5 +1,5 @@
-"""Generate the ledger test vectors: ``python -m tests.vectors.generate`` (``--check`` only
-compares).
+"""Generate the test vectors: ``python -m tests.vectors.generate`` (``--check`` only
+compares); this includes the contract vectors of tests/vectors/contracts.
 
 The vectors are what another implementation needs to check itself against Tabellion
 byte for byte (docs/protocol.md refers to them): canonical msgpack spellings, domain tags,
@@ -38,6 +38,7 @@ from ledger.records import (
     Vote,
 )
 from ledger.validation import receipts_root, txs_root
+from tests.vectors.contracts.generate import vectors as contract_vectors
 
 HERE = Path(__file__).resolve().parent
 CHAIN_ID = "tabellion-vectors"
@@ -327,8 +328,8 @@ def merkle_vectors() -> dict[str, Any]:
 def genesis_document() -> dict[str, Any]:
     validators = [SigningKey(s).public_key.hex() for s in VALIDATOR_SEEDS]
     clerk = SigningKey(CLERK_SEED).public_key.hex()
-    towns = [("Montreuil", "21930048000015"), ("Saint-Étienne", "21420218600013"),
-             ("Brest", "21290019700019"), ("Pau", "21640445100011")]
+    towns = [("Montreuil", "21930048000015"), ("Saint-Étienne", "21420218600018"),
+             ("Brest", "21290019700014"), ("Pau", "21640445100017")]
     return {
         "chain_id": CHAIN_ID,
         "genesis_time_ms": GENESIS_TIME_MS,
@@ -380,8 +381,18 @@ def render(content: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Write (or with ``--check`` compare) the ledger vectors here and the contract
+    vectors of tests/vectors/contracts, so one command covers every vector file."""
     check = "--check" in argv
     stale = []
+    for name, doc in contract_vectors().items():
+        path = HERE / "contracts" / name
+        content = render(doc)
+        if check:
+            if not path.exists() or path.read_text(encoding="utf-8") != content:
+                stale.append(f"contracts/{name}")
+        else:
+            path.write_text(content, encoding="utf-8")
     for name, build in FILES.items():
         text = render(build())
         path = HERE / name

@@ -115,17 +115,48 @@ def _report_then(action: str, who: str, first: str | None = None) -> Build:
 
 
 ADD = {"siret": M, "kind": "add_municipality", "municipality_name": "Rosny-sous-Bois",
-       "municipality_siret": "21930063900017", "validator_key": s.pub("rosny.validator"),
+       "municipality_siret": "21930063900016", "validator_key": s.pub("rosny.validator"),
        "admin_key": s.pub("rosny.admin")}
 REMOVE = {"siret": M, "kind": "remove_municipality", "municipality_siret": siret("vincennes")}
 SITTING = ("montreuil.clerk", "deliberations", "record_sitting", s.sitting())
 RECORD = ("montreuil.clerk", "deliberations", "record", s.act())
-SCHEME = ("montreuil.agent", "social_aid", "create_scheme", s.scheme())
+SCHEME_STEPS = s.scheme_steps()
+SCHEME_SETUP, SCHEME = SCHEME_STEPS[:-1], SCHEME_STEPS[-1]
 PAY_REF = {k: v for k, v in s.disbursement(amount=25_000).items() if k != "amount_cents"}
 PENDING = ("montreuil.agent", "social_aid", "disburse", s.disbursement(amount=25_000))
 WITHDRAW = {"COLL_SIRET": M, "DELIB_ID": "DEL-2026-001-W", "DELIB_DATE": "2026-01-01",
             "replaces": "DEL-2026-001", "reason": "retrait demandé par la préfecture",
             "act_sha256": "12" * 32}
+FAILED = ("montreuil.clerk", "deliberations", "record_sitting",
+          s.sitting(sitting_id="CM-FAILED", date="2025-12-20", present=20))
+"""A sitting that failed its quorum (20 of 49), 12 days before the block date."""
+
+
+def _second(present: int = 10, date: str = "2026-01-01", first: str | None = "CM-FAILED"
+            ) -> tuple[str, str, str, dict[str, Any]]:
+    return ("montreuil.clerk", "deliberations", "record_sitting",
+            s.sitting(sitting_id="CM-SECOND", date=date, present=present, second=True,
+                      first=first))
+
+
+def _tie(**extra: Any) -> dict[str, Any]:
+    """An act voted 14 for, 14 against, 2 abstentions by 30 present."""
+    return s.act(votes=(49, 30, 14, 14, 2), **extra)
+
+
+def _rotated_approver(chain: Chain) -> Transaction:
+    """Finding (2) of issue 14: the agent records a pending payment, an admin rotates the
+    agent's key, and the same person approves with the new key."""
+    for step in [*SCHEME_STEPS, PENDING]:
+        assert chain.do(*step).ok, step
+    assert chain.do("montreuil.admin", "identity", "rotate",
+                    {"siret": M, "old_key": s.pub("montreuil.agent"),
+                     "new_key": s.pub("montreuil.agent.rotated")}).ok
+    return chain.tx("montreuil.agent.rotated", "social_aid", "approve", PAY_REF)
+
+
+NAME_AS_TAG = b"Jeanne Dupont 12 rue Hoche".hex().ljust(64, "0")
+"""A name and address spelled in hex and padded to look like a tag."""
 CORRECT = s.act(delib_id="DEL-2026-001-R1", replaces="DEL-2026-001",
                 DELIB_OBJET="Budget primitif 2026 (rectifié)")
 
@@ -230,7 +261,11 @@ CASES = [
     Case("governance", "remove_unknown", "only a member municipality can be removed",
          "unknown_municipality",
          do("montreuil.admin", "governance", "propose",
-            {**REMOVE, "municipality_siret": "21930063900017"})),
+            {**REMOVE, "municipality_siret": "21930063900016"})),
+    Case("governance", "siret_luhn", "a new municipality's SIRET passes the check digit",
+         "invalid_payload",
+         do("montreuil.admin", "governance", "propose",
+            {**ADD, "municipality_siret": "21930063900017"})),
     Case("governance", "bad_parameter", "parameters keep their bounds", "invalid_parameter",
          do("montreuil.admin", "governance", "propose",
             {"siret": M, "kind": "set_parameter", "parameter": "approval_numerator",
@@ -259,9 +294,10 @@ CASES = [
          after([("montreuil.clerk", "deliberations", "record_sitting", s.sitting(present=24))],
                *RECORD)),
     Case("deliberations", "second_convocation", "no quorum on a second convocation", "ok",
-         after([("montreuil.clerk", "deliberations", "record_sitting",
-                 s.sitting(present=10, second=True))],
-               "montreuil.clerk", "deliberations", "record", s.act(votes=(49, 10, 8, 1, 1)))),
+         after([FAILED, ("montreuil.clerk", "deliberations", "record_sitting",
+                         s.sitting(present=10, second=True, first="CM-FAILED"))],
+               "montreuil.clerk", "deliberations", "record",
+               s.act(votes=(49, 10, 8, 1, 1), present=10))),
     Case("deliberations", "votes_sum", "pour + contre + abstention <= réel",
          "vote_arithmetic", after([SITTING], "montreuil.clerk", "deliberations", "record",
                                   s.act(votes=(49, 30, 20, 9, 2)))),
@@ -307,55 +343,180 @@ CASES = [
          "already_withdrawn",
          after([SITTING, RECORD, ("montreuil.clerk", "deliberations", "withdraw", WITHDRAW)],
                "montreuil.clerk", "deliberations", "correct", CORRECT)),
+    Case("deliberations", "sitting_quorum_per_act", "quorum for each deliberation "
+         "(L2121-17): members may leave", "quorum_not_met",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(present=20, votes=(49, 20, 15, 3, 2)))),
+    Case("deliberations", "proxies", "a present member holds one proxy (L2121-20); "
+         "VOTE_REEL <= present + proxies", "ok",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(proxies=5, votes=(49, 35, 25, 8, 2)))),
+    Case("deliberations", "proxies_over_one_each", "at most one proxy per present member "
+         "(L2121-20)", "too_many_proxies",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(present=25, proxies=26, votes=(49, 30, 20, 8, 2)))),
+    Case("deliberations", "proxies_not_quorum", "proxies never count toward the quorum "
+         "(L2121-17)", "quorum_not_met",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(present=20, proxies=10, votes=(49, 30, 20, 8, 2)))),
+    Case("deliberations", "reel_above_present", "VOTE_REEL <= present + proxies: 3 "
+         "present cannot cast 33 votes (L2121-20)", "vote_arithmetic",
+         after([FAILED, _second(present=3)], "montreuil.clerk", "deliberations", "record",
+               s.act(sitting_id="CM-SECOND", present=3, votes=(49, 33, 30, 2, 1)))),
+    Case("deliberations", "second_convocation_nobody", "never a sitting with 0 present "
+         "(L2121-17)", "no_member_present", after([FAILED], *_second(present=0))),
+    Case("deliberations", "second_convocation_no_failed", "a second convocation follows a "
+         "recorded sitting that failed its quorum (L2121-17)", "no_failed_sitting",
+         do(*_second(first=None))),
+    Case("deliberations", "second_convocation_quorate_first", "the first sitting must "
+         "have failed its quorum (L2121-17)", "no_failed_sitting",
+         after([SITTING], *_second(first="CM-2026-03-12"))),
+    Case("deliberations", "second_convocation_too_early", "at least three days after the "
+         "failed sitting (L2121-17)", "second_convocation_too_early",
+         after([FAILED], *_second(date="2025-12-22"))),
+    Case("deliberations", "second_convocation_three_days", "three days after the failed "
+         "sitting, no quorum needed (L2121-17)", "ok",
+         after([FAILED], *_second(date="2025-12-23"))),
+    Case("deliberations", "casting_vote", "open-ballot tie: the president's vote decides "
+         "(L2121-20)", "ok",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               _tie(casting_vote="pour"))),
+    Case("deliberations", "tie_needs_casting_vote", "an open-ballot tie is decided by the "
+         "president's vote, which must be given (L2121-20)", "casting_vote_required",
+         after([SITTING], "montreuil.clerk", "deliberations", "record", _tie())),
+    Case("deliberations", "secret_ballot_tie", "a secret-ballot tie is rejected "
+         "(L2121-20: no casting vote)", "ok",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               _tie(ballot="secret"))),
+    Case("deliberations", "secret_ballot_casting_vote", "no casting vote in a secret ballot "
+         "(L2121-20)", "casting_vote_secret_ballot",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               _tie(ballot="secret", casting_vote="pour"))),
+    Case("deliberations", "casting_vote_without_tie", "the casting vote decides only a tie",
+         "casting_vote_without_tie",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(casting_vote="contre"))),
+    Case("deliberations", "matiere_code_zero", "DELIB_MATIERE_CODE is an ACTES level-2 "
+         "code", "invalid_payload",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(DELIB_MATIERE_CODE="0.0"))),
+    Case("deliberations", "matiere_code_9_99", "9.1 .. 9.4 only (ACTES)", "invalid_payload",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(DELIB_MATIERE_CODE="9.99"))),
+    Case("deliberations", "matiere_code_7_10", "7.10 is an ACTES code", "ok",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(DELIB_MATIERE_CODE="7.10", DELIB_MATIERE_NOM="Finances locales/Divers"))),
+    Case("deliberations", "matiere_name", "an ACTES subject name matches its code",
+         "matiere_mismatch",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(DELIB_MATIERE_NOM="Aide sociale"))),
+    Case("deliberations", "siret_luhn", "COLL_SIRET passes the SIRET check digit (INSEE)",
+         "invalid_payload",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(COLL_SIRET="21930048000016"))),
+    Case("deliberations", "objet_email", "no e-mail address in DELIB_OBJET (GDPR)",
+         "personal_data",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(DELIB_OBJET="Recrutement, candidatures à rh.dupont@montreuil.fr"))),
+    Case("deliberations", "objet_article_and_amount", "an article number and an amount "
+         "are not personal data", "ok",
+         after([SITTING], "montreuil.clerk", "deliberations", "record",
+               s.act(DELIB_OBJET="Vu l'article L2121-17 du CGCT : subvention de "
+                                 "15 000,00 € au CCAS, marché n° 2026-04-0012"))),
     # social aid
     Case("social_aid", "scheme", "a scheme with budget, period, ceiling, threshold", "ok",
-         do(*SCHEME)),
+         after(SCHEME_SETUP, *SCHEME)),
     Case("social_aid", "scheme_twice", "scheme ids are unique", "duplicate_scheme",
-         after([SCHEME], *SCHEME)),
+         after(SCHEME_STEPS, *SCHEME)),
     Case("social_aid", "approve_unknown", "the payment to approve exists", "unknown_payment",
-         after([SCHEME], "montreuil.agent2", "social_aid", "approve", PAY_REF)),
+         after(SCHEME_STEPS, "montreuil.agent2", "social_aid", "approve", PAY_REF)),
     Case("social_aid", "scheme_period", "the period ends after it starts", "invalid_period",
-         do("montreuil.agent", "social_aid", "create_scheme",
-            s.scheme(start="2026-12", end="2026-01"))),
+         after(SCHEME_SETUP, "montreuil.admin", "social_aid", "create_scheme",
+               s.scheme(start="2026-12", end="2026-01"))),
     Case("social_aid", "scheme_ceiling", "the ceiling fits in the budget",
-         "ceiling_above_budget", do("montreuil.agent", "social_aid", "create_scheme",
-                                    s.scheme(ceiling=2_000_000))),
+         "ceiling_above_budget", after(s.scheme_steps(ceiling=2_000_000)[:-1],
+                                       "montreuil.admin", "social_aid", "create_scheme",
+                                       s.scheme(ceiling=2_000_000))),
     Case("social_aid", "pay", "a payment under the threshold is paid", "ok",
-         after([SCHEME], "montreuil.agent", "social_aid", "disburse", s.disbursement())),
+         after(SCHEME_STEPS, "montreuil.agent", "social_aid", "disburse", s.disbursement())),
     Case("social_aid", "pay_pending", "above the threshold it waits for a second agent", "ok",
-         after([SCHEME], *PENDING)),
+         after(SCHEME_STEPS, *PENDING)),
     Case("social_aid", "ceiling", "amount <= ceiling", "above_ceiling",
-         after([SCHEME], "montreuil.agent", "social_aid", "disburse",
+         after(SCHEME_STEPS, "montreuil.agent", "social_aid", "disburse",
                s.disbursement(amount=30_001))),
     Case("social_aid", "budget", "the budget is never exceeded", "budget_exceeded",
-         after([("montreuil.agent", "social_aid", "create_scheme",
-                 s.scheme(budget=15_000, ceiling=10_000)),
+         after([*s.scheme_steps(budget=15_000, ceiling=10_000),
                 ("montreuil.agent", "social_aid", "disburse", s.disbursement(n=1))],
                "montreuil.agent", "social_aid", "disburse", s.disbursement(n=2, amount=5_001))),
     Case("social_aid", "once_per_month", "one payment per beneficiary, scheme and month",
          "duplicate_payment",
-         after([SCHEME, ("montreuil.agent", "social_aid", "disburse", s.disbursement())],
+         after([*SCHEME_STEPS, ("montreuil.agent", "social_aid", "disburse", s.disbursement())],
                "montreuil.agent", "social_aid", "disburse", s.disbursement(amount=500))),
     Case("social_aid", "period", "the month is within the scheme's period",
-         "outside_scheme_period", after([SCHEME], "montreuil.agent", "social_aid", "disburse",
+         "outside_scheme_period", after(SCHEME_STEPS, "montreuil.agent", "social_aid", "disburse",
                                         s.disbursement(period="2027-01"))),
     Case("social_aid", "unknown_scheme", "the scheme exists", "unknown_scheme",
          do("montreuil.agent", "social_aid", "disburse", s.disbursement())),
     Case("social_aid", "approve", "a second agent approves", "ok",
-         after([SCHEME, PENDING], "montreuil.agent2", "social_aid", "approve", PAY_REF)),
+         after([*SCHEME_STEPS, PENDING], "montreuil.agent2", "social_aid", "approve", PAY_REF)),
     Case("social_aid", "approve_self", "four eyes: not the recording agent", "same_agent",
-         after([SCHEME, PENDING], "montreuil.agent", "social_aid", "approve", PAY_REF)),
+         after([*SCHEME_STEPS, PENDING], "montreuil.agent", "social_aid", "approve", PAY_REF)),
     Case("social_aid", "approve_paid", "only a pending payment is approved", "not_pending",
-         after([SCHEME, PENDING, ("montreuil.agent2", "social_aid", "approve", PAY_REF)],
+         after([*SCHEME_STEPS, PENDING, ("montreuil.agent2", "social_aid", "approve", PAY_REF)],
                "montreuil.agent2", "social_aid", "approve", PAY_REF)),
     Case("social_aid", "cancel", "a pending payment may be cancelled", "ok",
-         after([SCHEME, PENDING], "montreuil.agent2", "social_aid", "cancel", PAY_REF)),
+         after([*SCHEME_STEPS, PENDING], "montreuil.agent2", "social_aid", "cancel", PAY_REF)),
+    Case("social_aid", "scheme_by_agent", "only the town's admin creates a scheme",
+         "not_permitted", after(SCHEME_SETUP, "montreuil.agent", "social_aid",
+                                "create_scheme", s.scheme())),
+    Case("social_aid", "scheme_without_deliberation", "a scheme needs an adopted "
+         "deliberation on chain", "no_deciding_deliberation", do(
+             "montreuil.admin", "social_aid", "create_scheme", s.scheme())),
+    Case("social_aid", "scheme_own_terms", "the budget, ceiling and threshold are the "
+         "deliberation's (issue 14 finding 1: 10 billion euros)", "scheme_terms_mismatch",
+         after(SCHEME_SETUP, "montreuil.admin", "social_aid", "create_scheme",
+               s.scheme(budget=10**12, ceiling=999_999_999, threshold=10**12))),
+    Case("social_aid", "scheme_rejected_deliberation", "the deliberation was adopted",
+         "deliberation_not_adopted",
+         after([SCHEME_SETUP[0], (*SCHEME_SETUP[1][:3], {
+             **SCHEME_SETUP[1][3], "VOTE_POUR": 8, "VOTE_CONTRE": 20})],
+               *SCHEME)),
+    Case("social_aid", "scheme_subject", "the deliberation is on ACTES 7.x or 8.x",
+         "deliberation_subject",
+         after([SCHEME_SETUP[0], (*SCHEME_SETUP[1][:3], {
+             **SCHEME_SETUP[1][3], "DELIB_MATIERE_CODE": "5.2",
+             "DELIB_MATIERE_NOM": "Fonctionnement des assemblées"})], *SCHEME)),
+    Case("social_aid", "scheme_deliberation_reused", "one deliberation, one scheme",
+         "deliberation_already_used",
+         after(SCHEME_STEPS, "montreuil.admin", "social_aid", "create_scheme",
+               {**s.scheme(), "scheme_id": "energie-2026-bis"})),
+    Case("social_aid", "approve_rotated_key", "four eyes bind people, not keys (issue 14 "
+         "finding 2)", "same_agent", _rotated_approver),
+    Case("social_aid", "tag_is_text", "a tag is an HMAC output, not a name in hex",
+         "invalid_payload",
+         after(SCHEME_STEPS, "montreuil.agent", "social_aid", "disburse",
+               {**s.disbursement(), "beneficiary": NAME_AS_TAG})),
+    Case("social_aid", "cancel_reason_personal", "no name and address in a cancel reason",
+         "personal_data",
+         after([*SCHEME_STEPS, PENDING], "montreuil.agent2", "social_aid", "cancel",
+               {**PAY_REF, "reason": "Mme Dupont a déménagé au 4 rue Hoche"})),
     Case("social_aid", "no_name", "no personal data field exists", "invalid_payload",
-         after([SCHEME], "montreuil.agent", "social_aid", "disburse",
+         after(SCHEME_STEPS, "montreuil.agent", "social_aid", "disburse",
                {**s.disbursement(), "beneficiary_name": "Jeanne Dupont"})),
     # reports
     Case("reports", "submit", "a member files a report with a location", "ok",
          do("montreuil.clerk", "reports", "submit", s.report())),
+    Case("reports", "description_phone", "no phone number in a report (GDPR)",
+         "personal_data",
+         do("montreuil.clerk", "reports", "submit",
+            s.report(description="Nid de poule, rappeler M. Martin au 06 12 34 56 78"))),
+    Case("reports", "coordinates_10m", "a location is kept to about 10 m",
+         "location_too_precise",
+         do("montreuil.clerk", "reports", "submit", s.report(lat=48_861_523))),
+    Case("reports", "address_string_number", "address_string locates the problem and may "
+         "carry a street number", "ok",
+         do("montreuil.clerk", "reports", "submit",
+            s.report(lat=None, long=None, address_string="12 rue de Paris"))),
     Case("reports", "no_location", "a report needs a location", "location_required",
          do("montreuil.clerk", "reports", "submit", s.report(lat=None, long=None))),
     Case("reports", "acknowledge", "open -> acknowledged", "ok",
@@ -375,6 +536,15 @@ CASES = [
     Case("notary", "anchor_twice", "a hash is anchored once", "already_anchored",
          after([("montreuil.clerk", "notary", "anchor", s.anchor())],
                "pantin.clerk", "notary", "anchor", s.anchor(town="pantin"))),
+    Case("notary", "title_nir", "no social security number in a title", "personal_data",
+         do("montreuil.clerk", "notary", "anchor",
+            s.anchor(title="Attestation pour 1 85 05 78 006 084 91"))),
+    Case("notary", "title_iban", "no IBAN in a title", "personal_data",
+         do("montreuil.clerk", "notary", "anchor",
+            s.anchor(title="Mandat SEPA FR76 3000 6000 0112 3456 7890 189"))),
+    Case("notary", "title_plain", "an ordinary title is accepted", "ok",
+         do("montreuil.clerk", "notary", "anchor",
+            s.anchor(title="Arrêté n° 2026-042 réglementant le stationnement rue de Paris"))),
     Case("notary", "bad_hash", "the hash is 64 lowercase hex", "invalid_payload",
          do("montreuil.clerk", "notary", "anchor", s.anchor(sha256="AB" * 32))),
     # metering

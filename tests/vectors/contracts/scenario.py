@@ -24,9 +24,9 @@ BLOCK_MS = 60_000
 EXPIRY_MS = 24 * 3600 * 1000
 TOWNS = {
     "montreuil": ("Montreuil", "21930048000015"),
-    "bagnolet": ("Bagnolet", "21930006800017"),
-    "pantin": ("Pantin", "21930055500016"),
-    "vincennes": ("Vincennes", "21940080200016"),
+    "bagnolet": ("Bagnolet", "21930006800018"),
+    "pantin": ("Pantin", "21930055500014"),
+    "vincennes": ("Vincennes", "21940080200019"),
 }
 PEOPLE = {"admin": "admin", "clerk": "clerk", "agent": "social_aid_agent",
           "agent2": "social_aid_agent", "auditor": "auditor"}
@@ -125,22 +125,26 @@ ACT_SHA = hashlib.sha256(b"deliberation act").hexdigest()
 
 def sitting(town: str = "montreuil", sitting_id: str = "CM-2026-03-12", *,
             date: str = "2026-01-01", in_office: int = 49, present: int = 30,
-            second: bool = False) -> dict[str, Any]:
-    return {"COLL_SIRET": siret(town), "sitting_id": sitting_id, "date": date,
-            "members_in_office": in_office, "members_present": present,
-            "second_convocation": second}
+            second: bool = False, first: str | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "COLL_SIRET": siret(town), "sitting_id": sitting_id, "date": date,
+        "members_in_office": in_office, "members_present": present,
+        "second_convocation": second}
+    if first is not None:
+        payload["first_sitting_id"] = first
+    return payload
 
 
 def act(town: str = "montreuil", delib_id: str = "DEL-2026-001", *,
         sitting_id: str = "CM-2026-03-12", date: str = "2026-01-01", order: int = 1,
         votes: tuple[int, int, int, int, int] | None = (49, 30, 20, 8, 2),
-        **extra: Any) -> dict[str, Any]:
+        present: int = 30, **extra: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "COLL_NOM": name_of(town), "COLL_SIRET": siret(town), "DELIB_ID": delib_id,
         "DELIB_DATE": date, "DELIB_MATIERE_CODE": "7.1",
         "DELIB_MATIERE_NOM": "Décisions budgétaires",
         "DELIB_OBJET": "Budget primitif 2026", "act_sha256": ACT_SHA,
-        "sitting_id": sitting_id, "order_number": order,
+        "sitting_id": sitting_id, "order_number": order, "members_present": present,
     }
     if votes is not None:
         for name, value in zip(("VOTE_EFFECTIF", "VOTE_REEL", "VOTE_POUR", "VOTE_CONTRE",
@@ -155,8 +159,39 @@ def scheme(town: str = "montreuil", scheme_id: str = "energie-2026", *,
            start: str = "2026-01", end: str = "2026-12") -> dict[str, Any]:
     return {"siret": siret(town), "scheme_id": scheme_id, "name": "Aide énergie 2026",
             "budget_cents": budget, "period_start": start, "period_end": end,
-            "ceiling_cents": ceiling, "decision_ref": "DEL-2026-001",
+            "ceiling_cents": ceiling, "decision_ref": f"AID-{scheme_id}",
             "four_eyes_threshold_cents": threshold}
+
+
+Step = tuple[str, str, str, dict[str, Any]]
+
+
+def scheme_steps(town: str = "montreuil", scheme_id: str = "energie-2026", **terms: Any
+                 ) -> list[Step]:
+    """What creating a scheme takes: the council's sitting, its adopted deliberation
+    (ACTES 8.2, with the scheme's budget, ceiling and threshold), then the admin's
+    ``create_scheme`` referencing it."""
+    terms_payload = scheme(town, scheme_id, **terms)
+    sitting_id = f"CM-AID-{scheme_id}"
+    decision = act(town, terms_payload["decision_ref"], sitting_id=sitting_id,
+                   DELIB_MATIERE_CODE="8.2", DELIB_MATIERE_NOM="Aide sociale",
+                   DELIB_OBJET=f"Création du dispositif {terms_payload['name']}",
+                   aid_budget_cents=terms_payload["budget_cents"],
+                   aid_ceiling_cents=terms_payload["ceiling_cents"],
+                   aid_four_eyes_threshold_cents=terms_payload["four_eyes_threshold_cents"])
+    return [(f"{town}.clerk", "deliberations", "record_sitting",
+             sitting(town, sitting_id)),
+            (f"{town}.clerk", "deliberations", "record", decision),
+            (f"{town}.admin", "social_aid", "create_scheme", terms_payload)]
+
+
+def open_scheme(chain: Chain, town: str = "montreuil", scheme_id: str = "energie-2026",
+                **terms: Any) -> Receipt:
+    """Run ``scheme_steps`` on ``chain``; the setup must succeed; returns the receipt of
+    ``create_scheme``."""
+    receipts = [chain.do(*step) for step in scheme_steps(town, scheme_id, **terms)]
+    assert all(r.ok for r in receipts[:-1]), [r.message for r in receipts]
+    return receipts[-1]
 
 
 def tag(n: int) -> str:
@@ -175,7 +210,7 @@ def disbursement(town: str = "montreuil", n: int = 1, amount: int = 10_000, *,
 def report(town: str = "montreuil", **extra: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "siret": siret(town), "service_code": "streetlight",
-        "description": "Lampadaire éteint devant le 12 rue de Paris",
+        "description": "Lampadaire éteint rue de Paris, face à l'école",
         "lat": 48_861_500, "long": 2_443_300,
     }
     payload.update(extra)
