@@ -31,6 +31,7 @@ from cli.network import Network, load_network
 from cli.submit import build_transaction
 from ledger.crypto import load_key
 from ledger.records import Transaction
+from node.read_access import read_headers
 from tests.cli.conftest import TABELLION
 
 READY_TIMEOUT_S = 240.0
@@ -72,6 +73,26 @@ class PortalNetwork:
         key = load_key(self.network.key_of(m, role),
                        passphrase_from_file(self.network.passphrase_of(m)))
         return build_transaction(self.network.chain_id, contract, action, payload, key)
+
+    def read_as_auditor(self, path: str) -> Any:
+        """GET ``path`` with a request signed by the first town's auditor (full bodies:
+        the public views redact social-aid payments)."""
+        m = self.network.municipalities[0]
+        key = load_key(self.network.key_of(m, "auditor"),
+                       passphrase_from_file(self.network.passphrase_of(m)))
+        headers = read_headers(key, "GET", path, self.network.chain_id)
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=10).json()
+
+    def warm_up(self) -> None:
+        """Wait until the portal has read the whole chain (its routes answer
+        ``complete: true``), so that no page test pays for the first reading on a loaded
+        machine, whichever test runs first."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for route in ("deliberations", "reports"):
+            while not httpx.get(f"{self.url}/v1/portal/{route}", timeout=30).json()[
+                    "complete"]:
+                assert time.monotonic() < deadline, f"/v1/portal/{route} never completes"
+                time.sleep(0.2)
 
     def height(self) -> int:
         return int(httpx.get(f"{self.url}/v1/status", timeout=10).json()["height"])
@@ -129,6 +150,7 @@ def portal_network(directory: Path) -> Iterator[PortalNetwork]:
         net.submit(net.sign("reports", "close", {
             "siret": m.siret, "service_request_id": report,
             "status_notes": "Lampe remplacée"}))
+        net.warm_up()
         yield net
     finally:
         _stop(process)
