@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             steps += result.steps
             if args.seed is not None:
                 print(result)
+        if args.seed is None and (seed - args.first_seed + 1) % 25 == 0:
+            print(f"... seed {seed}: {runs} runs, {failures} failures, {steps} steps, "
+                  f"{time.process_time() - started:.0f} s CPU", flush=True)
     cpu = time.process_time() - started
     print(f"{runs} runs, {runs - failures} without violation, {steps} steps, "
           f"{failures} failures, {cpu:.1f} s CPU")
