@@ -296,3 +296,14 @@ def test_a_view_timeout_raised_by_governance_applies_at_its_effective_height() -
     assert all(n.replica.timeout_ms == 3 * base for n in sim.correct_nodes())
     assert all(n.replica.governed(effective - 1).view_timeout_ms == base
                for n in sim.correct_nodes())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_two_decisions_before_one_boundary_with_crashes_keep_one_history(seed: int) -> None:
+    result = scenarios.set_change_with_crashes(seed)
+    assert result.extra["validators_at_tip"] == 4  # the last decision (0 removed) won
+
+
+def test_a_view_change_with_real_sizes_stays_within_the_message_bounds() -> None:
+    result = scenarios.real_sizes_view_change(1)
+    assert result.view_changes >= 1 and result.heights >= 5

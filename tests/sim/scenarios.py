@@ -19,6 +19,7 @@ from functools import partial
 
 from consensus.messages import Message, PrePrepare, Status
 from consensus.replica import Replica
+from ledger.genesis import ConsensusParams
 from ledger.records import Vote
 from tests.sim.core import ReplicaFactory, Simulation
 
@@ -401,7 +402,46 @@ def lying_status(seed: int, factory: ReplicaFactory = Replica) -> Result:
     return _result(sim, highest_target_over_tip=max(0, targets - top))
 
 
+def set_change_with_crashes(seed: int) -> Result:
+    """Two validator-set decisions close together (validator 4 added, then validator 0
+    removed: the last decided before a boundary wins) while validators crash and restart
+    around them, between execution and the replica hearing of it. Every correct node must
+    end with the same history as the reference execution (checked on every delivery)."""
+    sim = Simulation(seed, scenario="set_change_with_crashes", extra_nodes=1)
+    keys = [k.public_key.hex() for k in sim.keys]
+    _load(sim, 16, 100, 4)
+    sim.at(150, lambda: sim.submit(1, "validators", {"keys": keys[:5]}))
+    sim.at(170, lambda: sim.submit(1, "validators", {"keys": keys[1:5]}))
+    for index, at in ((2, 190), (3, 260), (1, 330)):
+        sim.at(at, partial(sim.crash, index))
+        sim.at(at + 120, partial(sim.restart, index))
+    sim.run(2_200)
+    sim.run_until_committed(LIVENESS_MS, nodes=[n for n in sim.nodes if n.index != 0])
+    return _result(sim, validators_at_tip=sim.nodes[1].replica.set_at(sim.heights() + 1).n)
+
+
+REAL_PARAMS = ConsensusParams(checkpoint_interval=16, watermark_window=64,
+                              block_txs_max=1_000, block_bytes_max=2 * 1024 * 1024,
+                              view_timeout_ms=2_000, execution_lag=4)
+"""The genesis defaults of a real network, for the scenario with real sizes."""
+
+
+def real_sizes_view_change(seed: int) -> Result:
+    """View change under load with real sizes: K = 16, L = 64, D = 4, blocks of up to
+    1,000 transactions; the primary crashes with several full blocks in flight. Every
+    message must stay within its documented bound and the real decoder limit."""
+    sim = Simulation(seed, scenario="real_sizes_view_change", params=REAL_PARAMS)
+    sim.submit(3_000, payload={"note": "x" * 200})
+    sim.at(30, lambda: sim.crash(0))
+    sim.at(60, lambda: sim.submit(2_000, payload={"note": "y" * 200}))
+    sim.run(1_000)
+    sim.run_until_committed(LIVENESS_MS * 2, nodes=[n for n in sim.nodes if n.index != 0])
+    return _result(sim)
+
+
 SCENARIOS.update({
+    "set_change_with_crashes": set_change_with_crashes,
+    "real_sizes_view_change": real_sizes_view_change,
     "isolated_backup_heals": isolated_backup_heals,
     "tampering_validator": tampering_validator,
     "lying_status": lying_status,
