@@ -161,7 +161,8 @@ class BenchResult:
     latency_rate_tps: float
     latency_window_s: float
     latency_samples: int
-    latency_timeouts: int
+    latency_failures: dict[str, int]
+    """Latency requests not committed in time, by answer (``HTTP 202``: still pending)."""
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
@@ -258,9 +259,9 @@ def _submitter_main(plan: SubmitterPlan, conn: Connection) -> None:
                                     int(command[3]))
             conn.send(("flooded", counts, cursor >= len(bodies)))
         elif command[0] == "paced":
-            latencies, timeouts = _paced(plan, batches, cursor, float(command[1]),
+            latencies, failures = _paced(plan, batches, cursor, float(command[1]),
                                          float(command[2]))
-            conn.send(("paced", latencies, timeouts))
+            conn.send(("paced", latencies, failures))
 
 
 def committed_total(url: str, timeout_s: float = STATUS_TIMEOUT_S) -> int:
@@ -368,13 +369,14 @@ def _retry_after_s(response: httpx.Response) -> float:
 
 
 def _paced(plan: SubmitterPlan, batches: list[tuple[int, list[bytes]]], cursor: int,
-           rate_tps: float, seconds: float) -> tuple[list[float], int]:
+           rate_tps: float, seconds: float) -> tuple[list[float], dict[str, int]]:
     """Open loop: a batch of ``LATENCY_BATCH`` every ``LATENCY_BATCH / rate`` seconds,
     each posted with ``wait=true``; the latency of a batch is the time to its answer.
-    Returns the latencies (ms) of committed batches and the count of the others."""
+    Returns the latencies (ms) of committed batches, and the others counted by what was
+    answered (``HTTP 202``: not committed in time) or raised."""
     interval = LATENCY_BATCH / max(rate_tps, 1.0)
     latencies: list[float] = []
-    timeouts = [0]
+    failures: dict[str, int] = {}
     lock = threading.Lock()
     small = [(node, chunk[i:i + LATENCY_BATCH]) for node, chunk in batches[cursor:]
              for i in range(0, len(chunk), LATENCY_BATCH)]
@@ -387,13 +389,14 @@ def _paced(plan: SubmitterPlan, batches: list[tuple[int, list[bytes]]], cursor: 
                                  params={"wait": "true", "timeout_ms": LATENCY_TIMEOUT_MS},
                                  content=encode(chunk), headers={"content-type": MSGPACK})
             committed = response.status_code == 200 and bool(response.json().get("committed"))
-        except (httpx.HTTPError, ValueError):
-            committed = False
+            failure = f"HTTP {response.status_code}"
+        except (httpx.HTTPError, ValueError) as exc:
+            committed, failure = False, type(exc).__name__
         with lock:
             if committed:
                 latencies.append((time.monotonic() - started) * 1000)
             else:
-                timeouts[0] += 1
+                failures[failure] = failures.get(failure, 0) + 1
 
     client_timeout_s = LATENCY_TIMEOUT_MS / 1000 + 2.0
     with httpx.Client(timeout=client_timeout_s,
@@ -405,7 +408,7 @@ def _paced(plan: SubmitterPlan, batches: list[tuple[int, list[bytes]]], cursor: 
             used += 1
             pool.submit(post, node, chunk, http)
             time.sleep(max(0.0, start + used * interval - time.monotonic()))
-    return latencies, timeouts[0]
+    return latencies, failures
 
 
 # --------------------------------------------------------------------------- measuring
@@ -594,7 +597,7 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                 console.print(f"latency at {latency_rate:.0f} tx/s for "
                               f"{window_latency:.0f} s…")
                 parent.send(("paced", latency_rate, window_latency))
-                _, latencies, timeouts = parent.recv()
+                _, latencies, failures = parent.recv()
                 parent.send(("stop",))
             finally:
                 submitter.join(timeout=STATUS_TIMEOUT_S)
@@ -602,8 +605,8 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                     submitter.kill()
             nodes = _node_figures(cluster, network, before, after, c1 - c0, notes)
     if not latencies:
-        notes.append(f"no latency sample: none of the {timeouts} latency requests committed "
-                     f"within {LATENCY_TIMEOUT_MS} ms")
+        notes.append(f"no latency sample: none of the {sum(failures.values())} latency "
+                     f"requests committed within {LATENCY_TIMEOUT_MS} ms ({failures})")
     cores = os.cpu_count() or 1
     bound = verify_rate * cores / len(DEMO_MUNICIPALITIES)
     per_tx = [n.cpu_s_per_committed_tx for n in nodes.values()
@@ -621,7 +624,7 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
         committed_in_window=c1 - c0, committed_tps=round(tps, 1),
         view_changes=max(changes) if changes else None, backlog_before_latency=backlog,
         latency_rate_tps=round(latency_rate, 1), latency_window_s=window_latency,
-        latency_samples=len(latencies), latency_timeouts=timeouts,
+        latency_samples=len(latencies), latency_failures=failures,
         latency_p50_ms=_round(percentile(latencies, 0.50)),
         latency_p95_ms=_round(percentile(latencies, 0.95)),
         latency_p99_ms=_round(percentile(latencies, 0.99)),
@@ -713,7 +716,8 @@ def print_result(result: BenchResult, console: Console) -> None:
         ("commit latency p50 / p95 / p99 (ms)",
          f"{_ms(result.latency_p50_ms)} / {_ms(result.latency_p95_ms)} / "
          f"{_ms(result.latency_p99_ms)}"),
-        ("latency samples / timeouts", f"{result.latency_samples} / {result.latency_timeouts}"),
+        ("latency samples / failures",
+         f"{result.latency_samples} / {sum(result.latency_failures.values())}"),
         ("backlog when latency began (tx)", str(result.backlog_before_latency)),
         ("CPU s per committed tx per node",
          "n/a" if result.cpu_s_per_committed_tx_per_node is None

@@ -73,8 +73,8 @@ def _result(**changes: object) -> BenchResult:
         responses_429=0, responses_503=0, responses_other=0, request_errors=0,
         committed_in_window=0, committed_tps=0.0, view_changes=None,
         backlog_before_latency=None, latency_rate_tps=10.0, latency_window_s=10.0,
-        latency_samples=0, latency_timeouts=3, latency_p50_ms=None, latency_p95_ms=None,
-        latency_p99_ms=None, cpu_s_per_committed_tx_per_node=None,
+        latency_samples=0, latency_failures={"HTTP 202": 3}, latency_p50_ms=None,
+        latency_p95_ms=None, latency_p99_ms=None, cpu_s_per_committed_tx_per_node=None,
         nodes={"Montreuil": figures}, ed25519_verify_per_s_core=10000.0,
         verification_bound_tps=5000.0, bound_ratio=0.0, elapsed_s=30.0,
         notes=["no latency sample"])
