@@ -23,7 +23,9 @@ What it does, with real processes, sockets and signatures on 127.0.0.1:
    (reported), never as a sample;
 5. per node over the window: CPU seconds per committed transaction, view changes; at the
    end: resident memory (VmRSS) and peak (VmHWM); the machine's cores and load average;
-   this machine's Ed25519 verification rate on one core and the verification bound.
+   this machine's Ed25519 verification rate on one core and the verification bound;
+6. with ``--failover``: ``kill -9`` of the primary while work is pending, and the time
+   until a survivor commits the next block.
 So a run ends within about ``2 x duration`` plus start-up (``run_budget_s``).
 The JSON (``--json``) is strict JSON: a figure that could not be measured is ``null``
 and ``notes`` says why. Asserts nothing: it is a measurement.
@@ -96,6 +98,8 @@ BACKLOG_S = 2.0
 COMMITTED_POLL_S = 0.2
 IN_FLIGHT_MAX = 64
 STATUS_TIMEOUT_S = 10.0
+FAILOVER_TIMEOUT_S = 30.0
+"""``--failover``: how long the survivors have to commit after the primary is killed."""
 SCHEME_ID = "bench"
 MSGPACK = "application/msgpack"
 COMMITTED_METRIC = "tabellion_committed_transactions_total"
@@ -172,6 +176,8 @@ class BenchResult:
     ed25519_verify_per_s_core: float
     verification_bound_tps: float
     bound_ratio: float | None
+    failover_s: float | None
+    """``--failover``: seconds from ``kill -9`` of the primary to the next commit."""
     elapsed_s: float
     """Wall time of the whole run, start-up included."""
     notes: list[str] = field(default_factory=list)
@@ -259,8 +265,8 @@ def _submitter_main(plan: SubmitterPlan, conn: Connection) -> None:
                                     int(command[3]))
             conn.send(("flooded", counts, cursor >= len(bodies)))
         elif command[0] == "paced":
-            latencies, failures = _paced(plan, batches, cursor, float(command[1]),
-                                         float(command[2]))
+            latencies, failures, cursor = _paced(plan, batches, cursor, float(command[1]),
+                                                 float(command[2]))
             conn.send(("paced", latencies, failures))
 
 
@@ -369,11 +375,11 @@ def _retry_after_s(response: httpx.Response) -> float:
 
 
 def _paced(plan: SubmitterPlan, batches: list[tuple[int, list[bytes]]], cursor: int,
-           rate_tps: float, seconds: float) -> tuple[list[float], dict[str, int]]:
+           rate_tps: float, seconds: float) -> tuple[list[float], dict[str, int], int]:
     """Open loop: a batch of ``LATENCY_BATCH`` every ``LATENCY_BATCH / rate`` seconds,
     each posted with ``wait=true``; the latency of a batch is the time to its answer.
-    Returns the latencies (ms) of committed batches, and the others counted by what was
-    answered (``HTTP 202``: not committed in time) or raised."""
+    Returns the latencies (ms) of committed batches, the others counted by what was
+    answered (``HTTP 202``: not committed in time) or raised, and the new cursor."""
     interval = LATENCY_BATCH / max(rate_tps, 1.0)
     latencies: list[float] = []
     failures: dict[str, int] = {}
@@ -408,7 +414,8 @@ def _paced(plan: SubmitterPlan, batches: list[tuple[int, list[bytes]]], cursor: 
             used += 1
             pool.submit(post, node, chunk, http)
             time.sleep(max(0.0, start + used * interval - time.monotonic()))
-    return latencies, failures
+    consumed = (used * LATENCY_BATCH + plan.batch - 1) // plan.batch  # whole batches
+    return latencies, failures, cursor + consumed
 
 
 # --------------------------------------------------------------------------- measuring
@@ -539,8 +546,49 @@ def _load() -> tuple[float, float, float]:
     return round(one, 2), round(five, 2), round(fifteen, 2)
 
 
+def _failover(cluster: Cluster, network: Network, parent: Connection, rate_tps: float,
+              notes: list[str]) -> float | None:
+    """``kill -9`` the primary while the submitter keeps work pending at ``rate_tps``;
+    seconds until a survivor commits a new block (None: none did in time)."""
+    status = node_status(network.municipalities[0].api_url)
+    victim = next((m for m in network.municipalities
+                   if m.validator_key == status.get("primary")), None)
+    if victim is None:
+        notes.append("failover: no node is the primary named by /v1/status")
+        return None
+    survivors = [m for m in network.municipalities if m is not victim]
+
+    def height() -> int:
+        found = -1
+        for m in survivors:
+            try:
+                found = max(found, int(node_status(m.api_url).get("height", -1)))
+            except (httpx.HTTPError, ValueError):
+                continue
+        return found
+
+    parent.send(("paced", rate_tps, FAILOVER_TIMEOUT_S))  # answered after the window
+    before = height()
+    process = cluster.processes[victim.slug]
+    process.kill()
+    process.wait(timeout=STATUS_TIMEOUT_S)
+    killed = time.monotonic()
+    gap: float | None = None
+    while time.monotonic() - killed < FAILOVER_TIMEOUT_S:
+        if height() > before:
+            gap = time.monotonic() - killed
+            break
+        time.sleep(0.05)
+    parent.recv()
+    if gap is None:
+        notes.append(f"failover: no commit within {FAILOVER_TIMEOUT_S:.0f} s of killing the "
+                     f"primary ({victim.name})")
+    return gap
+
+
 def run_bench(duration_s: float, batch: int, clients: int, console: Console,
-              rate_tps: float = 0.0, backlog_max: int = BACKLOG_TXS_DEFAULT) -> BenchResult:
+              rate_tps: float = 0.0, backlog_max: int = BACKLOG_TXS_DEFAULT,
+              with_failover: bool = False) -> BenchResult:
     began = time.monotonic()
     now = datetime.now(UTC)
     notes: list[str] = []
@@ -598,12 +646,14 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                               f"{window_latency:.0f} s…")
                 parent.send(("paced", latency_rate, window_latency))
                 _, latencies, failures = parent.recv()
+                nodes = _node_figures(cluster, network, before, after, c1 - c0, notes)
+                failover = (_failover(cluster, network, parent, latency_rate, notes)
+                            if with_failover else None)
                 parent.send(("stop",))
             finally:
                 submitter.join(timeout=STATUS_TIMEOUT_S)
                 if submitter.is_alive():
                     submitter.kill()
-            nodes = _node_figures(cluster, network, before, after, c1 - c0, notes)
     if not latencies:
         notes.append(f"no latency sample: none of the {sum(failures.values())} latency "
                      f"requests committed within {LATENCY_TIMEOUT_MS} ms ({failures})")
@@ -632,7 +682,8 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                                          else None),
         nodes=nodes, ed25519_verify_per_s_core=round(verify_rate),
         verification_bound_tps=round(bound), bound_ratio=round(tps / bound, 3),
-        elapsed_s=round(time.monotonic() - began, 1), notes=notes,
+        failover_s=_round(failover, 3), elapsed_s=round(time.monotonic() - began, 1),
+        notes=notes,
     )
 
 
@@ -730,6 +781,8 @@ def print_result(result: BenchResult, console: Console) -> None:
         *((f"{name}: RSS / peak (MiB), height",
            f"{_ms(n.rss_mb)} / {_ms(n.rss_peak_mb)}, {n.height}")
           for name, n in result.nodes.items()),
+        ("kill -9 primary -> next commit (s)",
+         "not measured" if result.failover_s is None else f"{result.failover_s:.3f}"),
         ("elapsed, start-up included (s)", f"{result.elapsed_s:,.1f}"),
     ]
     for name, value in rows:
@@ -758,15 +811,19 @@ def bench(
         "--backlog", help="Closed loop: most transactions accepted and not yet committed "
         f"(below that, about {BACKLOG_S:.0f} s of the commit rate).",
         min=1, max=1_000_000)] = BACKLOG_TXS_DEFAULT,
+    failover: Annotated[bool, typer.Option(
+        "--failover", help="At the end, kill -9 the primary and measure the time to the "
+        f"next commit (at most {FAILOVER_TIMEOUT_S:.0f} s more).")] = False,
 ) -> None:
     """Measure committed throughput, commit latency, CPU and memory of four local nodes.
 
     Example: tabellion bench --duration 20 --json bench.json
     """
     console = Console(highlight=False)
-    console.print(f"the measured phases take at most {run_budget_s(duration):.0f} s after "
-                  "start-up and pre-signing")
-    result = run_bench(duration, batch, clients, console, rate, backlog)
+    budget = run_budget_s(duration) + (FAILOVER_TIMEOUT_S if failover else 0.0)
+    console.print(f"the measured phases take at most {budget:.0f} s after start-up and "
+                  "pre-signing")
+    result = run_bench(duration, batch, clients, console, rate, backlog, failover)
     print_result(result, console)
     if json_file is not None:
         json_file.write_text(result.to_json())

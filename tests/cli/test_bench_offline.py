@@ -76,7 +76,7 @@ def _result(**changes: object) -> BenchResult:
         latency_samples=0, latency_failures={"HTTP 202": 3}, latency_p50_ms=None,
         latency_p95_ms=None, latency_p99_ms=None, cpu_s_per_committed_tx_per_node=None,
         nodes={"Montreuil": figures}, ed25519_verify_per_s_core=10000.0,
-        verification_bound_tps=5000.0, bound_ratio=0.0, elapsed_s=30.0,
+        verification_bound_tps=5000.0, bound_ratio=0.0, failover_s=None, elapsed_s=30.0,
         notes=["no latency sample"])
     base.update(changes)
     return BenchResult(**base)  # type: ignore[arg-type]
