@@ -4,7 +4,8 @@ The one benchmark driver of the project (``python -m bench.node_bench`` runs thi
 What it does, with real processes, sockets and signatures on 127.0.0.1:
 1. generates a fresh four-municipality network in a temporary directory and starts the
    four nodes (the demo's ``Cluster``: one process group, and every node dies with the
-   bench even if the bench is SIGKILLed, see ``cli.demo.die_with_parent``);
+   bench even if the bench is SIGKILLed, see ``cli.demo.die_with_parent``; the directory
+   a killed bench leaves behind is removed by the next run, ``remove_stale_runs``);
 2. creates one aid scheme per municipality, then, in a SEPARATE submitter process (which
    also dies with the bench), pre-signs social-aid disbursements (realistic records of
    about 300 bytes) and pre-encodes the request bodies before any clock starts;
@@ -36,6 +37,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -101,6 +103,9 @@ STATUS_TIMEOUT_S = 10.0
 FAILOVER_TIMEOUT_S = 30.0
 """``--failover``: how long the survivors have to commit after the primary is killed."""
 SCHEME_ID = "bench"
+TMP_PREFIX = "tabellion-bench-"
+OWNER_FILE = "owner.pid"
+"""In the bench's temporary directory: the pid of the bench (see ``remove_stale_runs``)."""
 MSGPACK = "application/msgpack"
 COMMITTED_METRIC = "tabellion_committed_transactions_total"
 VIEW_CHANGES_METRIC = "tabellion_view_changes_total"
@@ -541,6 +546,28 @@ def _sample_nodes(cluster: Cluster, network: Network) -> dict[str, tuple[float |
     return found
 
 
+def remove_stale_runs(tmp_root: Path) -> list[Path]:
+    """Remove the temporary directories of earlier benches that were killed (SIGKILL
+    leaves the directory: no clean-up of ours runs). A directory is stale when the pid in
+    its ``OWNER_FILE`` no longer runs; one without that file is not touched."""
+    removed = []
+    for directory in sorted(tmp_root.glob(f"{TMP_PREFIX}*")):
+        try:
+            owner = int((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not a bench directory, or one still being created
+        try:
+            os.kill(owner, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # running, as another user
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
 def _load() -> tuple[float, float, float]:
     one, five, fifteen = os.getloadavg()
     return round(one, 2), round(five, 2), round(fifteen, 2)
@@ -594,7 +621,10 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
     notes: list[str] = []
     load_start = _load()
     warmup, window_latency = warmup_s(duration_s), latency_window_s(duration_s)
-    with tempfile.TemporaryDirectory(prefix="tabellion-bench-") as tmp:
+    for stale in remove_stale_runs(Path(tempfile.gettempdir())):
+        console.print(f"removed {stale}, left by a bench that was killed")
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX) as tmp:
+        (Path(tmp) / OWNER_FILE).write_text(str(os.getpid()))
         network = init_network(Path(tmp) / "net", list(DEMO_MUNICIPALITIES),
                                chain_id="tabellion-bench", base_port=0)
         console.print("verifying Ed25519 on one core…")

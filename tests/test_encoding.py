@@ -279,8 +279,8 @@ def test_depth_limit_is_the_same_on_both_paths() -> None:
 # --------------------------------------------------------------------------- arrays of bytes
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(values, max_size=20))
+@settings(max_examples=100, deadline=None)
+@given(st.lists(values, max_size=8))
 def test_encode_array_and_split_array_are_inverse(items: list[Any]) -> None:
     parts = [encode(item) for item in items]
     assembled = encode_array(parts)

@@ -6,17 +6,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from cli.bench import (
+    OWNER_FILE,
     SCHEME_ID,
+    TMP_PREFIX,
     BenchResult,
     NodeFigures,
     SubmitterPlan,
     _sign_pool,
     cpu_seconds,
     percentile,
+    remove_stale_runs,
     rss_mb,
     run_budget_s,
     verify_rate_per_core,
@@ -89,6 +95,18 @@ def test_json_is_strict_json_with_null_for_what_was_not_measured() -> None:
     assert parsed["nodes"]["Montreuil"]["rss_mb"] is None
     with pytest.raises(ValueError):  # a NaN that slipped in fails loudly, never prints
         _result(latency_p50_ms=math.nan).to_json()
+
+
+def test_only_directories_of_dead_benches_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live, foreign = (tmp_path / f"{TMP_PREFIX}{n}" for n in ("a", "b", "c"))
+    for directory in (stale, live, foreign):
+        (directory / "net").mkdir(parents=True)
+    (stale / OWNER_FILE).write_text(str(dead.pid))
+    (live / OWNER_FILE).write_text(str(os.getpid()))
+    assert remove_stale_runs(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and foreign.exists()
 
 
 def test_the_measured_phases_fit_in_about_twice_the_window() -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.bench import TMP_PREFIX, remove_stale_runs
 from cli.network import load_network
 from tests.cli.conftest import TABELLION
 
@@ -145,3 +146,7 @@ def test_sigkill_of_the_bench_stops_every_node_and_the_submitter(
         time.sleep(0.1)
     bench.sigkill()
     assert bench.wait_all_gone() == []
+    # The data directory is left (nothing of the bench ran); the next bench removes it.
+    left = list(tmp_path.glob(f"{TMP_PREFIX}*"))
+    assert len(left) == 1
+    assert remove_stale_runs(tmp_path) == left and not left[0].exists()
