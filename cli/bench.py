@@ -19,8 +19,9 @@ What it does, with real processes, sockets and signatures on 127.0.0.1:
    after the warm-up, never from what was merely submitted;
 4. a bounded drain (at most ``DRAIN_S_MAX`` or a quarter of the window), then latency: at
    half the measured throughput, small batches posted with ``wait=true`` at a fixed rate
-   (open loop) for at most ``LATENCY_WINDOW_S_MAX``; p50, p95 and p99 of the time to
-   commit. A request not committed within ``LATENCY_TIMEOUT_MS`` counts as a timeout
+   (open loop) for at most ``LATENCY_WINDOW_S_MAX``; p50, p95 and p99 of the time the
+   client waited for its "committed" answer. A request the node answers "not committed"
+   after waiting ``LATENCY_TIMEOUT_MS``, or that gets no answer, is counted by kind
    (reported), never as a sample;
 5. per node over the window: CPU seconds per committed transaction, view changes; at the
    end: resident memory (VmRSS) and peak (VmHWM); the machine's cores and load average;
