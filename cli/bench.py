@@ -101,6 +101,7 @@ BACKLOG_S = 2.0
 COMMITTED_POLL_S = 0.2
 IN_FLIGHT_MAX = 64
 STATUS_TIMEOUT_S = 10.0
+TXS_POLL_S = 1.0
 FAILOVER_TIMEOUT_S = 30.0
 """``--failover``: how long the survivors have to commit after the primary is killed."""
 SCHEME_ID = "bench"
@@ -153,6 +154,8 @@ class BenchResult:
     duration_s: float
     mode: str
     """``closed loop`` (bounded backlog) or ``open loop`` (offered rate)."""
+    txs_target: int | None
+    """``--txs``: transactions submitted, the window ending when they are committed."""
     offered_tps: float
     backlog_txs_max: int | None
     tx_bytes_mean: int
@@ -267,8 +270,9 @@ def _submitter_main(plan: SubmitterPlan, conn: Connection) -> None:
         if command[0] == "stop":
             return
         if command[0] == "flood":
-            counts, cursor = _flood(plan, bodies, cursor, float(command[1]), float(command[2]),
-                                    int(command[3]))
+            limit = min(len(bodies), cursor + int(command[4])) if command[4] else len(bodies)
+            counts, cursor = _flood(plan, bodies[:limit], cursor, float(command[1]),
+                                    float(command[2]), int(command[3]))
             conn.send(("flooded", counts, cursor >= len(bodies)))
         elif command[0] == "paced":
             latencies, failures, cursor = _paced(plan, batches, cursor, float(command[1]),
@@ -616,7 +620,10 @@ def _failover(cluster: Cluster, network: Network, parent: Connection, rate_tps: 
 
 def run_bench(duration_s: float, batch: int, clients: int, console: Console,
               rate_tps: float = 0.0, backlog_max: int = BACKLOG_TXS_DEFAULT,
-              with_failover: bool = False) -> BenchResult:
+              with_failover: bool = False, txs: int = 0) -> BenchResult:
+    """One run. ``txs`` > 0: submit that many transactions (in the throughput phase) and
+    end the window when they are committed, ``duration_s`` being then the longest it may
+    take (the memory target of issue 11 is read after 1,000,000)."""
     began = time.monotonic()
     now = datetime.now(UTC)
     notes: list[str] = []
@@ -633,8 +640,8 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
         with running(network) as cluster:
             agents = setup_schemes(network, cluster, now.year)
             urls = tuple(m.api_url for m in network.municipalities)
-            count = int(TARGET_TPS_MAX * (warmup + duration_s)
-                        + window_latency * TARGET_TPS_MAX / 2)
+            latency_pool = int(window_latency * TARGET_TPS_MAX / 2)
+            count = (txs or int(TARGET_TPS_MAX * (warmup + duration_s))) + latency_pool
             plan = SubmitterPlan(
                 network.chain_id, urls,
                 tuple((a.seed, m.siret, load_tag_key(network.tag_key_of(m)))
@@ -651,17 +658,28 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                 console.print(f"start-up took {time.monotonic() - began:.0f} s")
                 pace = (f"open loop at {rate_tps:,.0f} tx/s" if rate_tps else
                         f"closed loop, about {BACKLOG_S:.0f} s of commits pending")
-                console.print(f"submitting ({pace}) for {warmup + duration_s:.0f} s "
+                what = f"{txs:,} transactions, at most" if txs else "for"
+                console.print(f"submitting ({pace}) {what} {warmup + duration_s:.0f} s "
                               f"({warmup:.0f} s warm-up)…")
-                parent.send(("flood", warmup + duration_s, rate_tps, backlog_max))
+                base = committed_total(urls[0])
+                parent.send(("flood", warmup + duration_s, rate_tps, backlog_max,
+                             -(-txs // batch)))
                 time.sleep(warmup)
                 c0, t0 = committed_total(urls[0]), time.monotonic()
                 before = _sample_nodes(cluster, network)
-                time.sleep(duration_s)
+                if txs:  # until the txs are committed (or the time is up)
+                    while (time.monotonic() < t0 + duration_s
+                           and committed_total(urls[0]) - base < txs):
+                        time.sleep(TXS_POLL_S)
+                else:
+                    time.sleep(duration_s)
                 c1, t1 = committed_total(urls[0]), time.monotonic()
                 after = _sample_nodes(cluster, network)
                 _, counts, exhausted = parent.recv()
-                if exhausted:
+                if txs and c1 - base < txs:
+                    notes.append(f"only {c1 - base:,} of the {txs:,} transactions committed "
+                                 f"within {duration_s:.0f} s")
+                if exhausted and not txs:
                     notes.append("the pre-signed pool ran out during the throughput phase: "
                                  f"the nodes may commit more than {TARGET_TPS_MAX} tx/s")
                 tps = (c1 - c0) / (t1 - t0)
@@ -698,7 +716,8 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
     return BenchResult(
         validators=len(DEMO_MUNICIPALITIES), cores=cores, load_average_start=load_start,
         load_average_end=_load(), duration_s=duration_s,
-        mode="open loop" if rate_tps else "closed loop", offered_tps=rate_tps,
+        mode="open loop" if rate_tps else "closed loop", txs_target=txs or None,
+        offered_tps=rate_tps,
         backlog_txs_max=None if rate_tps else backlog_max, tx_bytes_mean=int(tx_bytes),
         submitted=counts.accepted, responses_429=counts.too_many, responses_503=counts.full,
         responses_other=counts.other, request_errors=counts.errors,
@@ -842,6 +861,10 @@ def bench(
         "--backlog", help="Closed loop: most transactions accepted and not yet committed "
         f"(below that, about {BACKLOG_S:.0f} s of the commit rate).",
         min=1, max=1_000_000)] = BACKLOG_TXS_DEFAULT,
+    txs: Annotated[int, typer.Option(
+        "--txs", help="Submit this many transactions and measure until they are committed "
+        "(memory after a long chain: --txs 1000000); --duration is then the longest the "
+        "window may take. 0: a window of --duration.", min=0, max=100_000_000)] = 0,
     failover: Annotated[bool, typer.Option(
         "--failover", help="At the end, kill -9 the primary and measure the time to the "
         f"next commit (at most {FAILOVER_TIMEOUT_S:.0f} s more).")] = False,
@@ -849,12 +872,13 @@ def bench(
     """Measure committed throughput, commit latency, CPU and memory of four local nodes.
 
     Example: tabellion bench --duration 20 --json bench.json
+    (memory after a million transactions: tabellion bench --txs 1000000 --duration 7200)
     """
     console = Console(highlight=False)
     budget = run_budget_s(duration) + (FAILOVER_TIMEOUT_S if failover else 0.0)
     console.print(f"the measured phases take at most {budget:.0f} s after start-up and "
                   "pre-signing")
-    result = run_bench(duration, batch, clients, console, rate, backlog, failover)
+    result = run_bench(duration, batch, clients, console, rate, backlog, failover, txs)
     print_result(result, console)
     if json_file is not None:
         json_file.write_text(result.to_json())

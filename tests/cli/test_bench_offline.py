@@ -75,7 +75,8 @@ def _result(**changes: object) -> BenchResult:
     base: dict[str, object] = dict(
         validators=4, cores=2, load_average_start=(1.0, 1.0, 1.0),
         load_average_end=(1.0, 1.0, 1.0), duration_s=20.0, mode="closed loop",
-        offered_tps=0.0, backlog_txs_max=5000, tx_bytes_mean=300, submitted=0,
+        txs_target=None, offered_tps=0.0, backlog_txs_max=5000, tx_bytes_mean=300,
+        submitted=0,
         responses_429=0, responses_503=0, responses_other=0, request_errors=0,
         committed_in_window=0, committed_tps=0.0, view_changes=None,
         backlog_before_latency=None, latency_rate_tps=10.0, latency_window_s=10.0,
