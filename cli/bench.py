@@ -181,6 +181,9 @@ class BenchResult:
     latency_p99_ms: float | None
     cpu_s_per_committed_tx_per_node: float | None
     """Mean over the nodes of CPU seconds spent per transaction committed in the window."""
+    submitter_cpu_share: float | None
+    """CPU seconds of the submitter per second of the window: the cores it took from the
+    nodes (on 2 cores, 0.5 is a quarter of the machine)."""
     nodes: dict[str, NodeFigures]
     ed25519_verify_per_s_core: float
     verification_bound_tps: float
@@ -667,6 +670,7 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                 time.sleep(warmup)
                 c0, t0 = committed_total(urls[0]), time.monotonic()
                 before = _sample_nodes(cluster, network)
+                client0 = cpu_seconds(submitter.pid or 0)
                 if txs:  # until the txs are committed (or the time is up)
                     while (time.monotonic() < t0 + duration_s
                            and committed_total(urls[0]) - base < txs):
@@ -675,6 +679,7 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                     time.sleep(duration_s)
                 c1, t1 = committed_total(urls[0]), time.monotonic()
                 after = _sample_nodes(cluster, network)
+                client1 = cpu_seconds(submitter.pid or 0)
                 _, counts, exhausted = parent.recv()
                 if txs and c1 - base < txs:
                     notes.append(f"only {c1 - base:,} of the {txs:,} transactions committed "
@@ -730,6 +735,8 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
         latency_p99_ms=_round(percentile(latencies, 0.99)),
         cpu_s_per_committed_tx_per_node=(round(sum(per_tx) / len(per_tx), 6) if per_tx
                                          else None),
+        submitter_cpu_share=(None if client0 is None or client1 is None
+                             else round((client1 - client0) / (t1 - t0), 3)),
         nodes=nodes, ed25519_verify_per_s_core=round(verify_rate),
         verification_bound_tps=round(bound), bound_ratio=round(tps / bound, 3),
         failover_s=_round(failover, 3), elapsed_s=round(time.monotonic() - began, 1),
@@ -823,6 +830,7 @@ def print_result(result: BenchResult, console: Console) -> None:
         ("CPU s per committed tx per node",
          "n/a" if result.cpu_s_per_committed_tx_per_node is None
          else f"{result.cpu_s_per_committed_tx_per_node * 1000:.3f} ms"),
+        ("submitter CPU (cores busy)", str(result.submitter_cpu_share)),
         ("Ed25519 verifications / s / core", f"{result.ed25519_verify_per_s_core:,.0f}"),
         ("verification bound (tx/s)", f"{result.verification_bound_tps:,.0f}"),
         ("throughput / bound", f"{result.bound_ratio}"),

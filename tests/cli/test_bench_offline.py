@@ -82,6 +82,7 @@ def _result(**changes: object) -> BenchResult:
         backlog_before_latency=None, latency_rate_tps=10.0, latency_window_s=10.0,
         latency_samples=0, latency_failures={"HTTP 202": 3}, latency_p50_ms=None,
         latency_p95_ms=None, latency_p99_ms=None, cpu_s_per_committed_tx_per_node=None,
+        submitter_cpu_share=None,
         nodes={"Montreuil": figures}, ed25519_verify_per_s_core=10000.0,
         verification_bound_tps=5000.0, bound_ratio=0.0, failover_s=None, elapsed_s=30.0,
         notes=["no latency sample"])
