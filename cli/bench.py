@@ -1,37 +1,51 @@
 """``tabellion bench``: four local validators, committed throughput, latency, memory.
 
-What it does (issue 6), with real processes, sockets and signatures on 127.0.0.1:
+The one benchmark driver of the project (``python -m bench.node_bench`` runs this too).
+What it does, with real processes, sockets and signatures on 127.0.0.1:
 1. generates a fresh four-municipality network in a temporary directory and starts the
-   four nodes (the demo's process group: nothing outlives the bench);
-2. creates one aid scheme per municipality, then, in a SEPARATE submitter process,
-   pre-signs social-aid disbursements (realistic records of about 300 bytes, each with
-   its own beneficiary tag) before any clock starts;
-3. throughput: the submitter posts batches round robin to the four nodes from several
-   threads as fast as they are accepted; committed transactions per second are read
-   from the nodes' ``tabellion_committed_transactions`` counter over a steady window
-   (after a warm-up), never from what was merely submitted;
-4. latency: at about half of the measured peak, small batches are posted with
-   ``wait=true`` at a fixed rate (open loop); p50 and p99 of the time to commit;
-5. the resident memory (VmRSS) of each node, this machine's Ed25519 verification rate on
-   one core, and the ratio of the throughput to the verification bound
-   (verifications/s x cores / validators: each validator verifies every transaction).
-Prints a table, or writes JSON with ``--json``. Asserts nothing: it is a measurement.
+   four nodes (the demo's ``Cluster``: one process group, and every node dies with the
+   bench even if the bench is SIGKILLed, see ``cli.demo.die_with_parent``; the directory
+   a killed bench leaves behind is removed by the next run, ``remove_stale_runs``);
+2. creates one aid scheme per municipality, then, in a SEPARATE submitter process (which
+   also dies with the bench), pre-signs social-aid disbursements (realistic records of
+   about 300 bytes) and pre-encodes the request bodies before any clock starts;
+3. throughput, for ``warm-up + duration`` seconds: with ``--rate 0`` (the default) the
+   submitter keeps about ``BACKLOG_S`` seconds of the commit rate (at most ``--backlog``)
+   accepted but not yet committed (a closed loop: it measures capacity without building
+   a queue it must drain later);
+   with ``--rate R`` it offers R tx/s open loop whatever happens (an overload test: the
+   nodes must answer 429, and the run counts them). Committed transactions per second
+   are read from the nodes' ``tabellion_committed_transactions`` counter over the window
+   after the warm-up, never from what was merely submitted;
+4. a bounded drain (at most ``DRAIN_S_MAX`` or a quarter of the window), then latency: at
+   half the measured throughput, small batches posted with ``wait=true`` at a fixed rate
+   (open loop) for at most ``LATENCY_WINDOW_S_MAX``; p50, p95 and p99 of the time the
+   client waited for its "committed" answer. A request the node answers "not committed"
+   after waiting ``LATENCY_TIMEOUT_MS``, or that gets no answer, is counted by kind
+   (reported), never as a sample;
+5. per node over the window: CPU seconds per committed transaction, view changes; at the
+   end: resident memory (VmRSS) and peak (VmHWM); the machine's cores and load average;
+   this machine's Ed25519 verification rate on one core and the verification bound;
+6. with ``--failover``: ``kill -9`` of the primary while work is pending, and the time
+   until a survivor commits the next block.
+So a run ends within about ``2 x duration`` plus start-up (``run_budget_s``).
+The JSON (``--json``) is strict JSON: a figure that could not be measured is ``null``
+and ``notes`` says why. Asserts nothing: it is a measurement.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import multiprocessing
 import os
-import statistics
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -48,6 +62,7 @@ from cli.demo import (
     START_TIMEOUT_S,
     Cluster,
     Seed,
+    die_with_parent,
     healthy,
     signals_ignored,
     submit_wave,
@@ -63,41 +78,125 @@ from cli.network import (
 from cli.submit import build_transaction
 from contracts.social_aid import CENTS_MAX, beneficiary_tag
 from ledger.crypto import SigningKey, load_key
+from ledger.encoding import encode
 
-WARMUP_S = 5.0
-LATENCY_WINDOW_S = 10.0
+WARMUP_S_MAX = 5.0
+DRAIN_S_MAX = 15.0
+LATENCY_WINDOW_S_MAX = 10.0
+LATENCY_WINDOW_S_MIN = 2.0
 LATENCY_BATCH = 5
+LATENCY_TIMEOUT_MS = 5_000
+"""A latency request not committed within this is a timeout, not a sample."""
+LATENCY_RATE_TPS_MIN = 10.0
 TARGET_TPS_MAX = 4000
-"""Pre-signed pool: enough for this rate over warm-up + window (closed loop stops there)."""
+"""Pre-signed pool: enough for this rate over warm-up + window (the run notes if the
+pool ran out)."""
+REQUEST_TIMEOUT_S = 5.0
+"""Client timeout of one throughput request: bounds how long the phase can overrun."""
+RETRY_AFTER_S_MAX = 2.0
+"""Longest pause a 429's Retry-After can impose on one submitting thread."""
+BACKLOG_TXS_DEFAULT = 10_000
+BACKLOG_S = 2.0
+"""Closed loop: pending work kept to about this many seconds of the commit rate."""
+COMMITTED_POLL_S = 0.2
 IN_FLIGHT_MAX = 64
-DRAIN_TIMEOUT_S = 60.0
-STATUS_TIMEOUT_S = 60.0
+STATUS_TIMEOUT_S = 10.0
+TXS_POLL_S = 1.0
+FAILOVER_TIMEOUT_S = 30.0
+"""``--failover``: how long the survivors have to commit after the primary is killed."""
 SCHEME_ID = "bench"
+TMP_PREFIX = "tabellion-bench-"
+OWNER_FILE = "owner.pid"
+"""In the bench's temporary directory: the pid of the bench (see ``remove_stale_runs``)."""
+MSGPACK = "application/msgpack"
+COMMITTED_METRIC = "tabellion_committed_transactions_total"
+VIEW_CHANGES_METRIC = "tabellion_view_changes_total"
+
+
+def warmup_s(duration_s: float) -> float:
+    return min(WARMUP_S_MAX, duration_s / 4)
+
+
+def drain_s(duration_s: float) -> float:
+    return min(DRAIN_S_MAX, duration_s / 4)
+
+
+def latency_window_s(duration_s: float) -> float:
+    return max(LATENCY_WINDOW_S_MIN, min(LATENCY_WINDOW_S_MAX, duration_s / 2))
+
+
+def run_budget_s(duration_s: float) -> float:
+    """Longest the measured phases can take (start-up and pre-signing excluded)."""
+    return (warmup_s(duration_s) + duration_s + REQUEST_TIMEOUT_S + drain_s(duration_s)
+            + latency_window_s(duration_s) + LATENCY_TIMEOUT_MS / 1000 + 2 * STATUS_TIMEOUT_S)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFigures:
+    """One node over the measured window (CPU, view changes) and at the end (memory)."""
+
+    cpu_s: float | None
+    cpu_s_per_committed_tx: float | None
+    view_changes: int | None
+    rss_mb: float | None
+    rss_peak_mb: float | None
+    height: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class BenchResult:
-    """What one run measured."""
+    """What one run measured. ``None`` means "not measured"; ``notes`` says why."""
 
     validators: int
     cores: int
+    load_average_start: tuple[float, float, float]
+    load_average_end: tuple[float, float, float]
     duration_s: float
+    mode: str
+    """``closed loop`` (bounded backlog) or ``open loop`` (offered rate)."""
+    txs_target: int | None
+    """``--txs``: transactions submitted, the window ending when they are committed."""
+    offered_tps: float
+    backlog_txs_max: int | None
     tx_bytes_mean: int
     submitted: int
-    offered_tps: float
-    """Offered load of the throughput phase (0: as fast as accepted)."""
+    """Transactions accepted by the nodes (HTTP 202) during the throughput phase."""
+    responses_429: int
+    responses_503: int
+    responses_other: int
+    request_errors: int
+    """Requests that got no answer (timeouts, refused connections)."""
+    committed_in_window: int
     committed_tps: float
+    view_changes: int | None
+    """View changes during the window (the largest count seen by one node)."""
+    backlog_before_latency: int | None
     latency_rate_tps: float
-    latency_p50_ms: float
-    latency_p99_ms: float
+    latency_window_s: float
     latency_samples: int
-    node_rss_mb: dict[str, float]
+    latency_failures: dict[str, int]
+    """Latency requests not committed in time, by answer (``HTTP 202``: still pending)."""
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    cpu_s_per_committed_tx_per_node: float | None
+    """Mean over the nodes of CPU seconds spent per transaction committed in the window."""
+    submitter_cpu_share: float | None
+    """CPU seconds of the submitter per second of the window: the cores it took from the
+    nodes (on 2 cores, 0.5 is a quarter of the machine)."""
+    nodes: dict[str, NodeFigures]
     ed25519_verify_per_s_core: float
     verification_bound_tps: float
-    bound_ratio: float
-    heights: dict[str, int]
-    backlog_before_latency: int
-    """Transactions still pending when the latency phase began (0 = it ran unqueued)."""
+    bound_ratio: float | None
+    failover_s: float | None
+    """``--failover``: seconds from ``kill -9`` of the primary to the next commit."""
+    elapsed_s: float
+    """Wall time of the whole run, start-up included."""
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """Strict JSON (no NaN or Infinity: ``ValueError`` rather than invalid output)."""
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 # --------------------------------------------------------------------------- submitter
@@ -115,13 +214,26 @@ class SubmitterPlan:
     batch: int
     clients: int
     period: str
+    parent_pid: int = 0
+    """The bench's pid: the submitter dies with it (0: do not arm, as in unit tests)."""
 
 
-def _sign_pool(plan: SubmitterPlan) -> list[tuple[int, list[str]]]:
-    """Pre-signed batches: (node index, base64 transactions), round robin."""
-    batches: list[tuple[int, list[str]]] = []
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What the nodes answered to the throughput phase's requests."""
+
+    accepted: int = 0
+    too_many: int = 0
+    full: int = 0
+    other: int = 0
+    errors: int = 0
+
+
+def _sign_pool(plan: SubmitterPlan) -> list[tuple[int, list[bytes]]]:
+    """Pre-signed batches: (node index, canonical transactions), round robin."""
+    batches: list[tuple[int, list[bytes]]] = []
     per_muni = plan.count // len(plan.agents) + 1
-    encoded: list[list[str]] = []
+    encoded: list[list[bytes]] = []
     for seed, siret, tag_key in plan.agents:
         key = SigningKey(seed)
         txs = []
@@ -132,7 +244,7 @@ def _sign_pool(plan: SubmitterPlan) -> list[tuple[int, list[str]]]:
                 "beneficiary": beneficiary_tag(tag_key, f"bench-{n}"),
             }
             tx = build_transaction(plan.chain_id, "social_aid", "disburse", payload, key)
-            txs.append(base64.b64encode(tx.encode()).decode())
+            txs.append(tx.encode())
         encoded.append(txs)
     index = 0
     for start in range(0, per_muni, plan.batch):
@@ -146,8 +258,14 @@ def _sign_pool(plan: SubmitterPlan) -> list[tuple[int, list[str]]]:
 
 def _submitter_main(plan: SubmitterPlan, conn: Connection) -> None:
     """Child process: pre-sign, report ready, then run the phases the parent asks for."""
+    if plan.parent_pid:
+        arm = die_with_parent(plan.parent_pid)
+        if arm is not None:
+            arm()
     batches = _sign_pool(plan)
-    sizes = [len(base64.b64decode(t)) for _, chunk in batches[:10] for t in chunk]
+    # msgpack bodies (an array of transaction byte strings), encoded before any clock.
+    bodies = [(node, encode(chunk), len(chunk)) for node, chunk in batches]
+    sizes = [len(t) for _, chunk in batches[:10] for t in chunk]
     conn.send(("ready", len(batches), sum(sizes) // max(1, len(sizes))))
     cursor = 0
     while True:
@@ -155,88 +273,162 @@ def _submitter_main(plan: SubmitterPlan, conn: Connection) -> None:
         if command[0] == "stop":
             return
         if command[0] == "flood":
-            sent, cursor = _flood(plan, batches, cursor, float(command[1]), float(command[2]))
-            conn.send(("flooded", sent))
+            limit = min(len(bodies), cursor + int(command[4])) if command[4] else len(bodies)
+            counts, cursor = _flood(plan, bodies[:limit], cursor, float(command[1]),
+                                    float(command[2]), int(command[3]))
+            conn.send(("flooded", counts, cursor >= len(bodies)))
         elif command[0] == "paced":
-            latencies, cursor = _paced(plan, batches, cursor, float(command[1]),
-                                       float(command[2]))
-            conn.send(("paced", latencies))
+            latencies, failures, cursor = _paced(plan, batches, cursor, float(command[1]),
+                                                 float(command[2]))
+            conn.send(("paced", latencies, failures))
 
 
-def _flood(plan: SubmitterPlan, batches: list[tuple[int, list[str]]], cursor: int,
-           seconds: float, rate_tps: float) -> tuple[int, int]:
-    """Post batches from ``plan.clients`` threads for ``seconds``: as fast as accepted
-    (``rate_tps`` 0), or batch k no earlier than k * batch / rate_tps after the start."""
+def committed_total(url: str, timeout_s: float = STATUS_TIMEOUT_S) -> int:
+    """The node's count of committed transactions (its Prometheus counter)."""
+    value = metrics(url, timeout_s).get(COMMITTED_METRIC)
+    if value is None:
+        raise CliError(f"{url}/metrics has no {COMMITTED_METRIC} counter", EXIT_FAILED)
+    return int(value)
+
+
+def metrics(url: str, timeout_s: float = STATUS_TIMEOUT_S) -> dict[str, float]:
+    """The node's unlabelled Prometheus samples, by name."""
+    found: dict[str, float] = {}
+    for line in httpx.get(f"{url}/metrics", timeout=timeout_s).text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, _, value = line.partition(" ")
+            try:
+                found[name] = float(value)
+            except ValueError:
+                continue
+    return found
+
+
+def _flood(plan: SubmitterPlan, bodies: list[tuple[int, bytes, int]], cursor: int,
+           seconds: float, rate_tps: float, backlog_max: int) -> tuple[Counts, int]:
+    """Post batches from ``plan.clients`` threads for ``seconds``. Open loop when
+    ``rate_tps`` > 0 (batch k no earlier than k * batch / rate_tps after the start);
+    otherwise as fast as the nodes commit, keeping at most ``backlog_max`` transactions
+    accepted and not yet committed (read from node 0's counter)."""
     lock = threading.Lock()
-    state = {"cursor": cursor, "sent": 0}
+    state = {"cursor": cursor, "accepted": 0, "429": 0, "503": 0, "other": 0, "errors": 0}
     start = time.monotonic()
     deadline = start + seconds
+    committed0 = committed_total(plan.urls[0])
+    committed = {"now": float(committed0), "rate": 0.0}
+    floor = plan.batch * plan.clients
+    stop = threading.Event()
+
+    def monitor() -> None:
+        last, last_at = committed["now"], time.monotonic()
+        while not stop.wait(COMMITTED_POLL_S):
+            try:
+                now = committed_total(plan.urls[0], timeout_s=2.0)
+            except (httpx.HTTPError, CliError):
+                continue
+            at = time.monotonic()
+            rate = (now - last) / max(at - last_at, 1e-3)
+            committed["rate"] = 0.8 * committed["rate"] + 0.2 * rate  # smoothed
+            committed["now"], last, last_at = now, now, at
+
+    def room() -> bool:
+        """Closed loop: pending at most BACKLOG_S of the commit rate (at least one batch
+        per client, at most ``backlog_max``), so the queue never outgrows the nodes."""
+        limit = min(backlog_max, max(floor, int(BACKLOG_S * committed["rate"])))
+        return state["accepted"] - (committed["now"] - committed0) < limit
 
     def worker() -> None:
-        with httpx.Client(timeout=30.0) as http:
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
             while time.monotonic() < deadline:
+                if rate_tps <= 0 and not room():
+                    time.sleep(0.01)
+                    continue
                 with lock:
-                    if state["cursor"] >= len(batches):
+                    if state["cursor"] >= len(bodies):
                         return
-                    node, chunk = batches[state["cursor"]]
+                    node, body, size = bodies[state["cursor"]]
                     k = state["cursor"] - cursor
                     state["cursor"] += 1
                 if rate_tps > 0:
                     time.sleep(max(0.0, start + k * plan.batch / rate_tps - time.monotonic()))
                 try:
-                    response = http.post(f"{plan.urls[node]}/v1/transactions",
-                                         json={"transactions": chunk})
+                    response = http.post(f"{plan.urls[node]}/v1/transactions", content=body,
+                                         headers={"content-type": MSGPACK})
                 except httpx.HTTPError:
-                    time.sleep(0.05)
-                    continue
-                if response.status_code == 202:
                     with lock:
-                        state["sent"] += len(chunk)
-                elif response.status_code == 503:  # mempool full: back off a little
-                    time.sleep(0.02)
+                        state["errors"] += 1
+                    continue
+                key = {202: "accepted", 429: "429", 503: "503"}.get(response.status_code,
+                                                                     "other")
+                with lock:
+                    state[key] += size if key == "accepted" else 1
+                if key in ("429", "503"):
+                    time.sleep(_retry_after_s(response))
 
+    watcher = threading.Thread(target=monitor, daemon=True)
+    watcher.start()
     threads = [threading.Thread(target=worker) for _ in range(plan.clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return state["sent"], state["cursor"]
+    stop.set()
+    counts = Counts(state["accepted"], state["429"], state["503"], state["other"],
+                    state["errors"])
+    return counts, state["cursor"]
 
 
-def _paced(plan: SubmitterPlan, batches: list[tuple[int, list[str]]], cursor: int,
-           rate_tps: float, seconds: float) -> tuple[list[float], int]:
+def _retry_after_s(response: httpx.Response) -> float:
+    """The pause a refusal asks for (``Retry-After`` in seconds), bounded."""
+    try:
+        asked = float(response.headers.get("retry-after", "0.05"))
+    except ValueError:
+        asked = 0.05
+    return min(max(asked, 0.0), RETRY_AFTER_S_MAX)
+
+
+def _paced(plan: SubmitterPlan, batches: list[tuple[int, list[bytes]]], cursor: int,
+           rate_tps: float, seconds: float) -> tuple[list[float], dict[str, int], int]:
     """Open loop: a batch of ``LATENCY_BATCH`` every ``LATENCY_BATCH / rate`` seconds,
-    each posted with ``wait=true``; the latency of a batch is the time to its answer."""
+    each posted with ``wait=true``; the latency of a batch is the time to its answer.
+    Returns the latencies (ms) of committed batches, the others counted by what was
+    answered (``HTTP 202``: not committed in time) or raised, and the new cursor."""
     interval = LATENCY_BATCH / max(rate_tps, 1.0)
     latencies: list[float] = []
+    failures: dict[str, int] = {}
     lock = threading.Lock()
     small = [(node, chunk[i:i + LATENCY_BATCH]) for node, chunk in batches[cursor:]
              for i in range(0, len(chunk), LATENCY_BATCH)]
     used = 0
 
-    def post(node: int, chunk: list[str], http: httpx.Client) -> None:
+    def post(node: int, chunk: list[bytes], http: httpx.Client) -> None:
         started = time.monotonic()
         try:
             response = http.post(f"{plan.urls[node]}/v1/transactions",
-                                 params={"wait": "true", "timeout_ms": 30_000},
-                                 json={"transactions": chunk})
-        except httpx.HTTPError:
-            return
-        if response.status_code == 200 and response.json().get("committed"):
-            with lock:
+                                 params={"wait": "true", "timeout_ms": LATENCY_TIMEOUT_MS},
+                                 content=encode(chunk), headers={"content-type": MSGPACK})
+            committed = response.status_code == 200 and bool(response.json().get("committed"))
+            failure = f"HTTP {response.status_code}"
+        except (httpx.HTTPError, ValueError) as exc:
+            committed, failure = False, type(exc).__name__
+        with lock:
+            if committed:
                 latencies.append((time.monotonic() - started) * 1000)
+            else:
+                failures[failure] = failures.get(failure, 0) + 1
 
-    with httpx.Client(timeout=40.0, limits=httpx.Limits(max_connections=IN_FLIGHT_MAX)) as http, \
+    client_timeout_s = LATENCY_TIMEOUT_MS / 1000 + 2.0
+    with httpx.Client(timeout=client_timeout_s,
+                      limits=httpx.Limits(max_connections=IN_FLIGHT_MAX)) as http, \
             ThreadPoolExecutor(max_workers=IN_FLIGHT_MAX) as pool:
         start = time.monotonic()
         while time.monotonic() - start < seconds and used < len(small):
             node, chunk = small[used]
             used += 1
             pool.submit(post, node, chunk, http)
-            next_at = start + used * interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-    consumed_batches = (used * LATENCY_BATCH + plan.batch - 1) // plan.batch
-    return latencies, cursor + consumed_batches
+            time.sleep(max(0.0, start + used * interval - time.monotonic()))
+    consumed = (used * LATENCY_BATCH + plan.batch - 1) // plan.batch  # whole batches
+    return latencies, failures, cursor + consumed
 
 
 # --------------------------------------------------------------------------- measuring
@@ -256,28 +448,42 @@ def verify_rate_per_core(seconds: float = 1.0) -> float:
     return count / (time.perf_counter() - start)
 
 
-def committed_total(url: str) -> int:
-    text = httpx.get(f"{url}/metrics", timeout=10.0).text
-    for line in text.splitlines():
-        if line.startswith(("tabellion_committed_transactions_total ",
-                            "tabellion_committed_transactions ")):
-            return int(float(line.split()[1]))
-    raise CliError(f"{url}/metrics has no tabellion_committed_transactions counter",
-                   EXIT_FAILED)
+def proc_status_mb(pid: int, field_name: str) -> float | None:
+    """A memory line of /proc/<pid>/status (``VmRSS``, ``VmHWM``) in MiB; None if the
+    process is gone or the system has no /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field_name}:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mb(pid: int) -> float | None:
+    return proc_status_mb(pid, "VmRSS")
 
 
-def percentile(values: list[float], fraction: float) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far; None if it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The ``fraction`` quantile (nearest rank); None without a sample."""
     if not values:
-        return float("nan")
+        return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 @contextmanager
@@ -335,10 +541,101 @@ def setup_schemes(network: Network, cluster: Cluster, year: int) -> list[Signing
     return agents
 
 
+def _sample_nodes(cluster: Cluster, network: Network) -> dict[str, tuple[float | None,
+                                                                         float | None]]:
+    """(CPU seconds so far, view changes so far) of each node."""
+    found: dict[str, tuple[float | None, float | None]] = {}
+    for m in network.municipalities:
+        try:
+            changes = metrics(m.api_url).get(VIEW_CHANGES_METRIC)
+        except httpx.HTTPError:
+            changes = None
+        found[m.name] = (cpu_seconds(cluster.processes[m.slug].pid), changes)
+    return found
+
+
+def remove_stale_runs(tmp_root: Path) -> list[Path]:
+    """Remove the temporary directories of earlier benches that were killed (SIGKILL
+    leaves the directory: no clean-up of ours runs). A directory is stale when the pid in
+    its ``OWNER_FILE`` no longer runs; one without that file is not touched."""
+    removed = []
+    for directory in sorted(tmp_root.glob(f"{TMP_PREFIX}*")):
+        try:
+            owner = int((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not a bench directory, or one still being created
+        try:
+            os.kill(owner, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # running, as another user
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
+def _load() -> tuple[float, float, float]:
+    one, five, fifteen = os.getloadavg()
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+def _failover(cluster: Cluster, network: Network, parent: Connection, rate_tps: float,
+              notes: list[str]) -> float | None:
+    """``kill -9`` the primary while the submitter keeps work pending at ``rate_tps``;
+    seconds until a survivor commits a new block (None: none did in time)."""
+    status = node_status(network.municipalities[0].api_url)
+    victim = next((m for m in network.municipalities
+                   if m.validator_key == status.get("primary")), None)
+    if victim is None:
+        notes.append("failover: no node is the primary named by /v1/status")
+        return None
+    survivors = [m for m in network.municipalities if m is not victim]
+
+    def height() -> int:
+        found = -1
+        for m in survivors:
+            try:
+                found = max(found, int(node_status(m.api_url).get("height", -1)))
+            except (httpx.HTTPError, ValueError):
+                continue
+        return found
+
+    parent.send(("paced", rate_tps, FAILOVER_TIMEOUT_S))  # answered after the window
+    before = height()
+    process = cluster.processes[victim.slug]
+    process.kill()
+    process.wait(timeout=STATUS_TIMEOUT_S)
+    killed = time.monotonic()
+    gap: float | None = None
+    while time.monotonic() - killed < FAILOVER_TIMEOUT_S:
+        if height() > before:
+            gap = time.monotonic() - killed
+            break
+        time.sleep(0.05)
+    parent.recv()
+    if gap is None:
+        notes.append(f"failover: no commit within {FAILOVER_TIMEOUT_S:.0f} s of killing the "
+                     f"primary ({victim.name})")
+    return gap
+
+
 def run_bench(duration_s: float, batch: int, clients: int, console: Console,
-              rate_tps: float = 0.0) -> BenchResult:
+              rate_tps: float = 0.0, backlog_max: int = BACKLOG_TXS_DEFAULT,
+              with_failover: bool = False, txs: int = 0) -> BenchResult:
+    """One run. ``txs`` > 0: submit that many transactions (in the throughput phase) and
+    end the window when they are committed, ``duration_s`` being then the longest it may
+    take (the memory target of issue 11 is read after 1,000,000)."""
+    began = time.monotonic()
     now = datetime.now(UTC)
-    with tempfile.TemporaryDirectory(prefix="tabellion-bench-") as tmp:
+    notes: list[str] = []
+    load_start = _load()
+    warmup, window_latency = warmup_s(duration_s), latency_window_s(duration_s)
+    for stale in remove_stale_runs(Path(tempfile.gettempdir())):
+        console.print(f"removed {stale}, left by a bench that was killed")
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX) as tmp:
+        (Path(tmp) / OWNER_FILE).write_text(str(os.getpid()))
         network = init_network(Path(tmp) / "net", list(DEMO_MUNICIPALITIES),
                                chain_id="tabellion-bench", base_port=0)
         console.print("verifying Ed25519 on one core…")
@@ -346,12 +643,13 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
         with running(network) as cluster:
             agents = setup_schemes(network, cluster, now.year)
             urls = tuple(m.api_url for m in network.municipalities)
-            count = int(TARGET_TPS_MAX * (WARMUP_S + duration_s) + LATENCY_WINDOW_S * 2000)
+            latency_pool = int(window_latency * TARGET_TPS_MAX / 2)
+            count = (txs or int(TARGET_TPS_MAX * (warmup + duration_s))) + latency_pool
             plan = SubmitterPlan(
                 network.chain_id, urls,
                 tuple((a.seed, m.siret, load_tag_key(network.tag_key_of(m)))
                       for a, m in zip(agents, network.municipalities, strict=True)),
-                count, batch, clients, now.strftime("%Y-%m"))
+                count, batch, clients, now.strftime("%Y-%m"), parent_pid=os.getpid())
             console.print(f"pre-signing {count:,} disbursements in the submitter process…")
             context = multiprocessing.get_context("spawn")
             parent, child = context.Pipe()
@@ -360,50 +658,123 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
             submitter.start()
             try:
                 _, _, tx_bytes = parent.recv()
-                pace = f"at {rate_tps:,.0f} tx/s" if rate_tps else "as fast as accepted"
-                console.print(f"submitting {pace} for {WARMUP_S + duration_s:.0f} s "
-                              f"({WARMUP_S:.0f} s warm-up)…")
-                parent.send(("flood", WARMUP_S + duration_s, rate_tps))
-                time.sleep(WARMUP_S)
+                console.print(f"start-up took {time.monotonic() - began:.0f} s")
+                pace = (f"open loop at {rate_tps:,.0f} tx/s" if rate_tps else
+                        f"closed loop, about {BACKLOG_S:.0f} s of commits pending")
+                what = f"{txs:,} transactions, at most" if txs else "for"
+                console.print(f"submitting ({pace}) {what} {warmup + duration_s:.0f} s "
+                              f"({warmup:.0f} s warm-up)…")
+                base = committed_total(urls[0])
+                parent.send(("flood", warmup + duration_s, rate_tps, backlog_max,
+                             -(-txs // batch)))
+                time.sleep(warmup)
                 c0, t0 = committed_total(urls[0]), time.monotonic()
-                time.sleep(duration_s)
+                before = _sample_nodes(cluster, network)
+                client0 = cpu_seconds(submitter.pid or 0)
+                if txs:  # until the txs are committed (or the time is up)
+                    while (time.monotonic() < t0 + duration_s
+                           and committed_total(urls[0]) - base < txs):
+                        time.sleep(TXS_POLL_S)
+                else:
+                    time.sleep(duration_s)
                 c1, t1 = committed_total(urls[0]), time.monotonic()
-                _, submitted = parent.recv()
+                after = _sample_nodes(cluster, network)
+                client1 = cpu_seconds(submitter.pid or 0)
+                _, counts, exhausted = parent.recv()
+                if txs and c1 - base < txs:
+                    notes.append(f"only {c1 - base:,} of the {txs:,} transactions committed "
+                                 f"within {duration_s:.0f} s")
+                if exhausted and not txs:
+                    notes.append("the pre-signed pool ran out during the throughput phase: "
+                                 f"the nodes may commit more than {TARGET_TPS_MAX} tx/s")
                 tps = (c1 - c0) / (t1 - t0)
                 console.print(f"committed {c1 - c0:,} transactions in {t1 - t0:.1f} s: "
-                              f"{tps:,.1f} tx/s ({submitted:,} accepted by the nodes)")
-                rate = max(tps / 2, 10.0)
-                backlog = drain(urls, cluster, DRAIN_TIMEOUT_S)
-                console.print(f"latency at {rate:.0f} tx/s for {LATENCY_WINDOW_S:.0f} s…")
-                parent.send(("paced", rate, LATENCY_WINDOW_S))
-                _, latencies = parent.recv()
+                              f"{tps:,.1f} tx/s ({counts.accepted:,} accepted, "
+                              f"{counts.too_many:,} answers 429)")
+                latency_rate = max(tps / 2, LATENCY_RATE_TPS_MIN)
+                backlog = drain(urls, cluster, drain_s(duration_s))
+                if backlog:
+                    notes.append(f"{backlog:,} transactions were still pending when the "
+                                 "latency phase began: its figures include that queue")
+                console.print(f"latency at {latency_rate:.0f} tx/s for "
+                              f"{window_latency:.0f} s…")
+                parent.send(("paced", latency_rate, window_latency))
+                _, latencies, failures = parent.recv()
+                nodes = _node_figures(cluster, network, before, after, c1 - c0, notes)
+                failover = (_failover(cluster, network, parent, latency_rate, notes)
+                            if with_failover else None)
                 parent.send(("stop",))
             finally:
-                submitter.join(timeout=30)
+                submitter.join(timeout=STATUS_TIMEOUT_S)
                 if submitter.is_alive():
                     submitter.kill()
-            rss = {m.name: rss_mb(cluster.processes[m.slug].pid)
-                   for m in network.municipalities}
-            heights = {m.name: int(node_status(m.api_url).get("height", -1))
-                       for m in network.municipalities}
+    if not latencies:
+        notes.append(f"no latency sample: none of the {sum(failures.values())} latency "
+                     f"requests committed within {LATENCY_TIMEOUT_MS} ms ({failures})")
     cores = os.cpu_count() or 1
     bound = verify_rate * cores / len(DEMO_MUNICIPALITIES)
+    per_tx = [n.cpu_s_per_committed_tx for n in nodes.values()
+              if n.cpu_s_per_committed_tx is not None]
+    changes = [n.view_changes for n in nodes.values() if n.view_changes is not None]
+    if len(changes) < len(nodes):
+        notes.append(f"view changes: a node exposes no {VIEW_CHANGES_METRIC} counter")
     return BenchResult(
-        validators=len(DEMO_MUNICIPALITIES), cores=cores, duration_s=duration_s,
-        tx_bytes_mean=int(tx_bytes), submitted=int(submitted), offered_tps=rate_tps,
-        committed_tps=round(tps, 1),
-        latency_rate_tps=round(rate, 1),
-        latency_p50_ms=round(statistics.median(latencies), 1) if latencies else float("nan"),
-        latency_p99_ms=round(percentile(latencies, 0.99), 1),
-        latency_samples=len(latencies), node_rss_mb={k: round(v, 1) for k, v in rss.items()},
-        ed25519_verify_per_s_core=round(verify_rate), verification_bound_tps=round(bound),
-        bound_ratio=round(tps / bound, 3) if bound else float("nan"), heights=heights,
-        backlog_before_latency=backlog,
+        validators=len(DEMO_MUNICIPALITIES), cores=cores, load_average_start=load_start,
+        load_average_end=_load(), duration_s=duration_s,
+        mode="open loop" if rate_tps else "closed loop", txs_target=txs or None,
+        offered_tps=rate_tps,
+        backlog_txs_max=None if rate_tps else backlog_max, tx_bytes_mean=int(tx_bytes),
+        submitted=counts.accepted, responses_429=counts.too_many, responses_503=counts.full,
+        responses_other=counts.other, request_errors=counts.errors,
+        committed_in_window=c1 - c0, committed_tps=round(tps, 1),
+        view_changes=max(changes) if changes else None, backlog_before_latency=backlog,
+        latency_rate_tps=round(latency_rate, 1), latency_window_s=window_latency,
+        latency_samples=len(latencies), latency_failures=failures,
+        latency_p50_ms=_round(percentile(latencies, 0.50)),
+        latency_p95_ms=_round(percentile(latencies, 0.95)),
+        latency_p99_ms=_round(percentile(latencies, 0.99)),
+        cpu_s_per_committed_tx_per_node=(round(sum(per_tx) / len(per_tx), 6) if per_tx
+                                         else None),
+        submitter_cpu_share=(None if client0 is None or client1 is None
+                             else round((client1 - client0) / (t1 - t0), 3)),
+        nodes=nodes, ed25519_verify_per_s_core=round(verify_rate),
+        verification_bound_tps=round(bound), bound_ratio=round(tps / bound, 3),
+        failover_s=_round(failover, 3), elapsed_s=round(time.monotonic() - began, 1),
+        notes=notes,
     )
 
 
+def _node_figures(cluster: Cluster, network: Network,
+                  before: dict[str, tuple[float | None, float | None]],
+                  after: dict[str, tuple[float | None, float | None]], committed: int,
+                  notes: list[str]) -> dict[str, NodeFigures]:
+    figures = {}
+    for m in network.municipalities:
+        pid = cluster.processes[m.slug].pid
+        (cpu0, vc0), (cpu1, vc1) = before[m.name], after[m.name]
+        cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        try:
+            height: int | None = int(node_status(m.api_url).get("height", -1))
+        except (httpx.HTTPError, ValueError):
+            height = None
+        figures[m.name] = NodeFigures(
+            cpu_s=_round(cpu, 2),
+            cpu_s_per_committed_tx=(round(cpu / committed, 6) if cpu is not None and committed
+                                    else None),
+            view_changes=None if vc0 is None or vc1 is None else int(vc1 - vc0),
+            rss_mb=_round(rss_mb(pid)), rss_peak_mb=_round(proc_status_mb(pid, "VmHWM")),
+            height=height,
+        )
+    if not committed:
+        notes.append("nothing committed in the window: no CPU seconds per transaction")
+    if any(f.cpu_s is None for f in figures.values()):
+        notes.append("CPU time and memory are read from /proc: not available here")
+    return figures
+
+
 def node_status(url: str) -> dict[str, Any]:
-    """A node's status; an overloaded node may answer late: wait for it, generously."""
+    """A node's status (bounded wait: an overloaded node that does not answer in time is
+    reported, it does not stretch the run)."""
     found = httpx.get(f"{url}/v1/status", timeout=STATUS_TIMEOUT_S).json()
     return found if isinstance(found, dict) else {}
 
@@ -413,18 +784,26 @@ def mempool_size(url: str) -> int:
     return int(mempool.get("transactions", 0)) if isinstance(mempool, dict) else 0
 
 
-def drain(urls: tuple[str, ...], cluster: Cluster, timeout_s: float) -> int:
+def drain(urls: tuple[str, ...], cluster: Cluster, timeout_s: float) -> int | None:
     """Wait (at most ``timeout_s``) for the mempools to empty, so the latency phase does
-    not queue behind the flood; return what is still pending (reported, not hidden)."""
+    not queue behind the throughput phase; return what is still pending (reported, not
+    hidden), None if no node answered."""
     deadline = time.monotonic() + timeout_s
     while True:
-        # Every node holds every pending transaction (they are forwarded): take the max.
-        pending = max(mempool_size(url) for url in urls)
+        try:
+            # Every node holds every pending transaction (they are forwarded): take the max.
+            pending: int | None = max(mempool_size(url) for url in urls)
+        except (httpx.HTTPError, ValueError):
+            pending = None
         if pending == 0 or time.monotonic() > deadline:
             return pending
         if cluster.dead():
             raise cluster.died(cluster.dead()[0], "during the benchmark")
         time.sleep(0.5)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
 
 
 def print_result(result: BenchResult, console: Console) -> None:
@@ -433,29 +812,49 @@ def print_result(result: BenchResult, console: Console) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [
-        ("offered load (tx/s, 0 = flood)", f"{result.offered_tps:,.0f}"),
+        ("mode", result.mode + (f" at {result.offered_tps:,.0f} tx/s" if result.offered_tps
+                                else f", backlog <= {result.backlog_txs_max:,}")),
         ("committed transactions / s", f"{result.committed_tps:,.1f}"),
+        ("view changes in the window", str(result.view_changes)),
+        ("accepted / 429 / 503 / other / no answer",
+         f"{result.submitted:,} / {result.responses_429:,} / {result.responses_503:,} / "
+         f"{result.responses_other:,} / {result.request_errors:,}"),
         ("transaction size (bytes, mean)", str(result.tx_bytes_mean)),
         ("latency load (tx/s)", f"{result.latency_rate_tps:,.0f}"),
-        ("commit latency p50 (ms)", f"{result.latency_p50_ms:,.1f}"),
-        ("commit latency p99 (ms)", f"{result.latency_p99_ms:,.1f}"),
-        ("latency samples (batches)", str(result.latency_samples)),
+        ("commit latency p50 / p95 / p99 (ms)",
+         f"{_ms(result.latency_p50_ms)} / {_ms(result.latency_p95_ms)} / "
+         f"{_ms(result.latency_p99_ms)}"),
+        ("latency samples / failures",
+         f"{result.latency_samples} / {sum(result.latency_failures.values())}"),
         ("backlog when latency began (tx)", str(result.backlog_before_latency)),
+        ("CPU s per committed tx per node",
+         "n/a" if result.cpu_s_per_committed_tx_per_node is None
+         else f"{result.cpu_s_per_committed_tx_per_node * 1000:.3f} ms"),
+        ("submitter CPU (cores busy)", str(result.submitter_cpu_share)),
         ("Ed25519 verifications / s / core", f"{result.ed25519_verify_per_s_core:,.0f}"),
         ("verification bound (tx/s)", f"{result.verification_bound_tps:,.0f}"),
-        ("throughput / bound", f"{result.bound_ratio:.3f}"),
-        *((f"RSS {name} (MiB)", f"{mb:,.1f}") for name, mb in result.node_rss_mb.items()),
-        *((f"height {name}", str(h)) for name, h in result.heights.items()),
+        ("throughput / bound", f"{result.bound_ratio}"),
+        ("load average (start, end)",
+         f"{result.load_average_start[0]} -> {result.load_average_end[0]}"),
+        *((f"{name}: RSS / peak (MiB), height",
+           f"{_ms(n.rss_mb)} / {_ms(n.rss_peak_mb)}, {n.height}")
+          for name, n in result.nodes.items()),
+        ("kill -9 primary -> next commit (s)",
+         "not measured" if result.failover_s is None else f"{result.failover_s:.3f}"),
+        ("elapsed, start-up included (s)", f"{result.elapsed_s:,.1f}"),
     ]
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}")
 
 
 def bench(
     duration: Annotated[float, typer.Option(
         "--duration", help="Steady measurement window in seconds (at least 20 for the "
-        "reported figure).", min=1.0, max=3600.0)] = 20.0,
+        "reported figure). The run ends within about twice this, plus start-up.",
+        min=1.0, max=3600.0)] = 20.0,
     json_file: Annotated[Path | None, typer.Option(
         "--json", help="Also write the figures as JSON to this file.")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Transactions per request.",
@@ -463,19 +862,34 @@ def bench(
     clients: Annotated[int, typer.Option("--clients", help="Submitting threads.",
                                          min=1, max=64)] = 4,
     rate: Annotated[float, typer.Option(
-        "--rate", help="Offered load in tx/s for the throughput phase (0: as fast as the "
-        "nodes accept). Useful to find the peak when a flood overloads the nodes.",
+        "--rate", help="Offered load in tx/s, open loop (an overload test: the nodes must "
+        "answer 429). 0: closed loop, as fast as the nodes commit.",
         min=0.0, max=100_000.0)] = 0.0,
+    backlog: Annotated[int, typer.Option(
+        "--backlog", help="Closed loop: most transactions accepted and not yet committed "
+        f"(below that, about {BACKLOG_S:.0f} s of the commit rate).",
+        min=1, max=1_000_000)] = BACKLOG_TXS_DEFAULT,
+    txs: Annotated[int, typer.Option(
+        "--txs", help="Submit this many transactions and measure until they are committed "
+        "(memory after a long chain: --txs 1000000); --duration is then the longest the "
+        "window may take. 0: a window of --duration.", min=0, max=100_000_000)] = 0,
+    failover: Annotated[bool, typer.Option(
+        "--failover", help="At the end, kill -9 the primary and measure the time to the "
+        f"next commit (at most {FAILOVER_TIMEOUT_S:.0f} s more).")] = False,
 ) -> None:
-    """Measure committed throughput, commit latency and memory of four local nodes.
+    """Measure committed throughput, commit latency, CPU and memory of four local nodes.
 
     Example: tabellion bench --duration 20 --json bench.json
+    (memory after a million transactions: tabellion bench --txs 1000000 --duration 7200)
     """
     console = Console(highlight=False)
-    result = run_bench(duration, batch, clients, console, rate)
+    budget = run_budget_s(duration) + (FAILOVER_TIMEOUT_S if failover else 0.0)
+    console.print(f"the measured phases take at most {budget:.0f} s after start-up and "
+                  "pre-signing")
+    result = run_bench(duration, batch, clients, console, rate, backlog, failover, txs)
     print_result(result, console)
     if json_file is not None:
-        json_file.write_text(json.dumps(asdict(result), indent=2, ensure_ascii=False) + "\n")
+        json_file.write_text(result.to_json())
         console.print(f"wrote {json_file}")
 
 

@@ -9,6 +9,12 @@ Rules:
   SIGINT or SIGTERM, waits for every child (``STOP_TIMEOUT_S``), then SIGKILLs the group
   if anything is left, so no process outlives the demo. While it stops, further signals
   are ignored so the clean-up cannot be interrupted half-way.
+- A demo (or bench) that cannot clean up, because it was killed with SIGKILL, still
+  leaves nothing behind: each node is started with ``PR_SET_PDEATHSIG`` (Linux asks the
+  kernel to SIGKILL the child when the thread that started it dies), armed between fork
+  and exec, then checks its parent did not die before it was armed (``die_with_parent``).
+  The cluster must therefore be started from a thread that lives as long as it does (the
+  main thread, here). On a system without ``prctl`` only the clean stop above applies.
 - Each node's output goes to ``<dir>/<municipality>/node.log``; if a node dies, the demo
   prints the end of its log and stops the others.
 - Seeding uses the same code as the CLI commands (build, sign, submit to the
@@ -18,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -103,6 +110,7 @@ class Cluster:
                      str(self.network.config_of(m))],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                     process_group=0 if self.pgid is None else self.pgid,
+                    preexec_fn=die_with_parent(),
                 )
             finally:
                 log.close()
@@ -144,6 +152,34 @@ class Cluster:
         except OSError:
             return ""
         return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option (linux/prctl.h): the signal a process gets when its parent dies."""
+
+
+def die_with_parent(parent: int | None = None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGKILL when this process dies, even
+    by SIGKILL (no clean-up of ours runs then); ``None`` where ``prctl`` does not exist.
+
+    libc is loaded here, in the parent, so the child only makes two system calls between
+    fork and exec. The death signal survives ``exec`` of the node (not set-uid). A child
+    running our own Python code (the bench's submitter) calls the result itself, first
+    thing, with ``parent`` the pid of the process it must not outlive."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid() if parent is None else parent
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
 
 
 def tabellion_command() -> tuple[str, ...]:

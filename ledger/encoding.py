@@ -9,6 +9,16 @@ Rules (see docs/protocol.md, section "Encoding"):
   the same bytes. That single check rejects non-minimal integers and lengths, unsorted
   or duplicate keys and any other second spelling of a value: the encoding is
   non-malleable, so a hash or signature over it identifies one value.
+- Two paths, one answer. The reference path (``_canonical`` then ``msgpack.packb``)
+  rebuilds every container in Python. The fast path (``_plain``) only inspects: exact
+  types, text keys already in order, depth; when it holds, msgpack's C packer gives the
+  canonical bytes directly. Anything the fast path does not vouch for (an unsorted map, a
+  tuple, a subclass, a float, an out-of-range integer) goes to the reference path, which
+  decides and explains. The property tests check both paths accept and reject the same
+  inputs (tests/test_encoding.py).
+- ``encode_array`` assembles an array from elements that are already canonical bytes
+  (a block from its stored transactions); ``split_array`` is its inverse and returns each
+  element's exact bytes, so a record decoded from them can keep its wire bytes.
 - Sizes are bounded before anything is allocated (``Limits``); nesting is bounded.
 - ``decode`` raises ``DecodeError`` and nothing else, whatever the bytes.
 """
@@ -16,6 +26,7 @@ Rules (see docs/protocol.md, section "Encoding"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import msgpack
@@ -68,8 +79,66 @@ def _canonical(value: Value, depth: int, limits: Limits) -> Value:
     raise DecodeError(f"type {type(value).__name__} cannot be encoded (floats are forbidden)")
 
 
+_SCALARS = frozenset({type(None), bool, int, str, bytes})
+"""Exact types the fast path passes through untouched (``int``: msgpack's C packer refuses,
+with ``OverflowError``, anything outside the 64-bit range, which sends it to the reference
+path)."""
+
+
+def _plain(value: Value, depth_max: int) -> bool:
+    """Whether ``value`` is already in canonical shape: exact allowed types only, text map
+    keys strictly increasing, nesting at most ``depth_max``. Inspects, builds nothing.
+
+    ``True`` means ``msgpack.packb(value)`` is the canonical encoding (or raises, for an
+    integer out of range or a lone surrogate); ``False`` means "ask the reference path",
+    not "invalid". Written for speed: per container, C-level checks (``str.join`` fails on
+    a non-text key, list comparison with ``sorted``), and Python work only per child
+    container."""
+    if type(value) in _SCALARS:
+        return True
+    stack: list[tuple[Value, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth >= depth_max:  # a container at depth_max holds items at depth_max + 1
+            return False
+        kind = type(item)
+        if kind is dict:
+            keys = list(item)
+            try:
+                "".join(keys)  # TypeError unless every key is text
+            except TypeError:
+                return False
+            if keys != sorted(keys):  # keys of a dict are distinct: sorted means strictly
+                return False
+            children = item.values()
+        elif kind is list:
+            children = item
+        else:
+            return False
+        for child in children:
+            child_kind = type(child)
+            if child_kind in _SCALARS:
+                continue
+            if child_kind is not list and child_kind is not dict:
+                return False
+            stack.append((child, depth + 1))
+    return True
+
+
 def encode(value: Value, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Return the canonical bytes of ``value``; raise ``DecodeError`` if it has none."""
+    if _plain(value, limits.depth_max):
+        try:
+            fast: bytes = msgpack.packb(value, use_bin_type=True)
+        except (OverflowError, UnicodeEncodeError, ValueError):
+            pass  # the reference path below names the problem
+        else:
+            return fast
+    return _encode_reference(value, limits)
+
+
+def _encode_reference(value: Value, limits: Limits) -> bytes:
+    """The reference encoder: rebuild with sorted keys, checking every item, then pack."""
     canonical = _canonical(value, 0, limits)
     try:
         packed: bytes = msgpack.packb(canonical, use_bin_type=True)
@@ -80,6 +149,35 @@ def encode(value: Value, limits: Limits = DEFAULT_LIMITS) -> bytes:
 
 def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
     """Decode canonical bytes; raise ``DecodeError`` for anything else."""
+    data, value = _unpack(data, limits)
+    if _plain(value, limits.depth_max):
+        # Sorted text keys, allowed types, bounded depth: what is left to check is the
+        # shortest form of every integer and length (and no duplicate key, which
+        # unpacking collapses), which re-packing in C and comparing settles.
+        if msgpack.packb(value, use_bin_type=True) != data:
+            raise DecodeError("input is not in canonical form")
+        return value
+    return _check_reference(data, value, limits)
+
+
+def _decode_reference(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
+    """``decode`` by the reference path only (kept for the property tests)."""
+    data, value = _unpack(data, limits)
+    return _check_reference(data, value, limits)
+
+
+def _check_reference(data: bytes, value: Value, limits: Limits) -> Value:
+    try:
+        again = _encode_reference(value, limits)
+    except RecursionError as exc:
+        raise DecodeError("value nested too deeply") from exc
+    if again != data:
+        raise DecodeError("input is not in canonical form")
+    return value
+
+
+def _unpack(data: bytes, limits: Limits) -> tuple[bytes, Value]:
+    """Bounded msgpack parsing (no canonical check yet): the bytes and the value."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError("input is not bytes")
     data = bytes(data)
@@ -103,10 +201,57 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
         raise DecodeError("trailing bytes after the value") from exc
     except Exception as exc:  # msgpack raises many types; callers see exactly one
         raise DecodeError(f"not valid msgpack: {type(exc).__name__}") from exc
+    return data, value
+
+
+def array_header(length: int) -> bytes:
+    """The canonical (shortest) msgpack header of an array of ``length`` items."""
+    if length < 16:
+        return bytes([0x90 | length])
+    if length < 2**16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    if length < 2**32:
+        return b"\xdd" + length.to_bytes(4, "big")
+    raise DecodeError(f"an array of {length} items has no msgpack form")
+
+
+def encode_array(items: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """The canonical encoding of an array whose items are given as their canonical bytes.
+
+    Equal to ``encode([decode(i) for i in items])`` without decoding or re-encoding: a
+    canonical array is its shortest header followed by its canonical items."""
+    return array_header(len(items)) + b"".join(items)
+
+
+def split_array(data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[bytes]:
+    """The exact bytes of each item of the encoded array ``data``.
+
+    Checks the array header is the shortest one and that nothing trails the last item;
+    the items themselves are NOT checked here: decode each with ``decode`` (or a record's
+    ``decode``), which is what makes the whole canonical. Raises ``DecodeError``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError("input is not bytes")
+    data = bytes(data)
+    if len(data) > limits.input_bytes_max:
+        raise DecodeError(f"input of {len(data)} bytes exceeds {limits.input_bytes_max}")
+    unpacker = msgpack.Unpacker(
+        raw=False, use_list=True, strict_map_key=True, max_buffer_size=max(1, len(data)),
+        max_str_len=limits.str_bytes_max, max_bin_len=limits.bin_bytes_max,
+        max_array_len=limits.array_len_max, max_map_len=limits.map_len_max, max_ext_len=0,
+    )
+    unpacker.feed(data)
     try:
-        again = encode(value, limits)
-    except RecursionError as exc:
-        raise DecodeError("value nested too deeply") from exc
-    if again != data:
-        raise DecodeError("input is not in canonical form")
-    return value
+        length = unpacker.read_array_header()
+        if data[:unpacker.tell()] != array_header(length):
+            raise DecodeError("input is not in canonical form (array header)")
+        bounds = [unpacker.tell()]
+        for _ in range(length):
+            unpacker.skip()
+            bounds.append(unpacker.tell())
+    except DecodeError:
+        raise
+    except Exception as exc:  # msgpack raises many types; callers see exactly one
+        raise DecodeError(f"not a valid msgpack array: {type(exc).__name__}") from exc
+    if bounds[-1] != len(data):
+        raise DecodeError("trailing bytes after the array")
+    return [data[a:b] for a, b in pairwise(bounds)]

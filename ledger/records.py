@@ -10,6 +10,11 @@ Rules:
 - Identifiers are domain-tagged hashes (:mod:`ledger.hashing`): a transaction id covers
   the signed body, a block hash covers the header.
 - Times are integers in milliseconds since the Unix epoch (UTC); money is in cents.
+- Encode once. A transaction keeps its canonical bytes and its id in private,
+  non-compared slots, filled when it is decoded (the bytes it came in) or signed, else on
+  first use; blocks and the store assemble arrays from those bytes (``encode_array``)
+  instead of re-encoding every field. This is sound because a record is immutable: never
+  mutate a transaction's payload map after building it (build the map, then the record).
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ from typing import Any, ClassVar, Self
 import msgpack
 
 from ledger import crypto
-from ledger.encoding import INT_MAX, INT_MIN, Value, decode, encode
+from ledger.encoding import (
+    INT_MAX,
+    INT_MIN,
+    Value,
+    array_header,
+    decode,
+    encode,
+    encode_array,
+    split_array,
+)
 from ledger.errors import DecodeError
 from ledger.hashing import HASH_BYTES, Tag, tagged_bytes, tagged_hash
 
@@ -78,30 +92,29 @@ def _payload(value: Value, what: str) -> dict[str, Any]:
     """
     if not isinstance(value, dict):
         raise DecodeError(f"{what} must be a map")
+    # Only containers go on the stack; the common leaves (text, nil, booleans, integers)
+    # are checked inline by exact type, the rest by ``_payload_child``.
     stack: list[tuple[Value, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, (dict, list)):
-            if level > PAYLOAD_DEPTH_MAX:
-                raise DecodeError(f"{what} nests maps and arrays deeper than "
-                                  f"{PAYLOAD_DEPTH_MAX} levels")
-            if isinstance(item, dict):
-                for key in item:
-                    if not isinstance(key, str):
-                        raise DecodeError(f"{what} map keys must be text")
-                stack.extend((v, level + 1) for v in item.values())
-            else:
-                stack.extend((v, level + 1) for v in item)
-        elif isinstance(item, bytes):
-            raise DecodeError(
-                f"{what} holds raw bytes; use lowercase hex text for hashes and keys"
-            )
-        elif isinstance(item, int) and not isinstance(item, bool):
-            if not INT_MIN <= item <= INT_MAX:
-                raise DecodeError(f"{what} holds an integer outside the 64-bit range")
-        elif not (item is None or isinstance(item, (str, bool))):
-            raise DecodeError(f"{what} holds a {type(item).__name__}: only JSON values "
-                              "without floats are allowed (money in cents)")
+        if level > PAYLOAD_DEPTH_MAX:
+            raise DecodeError(f"{what} nests maps and arrays deeper than "
+                              f"{PAYLOAD_DEPTH_MAX} levels")
+        if isinstance(item, dict):
+            try:
+                "".join(item)  # TypeError unless every key is text
+            except TypeError:
+                raise DecodeError(f"{what} map keys must be text") from None
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is str or kind is bool or child is None:
+                continue
+            if kind is int and INT_MIN <= child <= INT_MAX:
+                continue
+            _payload_child(child, level + 1, what, stack)
     try:
         # The encoded size does not depend on key order, so no sorting is needed here.
         size = len(msgpack.packb(value, use_bin_type=True))
@@ -110,6 +123,21 @@ def _payload(value: Value, what: str) -> dict[str, Any]:
     if size > PAYLOAD_BYTES_MAX:
         raise DecodeError(f"{what} exceeds {PAYLOAD_BYTES_MAX} bytes")
     return value
+
+
+def _payload_child(item: Value, level: int, what: str, stack: list[tuple[Value, int]]) -> None:
+    """The uncommon items of a payload: push a container, refuse anything else that is
+    not a JSON value, with the reason."""
+    if isinstance(item, (dict, list)):
+        stack.append((item, level))
+    elif isinstance(item, bytes):
+        raise DecodeError(f"{what} holds raw bytes; use lowercase hex text for hashes and keys")
+    elif isinstance(item, int) and not isinstance(item, bool):
+        if not INT_MIN <= item <= INT_MAX:
+            raise DecodeError(f"{what} holds an integer outside the 64-bit range")
+    elif not (item is None or isinstance(item, (str, bool))):
+        raise DecodeError(f"{what} holds a {type(item).__name__}: only JSON values "
+                          "without floats are allowed (money in cents)")
 
 
 class _Record:
@@ -159,6 +187,10 @@ class Transaction(_Record):
     """Last block time (ms since epoch) at which the transaction may be committed (u64)."""
     signature: bytes = field(default=b"", compare=True)
     """Ed25519 signature over ``signing_bytes``, 64 bytes (empty before signing)."""
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    """Cache: the canonical encoding (the exact bytes it was decoded from, if it was)."""
+    _id: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    """Cache: ``tx_id``."""
 
     def body_value(self) -> list[Value]:
         return [
@@ -188,14 +220,43 @@ class Transaction(_Record):
             signature=_bytes(v[7], "signature", crypto.SIGNATURE_BYTES),
         )
 
+    @classmethod
+    def decode(cls, data: bytes) -> Transaction:
+        """Decode canonical bytes and keep them: the transaction is never re-encoded."""
+        tx = cls.from_value(decode(data))
+        object.__setattr__(tx, "_wire", bytes(data))
+        return tx
+
+    def encode(self) -> bytes:
+        wire = self._wire
+        if wire is None:
+            wire = encode(self.to_value())
+            object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def body_bytes(self) -> bytes:
+        """The canonical encoding of the signed body (every field but the signature).
+
+        Cut from the cached encoding: an array of 8 is the one-byte header 0x98 followed by
+        the body's 7 items, then the signature (bin8: 0xc4, its length, its bytes); the
+        body alone is the header 0x97 followed by the same 7 items."""
+        if len(self.signature) > 0xFF:  # not a valid record; no shortcut to take
+            return encode(self.body_value())
+        wire = self.encode()
+        return array_header(self.FIELDS - 1) + wire[1:len(wire) - 2 - len(self.signature)]
+
     def signing_bytes(self) -> bytes:
         """Bytes the signer signs: tag ``tabellion/tx-sign``, 0x00, canonical body."""
-        return tagged_bytes(Tag.TX_SIGN, encode(self.body_value()))
+        return tagged_bytes(Tag.TX_SIGN, self.body_bytes())
 
     @property
     def tx_id(self) -> bytes:
         """SHA-256 over the tagged body: the same request has one id whatever its signature."""
-        return tagged_hash(Tag.TX_ID, encode(self.body_value()))
+        tx_id = self._id
+        if tx_id is None:
+            tx_id = tagged_hash(Tag.TX_ID, self.body_bytes())
+            object.__setattr__(self, "_id", tx_id)
+        return tx_id
 
     def signed(self, key: crypto.SigningKey) -> Transaction:
         if key.public_key != self.signer:
@@ -207,10 +268,13 @@ class Transaction(_Record):
 
 
 def _replace_signature(tx: Transaction, signature: bytes) -> Transaction:
-    return Transaction(
+    """The same transaction with another signature; its id (same body) is carried over."""
+    signed = Transaction(
         tx.chain_id, tx.contract, tx.action, tx.payload, tx.signer, tx.nonce, tx.expiry_ms,
         signature,
     )
+    object.__setattr__(signed, "_id", tx.tx_id)
+    return signed
 
 
 # --------------------------------------------------------------------------- validators
@@ -491,9 +555,35 @@ class Block(_Record):
             raise DecodeError(f"block transactions must be an array of <= {BLOCK_TXS_MAX}")
         return cls(BlockHeader.from_value(v[0]), tuple(Transaction.from_value(t) for t in v[1]))
 
+    def encode(self) -> bytes:
+        """Assembled from the transactions' own bytes (equal to ``encode(to_value())``)."""
+        return encode_array([self.header.encode(), encode_transactions(self.transactions)])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Block:
+        """Each transaction keeps the bytes it was decoded from (see ``decode_transactions``)."""
+        parts = split_array(data)
+        if len(parts) != 2:
+            raise DecodeError("block must be an array of 2 fields")
+        return cls(BlockHeader.decode(parts[0]), decode_transactions(parts[1]))
+
     @property
     def height(self) -> int:
         return self.header.height
+
+
+def encode_transactions(txs: tuple[Transaction, ...] | list[Transaction]) -> bytes:
+    """The canonical array of ``txs``, assembled from their cached encodings."""
+    return encode_array([tx.encode() for tx in txs])
+
+
+def decode_transactions(data: bytes) -> tuple[Transaction, ...]:
+    """Inverse of ``encode_transactions``: at most ``BLOCK_TXS_MAX``, each decoded from (and
+    keeping) its own exact bytes, so the whole array is canonical iff every item is."""
+    parts = split_array(data)
+    if len(parts) > BLOCK_TXS_MAX:
+        raise DecodeError(f"block transactions must be an array of <= {BLOCK_TXS_MAX}")
+    return tuple(Transaction.decode(part) for part in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,6 +652,22 @@ class CommittedBlock(_Record):
             Block.from_value(v[0]), CommitCertificate.from_value(v[1]),
             tuple(Receipt.from_value(r) for r in v[2]),
         )
+
+    def encode(self) -> bytes:
+        """Assembled from the block's own bytes (equal to ``encode(to_value())``)."""
+        return encode_array([self.block.encode(), self.certificate.encode(),
+                             encode([r.to_value() for r in self.receipts])])
+
+    @classmethod
+    def decode(cls, data: bytes) -> CommittedBlock:
+        parts = split_array(data)
+        if len(parts) != 3:
+            raise DecodeError("committed block must be an array of 3 fields")
+        receipts = decode(parts[2])
+        if not isinstance(receipts, list) or len(receipts) > BLOCK_TXS_MAX:
+            raise DecodeError("receipts must be an array")
+        return cls(Block.decode(parts[0]), CommitCertificate.decode(parts[1]),
+                   tuple(Receipt.from_value(r) for r in receipts))
 
     @property
     def height(self) -> int:

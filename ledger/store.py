@@ -51,6 +51,8 @@ from ledger.records import (
     CommittedBlock,
     Receipt,
     Transaction,
+    decode_transactions,
+    encode_transactions,
 )
 from ledger.validation import txs_root
 
@@ -196,7 +198,7 @@ class ChainStore:
         first_seen = self._first_commits(ids)
         with self._chain.batch(sync=True) as batch:
             batch.put(block_key(height, "h"), seal(header.encode()))
-            batch.put(block_key(height, "t"), seal(encode([tx.to_value() for tx in txs])))
+            batch.put(block_key(height, "t"), seal(encode_transactions(txs)))
             batch.put(block_key(height, "c"), seal(block.certificate.encode()))
             batch.put(
                 block_key(height, "r"), seal(encode([r.to_value() for r in block.receipts]))
@@ -278,13 +280,13 @@ class ChainStore:
             return cached
         header = self.header(height)
         try:
-            raw_txs = self._decoded(height, "t")
+            # Each transaction keeps the bytes it is stored as (never re-encoded).
+            txs = decode_transactions(self._part(height, "t"))
             raw_receipts = self._decoded(height, "r")
-            if not isinstance(raw_txs, list) or not isinstance(raw_receipts, list):
-                raise DecodeError("the transactions and receipts must be arrays")
-            if max(len(raw_txs), len(raw_receipts)) > BLOCK_TXS_MAX:
-                raise DecodeError(f"more than {BLOCK_TXS_MAX} transactions or receipts")
-            txs = tuple(Transaction.from_value(v) for v in raw_txs)
+            if not isinstance(raw_receipts, list):
+                raise DecodeError("the receipts must be an array")
+            if len(raw_receipts) > BLOCK_TXS_MAX:
+                raise DecodeError(f"more than {BLOCK_TXS_MAX} receipts")
             receipts = tuple(Receipt.from_value(v) for v in raw_receipts)
             cert = CommitCertificate.from_value(self._decoded(height, "c"))
         except DecodeError as exc:

@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.encoding import INT_MAX, INT_MIN, Limits, decode, encode
+from ledger.encoding import (
+    INT_MAX,
+    INT_MIN,
+    Limits,
+    _decode_reference,
+    _encode_reference,
+    decode,
+    encode,
+    encode_array,
+    split_array,
+)
 from ledger.errors import DecodeError
 
 values: st.SearchStrategy[Any] = st.recursive(
@@ -173,3 +183,118 @@ def test_any_byte_change_is_rejected_or_decodes_to_another_value(value: Any, dat
     # Non-malleable: what was accepted re-encodes to the mutated bytes, so it is another
     # value (Python's 1 == True makes == too weak a comparison here).
     assert encode(other) == mutated != encoded
+
+
+# --------------------------------------------------------------------------- two paths
+# ``encode`` and ``decode`` take a fast path (inspect, then msgpack's C packer) whenever
+# it can vouch for a value, and the reference path (rebuild in Python, re-encode, compare)
+# otherwise. The two must accept and reject exactly the same inputs, with the same result.
+
+loose_values: st.SearchStrategy[Any] = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(INT_MIN - 2, INT_MAX + 2), st.text(max_size=8),
+        st.binary(max_size=8), st.floats(allow_nan=False), st.just("\ud800"),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.binary(max_size=2),
+                                  st.integers(0, 3)), inner, max_size=4),
+    ),
+    max_leaves=16,
+)
+"""Values with and without a canonical form: unsorted maps, tuples, floats, non-text
+keys, integers just outside the 64-bit range, lone surrogates."""
+
+
+def _outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(*args)
+    except DecodeError:
+        return "refused", None
+
+
+@settings(max_examples=400, deadline=None)
+@given(loose_values)
+def test_fast_and_reference_encoders_agree(value: Any) -> None:
+    fast, reference = _outcome(encode, value), _outcome(_encode_reference, value, Limits())
+    assert fast == reference
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    """Canonical encodings with one byte changed, inserted or deleted, and raw bytes."""
+
+    @st.composite
+    def mutate(draw: st.DrawFn) -> bytes:
+        data = bytearray(encode(draw(values)))
+        position = draw(st.integers(0, len(data) - 1))
+        how = draw(st.sampled_from(("set", "insert", "delete")))
+        byte = draw(st.integers(0, 255))
+        if how == "set":
+            data[position] = byte
+        elif how == "insert":
+            data.insert(position, byte)
+        else:
+            del data[position]
+        return bytes(data)
+
+    return st.one_of(mutate(), st.binary(max_size=48))
+
+
+@settings(max_examples=600, deadline=None)
+@given(_mutations())
+def test_fast_and_reference_decoders_accept_and_reject_the_same_bytes(data: bytes) -> None:
+    fast, reference = _outcome(decode, data), _outcome(_decode_reference, data)
+    assert fast[0] == reference[0], data.hex()
+    if fast[0] == "ok":
+        assert encode(fast[1]) == data == _encode_reference(reference[1], Limits())
+
+
+@pytest.mark.parametrize("hex_bytes", [
+    "82a16201a16102",  # unsorted keys: the fast path alone would re-pack them unchanged
+    "cb3ff0000000000000",  # float64: packs back to the same bytes
+    "91cb3ff0000000000000",  # float64 inside an array
+    "81c40161" + "01",  # bytes key: packs back to the same bytes
+    "c70001",  # ext8 of length zero: packs back to the same bytes
+])
+def test_inputs_that_survive_a_bare_re_pack_are_still_refused(hex_bytes: str) -> None:
+    """What ``packb(unpackb(data)) == data`` alone would accept: the fast path must not."""
+    data = bytes.fromhex(hex_bytes)
+    with pytest.raises(DecodeError):
+        decode(data)
+    with pytest.raises(DecodeError):
+        _decode_reference(data)
+
+
+def test_depth_limit_is_the_same_on_both_paths() -> None:
+    for limit in (1, 2, 5):
+        limits = Limits(depth_max=limit)
+        for depth in range(limit + 3):
+            data = bytes([0x91]) * depth + b"\xc0"
+            nested = bytes([0x81, 0xa1, 0x61]) * depth + b"\xc0"
+            for sample in (data, nested):
+                assert _outcome(decode, sample, limits) == _outcome(
+                    _decode_reference, sample, limits), (limit, depth, sample.hex())
+
+
+# --------------------------------------------------------------------------- arrays of bytes
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(values, max_size=8))
+def test_encode_array_and_split_array_are_inverse(items: list[Any]) -> None:
+    parts = [encode(item) for item in items]
+    assembled = encode_array(parts)
+    assert assembled == encode(items)
+    assert split_array(assembled) == parts
+
+
+@pytest.mark.parametrize(("hex_bytes", "why"), [
+    ("dc000101", "array16 header for a fixarray"),
+    ("920101" + "01", "trailing byte"),
+    ("9201", "truncated"),
+    ("01", "not an array"),
+    ("", "empty"),
+])
+def test_split_array_refuses(hex_bytes: str, why: str) -> None:
+    with pytest.raises(DecodeError):
+        split_array(bytes.fromhex(hex_bytes))

@@ -292,3 +292,70 @@ def test_payload_values_are_checked_without_the_decoder(bad: dict[str, Any]) -> 
     fields[3] = bad
     with pytest.raises(DecodeError, match="payload"):
         Transaction.from_value(fields)
+
+
+# --------------------------------------------------------------------------- encode once
+# A transaction keeps the bytes it was decoded from (or its first encoding) and its id;
+# blocks are assembled from those bytes and split back into them. Each shortcut must give
+# exactly what the plain encoder gives, and refuse exactly what the plain decoder refuses.
+
+
+@settings(max_examples=150, deadline=None)
+@given(S.transactions(signed=True))
+def test_cached_bytes_and_id_equal_the_plain_encoding(tx: Transaction) -> None:
+    plain = encode(tx.to_value())
+    body = encode(tx.body_value())
+    fresh = dataclasses.replace(tx)  # no cache yet
+    assert fresh.encode() == plain and fresh.body_bytes() == body
+    assert fresh.tx_id == tagged_hash(Tag.TX_ID, body)
+    decoded = Transaction.decode(plain)
+    assert decoded.encode() == plain
+    assert decoded.tx_id == tx.tx_id == tagged_hash(Tag.TX_ID, body)
+    assert decoded.signing_bytes() == tx.signing_bytes()
+    assert decoded.signature_valid()
+    # Caches are not part of the record: equal records compare equal whatever they hold.
+    assert decoded == fresh == tx
+
+
+def test_signing_a_transaction_caches_the_id_of_the_body() -> None:
+    key = S.KEYS[0]
+    unsigned = Transaction("net", "notary", "anchor", {"b": 1, "a": 2}, key.public_key, 1, 2)
+    signed = unsigned.signed(key)
+    assert signed.tx_id == unsigned.tx_id == tagged_hash(Tag.TX_ID, encode(signed.body_value()))
+    assert signed.encode() == encode(signed.to_value())
+    assert Transaction.decode(signed.encode()).signature_valid()
+
+
+@settings(max_examples=100, deadline=None)
+@given(S.blocks, st.data())
+def test_block_shortcuts_agree_with_the_plain_codec(block: Block, data: Any) -> None:
+    plain = encode(block.to_value())
+    assert block.encode() == plain
+    back = Block.decode(plain)
+    assert back == block == Block.from_value(decode(plain))
+    assert [tx.encode() for tx in back.transactions] == [
+        encode(tx.to_value()) for tx in block.transactions]
+    position = data.draw(st.integers(0, len(plain) - 1), label="position")
+    byte = data.draw(st.integers(0, 255).filter(lambda b: b != plain[position]))
+    mutated = plain[:position] + bytes([byte]) + plain[position + 1:]
+    via_split: Any
+    via_plain: Any
+    try:
+        via_split = Block.decode(mutated)
+    except DecodeError:
+        via_split = DecodeError
+    try:
+        via_plain = Block.from_value(decode(mutated))
+    except DecodeError:
+        via_plain = DecodeError
+    assert via_split == via_plain
+    if via_split is not DecodeError:
+        assert via_split.encode() == mutated
+
+
+@settings(max_examples=60, deadline=None)
+@given(S.committed_blocks)
+def test_committed_block_shortcuts_agree_with_the_plain_codec(record: CommittedBlock) -> None:
+    plain = encode(record.to_value())
+    assert record.encode() == plain
+    assert CommittedBlock.decode(plain) == record == CommittedBlock.from_value(decode(plain))

@@ -3,9 +3,30 @@ of valid, distinct, realistic disbursements spread over the four nodes."""
 
 from __future__ import annotations
 
-import base64
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from cli.bench import SCHEME_ID, SubmitterPlan, _sign_pool, percentile, verify_rate_per_core
+import pytest
+
+from cli.bench import (
+    OWNER_FILE,
+    SCHEME_ID,
+    TMP_PREFIX,
+    BenchResult,
+    NodeFigures,
+    SubmitterPlan,
+    _sign_pool,
+    cpu_seconds,
+    percentile,
+    remove_stale_runs,
+    rss_mb,
+    run_budget_s,
+    verify_rate_per_core,
+)
 from cli.submit import check_action
 from ledger.crypto import SigningKey
 from ledger.records import Transaction
@@ -19,7 +40,7 @@ def test_pool_holds_valid_distinct_disbursements_round_robin() -> None:
                          clients=2, period="2026-11")
     batches = _sign_pool(plan)
     assert [node for node, _ in batches[:8]] == [0, 1, 2, 3, 0, 1, 2, 3]
-    txs = [Transaction.decode(base64.b64decode(t)) for _, chunk in batches for t in chunk]
+    txs = [Transaction.decode(t) for _, chunk in batches for t in chunk]
     assert len(txs) >= 200
     assert len({tx.tx_id for tx in txs}) == len(txs)
     assert len({(tx.payload["siret"], tx.payload["beneficiary"]) for tx in txs}) == len(txs)
@@ -34,5 +55,62 @@ def test_pool_holds_valid_distinct_disbursements_round_robin() -> None:
 def test_percentile_and_verify_rate() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 0.5) == 51.0 and percentile(values, 0.99) == 100.0
-    assert percentile([], 0.5) != percentile([], 0.5)  # NaN: no sample, no figure
+    assert percentile([], 0.5) is None  # no sample, no figure (and JSON has no NaN)
     assert verify_rate_per_core(0.05) > 100
+
+
+def test_own_process_cpu_and_memory_are_read() -> None:
+    before = cpu_seconds(os.getpid())
+    assert before is not None
+    deadline = before + 0.05
+    while (cpu_seconds(os.getpid()) or 0.0) < deadline:
+        sum(range(10_000))
+    assert (rss_mb(os.getpid()) or 0.0) > 1.0
+    assert cpu_seconds(2**22 + 12345) is None  # no such process: no figure, no crash
+
+
+def _result(**changes: object) -> BenchResult:
+    figures = NodeFigures(cpu_s=None, cpu_s_per_committed_tx=None, view_changes=None,
+                          rss_mb=None, rss_peak_mb=None, height=None)
+    base: dict[str, object] = dict(
+        validators=4, cores=2, load_average_start=(1.0, 1.0, 1.0),
+        load_average_end=(1.0, 1.0, 1.0), duration_s=20.0, mode="closed loop",
+        txs_target=None, offered_tps=0.0, backlog_txs_max=5000, tx_bytes_mean=300,
+        submitted=0,
+        responses_429=0, responses_503=0, responses_other=0, request_errors=0,
+        committed_in_window=0, committed_tps=0.0, view_changes=None,
+        backlog_before_latency=None, latency_rate_tps=10.0, latency_window_s=10.0,
+        latency_samples=0, latency_failures={"HTTP 202": 3}, latency_p50_ms=None,
+        latency_p95_ms=None, latency_p99_ms=None, cpu_s_per_committed_tx_per_node=None,
+        submitter_cpu_share=None,
+        nodes={"Montreuil": figures}, ed25519_verify_per_s_core=10000.0,
+        verification_bound_tps=5000.0, bound_ratio=0.0, failover_s=None, elapsed_s=30.0,
+        notes=["no latency sample"])
+    base.update(changes)
+    return BenchResult(**base)  # type: ignore[arg-type]
+
+
+def test_json_is_strict_json_with_null_for_what_was_not_measured() -> None:
+    text = _result().to_json()
+    parsed = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert parsed["latency_p50_ms"] is None and parsed["notes"] == ["no latency sample"]
+    assert parsed["nodes"]["Montreuil"]["rss_mb"] is None
+    with pytest.raises(ValueError):  # a NaN that slipped in fails loudly, never prints
+        _result(latency_p50_ms=math.nan).to_json()
+
+
+def test_only_directories_of_dead_benches_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live, foreign = (tmp_path / f"{TMP_PREFIX}{n}" for n in ("a", "b", "c"))
+    for directory in (stale, live, foreign):
+        (directory / "net").mkdir(parents=True)
+    (stale / OWNER_FILE).write_text(str(dead.pid))
+    (live / OWNER_FILE).write_text(str(os.getpid()))
+    assert remove_stale_runs(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and foreign.exists()
+
+
+def test_the_measured_phases_fit_in_about_twice_the_window() -> None:
+    for duration in (20.0, 60.0, 300.0):
+        assert run_budget_s(duration) <= 2 * duration + 30
