@@ -793,6 +793,13 @@ class Replica:
             if tx.tx_id not in self.recent_committed and tx.chain_id == self.chain_id:
                 self.pending.setdefault(tx.tx_id, tx)
 
+    def _drop_expired(self) -> None:
+        """A pending transaction that expired can never be proposed (the block check
+        refuses it); kept, it would arm the view timer for nothing. Committed ones leave
+        at delivery."""
+        for tx_id in [i for i, tx in self.pending.items() if tx.expiry_ms < self.now]:
+            del self.pending[tx_id]
+
     def _in_flight_ids(self) -> set[bytes]:
         ids: set[bytes] = set()
         for height, slot in self.slots.items():
@@ -947,6 +954,7 @@ class Replica:
         """Heartbeat: status, and retransmission of this replica's current messages so
         that lost messages never need a view change."""
         self._out.append(SetTimer(TimerId.TICK, self.now + self._tick_ms()))
+        self._drop_expired()
         self._broadcast_status()
         # A peer was already ahead at the previous tick and we have not caught up by the
         # normal path: fetch the blocks (one peer's claim costs at most one request).

@@ -98,8 +98,6 @@ BLOCK_TXS_MIN = 64
 EXEC_COST_WEIGHT = 0.2
 """Weight of the newest block in the moving average of execution cost per transaction."""
 EXEC_S_PER_TX_INITIAL = 0.0005
-PRUNE_INTERVAL_MS = 1_000
-"""How often expired transactions are removed from the replica's queue."""
 REPEAT_BYTES_MIN = 16 * 1024
 """Consensus messages at least this large are checked for repeats (see _seen_recently)."""
 REPEAT_WINDOW_MS = 2_000
@@ -155,7 +153,6 @@ class Node:
         self._committed_total = 0
         self._last_view = 0
         self._scanned_all = False
-        self._last_prune_ms = 0
         self._exec_s_per_tx = EXEC_S_PER_TX_INITIAL
         self._recent_large: OrderedDict[bytes, int] = OrderedDict()
         persisted = PersistedState.from_records(self._persist_kv.items())
@@ -445,15 +442,8 @@ class Node:
 
     def _feed_event(self) -> TransactionsAvailable | None:
         now = now_ms()
-        pending = self.replica.pending
-        if now - self._last_prune_ms >= PRUNE_INTERVAL_MS:
-            # The replica keeps a transaction until it commits; one that expired first
-            # could never leave it and would keep its view timer armed (view changes for
-            # nothing). Committed ones it removes itself.
-            self._last_prune_ms = now
-            for tx_id in [i for i, tx in pending.items() if tx.expiry_ms < now]:
-                del pending[tx_id]
-        room = PENDING_TXS_MAX - len(pending)
+        # The replica drops expired transactions itself (its heartbeat); only read here.
+        room = PENDING_TXS_MAX - len(self.replica.pending)
         txs = self.mempool.feed(room, now) if room > 0 else []
         return TransactionsAvailable(now, tuple(txs)) if txs else None
 

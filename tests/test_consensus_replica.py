@@ -45,7 +45,7 @@ from consensus.replica import Replica
 from ledger.crypto import SigningKey
 from ledger.errors import DecodeError
 from ledger.records import Block, CommitCertificate, Phase, Vote
-from tests.sim.core import SIM_PARAMS, make_genesis, make_transaction, sim_key
+from tests.sim.core import CLIENT_KEY, SIM_PARAMS, make_genesis, make_transaction, sim_key
 from tests.sim.executor import SimExecutor
 
 KEYS = sorted((sim_key(i) for i in range(4)), key=lambda k: k.public_key)
@@ -536,3 +536,14 @@ def test_a_backup_restarted_while_fetching_a_re_proposal_holds_its_height_and_as
     voucher = next(k for k in KEYS if k.public_key == _body_requests(start)[0][0])
     effects = _receive(restarted, voucher, encode_message(BlockBody(CHAIN, block)))
     assert [v.block_hash for v in _votes(effects, Phase.PREPARE)] == [block.header.block_hash]
+
+
+def test_expired_pending_transactions_leave_the_queue_and_stop_the_view_timer() -> None:
+    """The replica's own rule (the node used to delete from its queue): an expired
+    transaction can never be proposed, and must not keep asking for view changes."""
+    replica, _ = _replica()
+    short = replace(make_transaction(1), expiry_ms=T0 + 100).signed(CLIENT_KEY)
+    replica.step(TransactionsAvailable(T0, (short,)))
+    assert short.tx_id in replica.pending and replica.view_deadline is not None
+    replica.step(TimerFired(T0 + 200, TimerId.TICK))
+    assert short.tx_id not in replica.pending and replica.view_deadline is None
