@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cli.audit import DataDirSource, SignaturePool, run_audit
-from cli.receipt import StoreReceiptSource, gather_receipt, verify_receipt
 from tests.audit.chain import ChainBuilder, DiskWriter, make_network, populate, populate_bulk
+from verify.audit import Level, audit_source
+from verify.receipt import StoreReceiptSource, gather_receipt, verify_receipt
+from verify.sources import DataDirSource
 
 RECEIPT_RUNS = 50
 
@@ -66,21 +67,21 @@ def run(txs: int, block_txs: int, workers: int, where: Path) -> None:
     else:
         print(f"reusing the chain in {data}")
 
-    started, cpu = time.perf_counter(), _cpu_s()
-    source = DataDirSource(data, decoder=workers > 1)
-    copied = time.perf_counter() - started
-    head = source.head_height()
-    with SignaturePool(workers) as pool:
-        _, report = run_audit(net.genesis, source.blocks(1, head + 1),
-                              source.replayer(net.genesis), pool=pool,
-                              extra_checks=source.extra_checks)
-    source.close()
-    elapsed, cpu = time.perf_counter() - started, _cpu_s() - cpu
-    total = report.summary["transactions"]
-    print(f"audit --data of {head:,} blocks, {total:,} transactions (copy {copied:.1f} s, "
-          f"reading, every check, contract replay, stored-state comparison): "
-          f"{elapsed:.1f} s wall, {total / elapsed:,.0f} tx/s; {cpu:.1f} CPU-s in all "
-          f"processes, {total / cpu:,.0f} tx per CPU-second; intact={report.intact}")
+    head = 0
+    for level in (Level.CHAIN, Level.FULL):
+        started, cpu = time.perf_counter(), _cpu_s()
+        source = DataDirSource(data, decoder=workers > 1)
+        copied = time.perf_counter() - started
+        head = source.head_height()
+        report = audit_source(net.genesis, source, level, workers=workers)
+        source.close()
+        elapsed, cpu = time.perf_counter() - started, _cpu_s() - cpu
+        total = report.summary["transactions"]
+        print(f"audit --data --level {level.value} of {head:,} blocks, {total:,} "
+              f"transactions (copy {copied:.1f} s included): {elapsed:.1f} s wall, "
+              f"{total / elapsed:,.0f} tx per wall second; {cpu:.1f} CPU-s in all "
+              f"processes, {total / cpu:,.0f} tx per CPU-second; findings="
+              f"{report.summary['findings']}, not verifiable: {report.unverifiable}")
     builder_height = head
 
     lag = net.genesis.consensus.execution_lag

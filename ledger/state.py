@@ -732,3 +732,31 @@ def compute_root(items: Mapping[bytes, bytes]) -> bytes:
     if any(value is None for value in items.values()):
         raise StoreError("compute_root takes values, not deletions (None)")
     return StateTree(MemoryNodeStore()).apply(0, items)
+
+
+# ----------------------------------------------------------------------------- stored nodes
+# What a reader outside the tree (an auditor comparing a node's stored state with a
+# replay) needs to name what it compares, without knowing the node encoding.
+
+
+def version_key_prefix(version: int) -> bytes:
+    """The prefix shared by the store keys of every node written at ``version``."""
+    return version.to_bytes(8, "big")
+
+
+def stored_leaf_key(data: bytes | None) -> bytes | None:
+    """The state key a stored node holds if ``data`` looks like a leaf, else ``None``.
+
+    Tolerant on purpose (it is used to describe damaged nodes): it checks only the layout
+    needed to find the key, not the hashes."""
+    if not data or data[0] != _LEAF or len(data) < 67:
+        return None
+    size = int.from_bytes(data[65:67], "big")
+    if size > KEY_BYTES_MAX or len(data) < 67 + size:
+        return None
+    return data[67 : 67 + size]
+
+
+def describe_node_key(key: bytes) -> str:
+    """Where a store key of the tree points, in words an operator can report."""
+    return _describe(key)

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV
+from ledger.layout import STATE_INDEX_PREFIX, STATE_NODES_PREFIX
 from ledger.state import (
     KEY_BYTES_MAX,
     LATEST_VERSION_KEY,
@@ -30,8 +31,8 @@ from ledger.state import (
     StateTree,
 )
 
-NODES_PREFIX = b"n/"
-INDEX_PREFIX = b"i/"
+NODES_PREFIX = STATE_NODES_PREFIX
+INDEX_PREFIX = STATE_INDEX_PREFIX
 SCAN_ITEMS_MAX = 100_000
 
 

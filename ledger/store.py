@@ -16,7 +16,8 @@ Rules:
   The signer and contract indexes list every position, replays included.
 - Decoded blocks are immutable once stored: a few verified ones are cached (bounded) so
   that walking an index page does not decode the same block for every entry.
-- Key layout (all under the prefix ``c/`` of the node's database; ADR 0004):
+- Key layout (all under the prefix ``c/`` of the node's database, ``ledger.layout``;
+  ADR 0004):
 
   ================================  =========================================
   ``c/H``                           head height (8 bytes BE)
@@ -42,6 +43,7 @@ from ledger.encoding import decode, encode
 from ledger.errors import CorruptionError, DecodeError, StoreError
 from ledger.hashing import HASH_BYTES, Tag, tagged_hash
 from ledger.kv import KV
+from ledger.layout import CHAIN_PREFIX
 from ledger.records import (
     BLOCK_TXS_MAX,
     NAME_BYTES_MAX,
@@ -56,9 +58,6 @@ from ledger.records import (
 )
 from ledger.validation import txs_root
 
-CHAIN_PREFIX = b"c/"
-STATE_PREFIX = b"s/"
-CONSENSUS_PREFIX = b"p/"
 PAGE_LIMIT_MAX = 1000
 BLOCK_CACHE_MAX = 8
 """Decoded, verified blocks kept in memory (a 2,000-transaction block is about 1 MB)."""

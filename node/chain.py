@@ -31,6 +31,7 @@ from contracts.view import BlockEnv
 from ledger.encoding import decode, encode
 from ledger.errors import CorruptionError, DecodeError, StoreError
 from ledger.genesis import Genesis
+from ledger.layout import GENESIS_MARK, HISTORY_MARK, STATE_PREFIX
 from ledger.merkle import EMPTY_ROOT
 from ledger.records import Block, CommitCertificate, CommittedBlock, Receipt, ValidatorSet
 from ledger.state_store import PersistentState
@@ -38,9 +39,6 @@ from ledger.store import ChainStore
 from ledger.validation import receipts_root
 from ledger.validator_history import Governed, ValidatorHistory
 
-STATE_PREFIX = b"s/"
-GENESIS_MARK = b"m/genesis"
-HISTORY_MARK = b"m/vhist"
 HISTORY_MARK_EVERY = 256
 """Executed blocks between two writes of the validator-history cache (bounds the scan a
 restart does)."""

@@ -70,6 +70,7 @@ from ledger.encoding import Limits as DecodeLimits
 from ledger.encoding import decode, encode
 from ledger.errors import InvalidBlock, LedgerError, StoreError
 from ledger.genesis import Genesis, load_genesis
+from ledger.layout import CONSENSUS_PREFIX
 from ledger.records import Block, BlockHeader, Receipt, Transaction
 from ledger.store import TxLocation
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, check_execution_roots, txs_root
@@ -86,7 +87,7 @@ log = logging.getLogger("tabellion.node")
 
 CH_CONSENSUS = 1
 CH_TRANSACTIONS = 2
-PERSIST_PREFIX = b"p/"
+PERSIST_PREFIX = CONSENSUS_PREFIX
 FORWARD_BATCH_TXS_MAX = 1000
 WAITERS_MAX = 100_000
 SUBMIT_YIELD_EVERY = 64

@@ -2,6 +2,7 @@
 
     cli -> node -> consensus -> ledger
                \\-> contracts -> ledger
+    cli, node -> verify -> contracts, ledger
 
 A package may import only the packages it points to (and the standard library and
 third-party libraries allowed for it).
@@ -15,13 +16,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("ledger", "consensus", "contracts", "node", "cli")
+PACKAGES = ("ledger", "consensus", "contracts", "node", "cli", "verify")
 ALLOWED = {
     "ledger": set(),
     "consensus": {"ledger"},
     "contracts": {"ledger"},
-    "node": {"ledger", "consensus", "contracts"},
-    "cli": {"ledger", "consensus", "contracts", "node", "bench"},
+    "node": {"ledger", "consensus", "contracts", "verify"},
+    "cli": {"ledger", "consensus", "contracts", "node", "bench", "verify"},
+    "verify": {"ledger", "contracts"},
 }
 # Libraries whose presence would break a layer's rule (I/O, clock, randomness).
 FORBIDDEN_LIBS = {

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cli.audit import StoredBlock
 from contracts.engine import DictState, execute_block, genesis_changes
 from contracts.keys import VALIDATORS_KEY
 from contracts.social_aid import beneficiary_tag
@@ -27,6 +26,7 @@ from ledger.crypto import SigningKey
 from ledger.encoding import encode
 from ledger.genesis import ConsensusParams, Genesis, Member, Municipality
 from ledger.hashing import sha256
+from ledger.layout import GENESIS_MARK, STATE_PREFIX
 from ledger.merkle import EMPTY_ROOT
 from ledger.records import (
     Block,
@@ -44,6 +44,7 @@ from ledger.state_store import PersistentState
 from ledger.store import ChainStore
 from ledger.validation import receipts_root, txs_root
 from ledger.validator_history import ValidatorHistory
+from verify.findings import StoredBlock
 
 SEED = b"tabellion/audit-tests/"
 TOWNS = (
@@ -320,7 +321,7 @@ def all_receipts_ok(builder: ChainBuilder) -> list[Receipt]:
 
 
 class BuilderSource:
-    """A ``cli.receipt.ReceiptSource`` over a builder's blocks and state tree."""
+    """A ``verify.receipt.ReceiptSource`` over a builder's blocks and state tree."""
 
     def __init__(self, builder: ChainBuilder) -> None:
         self.builder = builder
@@ -373,10 +374,6 @@ def populate_bulk(builder: ChainBuilder, txs: int, block_txs: int) -> None:
                     "document_type": "arrete", "reference": f"ARR-{n:07d}"}))
         builder.add_block(batch)
         made += len(batch)
-
-
-STATE_PREFIX = b"s/"
-GENESIS_MARK = b"m/genesis"
 
 
 class DiskWriter:

@@ -8,11 +8,12 @@ layout change makes the tests fail loudly instead of tampering with nothing."""
 from __future__ import annotations
 
 from ledger.kv import KV
+from ledger.layout import CHAIN_PREFIX, STATE_INDEX_PREFIX, STATE_NODES_PREFIX, STATE_PREFIX
 from ledger.records import CommitCertificate, CommittedBlock
-from ledger.store import CHAIN_PREFIX, PARTS, block_key, seal
+from ledger.store import PARTS, block_key, seal
 
-STATE_NODES = b"s/n/"
-STATE_INDEX = b"s/i/"
+STATE_NODES = STATE_PREFIX + STATE_NODES_PREFIX
+STATE_INDEX = STATE_PREFIX + STATE_INDEX_PREFIX
 
 
 def flip_inside(kv: KV, keys: list[bytes], needle: bytes, offset: int) -> bytes:

@@ -1,4 +1,4 @@
-"""The pure audit core (``cli.audit.ChainAudit``) over a chain built with the library.
+"""The pure audit core (``verify.chain.ChainAudit``) over a chain built with the library.
 
 Each test alters one thing in the decoded blocks and checks that the audit names the
 height, the transaction and the part that is wrong, and keeps going to the end."""
@@ -10,14 +10,6 @@ from collections.abc import Callable
 
 import pytest
 
-from cli.audit import (
-    ChainAudit,
-    EngineReplayer,
-    Finding,
-    SignaturePool,
-    StoredBlock,
-    run_audit,
-)
 from ledger.records import (
     Block,
     CommitCertificate,
@@ -28,6 +20,11 @@ from ledger.records import (
 )
 from ledger.validator_history import effective_height
 from tests.audit.chain import REMOVED_TOWN, ChainBuilder, build_chain, key, stored_blocks
+from verify.audit import run_audit
+from verify.chain import ChainAudit
+from verify.findings import Finding, StoredBlock
+from verify.replay import EngineReplayer
+from verify.signatures import SignaturePool
 
 BLOCKS = 150
 

@@ -13,16 +13,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli.receipt import (
+from cli.receipt import receipt_app
+from ledger.encoding import decode, encode
+from tests.audit.chain import BuilderSource, ChainBuilder, build_chain
+from verify.receipt import (
     ReceiptError,
     describe,
     gather_receipt,
-    receipt_app,
     verify_receipt,
     write_receipt_file,
 )
-from ledger.encoding import decode, encode
-from tests.audit.chain import BuilderSource, ChainBuilder, build_chain
 
 BLOCKS = 120
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "receipt.schema.json"

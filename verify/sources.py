@@ -1,0 +1,465 @@
+"""Where an audit reads a chain: a private copy of a node's data directory, or its API.
+
+Rules:
+- An auditor never alters evidence: a data directory is copied to a temporary folder
+  before it is opened (opening a LevelDB writes to its directory).
+- Damage is located: the four stored parts of a block are decoded one by one, a checksum
+  mismatch is noted and the part still decoded when it can be, and an undecodable part
+  names the transaction or receipt that breaks it.
+- A node that does not answer, or not as a Tabellion node, raises ``NodeUnreachable``: the
+  audit cannot run, which is not a finding about the chain.
+- Keys are those of ``ledger.layout`` (the one owner of the data-directory layout).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from contracts.keys import VALIDATORS_KEY
+from ledger.encoding import decode, encode
+from ledger.errors import DecodeError, LedgerError, StoreError
+from ledger.genesis import Genesis
+from ledger.hashing import HASH_BYTES, Tag, tagged_hash
+from ledger.jsonview import committed_block_from_json
+from ledger.layout import (
+    CHAIN_PREFIX,
+    GENESIS_MARK,
+    STATE_INDEX_PREFIX,
+    STATE_NODES_PREFIX,
+    STATE_PREFIX,
+)
+from ledger.records import (
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    CommittedBlock,
+    Receipt,
+    Transaction,
+    ValidatorSet,
+)
+from ledger.state import LATEST_VERSION_KEY, describe_node_key, version_key_prefix
+from ledger.state_store import PersistentState
+from ledger.store import PARTS, ChainStore, TxLocation, block_key
+from verify.chain import ChainAudit, Replayer
+from verify.findings import Finding, StoredBlock
+from verify.replay import ComparingNodeStore, EngineReplayer
+from verify.stored import (
+    ConsensusRecordChecker,
+    check_consensus_records,
+    check_foreign_keys,
+    check_marks,
+)
+
+DECODE_AHEAD_BLOCKS = 4
+"""Blocks decoded ahead of the audit by the decoder process (bounds memory)."""
+INDEX_FINDINGS_MAX = 100
+"""Index entries reported as wrong, at most (a wiped index would otherwise flood)."""
+HTTP_TIMEOUT_S = 30.0
+"""Longest wait for one answer of a node: a block of 10,000 transactions takes a while."""
+
+
+class BlockSource(Protocol):
+    """Where the blocks come from: a copy of a data directory, or a node's API."""
+
+    description: str
+
+    def head_height(self) -> int: ...
+
+    def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]: ...
+
+    def replayer(self, genesis: Genesis) -> Replayer: ...
+
+    def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
+        """``sys/validators`` after block ``version`` with its encoded state proof (the
+        chain level proves validator-set decisions with it)."""
+        ...
+
+    def other_network(self, genesis: Genesis) -> str | None:
+        """Why the data is plainly of another network than ``genesis`` (then the auditor
+        gave the wrong genesis file: the audit does not run), or ``None``."""
+        ...
+
+    def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]: ...
+
+    def close(self) -> None: ...
+
+
+LEVELDB_MARKER = "CURRENT"
+"""File every LevelDB directory holds: how a data directory's database is recognised."""
+
+
+def find_leveldb(data: Path) -> Path:
+    """The LevelDB directory of a node's data directory (itself, or one subdirectory)."""
+    data = Path(data)
+    if not data.is_dir():
+        raise StoreError(f"{data} is not a directory: give the node's data directory")
+    if (data / LEVELDB_MARKER).is_file():
+        return data
+    found = sorted(p.parent for p in data.glob(f"*/{LEVELDB_MARKER}"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise StoreError(f"{data} holds no LevelDB database: is it a node's data directory?")
+    chain = [p for p in found if p.name in ("chain", "ledger", "db")]
+    if len(chain) == 1:
+        return chain[0]
+    raise StoreError(f"{data} holds several databases ({', '.join(p.name for p in found)}): "
+                     "give the chain database's directory")
+
+
+_PART_OF = {"h": "header", "t": "transaction", "c": "certificate", "r": "receipt"}
+
+
+def _decoded(build: Callable[[Any], Any], body: bytes, what: str) -> Any:
+    try:
+        return build(decode(body))
+    except DecodeError as exc:
+        raise DecodeError(f"the {what} does not decode ({exc})") from exc
+
+
+def _decoded_list(build: Callable[[Any], Any], body: bytes, what: str) -> list[Any]:
+    try:
+        items = decode(body)
+    except DecodeError as exc:
+        raise DecodeError(f"the list of {what}s does not decode ({exc})") from exc
+    if not isinstance(items, list):
+        raise DecodeError(f"the {what}s are not a list")
+    out = []
+    for position, item in enumerate(items):
+        try:
+            out.append(build(item))
+        except DecodeError as exc:
+            raise DecodeError(f"{what} {position} does not decode ({exc})") from exc
+    return out
+
+
+def decode_stored_block(height: int, raw: dict[str, bytes | None]) -> StoredBlock:
+    """Decode the four stored parts of a block one by one, so that damage is located: a
+    checksum mismatch is noted and the part is still decoded when it can be, and an
+    undecodable part names the transaction or receipt that breaks it. Pure (it runs in
+    a worker process)."""
+    if all(value is None for value in raw.values()):
+        return StoredBlock(height, None, f"no block is stored at height {height:,} "
+                           "(deleted?)")
+    notes: list[Finding] = []
+    bodies: dict[str, bytes] = {}
+    for part, value in raw.items():
+        if value is None:
+            return StoredBlock(height, None, f"the stored {PARTS[part]} of this block "
+                               "are missing", _PART_OF[part])
+        body = value[HASH_BYTES:]
+        if len(value) < HASH_BYTES or tagged_hash(Tag.STORED, body) != value[:HASH_BYTES]:
+            notes.append(Finding(height, _PART_OF[part], f"the checksum of the stored "
+                                 f"{PARTS[part]} does not match: the bytes were altered "
+                                 "on disk"))
+        bodies[part] = body
+    try:
+        block = CommittedBlock(
+            Block(_decoded(BlockHeader.from_value, bodies["h"], "header"),
+                  tuple(_decoded_list(Transaction.from_value, bodies["t"], "transaction"))),
+            _decoded(CommitCertificate.from_value, bodies["c"], "certificate"),
+            tuple(_decoded_list(Receipt.from_value, bodies["r"], "receipt")),
+        )
+    except DecodeError as exc:
+        return StoredBlock(height, None, f"the stored block cannot be decoded: {exc}",
+                           "block", tuple(notes))
+    return StoredBlock(height, block, notes=tuple(notes))
+
+
+class PrivateCopy:
+    """A node's LevelDB copied to a temporary folder: opening a LevelDB writes to its
+    directory (lock, log recovery, compaction), and an auditor never alters evidence."""
+
+    def __init__(self, data: Path) -> None:
+        db = find_leveldb(data)
+        self._tmp = tempfile.TemporaryDirectory(prefix="tabellion-audit-")
+        self.path = Path(self._tmp.name) / "db"
+        try:
+            shutil.copytree(db, self.path, ignore=shutil.ignore_patterns("LOCK"))
+        except OSError as exc:
+            self._tmp.cleanup()
+            raise StoreError(f"cannot copy {db} to audit it: {exc}") from exc
+
+    def open(self) -> ChainStore:
+        try:
+            return ChainStore.open(self.path)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+
+    def cleanup(self) -> None:
+        self._tmp.cleanup()
+
+
+class DataDirSource:
+    """Blocks and state read from a private copy of a node's LevelDB."""
+
+    def __init__(self, data: Path, *, decoder: bool = False,
+                 consensus_records: ConsensusRecordChecker | None = None) -> None:
+        """``decoder``: decode blocks in a separate process, ahead of the audit (the
+        main process then only checks and replays). ``consensus_records``: the checker
+        of the replica's records (without one they are reported as unverifiable)."""
+        self._copy = PrivateCopy(data)
+        self._store = self._copy.open()
+        self._records = consensus_records
+        self._state = PersistentState(self._store.kv.prefixed(STATE_PREFIX))
+        self._decoder = ProcessPoolExecutor(1) if decoder else None
+        self._chain = self._store.kv.prefixed(CHAIN_PREFIX)
+        self._locations: dict[bytes, tuple[int, int]] = {}
+        self.description = f"data directory {data}"
+        self._nodes: ComparingNodeStore | None = None
+        self._replayer: EngineReplayer | None = None
+
+    def head_height(self) -> int:
+        return self._store.head_height()
+
+    def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
+        """Blocks in height order; with a decoder process, decoded ahead of the audit."""
+        if self._decoder is None:
+            for height in range(start, stop):
+                yield self._track(decode_stored_block(height, self._raw(height)))
+            return
+        ahead: deque[Future[StoredBlock]] = deque()
+        for height in range(start, stop):
+            ahead.append(self._decoder.submit(decode_stored_block, height, self._raw(height)))
+            if len(ahead) > DECODE_AHEAD_BLOCKS:
+                yield self._track(ahead.popleft().result())
+        while ahead:
+            yield self._track(ahead.popleft().result())
+
+    def _raw(self, height: int) -> dict[str, bytes | None]:
+        return {part: self._chain.get(block_key(height, part)) for part in PARTS}
+
+    def _track(self, stored: StoredBlock) -> StoredBlock:
+        if stored.block is not None:
+            for position, tx in enumerate(stored.block.block.transactions):
+                self._locations.setdefault(tx.tx_id, (stored.height, position))
+        return stored
+
+    def other_network(self, genesis: Genesis) -> str | None:
+        mark = self._store.kv.get(GENESIS_MARK)
+        if mark is None or mark == genesis.genesis_hash:
+            return None  # without a mark, the chain itself is judged against the genesis
+        return (f"this data directory was created for another network (genesis "
+                f"{mark.hex()[:16]}…, the file given is {genesis.genesis_hash.hex()[:16]}…): "
+                "give that network's genesis file")
+
+    def replayer(self, genesis: Genesis) -> Replayer:
+        self._nodes = ComparingNodeStore(self._store.kv.prefixed(STATE_PREFIX + STATE_NODES_PREFIX))
+        self._replayer = EngineReplayer(genesis, self._nodes)
+        return self._replayer
+
+    def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
+        value = self._state.get(VALIDATORS_KEY, version)
+        return value, encode(self._state.prove(VALIDATORS_KEY, version).to_value())
+
+    def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]:
+        """Everything stored besides the blocks: the transaction index, the state (at
+        level full), the marks, the replica's records, keys outside the layout."""
+        kv = self._store.kv
+        summary = audit.summary
+        yield from self._index_findings()
+        yield from self._state_findings(audit)
+        view = _AuditedChain(self._store, audit)
+        yield from check_marks(kv, audit.genesis, audit.history_if_complete(),
+                               audit.summary.head_height, summary,
+                               replayed=self._replayer is not None)
+        yield from check_consensus_records(kv, self._records, view, summary)
+        yield from check_foreign_keys(kv, summary)
+
+    def _state_findings(self, audit: ChainAudit) -> Iterator[Finding]:
+        if self._nodes is None or self._replayer is None:
+            count = sum(1 for _ in self._store.kv.items(prefix=STATE_PREFIX))
+            audit.summary.stored_values += count
+            audit.summary.cannot_verify("stored state values (s/): not compared at level "
+                                        "chain (use --level full)", count)
+            return
+        state_kv = self._store.kv.prefixed(STATE_PREFIX + STATE_NODES_PREFIX)
+        latest = state_kv.get(LATEST_VERSION_KEY)
+        head = audit.summary.head_height
+        if latest != head.to_bytes(8, "big"):
+            yield Finding(head, "state", "the stored state's latest-version marker is not "
+                          f"the head height {head:,}")
+        for key, _ in state_kv.items(start=version_key_prefix(head + 1)):
+            if key != LATEST_VERSION_KEY:
+                yield Finding(head, "state", f"the stored state holds a node written above "
+                              f"the head ({describe_node_key(key)})")
+                break
+        sound_below = audit.replay_sound_below()
+        for finding in self._nodes.findings:
+            if finding.height < sound_below:
+                yield finding
+        if sound_below <= audit.summary.head_height:
+            return
+        # The flat index of latest values must be the replayed state, key for key.
+        index = self._store.kv.prefixed(STATE_PREFIX + STATE_INDEX_PREFIX)
+        replayed = self._replayer.state_items()
+        written = self._replayer.last_written
+        stored_keys = set()
+        for key, value in index.items():
+            stored_keys.add(key)
+            if replayed.get(key) != value:
+                yield Finding(written.get(key, audit.summary.head_height), "state",
+                              f"the latest value of state key {key!r} in the stored index "
+                              "differs from the replayed state")
+        for key in sorted(set(replayed) - stored_keys):
+            yield Finding(written.get(key, 0), "state",
+                          f"state key {key!r} is missing from the stored index")
+
+    def _index_findings(self) -> Iterator[Finding]:
+        """Every transaction-id index entry points where the transaction is, and every
+        transaction read has one."""
+        reported = 0
+        for key, value in self._chain.items(prefix=b"t/"):
+            tx_id = key[2:]
+            where = self._locations.pop(tx_id, None)
+            at = TxLocation.from_key(value) if len(value) == 12 else None
+            if at is not None and where == (at.height, at.index):
+                continue
+            reported += 1
+            if reported <= INDEX_FINDINGS_MAX:
+                height = where[0] if where else (at.height if at else 0)
+                pointed = ("nothing readable" if at is None
+                           else f"height {at.height:,}, position {at.index}")
+                actual = (f", but the transaction is at height {where[0]:,}, position "
+                          f"{where[1]}" if where is not None
+                          else ", where no such transaction is stored")
+                yield Finding(height, "block", f"the index entry of transaction "
+                              f"{tx_id.hex()[:16]} points to {pointed}{actual}")
+        for tx_id, (height, position) in sorted(self._locations.items(), key=lambda i: i[1]):
+            reported += 1
+            if reported <= INDEX_FINDINGS_MAX:
+                yield Finding(height, "block", "the transaction has no index entry",
+                              tx_id.hex(), position)
+
+    def close(self) -> None:
+        if self._decoder is not None:
+            self._decoder.shutdown(cancel_futures=True)
+        self._store.close()
+        self._copy.cleanup()
+
+
+class NodeUnreachable(StoreError):
+    """The node's API does not answer (or not as a Tabellion node): the audit cannot run."""
+
+
+class NodeSource:
+    """Blocks fetched from a node's HTTP API (``GET /v1/blocks/{h}``), in JSON."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url.rstrip("/")
+        self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S)
+        self.description = f"node {self._url}"
+        status = self.get_json("/v1/status")
+        if not isinstance(status, dict) or not isinstance(status.get("height"), int):
+            self.close()
+            raise NodeUnreachable(f"{self._url} does not answer like a Tabellion node")
+        self._head = int(status["height"])
+        self._status = status
+
+    def get(self, path: str) -> httpx.Response:
+        """The answer of ``GET path``, whatever its status; ``NodeUnreachable`` if none."""
+        try:
+            return self._client.get(path)
+        except httpx.HTTPError as exc:
+            raise NodeUnreachable(f"cannot reach {self._url}{path}: {exc}; is the node "
+                                  "running and the URL right?") from exc
+
+    def get_json(self, path: str) -> Any:
+        """The JSON answer of ``GET path``, ``None`` on 404; ``NodeUnreachable`` otherwise."""
+        answer = self.get(path)
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise NodeUnreachable(f"{self._url}{path} answered {answer.status_code}: "
+                                  f"{answer.text[:200]}")
+        try:
+            return answer.json()
+        except ValueError as exc:
+            raise NodeUnreachable(f"{self._url}{path} did not answer JSON") from exc
+
+    def head_height(self) -> int:
+        return self._head
+
+    def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
+        for height in range(start, stop):
+            obj = self.get_json(f"/v1/blocks/{height}")
+            if obj is None:
+                yield StoredBlock(height, None, f"the node has no block at height {height:,}")
+                continue
+            try:
+                yield StoredBlock(height, committed_block_from_json(obj))
+            except DecodeError as exc:
+                yield StoredBlock(height, None, f"the node served a malformed block: {exc}")
+
+    def other_network(self, genesis: Genesis) -> str | None:
+        theirs = self._status.get("genesis_hash")
+        if not isinstance(theirs, str) or theirs == genesis.genesis_hash.hex():
+            return None
+        return (f"the node serves another network (genesis {theirs[:16]}…, the file given "
+                f"is {genesis.genesis_hash.hex()[:16]}…): give that network's genesis file")
+
+    def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
+        found = self.get_json(f"/v1/state/{VALIDATORS_KEY.hex()}?height={version}")
+        if not isinstance(found, dict) or not isinstance(found.get("proof"), str):
+            raise NodeUnreachable(f"the node has no proof of the state at height {version}")
+        value, proof = found.get("value"), found["proof"]
+        try:
+            return (None if value is None else bytes.fromhex(value)), bytes.fromhex(proof)
+        except (ValueError, TypeError) as exc:
+            raise NodeUnreachable("the node answered a state proof that is not hex") from exc
+
+    def replayer(self, genesis: Genesis) -> Replayer:
+        # The node's stored state is not readable over the API: the replay keeps its own
+        # tree in memory, and every state root is still checked against the headers.
+        return EngineReplayer(genesis)
+
+    def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]:
+        return ()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+
+
+class _AuditedChain:
+    """``verify.stored.ChainView`` over the audited store and the audit's history."""
+
+    def __init__(self, store: ChainStore, audit: ChainAudit) -> None:
+        self._store = store
+        self._audit = audit
+
+    def head_height(self) -> int:
+        return self._audit.summary.head_height
+
+    def block_hash(self, height: int) -> bytes | None:
+        if not 1 <= height <= self.head_height():
+            return None
+        try:
+            return self._store.header(height).block_hash
+        except LedgerError:
+            return None  # the block itself is reported by the chain checker
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        return self._audit.validators_at(height)
+
+
+def open_source(data: Path | None, node: str | None, *,
+                consensus_records: ConsensusRecordChecker | None = None) -> BlockSource:
+    """The block source the options name; raise ``LedgerError`` if it cannot be opened."""
+    if data is not None:
+        return DataDirSource(data, decoder=(os.cpu_count() or 1) > 1,
+                             consensus_records=consensus_records)
+    if node is None:
+        raise StoreError("give a data directory or a node URL")
+    return NodeSource(node)
