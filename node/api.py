@@ -43,6 +43,7 @@ from node.config import Limits
 from node.errors import NodeError
 from node.portal import mount_portal
 from node.read_access import Reader, ReadRefused
+from verify.receipt import ReceiptNotFound, ReceiptNotReady
 
 log = logging.getLogger("tabellion.api")
 
@@ -101,11 +102,24 @@ class SubmitOutcome:
         return out
 
 
+class ReceiptIssuer(Protocol):
+    """What the receipt routes need: the node's executed chain (``node.chain.Chain``)."""
+
+    def receipt(self, tx_id: bytes) -> dict[str, Any]:
+        """The whole receipt; ``ReceiptNotFound`` / ``ReceiptNotReady`` otherwise."""
+        ...
+
+    def validator_changes(self) -> dict[str, Any]: ...
+
+
 class NodeFacade(Protocol):
     """What the API needs from a node. Methods raise ``ApiError`` for refusals."""
 
     @property
     def limits(self) -> Limits: ...
+
+    @property
+    def chain(self) -> ReceiptIssuer: ...
 
     async def submit(self, raws: Sequence[bytes]) -> list[SubmitOutcome]: ...
 
@@ -326,6 +340,30 @@ def create_app(node: NodeFacade) -> FastAPI:
                           f"no pending or committed transaction {tx_id}; if you just "
                           "submitted it to another node, retry in a moment", status="unknown")
         return JSONResponse(read_access.transaction_view(reader, found))
+
+    @app.get("/v1/receipts/{tx_id}", summary="The portable receipt of a committed record")
+    async def get_receipt(
+        request: Request,
+        tx_id: Annotated[str, Path(pattern=TX_ID_PATTERN, description="64 hex digits")],
+    ) -> JSONResponse:
+        reader = reader_of(request)
+        try:
+            doc = node.chain.receipt(bytes.fromhex(tx_id))
+        except ReceiptNotFound as exc:
+            return _error(404, "unknown_transaction", f"{exc.reason}; if you just submitted "
+                          "it, wait for its commit and retry")
+        except ReceiptNotReady as exc:
+            return _error(409, "receipt_not_ready", exc.reason)
+        # A receipt holds the whole record: the rule of a transaction's read applies
+        # (a payment's receipt only to the readers who may read that payment).
+        read_access.transaction_view(reader, {"tx_id": tx_id, "transaction":
+                                              doc["readable"]["transaction"]})
+        return JSONResponse(doc)
+
+    @app.get("/v1/validators/changes",
+             summary="Every validator-set change since genesis, with its proofs")
+    async def get_validator_changes() -> JSONResponse:
+        return JSONResponse(node.chain.validator_changes())
 
     @app.get("/v1/blocks/latest", summary="The last committed block")
     async def get_latest_block(request: Request) -> JSONResponse:

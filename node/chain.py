@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from contracts import engine
 from contracts.view import BlockEnv
@@ -38,6 +39,7 @@ from ledger.state_store import PersistentState
 from ledger.store import ChainStore
 from ledger.validation import receipts_root
 from ledger.validator_history import Governed, ValidatorHistory
+from verify.receipt import ChainReceiptSource, gather_receipt, validator_changes_json
 
 HISTORY_MARK_EVERY = 256
 """Executed blocks between two writes of the validator-history cache (bounds the scan a
@@ -227,6 +229,25 @@ class Chain:
     def consensus_params(self, version: int) -> Governed:
         """The governed consensus parameters after state ``version``."""
         return engine.consensus_params(VersionView(self.state, version))
+
+    # ------------------------------------------------------------------ receipts
+    def receipt(self, tx_id: bytes) -> dict[str, Any]:
+        """The portable receipt of a committed transaction (docs/receipt.md), built from
+        this node's chain and state; the validator-set changes come from the history, so
+        no header is scanned. Raises ``ReceiptNotFound`` / ``ReceiptNotReady``."""
+        decided = [d for d, _ in self.history.decisions]
+        return gather_receipt(self.genesis, self._receipts(), tx_id, decided)
+
+    def validator_changes(self) -> dict[str, Any]:
+        """Every validator-set change in force at or before the head, with its proofs (the
+        ``validator_changes`` section of a receipt)."""
+        up_to = min(self.height, self.executed_height + self.lag)
+        decided = [d for d, _ in self.history.decisions]
+        return {"up_to": up_to, "validator_changes": validator_changes_json(
+            self.genesis, self._receipts(), decided, up_to)}
+
+    def _receipts(self) -> ChainReceiptSource:
+        return ChainReceiptSource(self.store, self.state)
 
     def validator_set(self, version: int | None = None) -> ValidatorSet:
         """The validator set in force after state ``version`` (default: the latest)."""

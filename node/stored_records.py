@@ -202,8 +202,17 @@ def _block_problems(block: Block) -> list[str]:
 
 
 def _where(key: bytes) -> str:
-    printable = key[:5].decode("ascii", errors="replace")
-    return f"p/{printable}{key[5:].hex()}" if len(key) > 5 else f"p/{printable}"
+    """The record's key in words: ``p/done/<height>``, ``p/vote/<h>/<view>/<phase>``..."""
+    try:
+        if key.startswith(keys.PREFIX_VOTE):
+            height, view, phase = keys.parse_vote_key(key)
+            return f"p/vote/{height}/{view}/{phase}"
+        for prefix in (keys.PREFIX_PREPARED, keys.PREFIX_COMMITTED):
+            if key.startswith(prefix):
+                return f"p/{prefix.decode()}{keys.parse_height_key(prefix, key)}"
+    except DecodeError:
+        pass
+    return "p/" + (key.decode() if key.isascii() and key.decode().isprintable() else key.hex())
 
 
 def _bad(key: bytes, height: int, problem: str) -> Verdict:

@@ -20,10 +20,11 @@ import enum
 from collections.abc import Callable, Iterable, Iterator
 
 from ledger.genesis import Genesis
+from verify.blocks import CheckedBlock
 from verify.chain import ChainAudit, DecisionSource, Replayer
 from verify.findings import AuditReport, Finding, StoredBlock, make_report
 from verify.signatures import SignaturePool
-from verify.sources import BlockSource
+from verify.sources import BlockSource, DataDirSource
 
 
 class Level(enum.StrEnum):
@@ -35,7 +36,7 @@ class Level(enum.StrEnum):
 
 def run_audit(
     genesis: Genesis,
-    blocks: Iterator[StoredBlock],
+    blocks: Iterator[StoredBlock | CheckedBlock],
     replayer: Replayer | None,
     *,
     pool: SignaturePool | None = None,
@@ -55,7 +56,8 @@ def run_audit(
             jobs = audit.on_block(stored)
             audit.on_signature_failures(pool.add(jobs))
             if on_progress is not None:
-                on_progress(stored.height, len(jobs))
+                on_progress(stored.height, stored.transactions
+                            if isinstance(stored, CheckedBlock) else len(jobs))
         audit.on_signature_failures(pool.finish())
     finally:
         if own_pool:
@@ -84,9 +86,15 @@ def audit_source(
     (``None``: one per core), then the source's own checks of what else it stores."""
     head = source.head_height()
     replayer = source.replayer(genesis) if level is Level.FULL else None
+    blocks: Iterator[StoredBlock | CheckedBlock]
+    if replayer is None and isinstance(source, DataDirSource):
+        # Level chain: workers decode and check whole blocks, signatures included.
+        blocks = source.checked_blocks(1, head + 1, genesis.chain_id, workers)
+    else:
+        blocks = source.blocks(1, head + 1)
     with SignaturePool(workers) as pool:
         _, report = run_audit(
-            genesis, source.blocks(1, head + 1), replayer, pool=pool,
+            genesis, blocks, replayer, pool=pool,
             decisions=source if replayer is None else None,
             extra_checks=source.extra_checks, on_progress=on_progress,
             source=source.description)

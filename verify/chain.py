@@ -22,20 +22,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ledger.encoding import encode
 from ledger.errors import InvalidCertificate, LedgerError
 from ledger.genesis import Genesis
-from ledger.hashing import Tag, tagged_bytes, tagged_hash
 from ledger.merkle import EMPTY_ROOT, merkle_root
 from ledger.records import (
     BlockHeader,
+    CommitCertificate,
     CommittedBlock,
     Receipt,
     Transaction,
     ValidatorSet,
 )
-from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, verify_certificate
+from ledger.validation import verify_certificate
 from ledger.validator_history import ValidatorHistory
+from verify.blocks import BlockFacts, CheckedBlock, block_facts, signature_failure
 from verify.findings import FINDINGS_MAX, Finding, SignatureJob, StoredBlock, Summary
 from verify.proofs import validators_from_value, verify_validators_proof
 
@@ -120,17 +120,13 @@ class ChainAudit:
     def on_signature_failures(self, failed: Iterable[SignatureJob]) -> None:
         """Record the transaction signatures that a ``SignaturePool`` found invalid."""
         for job in failed:
-            self._report(Finding(
-                job.height, "transaction",
-                "the signature does not verify for its signer: the transaction was altered "
-                "after signing, or never signed by that key",
-                job.tx_id.hex(), job.position,
-            ))
+            self._report(signature_failure(job))
 
     # ----------------------------------------------------------------- blocks
 
-    def on_block(self, stored: StoredBlock) -> list[SignatureJob]:
-        """Check one block read at ``stored.height``; return its signatures to verify."""
+    def on_block(self, stored: StoredBlock | CheckedBlock) -> list[SignatureJob]:
+        """Check one block read at ``stored.height``; return its signatures to verify
+        (none for a ``CheckedBlock``: its worker verified them)."""
         h = stored.height
         if h != self._expected_height:
             raise ValueError(f"blocks must be fed in order: expected {self._expected_height}")
@@ -139,36 +135,57 @@ class ChainAudit:
         self._apply_validator_changes(h)
         for note in stored.notes:
             self._report(note)
-        block = stored.block
-        if block is None:
-            self._report(Finding(h, stored.part, stored.problem or "the block is missing"))
-            self._lose(h)
-            return []
-        if block.height != h:
+        block: CommittedBlock | None = None
+        jobs: list[SignatureJob] = []
+        if isinstance(stored, CheckedBlock):
+            header, certificate, facts = stored.header, stored.certificate, stored.facts
+            count = stored.transactions
+        else:
+            block = stored.block
+            if block is None:
+                self._report(Finding(h, stored.part, stored.problem or "the block is missing"))
+                self._lose(h)
+                return []
+            header, certificate = block.block.header, block.certificate
+            count = len(block.block.transactions)
+        if header.height != h:
             self._report(Finding(
                 h, "block",
-                f"the block stored at height {h:,} is block {block.height:,}: "
+                f"the block stored at height {h:,} is block {header.height:,}: "
                 "blocks were moved, swapped or overwritten",
             ))
             self._lose(h)
             return []
+        if block is not None:
+            facts, jobs = block_facts(block, self.genesis.chain_id, verify_signatures=False)
         self.summary.blocks += 1
-        self.summary.transactions += len(block.block.transactions)
-        header = block.block.header
+        self.summary.transactions += count
         self._check_header(header)
-        if self._check_certificate(block, header):
+        if self._check_certificate(certificate, header):
             self._check_execution_roots(header)
             self._remember_root(header)
         else:
             # An uncertified header proves nothing about block h - D: judging that
             # block's results against it would blame the wrong height.
             self._results.pop(header.height - self._lag, None)
-        jobs = self._check_transactions(block)
-        self._check_receipts(block, [job.tx_id for job in jobs])
-        self._replay(block)
+        self._check_facts(h, facts)
+        if block is not None:
+            self._replay(block)
         self._prev, self._prev_known = header, True
         self._head_hash = header.block_hash
         return jobs
+
+    def _check_facts(self, h: int, facts: BlockFacts) -> None:
+        for finding in facts.findings:
+            self._report(finding)
+        for position, tx_id in enumerate(facts.tx_ids):
+            if tx_id in self._seen:
+                self._report(Finding(
+                    h, "transaction", "this transaction was already committed earlier "
+                    "(replayed)", tx_id.hex(), position))
+            elif len(self._seen) < SEEN_TX_IDS_MAX:
+                self._seen.add(tx_id)
+        self._results[h] = (facts.receipts_root, None, None)
 
     def _lose(self, h: int) -> None:
         """Block ``h`` is unusable: the next link cannot be checked, replay must stop."""
@@ -216,66 +233,14 @@ class ChainAudit:
         if header.proposer not in self._validators.keys:
             self._report(Finding(h, "header", "the proposer is not a validator at this height"))
 
-    def _check_certificate(self, block: CommittedBlock, header: BlockHeader) -> bool:
+    def _check_certificate(self, certificate: CommitCertificate, header: BlockHeader) -> bool:
         try:
-            verify_certificate(block.certificate, header, self._validators,
+            verify_certificate(certificate, header, self._validators,
                                chain_id=self.genesis.chain_id)
         except InvalidCertificate as exc:
             self._report(Finding(header.height, "certificate", exc.reason))
             return False
         return True
-
-    def _check_transactions(self, block: CommittedBlock) -> list[SignatureJob]:
-        header = block.block.header
-        h = header.height
-        txs = block.block.transactions
-        bodies = [encode(tx.body_value()) for tx in txs]
-        # The full encoding is the body's array of 7 with the signature appended: one
-        # encode per transaction serves the id, the signed bytes and the Merkle leaf.
-        leaves = [_with_signature(body, tx.signature) for body, tx in zip(bodies, txs,
-                                                                          strict=True)]
-        if merkle_root(leaves) != header.txs_root:
-            self._report(Finding(
-                h, "block", "txs_root does not match the stored transactions: a transaction "
-                "was altered, added, removed or reordered"))
-        jobs: list[SignatureJob] = []
-        for position, (tx, body) in enumerate(zip(txs, bodies, strict=True)):
-            tx_id = tagged_hash(Tag.TX_ID, body)
-            hexid = tx_id.hex()
-            if tx_id in self._seen:
-                self._report(Finding(
-                    h, "transaction", "this transaction was already committed earlier "
-                    "(replayed)", hexid, position))
-            elif len(self._seen) < SEEN_TX_IDS_MAX:
-                self._seen.add(tx_id)
-            if tx.chain_id != self.genesis.chain_id:
-                self._report(Finding(
-                    h, "transaction", f"signed for network {tx.chain_id!r}", hexid, position))
-            if tx.expiry_ms < header.time_ms:
-                self._report(Finding(
-                    h, "transaction", "committed after its expiry", hexid, position))
-            elif tx.expiry_ms > header.time_ms + TX_EXPIRY_HORIZON_MS_MAX:
-                self._report(Finding(
-                    h, "transaction", "expiry more than 7 days after the block", hexid,
-                    position))
-            jobs.append(SignatureJob(
-                h, position, tx_id, tx.signer, tagged_bytes(Tag.TX_SIGN, body), tx.signature))
-        return jobs
-
-    def _check_receipts(self, block: CommittedBlock, tx_ids: list[bytes]) -> None:
-        h = block.height
-        txs = block.block.transactions
-        receipts = block.receipts
-        if len(receipts) != len(txs):
-            self._report(Finding(
-                h, "receipt", f"{len(receipts)} receipts are stored for {len(txs)} "
-                "transactions"))
-        for position, (tx_id, receipt) in enumerate(zip(tx_ids, receipts, strict=False)):
-            if receipt.tx_id != tx_id:
-                self._report(Finding(
-                    h, "receipt", "the stored receipt names another transaction",
-                    tx_id.hex(), position))
-        self._results[h] = (merkle_root([r.encode() for r in receipts]), None, None)
 
     def _replay(self, block: CommittedBlock) -> None:
         h = block.height
@@ -436,12 +401,3 @@ def _receipt_difference(stored: Receipt, replayed: Receipt) -> str:
                          if stored.data.get(k) != replayed.data.get(k))
         parts.append(f"result data differs in {', '.join(changed)[:200]}")
     return "; ".join(parts)
-
-
-def _with_signature(body: bytes, signature: bytes) -> bytes:
-    """Canonical bytes of a transaction from those of its body (a msgpack fixarray of 7
-    fields): the same fields and the signature in a fixarray of 8."""
-    assert body[0] == 0x97, "a transaction body is a msgpack array of 7 fields"
-    return b"\x98" + body[1:] + encode(signature)
-
-

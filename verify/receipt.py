@@ -46,6 +46,7 @@ from ledger.records import (
 )
 from ledger.state import StateProof
 from ledger.state_store import PersistentState
+from ledger.store import ChainStore
 from ledger.validation import verify_certificate
 from ledger.validator_history import ValidatorHistory
 from verify.proofs import validators_from_value, verify_validators_proof
@@ -65,6 +66,14 @@ class ReceiptError(LedgerError):
         super().__init__(f"{part}: {reason}")
         self.part = part
         self.reason = reason
+
+
+class ReceiptNotFound(ReceiptError):
+    """No committed transaction has this id (on this chain)."""
+
+
+class ReceiptNotReady(ReceiptError):
+    """The transaction is committed, but the header certifying its outcome is not yet."""
 
 
 def encode_state_proof(proof: StateProof) -> bytes:
@@ -211,6 +220,15 @@ def _evidence_json(e: StateEvidence) -> dict[str, Any]:
     }
 
 
+def _change_json(c: ValidatorChange) -> dict[str, Any]:
+    return {
+        "decided_at": c.decided_at,
+        "validators": [_hex(k) for k in c.validators.keys],
+        "before": _evidence_json(c.before),
+        "after": _evidence_json(c.after),
+    }
+
+
 def build_receipt(
     genesis: Genesis,
     block: CommittedBlock,
@@ -230,15 +248,7 @@ def build_receipt(
         "chain_id": genesis.chain_id,
         "genesis_hash": _hex(genesis.genesis_hash),
         "record": _record_section(block, results, position),
-        "validator_changes": [
-            {
-                "decided_at": c.decided_at,
-                "validators": [_hex(k) for k in c.validators.keys],
-                "before": _evidence_json(c.before),
-                "after": _evidence_json(c.after),
-            }
-            for c in changes
-        ],
+        "validator_changes": [_change_json(c) for c in changes],
         "readable": {
             "transaction": jsonview.tx_to_json(tx),
             "receipt": jsonview.receipt_to_json(block.receipts[position]),
@@ -313,7 +323,7 @@ def gather_receipt(
     height = source.locate(tx_id)
     head = source.head_height()
     if head < height + lag:
-        raise ReceiptError(
+        raise ReceiptNotReady(
             "record", f"the transaction is at height {height:,} but its receipt is certified "
             f"only in header {height + lag:,} (head is {head:,}): try again in a moment")
     changes = find_validator_changes(genesis, source, height + lag, decided)
@@ -564,13 +574,13 @@ def write_receipt_file(doc: dict[str, Any], path: Path) -> int:
 
 
 
-class StoreReceiptSource:
-    """A ``ReceiptSource`` over a private copy of a node's data directory."""
+class ChainReceiptSource:
+    """A ``ReceiptSource`` over an open chain store and its state (a running node's, or
+    a private copy's)."""
 
-    def __init__(self, data: Path) -> None:
-        self._copy = PrivateCopy(data)
-        self._store = self._copy.open()
-        self._state = PersistentState(self._store.kv.prefixed(STATE_PREFIX))
+    def __init__(self, store: ChainStore, state: PersistentState) -> None:
+        self._store = store
+        self._state = state
 
     def head_height(self) -> int:
         return self._store.head_height()
@@ -584,16 +594,35 @@ class StoreReceiptSource:
     def locate(self, tx_id: bytes) -> int:
         found = self._store.transaction(tx_id)
         if found is None:
-            raise ReceiptError("record", f"transaction {tx_id.hex()} is not on this chain")
+            raise ReceiptNotFound("record", f"transaction {tx_id.hex()} is not on this chain")
         return int(found[2].height)
 
     def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
         value = self._state.get(VALIDATORS_KEY, version)
         return value, encode_state_proof(self._state.prove(VALIDATORS_KEY, version))
 
+
+class StoreReceiptSource(ChainReceiptSource):
+    """A ``ReceiptSource`` over a private copy of a node's data directory."""
+
+    def __init__(self, data: Path) -> None:
+        self._copy = PrivateCopy(data)
+        store = self._copy.open()
+        super().__init__(store, PersistentState(store.kv.prefixed(STATE_PREFIX)))
+
     def close(self) -> None:
         self._store.close()
         self._copy.cleanup()
+
+
+def validator_changes_json(genesis: Genesis, source: ReceiptSource,
+                           decided: Sequence[int], up_to: int) -> list[dict[str, Any]]:
+    """The ``validator_changes`` section (docs/receipt.md) of every change in force at or
+    before ``up_to``, from the heights that decided them: the compact proof of the
+    validator history since genesis that every node serves."""
+    lag = genesis.consensus.execution_lag
+    return [_change_json(c) for c in find_validator_changes(genesis, source, up_to,
+                                                           decided)] if up_to > lag else []
 
 
 RECEIPT_ROUTE = "/v1/receipts/{tx_id}"
@@ -614,7 +643,8 @@ def fetch_receipt(url: str, tx_id: bytes) -> Any:
             message = answer.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = answer.text[:200]
-        raise ReceiptError("record", str(message))
+        error = ReceiptNotFound if answer.status_code == 404 else ReceiptNotReady
+        raise error("record", str(message))
     if answer.status_code != 200:
         raise NodeUnreachable(f"{url} answered {answer.status_code} for the receipt: "
                               f"{answer.text[:200]}")

@@ -23,6 +23,7 @@ from node.api import ApiError, SubmitOutcome, create_app
 from node.config import Limits
 from node.errors import MempoolRejection
 from node.mempool import Mempool
+from verify.receipt import ReceiptNotFound, ReceiptNotReady
 
 CHAIN = "test-chain"
 NOW = 1_700_000_000_000
@@ -32,6 +33,23 @@ KEY = SigningKey.generate()
 def tx(nonce: int, chain: str = CHAIN) -> Transaction:
     return Transaction(chain, "notary", "anchor", {"sha256": "ab" * 32}, KEY.public_key,
                        nonce, NOW + 60_000).signed(KEY)
+
+
+class FakeReceipts:
+    """Receipts of the fake node: one ready id, one committed but not yet certified."""
+
+    READY = "11" * 32
+    NOT_READY = "22" * 32
+
+    def receipt(self, tx_id: bytes) -> dict[str, Any]:
+        if tx_id.hex() == self.READY:
+            return {"format": "tabellion-receipt/1", "record": {"height": 1}}
+        if tx_id.hex() == self.NOT_READY:
+            raise ReceiptNotReady("record", "certified only in header 3 (head is 1)")
+        raise ReceiptNotFound("record", f"transaction {tx_id.hex()} is not on this chain")
+
+    def validator_changes(self) -> dict[str, Any]:
+        return {"up_to": 1, "validator_changes": []}
 
 
 class FakeNode:
@@ -49,6 +67,10 @@ class FakeNode:
     @property
     def limits(self) -> Limits:
         return self._limits
+
+    @property
+    def chain(self) -> FakeReceipts:
+        return FakeReceipts()
 
     async def submit(self, raws: Sequence[bytes]) -> list[SubmitOutcome]:
         out = []
@@ -232,3 +254,18 @@ def test_no_input_produces_a_500(method: str, path: str, seg: str, query: dict[s
     assert r.status_code < 500, (method, url, query, r.text)
     if r.status_code >= 400:
         assert set(r.json()["error"]) >= {"code", "message"}
+
+
+def test_receipt_route_serves_the_document_and_names_why_there_is_none() -> None:
+    api, _ = client()
+    ready = api.get(f"/v1/receipts/{FakeReceipts.READY}")
+    assert ready.status_code == 200 and ready.json()["format"] == "tabellion-receipt/1"
+    unknown = api.get(f"/v1/receipts/{'33' * 32}")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_transaction"
+    waiting = api.get(f"/v1/receipts/{FakeReceipts.NOT_READY}")
+    assert waiting.status_code == 409
+    assert waiting.json()["error"]["code"] == "receipt_not_ready"
+    assert "header 3" in waiting.json()["error"]["message"]
+    malformed = api.get("/v1/receipts/not-an-id")
+    assert malformed.status_code == 422
+    assert api.get("/v1/validators/changes").json() == {"up_to": 1, "validator_changes": []}
