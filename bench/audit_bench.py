@@ -73,7 +73,7 @@ def run(txs: int, block_txs: int, workers: int, where: Path) -> None:
         source = DataDirSource(data, decoder=workers > 1)
         copied = time.perf_counter() - started
         head = source.head_height()
-        report = audit_source(net.genesis, source, level, workers=workers)
+        report, _ = audit_source(net.genesis, source, level, workers=workers)
         source.close()
         elapsed, cpu = time.perf_counter() - started, _cpu_s() - cpu
         total = report.summary["transactions"]

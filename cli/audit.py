@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis, load_genesis
 from node.stored_records import ConsensusRecords
-from verify.audit import Level, audit_source
+from verify.audit import AuditPoint, Level, audit_source, load_point, save_point
 from verify.findings import AuditReport, Finding, write_report
 from verify.sources import BlockSource, open_source
 
@@ -46,6 +46,13 @@ def audit_command(
         "and never modified).")] = None,
     node: Annotated[str | None, typer.Option(
         "--node", help="Base URL of a node's API, e.g. http://127.0.0.1:8080.")] = None,
+    since: Annotated[int | None, typer.Option(
+        "--since", min=2, help="Check only the blocks from this height on, resuming from "
+        "the audit point an earlier audit saved (--point): the stored header at that "
+        "point must still be the one audited.")] = None,
+    point: Annotated[Path | None, typer.Option(
+        "--point", help="Audit point file: read with --since; (re)written after an audit "
+        "with no finding.")] = None,
     level: Annotated[Level | None, typer.Option(
         "--level", help="chain: signatures, certificates, Merkle roots, links, indexes "
         "(fast); full: also replay every contract and compare the stored state byte for "
@@ -80,9 +87,13 @@ def audit_command(
     if (data is None) == (node is None):
         console.print("error: give exactly one of --data DIR or --node URL")
         raise typer.Exit(EXIT_CANNOT_RUN)
+    if since is not None and point is None:
+        console.print("error: --since needs --point, the file an earlier audit saved")
+        raise typer.Exit(EXIT_CANNOT_RUN)
     chosen = level or (Level.FULL if data is not None else Level.CHAIN)
     try:
         gen = load_genesis(genesis)
+        start = load_point(point, gen) if since is not None and point is not None else None
         source = open_source(data, node, consensus_records=ConsensusRecords(gen))
     except LedgerError as exc:
         console.print(f"error: cannot run the audit: {exc}", markup=False)
@@ -93,7 +104,8 @@ def audit_command(
         console.print(f"error: cannot run the audit: {mismatch}", markup=False)
         raise typer.Exit(EXIT_CANNOT_RUN)
     try:
-        report = _run_with_progress(gen, source, chosen, workers, progress, console)
+        report, reached = _run_with_progress(gen, source, chosen, start, since, workers,
+                                             progress, console)
     except LedgerError as exc:
         console.print(f"error: cannot finish the audit: {exc}", markup=False)
         raise typer.Exit(EXIT_CANNOT_RUN) from exc
@@ -103,16 +115,20 @@ def audit_command(
     try:
         if json_out is not None:
             write_report(report, json_out)
+        if point is not None and reached is not None:
+            save_point(reached, point)
+            out.print(f"audit point saved to {point} (height {reached.height:,}): next "
+                      f"time, --since {reached.height + 1} --point {point}", markup=False)
     except OSError as exc:
-        console.print(f"error: cannot write {json_out}: {exc.strerror}", markup=False)
+        console.print(f"error: cannot write {exc.filename}: {exc.strerror}", markup=False)
         raise typer.Exit(EXIT_CANNOT_RUN) from exc
     raise typer.Exit(EXIT_INTACT if report.summary["findings"] == 0 else EXIT_FINDINGS)
 
 
 def _run_with_progress(
-    gen: Genesis, src: BlockSource, level: Level, workers: int, show: bool,
-    console: Console,
-) -> AuditReport:
+    gen: Genesis, src: BlockSource, level: Level, point: AuditPoint | None,
+    since: int | None, workers: int, show: bool, console: Console,
+) -> tuple[AuditReport, AuditPoint | None]:
     started = time.monotonic()
     txs = 0
     columns = (
@@ -120,7 +136,8 @@ def _run_with_progress(
         TextColumn("blocks"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, disable=not show) as bar:
-        task = bar.add_task("audit", total=src.head_height(), rate="")
+        task = bar.add_task("audit", total=src.head_height(), rate="",
+                            completed=(since or 1) - 1)
 
         def on_progress(height: int, count: int) -> None:
             nonlocal txs
@@ -128,7 +145,7 @@ def _run_with_progress(
             bar.update(task, completed=height, rate=_rate_text(txs, started))
 
         return audit_source(gen, src, level, workers=workers or None,
-                            on_progress=on_progress)
+                            on_progress=on_progress, point=point, since=since)
 
 
 def print_report(report: AuditReport, out: Console) -> None:

@@ -18,6 +18,8 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from consensus import persist as keys
 from consensus.messages import (
     Checkpoint,
@@ -47,13 +49,15 @@ class ConsensusRecords:
     def __init__(self, genesis: Genesis) -> None:
         self._chain_id = genesis.chain_id
 
-    def check(self, key: bytes, value: bytes, chain: ChainView) -> Verdict:
+    def check(self, key: bytes, value: bytes, chain: ChainView,
+              records: Mapping[bytes, bytes]) -> Verdict:
         try:
-            return self._check(key, value, chain)
+            return self._check(key, value, chain, records)
         except (DecodeError, ValueError) as exc:
             return _bad(key, 0, f"does not decode ({exc})")
 
-    def _check(self, key: bytes, value: bytes, chain: ChainView) -> Verdict:
+    def _check(self, key: bytes, value: bytes, chain: ChainView,
+               records: Mapping[bytes, bytes]) -> Verdict:
         if key == keys.KEY_VIEW:
             view = decode(value)
             if not (isinstance(view, list) and len(view) == 2 and isinstance(view[0], int)
@@ -65,7 +69,7 @@ class ConsensusRecords:
             return Verdict(unverifiable=f"p/{key.decode()} (record of an older version, "
                            "ignored by the node)")
         if key.startswith(keys.PREFIX_VOTE):
-            return self._vote(key, value, chain)
+            return self._vote(key, value, chain, records)
         if key.startswith(keys.PREFIX_PREPARED):
             height = keys.parse_height_key(keys.PREFIX_PREPARED, key)
             cert = PreparedCertificate.from_value(decode(value))
@@ -92,7 +96,8 @@ class ConsensusRecords:
 
     # ------------------------------------------------------------------ records
 
-    def _vote(self, key: bytes, value: bytes, chain: ChainView) -> Verdict:
+    def _vote(self, key: bytes, value: bytes, chain: ChainView,
+              records: Mapping[bytes, bytes]) -> Verdict:
         height, view, phase = keys.parse_vote_key(key)
         if phase == keys.PHASE_PRE_PREPARE:
             pp = decode_message(value)
@@ -109,6 +114,12 @@ class ConsensusRecords:
         if stored is not None and phase == Phase.COMMIT:
             return _bad(key, height, "is a COMMIT vote for another block than the one the "
                         "chain holds at this height")
+        signed = _signed_proposal(records, height, view)
+        if signed is not None:
+            if signed == value:
+                return Verdict()
+            return _bad(key, height, "names another block than the signed proposal this "
+                        "replica holds for the same height and view")
         where = "above the chain head" if stored is None else "for a proposal that did not commit"
         return Verdict(unverifiable=f"PREPARE/COMMIT vote records (p/vote/) {where}: an "
                        "unsigned block hash")
@@ -193,6 +204,26 @@ class ConsensusRecords:
         for pp in nv.pre_prepares:  # signed through their hashes only: check each
             problems.extend(self._pre_prepare(key, pp, chain))
         return _verdict(key, head, problems)
+
+
+def _signed_proposal(records: Mapping[bytes, bytes], height: int, view: int) -> bytes | None:
+    """The block hash a signed record of this replica names at (height, view): its own
+    pre-prepare there, or its prepared certificate if of that view. A replica votes
+    PREPARE and COMMIT at a place only for the pre-prepare it accepted there."""
+    try:
+        raw = records.get(keys.vote_key(height, view, keys.PHASE_PRE_PREPARE))
+        if raw is not None:
+            pp = decode_message(raw)
+            if isinstance(pp, PrePrepare) and signature_valid(pp):
+                return pp.block_hash
+        raw = records.get(keys.height_key(keys.PREFIX_PREPARED, height))
+        if raw is not None:
+            cert = PreparedCertificate.from_value(decode(raw))
+            if cert.view == view and signature_valid(cert.pre_prepare):
+                return cert.pre_prepare.block_hash
+    except DecodeError:
+        return None  # that record is reported on its own
+    return None
 
 
 def _block_problems(block: Block) -> list[str]:

@@ -67,6 +67,22 @@ class Replayer(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where an audit resumes (``--since``): blocks below ``height`` were judged by an
+    earlier audit whose point the auditor kept (``verify.audit.AuditPoint``)."""
+
+    height: int
+    """First height checked."""
+    previous: BlockHeader | None
+    """The stored header at ``height - 1`` (``None`` at height 1): the next link."""
+    history: ValidatorHistory
+    """The validator history established by the earlier audit."""
+    roots: dict[int, bytes]
+    """State root of each version in the window before ``height`` (certified headers),
+    for proving validator-set decisions at level chain."""
+
+
 class DecisionSource(Protocol):
     """Where the chain level reads the validator sets decided by governance: the value of
     ``sys/validators`` in the state after a block, with its state proof (the canonical
@@ -86,6 +102,8 @@ class ChainAudit:
     decisions: DecisionSource | None = None
     """Without a replayer: where validator-set decisions are proven (level ``chain``)."""
     findings: list[Finding] = field(default_factory=list)
+    resume: Resume | None = None
+    """Start at ``resume.height`` instead of 1 (see ``Resume``)."""
 
     def __post_init__(self) -> None:
         params = self.genesis.consensus
@@ -109,6 +127,25 @@ class ChainAudit:
         self._head_hash = self.genesis.genesis_hash
         if self.replayer is not None:
             self._genesis_root = self.replayer.genesis_root()
+        if self.resume is not None:
+            r = self.resume
+            self._expected_height = r.height
+            self._prev = r.previous
+            self._history = r.history
+            self._validators = r.history.at(r.height - 1)
+            self._roots = dict(r.roots)
+            if r.previous is not None:
+                self._head_hash = r.previous.block_hash
+            if self.replayer is not None:
+                # The replay starts from the stored state after block height - 1: header
+                # height - 1 + D must certify it (checked when that header is read).
+                self._results[r.height - 1] = (None, None, self._genesis_root)
+                self._genesis_root = None
+
+    @property
+    def first_height(self) -> int:
+        """The first height this audit checks (1, or where it resumed)."""
+        return self.resume.height if self.resume is not None else 1
 
     # ----------------------------------------------------------------- reporting
 

@@ -40,14 +40,25 @@ class EngineReplayer:
     ``nodes`` receives the tree's nodes: a ``MemoryNodeStore`` by default, or a store
     that compares every node with a node's stored state (``--data``)."""
 
-    def __init__(self, genesis: Genesis, nodes: NodeStore | None = None) -> None:
+    def __init__(self, genesis: Genesis, nodes: NodeStore | None = None, *,
+                 start: tuple[int, Mapping[bytes, bytes]] | None = None) -> None:
+        """``start``: resume after block ``version`` from that version's state (its
+        items; its tree nodes are those ``nodes`` already holds); ``genesis_root`` is
+        then the root of that version, to be judged against the certified header."""
         self._chain_id = genesis.chain_id
         self._state = DictState()
-        changes = genesis_changes(genesis)
-        self._state.apply(changes)
         self._tree = StateTree(nodes if nodes is not None else MemoryNodeStore())
-        self._genesis_root = self._tree.apply(0, changes)
-        self.last_written: dict[bytes, int] = dict.fromkeys(changes, 0)
+        if start is None:
+            changes: Mapping[bytes, bytes | None] = genesis_changes(genesis)
+            self._state.apply(changes)
+            self._genesis_root = self._tree.apply(0, changes)
+            version = 0
+        else:
+            version, items = start
+            self._state.apply(dict(items))
+            self._genesis_root = self._tree.root(version)
+            changes = items
+        self.last_written: dict[bytes, int] = dict.fromkeys(changes, version)
         """Height of the block that last wrote each state key (0: genesis)."""
 
     def genesis_root(self) -> bytes:
@@ -92,9 +103,13 @@ class ComparingNodeStore:
     from the stored nodes (verified when their version was replayed) except where they
     differ, so memory stays small whatever the length of the chain."""
 
-    def __init__(self, stored: StoredNodes) -> None:
+    def __init__(self, stored: StoredNodes, *, from_version: int | None = None) -> None:
+        """``from_version``: the replay resumes after that version (its nodes are read
+        from the stored state, judged by the root the chain certifies)."""
         self._stored = stored
         self._own: dict[bytes, bytes] = {}
+        if from_version is not None:
+            self._own[LATEST_VERSION_KEY] = from_version.to_bytes(8, "big")
         self.findings: list[Finding] = []
 
     def get_node(self, node_key: bytes) -> bytes | None:

@@ -36,9 +36,7 @@ from ledger.layout import (
     STATE_NODES_PREFIX,
     STATE_PREFIX,
 )
-from ledger.records import (
-    ValidatorSet,
-)
+from ledger.records import BlockHeader, ValidatorSet
 from ledger.state import LATEST_VERSION_KEY, describe_node_key, version_key_prefix
 from ledger.state_store import PersistentState
 from ledger.store import PARTS, ChainStore, TxLocation, block_key
@@ -55,6 +53,8 @@ from verify.stored import (
 
 DECODE_AHEAD_BLOCKS = 4
 """Blocks decoded ahead of the audit by the decoder process (bounds memory)."""
+BLOCKS_PREFIX = block_key(0, "")[:2]
+"""Inside the chain space: where the stored block parts are (``ledger.store.block_key``)."""
 TABLE_FILE_SUFFIXES = (".ldb", ".sst")
 """LevelDB files that are never modified once written (see ``_link_or_copy``)."""
 CHECK_AHEAD_PER_WORKER = 3
@@ -74,7 +74,14 @@ class BlockSource(Protocol):
 
     def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]: ...
 
-    def replayer(self, genesis: Genesis) -> Replayer: ...
+    def replayer(self, genesis: Genesis, after: int = 0) -> Replayer:
+        """A replayer starting from genesis, or (``after`` > 0) from the state after
+        block ``after`` (``LedgerError`` if the source cannot give that state)."""
+        ...
+
+    def header(self, height: int) -> BlockHeader:
+        """The header stored at ``height`` (``LedgerError`` if unreadable)."""
+        ...
 
     def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
         """``sys/validators`` after block ``version`` with its encoded state proof (the
@@ -165,6 +172,7 @@ class DataDirSource:
         self._copy = PrivateCopy(data)
         self._store = self._copy.open()
         self._records = consensus_records
+        self._head_note: Finding | None = None
         self._state = PersistentState(self._store.kv.prefixed(STATE_PREFIX))
         self._decoder = ProcessPoolExecutor(1) if decoder else None
         self._chain = self._store.kv.prefixed(CHAIN_PREFIX)
@@ -174,7 +182,19 @@ class DataDirSource:
         self._replayer: EngineReplayer | None = None
 
     def head_height(self) -> int:
-        return self._store.head_height()
+        """The head pointer, bounded by the blocks really stored: a damaged pointer must
+        neither send the audit through billions of missing heights nor hide blocks."""
+        pointer = self._store.head_height()
+        last = 0
+        for key, _ in self._chain.items(prefix=BLOCKS_PREFIX, reverse=True):
+            last = int.from_bytes(key[len(BLOCKS_PREFIX):len(BLOCKS_PREFIX) + 8], "big")
+            break
+        if pointer != last:
+            self._head_note = Finding(
+                min(pointer, last), "block", f"the stored head pointer says height "
+                f"{pointer:,} but blocks are stored up to height {last:,}: the pointer or "
+                "the blocks after it were altered")
+        return min(pointer, last)
 
     def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
         """Blocks in height order; with a decoder process, decoded ahead of the audit."""
@@ -229,10 +249,19 @@ class DataDirSource:
                 f"{mark.hex()[:16]}…, the file given is {genesis.genesis_hash.hex()[:16]}…): "
                 "give that network's genesis file")
 
-    def replayer(self, genesis: Genesis) -> Replayer:
-        self._nodes = ComparingNodeStore(self._store.kv.prefixed(STATE_PREFIX + STATE_NODES_PREFIX))
-        self._replayer = EngineReplayer(genesis, self._nodes)
+    def replayer(self, genesis: Genesis, after: int = 0) -> Replayer:
+        stored = self._store.kv.prefixed(STATE_PREFIX + STATE_NODES_PREFIX)
+        if after == 0:
+            self._nodes = ComparingNodeStore(stored)
+            self._replayer = EngineReplayer(genesis, self._nodes)
+        else:
+            self._nodes = ComparingNodeStore(stored, from_version=after)
+            items = dict(self._state.tree.items(after))
+            self._replayer = EngineReplayer(genesis, self._nodes, start=(after, items))
         return self._replayer
+
+    def header(self, height: int) -> BlockHeader:
+        return self._store.header(height)
 
     def validators_at(self, version: int) -> tuple[bytes | None, bytes]:
         value = self._state.get(VALIDATORS_KEY, version)
@@ -243,7 +272,9 @@ class DataDirSource:
         level full), the marks, the replica's records, keys outside the layout."""
         kv = self._store.kv
         summary = audit.summary
-        yield from self._index_findings()
+        if self._head_note is not None:
+            yield self._head_note
+        yield from self._index_findings(audit.first_height)
         yield from self._state_findings(audit)
         view = _AuditedChain(self._store, audit)
         yield from check_marks(kv, audit.genesis, audit.history_if_complete(),
@@ -292,9 +323,10 @@ class DataDirSource:
             yield Finding(written.get(key, 0), "state",
                           f"state key {key!r} is missing from the stored index")
 
-    def _index_findings(self) -> Iterator[Finding]:
+    def _index_findings(self, start: int) -> Iterator[Finding]:
         """Every transaction-id index entry points where the transaction is, and every
-        transaction read has one."""
+        transaction read has one (entries below ``start`` were judged by the audit that
+        saved the point resumed from)."""
         reported = 0
         for key, value in self._chain.items(prefix=b"t/"):
             tx_id = key[2:]
@@ -302,6 +334,8 @@ class DataDirSource:
             at = TxLocation.from_key(value) if len(value) == 12 else None
             if at is not None and where == (at.height, at.index):
                 continue
+            if at is not None and where is None and at.height < start:
+                continue  # an older transaction, judged by the audit that saved the point
             reported += 1
             if reported <= INDEX_FINDINGS_MAX:
                 height = where[0] if where else (at.height if at else 0)
@@ -395,10 +429,19 @@ class NodeSource:
         except (ValueError, TypeError) as exc:
             raise NodeUnreachable("the node answered a state proof that is not hex") from exc
 
-    def replayer(self, genesis: Genesis) -> Replayer:
+    def replayer(self, genesis: Genesis, after: int = 0) -> Replayer:
         # The node's stored state is not readable over the API: the replay keeps its own
         # tree in memory, and every state root is still checked against the headers.
+        if after:
+            raise StoreError("a node's API does not give a whole state: resume a full "
+                             "audit (--since) on a data directory, or use --level chain")
         return EngineReplayer(genesis)
+
+    def header(self, height: int) -> BlockHeader:
+        stored = next(self.blocks(height, height + 1))
+        if stored.block is None:
+            raise NodeUnreachable(stored.problem or f"no block at height {height:,}")
+        return stored.block.block.header
 
     def extra_checks(self, audit: ChainAudit) -> Iterable[Finding]:
         return ()

@@ -18,7 +18,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +38,9 @@ from ledger.records import ValidatorSet
 from ledger.validator_history import ValidatorHistory
 from verify.findings import Finding, Summary
 
+CONSENSUS_RECORDS_MAX = 100_000
+"""Most replica records read (``consensus.persist.RECORDS_MAX``: a replica keeps about 5
+per height of its window)."""
 RECORD_FINDINGS_MAX = 100
 """Findings about the replica's records reported, at most (the rest are counted)."""
 
@@ -66,9 +69,12 @@ class ChainView(Protocol):
 
 
 class ConsensusRecordChecker(Protocol):
-    """Judges one record of the replica (key inside ``p/``, value)."""
+    """Judges one record of the replica (key inside ``p/``, value); ``records`` holds
+    every record of the replica, so that an unsigned record can be judged against a
+    signed one of the same place."""
 
-    def check(self, key: bytes, value: bytes, chain: ChainView) -> Verdict: ...
+    def check(self, key: bytes, value: bytes, chain: ChainView,
+              records: Mapping[bytes, bytes]) -> Verdict: ...
 
 
 class StoredKV(Protocol):
@@ -138,13 +144,19 @@ def check_consensus_records(kv: StoredKV, checker: ConsensusRecordChecker | None
                             chain: ChainView, summary: Summary) -> Iterator[Finding]:
     """Every record under ``p/``, through ``checker``."""
     reported = 0
+    records: dict[bytes, bytes] = {}
     for key, value in kv.items(prefix=CONSENSUS_PREFIX):
         summary.stored_values += 1
-        record = key[len(CONSENSUS_PREFIX):]
+        if len(records) >= CONSENSUS_RECORDS_MAX:
+            yield Finding(0, "consensus", f"more than {CONSENSUS_RECORDS_MAX:,} consensus "
+                          "working records are stored: far more than a replica writes")
+            return
+        records[key[len(CONSENSUS_PREFIX):]] = value
+    for record, value in records.items():
         if checker is None:
             summary.cannot_verify("consensus working records (p/): no checker was given")
             continue
-        verdict = checker.check(record, value, chain)
+        verdict = checker.check(record, value, chain, records)
         if verdict.unverifiable is not None:
             summary.cannot_verify(verdict.unverifiable)
         for finding in verdict.findings:

@@ -1,0 +1,112 @@
+"""``tabellion audit --since H --point FILE``: a daily audit checks only what is new and
+still sees a rewrite of the part audited before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from ledger.kv import KV
+from ledger.layout import CHAIN_PREFIX, STATE_PREFIX
+from ledger.state_store import PersistentState
+from ledger.store import ChainStore, block_key
+from tests.audit.chain import ChainBuilder, DiskWriter, make_network, populate
+
+FIRST, MORE = 44, 12
+
+
+def audit(data: Path, genesis: Path, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["audit", "--data", str(data), "--genesis", str(genesis),
+                                      "--no-progress", "--workers", "1", *extra])
+    return result.exit_code, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A chain audited at height FIRST (point saved), then grown by MORE blocks."""
+    root = tmp_path_factory.mktemp("since")
+    data, genesis, point = root / "node0" / "data", root / "genesis.json", root / "point.json"
+    net = make_network()
+    net.genesis.save(genesis)
+    writer = DiskWriter(data, net.genesis)
+    builder = ChainBuilder(net, writer)
+    populate(builder, FIRST)
+    writer.close()
+    code, out = audit(data, genesis, "--point", str(point))
+    assert code == 0, out
+    assert json.loads(point.read_text())["height"] == FIRST
+    store = ChainStore.open(data)
+    state = PersistentState(store.kv.prefixed(STATE_PREFIX))
+    builder.on_commit = lambda block, changes: (store.append(block),
+                                                state.apply(block.height, changes))
+    for n in range(MORE):
+        builder.add_block([builder.tx("clerk:21930048000013", "notary", "anchor", {
+            "siret": "21930048000013", "sha256": f"{n:064x}", "document_type": "arrete",
+            "reference": f"ARR-SINCE-{n}"})])
+    store.close()
+    return data, genesis, point
+
+
+def test_a_resumed_audit_checks_only_the_new_blocks_and_moves_the_point(
+        grown: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, genesis, saved = grown
+    point = tmp_path / "point.json"
+    shutil.copy(saved, point)
+    for level in ("full", "chain"):
+        shutil.copy(saved, point)
+        report = tmp_path / f"{level}.json"
+        code, out = audit(data, genesis, "--since", str(FIRST + 1), "--point", str(point),
+                          "--level", level, "--json", str(report))
+        assert code == 0, out
+        doc = json.loads(report.read_text())
+        assert doc["since"] == FIRST + 1
+        assert doc["summary"]["blocks"] == MORE
+        assert json.loads(point.read_text())["height"] == FIRST + MORE
+
+
+def test_a_rewrite_below_the_point_is_reported(grown: tuple[Path, Path, Path],
+                                               tmp_path: Path) -> None:
+    data, genesis, point = grown
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    with KV.open(copy) as kv:  # the header at the point replaced by another block's
+        other = kv.get(CHAIN_PREFIX + block_key(FIRST - 1, "h"))
+        assert other is not None
+        kv.put(CHAIN_PREFIX + block_key(FIRST, "h"), other)
+    code, out = audit(copy, genesis, "--since", str(FIRST + 1), "--point", str(point))
+    assert code == 1, out
+    assert f"height {FIRST}" in out and "rewritten" in out
+
+
+def test_a_damaged_new_block_is_reported_and_the_point_is_kept(
+        grown: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, genesis, saved = grown
+    point = tmp_path / "point.json"
+    shutil.copy(saved, point)
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    with KV.open(copy) as kv:
+        key = CHAIN_PREFIX + block_key(FIRST + 3, "t")
+        value = kv.get(key)
+        assert value is not None
+        kv.put(key, value[:-1] + bytes([value[-1] ^ 1]))
+    code, out = audit(copy, genesis, "--since", str(FIRST + 1), "--point", str(point))
+    assert code == 1, out
+    assert f"height {FIRST + 3}" in out
+    assert point.read_text() == saved.read_text()
+
+
+def test_since_needs_a_point_of_this_network(grown: tuple[Path, Path, Path],
+                                             tmp_path: Path) -> None:
+    data, genesis, _ = grown
+    code, out = audit(data, genesis, "--since", "3")
+    assert code == 2 and "--point" in out
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text("{}")
+    code, out = audit(data, genesis, "--since", "3", "--point", str(bogus))
+    assert code == 2 and "not an audit point" in out
