@@ -22,11 +22,13 @@ from collections.abc import Mapping
 
 from consensus import persist as keys
 from consensus.messages import (
+    CertifiedHeader,
     Checkpoint,
     CommittedProof,
     NewView,
     PreparedCertificate,
     PrePrepare,
+    Proposal,
     ViewChange,
     decode_message,
     signature_valid,
@@ -72,8 +74,11 @@ class ConsensusRecords:
             return self._vote(key, value, chain, records)
         if key.startswith(keys.PREFIX_PREPARED):
             height = keys.parse_height_key(keys.PREFIX_PREPARED, key)
-            cert = PreparedCertificate.from_value(decode(value))
-            return self._prepared(key, height, cert, chain)
+            pair = decode(value)
+            if not isinstance(pair, list) or len(pair) != 2:
+                return _bad(key, height, "is not [prepared certificate, body]")
+            cert = PreparedCertificate.from_value(pair[0])
+            return self._prepared(key, height, cert, Block.from_value(pair[1]), chain)
         if key.startswith(keys.PREFIX_COMMITTED):
             height = keys.parse_height_key(keys.PREFIX_COMMITTED, key)
             return self._committed(key, height, CommittedProof.from_value(decode(value)), chain)
@@ -101,7 +106,8 @@ class ConsensusRecords:
         height, view, phase = keys.parse_vote_key(key)
         if phase == keys.PHASE_PRE_PREPARE:
             pp = decode_message(value)
-            if not isinstance(pp, PrePrepare) or pp.height != height or pp.view != view:
+            if (not isinstance(pp, PrePrepare | Proposal) or pp.height != height
+                    or pp.view != view):
                 return _bad(key, height, "is not the pre-prepare of its height and view")
             return _verdict(key, height, self._pre_prepare(key, pp, chain))
         if phase not in (Phase.PREPARE, Phase.COMMIT):
@@ -124,7 +130,10 @@ class ConsensusRecords:
         return Verdict(unverifiable=f"PREPARE/COMMIT vote records (p/vote/) {where}: an "
                        "unsigned block hash")
 
-    def _pre_prepare(self, key: bytes, pp: PrePrepare, chain: ChainView) -> list[str]:
+    def _pre_prepare(self, key: bytes, pp: PrePrepare | Proposal,
+                     chain: ChainView) -> list[str]:
+        """A pre-prepare (with its body) or a proposal (its header only): the primary's
+        signature covers the header hash; a body is bound to it by ``txs_root``."""
         problems = []
         if pp.chain_id != self._chain_id:
             problems.append(f"is for network {pp.chain_id!r}")
@@ -132,23 +141,27 @@ class ConsensusRecords:
             problems.append("holds a pre-prepare whose signature does not verify")
         if pp.sender not in chain.validators_at(pp.height).keys:
             problems.append("holds a pre-prepare from a key that is not a validator there")
-        problems.extend(_block_problems(pp.block))
+        if isinstance(pp, PrePrepare):
+            problems.extend(_block_problems(pp.block))
         return problems
 
-    def _prepared(self, key: bytes, height: int, cert: PreparedCertificate,
+    def _prepared(self, key: bytes, height: int, cert: PreparedCertificate, body: Block,
                   chain: ChainView) -> Verdict:
-        problems = self._pre_prepare(key, cert.pre_prepare, chain)
+        problems = self._pre_prepare(key, cert.proposal, chain)
+        if body.header != cert.proposal.header:
+            problems.append("holds a body whose header is not the prepared one")
+        problems.extend(_block_problems(body))
         if cert.height != height:
             problems.append(f"holds the certificate of height {cert.height:,}")
         validators = chain.validators_at(height).keys
         for vote in cert.prepares:
-            if (vote.block_hash != cert.pre_prepare.block_hash or vote.view != cert.view
+            if (vote.block_hash != cert.proposal.block_hash or vote.view != cert.view
                     or vote.height != height or vote.chain_id != self._chain_id):
                 problems.append("holds a PREPARE for another place or block")
             elif vote.voter not in validators or not vote.signature_valid():
                 problems.append("holds a PREPARE whose signature does not verify")
         stored = chain.block_hash(height)
-        if stored is not None and stored != cert.pre_prepare.block_hash:
+        if stored is not None and stored != cert.proposal.block_hash:
             problems.append("prepared another block than the one the chain holds")
         return _verdict(key, height, problems)
 
@@ -156,10 +169,14 @@ class ConsensusRecords:
                    chain: ChainView) -> Verdict:
         return _verdict(key, height, self._committed_problems(height, proof, chain))
 
-    def _committed_problems(self, height: int, proof: CommittedProof,
+    def _committed_problems(self, height: int, proof: CommittedProof | CertifiedHeader,
                             chain: ChainView) -> list[str]:
-        problems = list(_block_problems(proof.block))
-        header = proof.block.header
+        """A committed block (or, in a VIEW-CHANGE, its certified header)."""
+        if isinstance(proof, CommittedProof):
+            problems = list(_block_problems(proof.block))
+            header = proof.block.header
+        else:
+            problems, header = [], proof.header
         if header.height != height:
             problems.append(f"holds block {header.height:,}")
         try:
@@ -214,13 +231,16 @@ def _signed_proposal(records: Mapping[bytes, bytes], height: int, view: int) -> 
         raw = records.get(keys.vote_key(height, view, keys.PHASE_PRE_PREPARE))
         if raw is not None:
             pp = decode_message(raw)
-            if isinstance(pp, PrePrepare) and signature_valid(pp):
-                return pp.block_hash
+            if isinstance(pp, PrePrepare | Proposal) and signature_valid(pp):
+                return bytes(pp.block_hash)
         raw = records.get(keys.height_key(keys.PREFIX_PREPARED, height))
         if raw is not None:
-            cert = PreparedCertificate.from_value(decode(raw))
-            if cert.view == view and signature_valid(cert.pre_prepare):
-                return cert.pre_prepare.block_hash
+            pair = decode(raw)
+            if not isinstance(pair, list) or len(pair) != 2:
+                return None
+            cert = PreparedCertificate.from_value(pair[0])
+            if cert.view == view and signature_valid(cert.proposal):
+                return bytes(cert.proposal.block_hash)
     except DecodeError:
         return None  # that record is reported on its own
     return None

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from ledger.encoding import decode, encode
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV
+from ledger.layout import CHAIN_PREFIX
 from ledger.records import BLOCK_TXS_MAX, CommittedBlock, Receipt
 from ledger.store import (
-    CHAIN_PREFIX,
     PAGE_LIMIT_MAX,
     PARTS,
     ChainStore,

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import StoreError
+from ledger.layout import CHAIN_PREFIX
 from ledger.records import Transaction
 from ledger.store import (
-    CHAIN_PREFIX,
     ChainStore,
     TxLocation,
     contract_index_prefix,

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from ledger.crypto import SigningKey
 from ledger.encoding import encode
 from ledger.errors import CorruptionError, DecodeError
+from ledger.layout import HISTORY_MARK
 from ledger.records import ValidatorSet
 from ledger.validator_history import ValidatorHistory, effective_height
-from node.chain import HISTORY_MARK, Chain
+from node.chain import Chain
 from tests.audit.chain import build_on_disk
 
 KEYS = [SigningKey(bytes([0x40 + i]) * 32).public_key for i in range(6)]

@@ -38,7 +38,7 @@ def replica_records(builder: ChainBuilder, blocks: list[CommittedBlock]) -> dict
         [Vote.make(k, chain_id, Phase.PREPARE, 0, h, pp.block_hash)
          for k in signers if k.public_key != primary.public_key][:validators.quorum - 1],
         key=lambda v: v.voter))
-    prepared = PreparedCertificate(pp, prepares)
+    prepared = PreparedCertificate(pp.proposal(), prepares)
     committed = CommittedProof(block, head.certificate)
     stable_block = blocks[-3]
     stable = tuple(sorted(
@@ -46,18 +46,19 @@ def replica_records(builder: ChainBuilder, blocks: list[CommittedBlock]) -> dict
                          stable_block.block.header.time_ms, b"\x07" * 32)
          for k in signers[:validators.quorum]], key=lambda c: c.sender))
     view_changes = tuple(
-        ViewChange.make(k, chain_id, 1, stable, (prepared,), (committed,))
+        ViewChange.make(k, chain_id, 1, stable, (prepared,), (committed.certified_header(),))
         for k in signers[:validators.quorum])
     new_primary = builder.keys_by_public[validators.primary(1)]
     nv = NewView.make(new_primary, chain_id, 1, view_changes,
-                      (PrePrepare.make(new_primary, chain_id, 1, block),))
+                      (PrePrepare.make(new_primary, chain_id, 1, block).proposal(),))
     mine = next(vc for vc in view_changes if vc.sender == me.public_key)
     return {
         keys.KEY_VIEW: encode([1, True]),
         keys.vote_key(h, 0, keys.PHASE_PRE_PREPARE): encode_message(pp),
         keys.vote_key(h, 0, Phase.PREPARE): pp.block_hash,
         keys.vote_key(h, 0, Phase.COMMIT): pp.block_hash,
-        keys.height_key(keys.PREFIX_PREPARED, h): encode(prepared.to_value()),
+        keys.height_key(keys.PREFIX_PREPARED, h): encode([prepared.to_value(),
+                                                          block.to_value()]),
         keys.height_key(keys.PREFIX_COMMITTED, h): encode(committed.to_value()),
         keys.KEY_STABLE: encode([c.to_value() for c in stable]),
         keys.KEY_VIEW_CHANGE: encode_message(mine),

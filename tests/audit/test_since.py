@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from ledger.kv import KV
 from ledger.layout import CHAIN_PREFIX, STATE_PREFIX
+from ledger.records import CommittedBlock
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore, block_key
 from tests.audit.chain import ChainBuilder, DiskWriter, make_network, populate
@@ -42,8 +43,12 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     assert json.loads(point.read_text())["height"] == FIRST
     store = ChainStore.open(data)
     state = PersistentState(store.kv.prefixed(STATE_PREFIX))
-    builder.on_commit = lambda block, changes: (store.append(block),
-                                                state.apply(block.height, changes))
+
+    def commit(block: CommittedBlock, changes: dict[bytes, bytes | None]) -> None:
+        store.append(block)
+        state.apply(block.height, changes)
+
+    builder.on_commit = commit
     for n in range(MORE):
         builder.add_block([builder.tx("clerk:21930048000013", "notary", "anchor", {
             "siret": "21930048000013", "sha256": f"{n:064x}", "document_type": "arrete",

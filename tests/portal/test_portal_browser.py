@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from cli.receipt import ReceiptError, gather_receipt, verify_receipt
 from tests.audit.chain import BuilderSource, ChainBuilder, build_chain
 from tests.audit.test_receipt import EDITS
 from tests.portal.cdp import Browser
 from tests.portal.network import PortalNetwork, notarised_document, portal_network
+from verify.receipt import ReceiptError, gather_receipt, verify_receipt
 
 PAGES = ("deliberations", "signalements", "aides", "documents", "verifier", "reseau")
 
