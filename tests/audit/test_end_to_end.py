@@ -120,11 +120,15 @@ def test_audit_and_receipts_through_real_nodes(cluster: Cluster, tmp_path: Path)
             doc.pop(own)
         doc["summary"].pop("stored_values")
         reports.append(doc)
-    assert all(r == reports[0] for r in reports)
+    # An idle primary may still commit an empty block while the nodes stop one by one:
+    # copies at the same head must agree exactly, and every copy holds the records.
+    by_head: dict[int, dict[str, Any]] = {}
+    for doc in reports:
+        assert by_head.setdefault(doc["summary"]["head_height"], doc) == doc
     rebuilt = tmp_path / "rebuilt.json"
     offline = CliRunner().invoke(cli(), [
         "receipt", "get", target.tx_id.hex(), "--data", str(c.net.nodes[1].config.data_dir),
         "--genesis", str(genesis), "--out", str(rebuilt)])
     assert offline.exit_code == 0, offline.output
     assert json.loads(rebuilt.read_text()) == json.loads(out.read_text())
-    assert reports[0]["summary"]["transactions"] >= RECORDS
+    assert all(doc["summary"]["transactions"] >= RECORDS for doc in reports)
