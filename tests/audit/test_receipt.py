@@ -238,3 +238,27 @@ def test_each_kind_of_record_is_described_in_words(
     facts = verify_receipt(chain.net.genesis,
                            gather_receipt(chain.net.genesis, BuilderSource(chain), tx.tx_id))
     assert describe(facts, chain.net.genesis).startswith(expected)
+
+
+def test_a_change_in_force_after_the_results_header_is_refused(
+    chain: ChainBuilder, receipt: dict[str, Any]
+) -> None:
+    """A receipt lists only the changes in force at or before h + D (docs/receipt.md):
+    one more, however well proven, is refused and named."""
+    tx_id = chain.blocks[0].block.transactions[0].tx_id
+    early = gather_receipt(chain.net.genesis, BuilderSource(chain), tx_id)
+    early["validator_changes"] = receipt["validator_changes"][:1]
+    with pytest.raises(ReceiptError) as refused:
+        verify_receipt(chain.net.genesis, early)
+    assert refused.value.part == "validator_changes[0]"
+    assert "comes into force at height" in refused.value.reason
+
+
+def test_the_node_path_builds_the_same_receipt_from_the_decided_heights(
+    chain: ChainBuilder, receipt: dict[str, Any]
+) -> None:
+    """``decided`` (what a node's validator history gives) replaces the header scan."""
+    tx_id = bytes.fromhex(receipt["readable"]["transaction"]["tx_id"])
+    served = gather_receipt(chain.net.genesis, BuilderSource(chain), tx_id,
+                            decided=chain.validator_changes)
+    assert json.loads(json.dumps(served)) == receipt
