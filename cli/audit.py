@@ -17,20 +17,46 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ledger.crypto import SigningKey, load_key
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis, load_genesis
+from node.read_access import read_headers
 from node.stored_records import ConsensusRecords
 from verify.audit import AuditPoint, Level, audit_source, load_point, save_point
 from verify.findings import AuditReport, Finding, write_report
-from verify.sources import BlockSource, open_source
+from verify.sources import BlockSource, RequestSigner, open_source
 
 EXIT_INTACT = 0
 EXIT_FINDINGS = 1
 EXIT_CANNOT_RUN = 2
+
+
+def reader_key(key: Path | None, passphrase_file: Path | None) -> SigningKey | None:
+    """The key that signs node reads (``--key``, passphrase from ``--passphrase-file``,
+    its trailing line breaks not part of it); ``LedgerError`` if it cannot be read."""
+    if key is None:
+        return None
+    if passphrase_file is None:
+        raise LedgerError("--key needs --passphrase-file (the audit runs unattended)")
+    return load_key(key, passphrase_file.read_bytes().rstrip(b"\r\n"))
+
+
+def read_signer(reader: SigningKey | None, chain_id: str) -> RequestSigner | None:
+    """Signs every request with ``reader`` (``node.read_access.read_headers``)."""
+    if reader is None:
+        return None
+
+    def sign(request: httpx.Request) -> None:
+        query = request.url.query.decode("ascii")
+        path = request.url.path + (f"?{query}" if query else "")
+        request.headers.update(read_headers(reader, request.method, path, chain_id))
+
+    return sign
 
 
 def _rate_text(txs: int, started: float) -> str:
@@ -64,6 +90,11 @@ def audit_command(
         max=256)] = 0,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show a progress bar with the rate.")] = True,
+    key: Annotated[Path | None, typer.Option(
+        "--key", help="With --node: an auditor's key file, to read social-aid payments "
+        "(public reads hide them).")] = None,
+    passphrase_file: Annotated[Path | None, typer.Option(
+        "--passphrase-file", help="The passphrase of --key.")] = None,
 ) -> None:
     """Verify a whole chain while trusting nothing but the genesis file.
 
@@ -94,8 +125,9 @@ def audit_command(
     try:
         gen = load_genesis(genesis)
         start = load_point(point, gen) if since is not None and point is not None else None
-        source = open_source(data, node, consensus_records=ConsensusRecords(gen))
-    except LedgerError as exc:
+        source = open_source(data, node, consensus_records=ConsensusRecords(gen),
+                             sign=read_signer(reader_key(key, passphrase_file), gen.chain_id))
+    except (LedgerError, OSError) as exc:
         console.print(f"error: cannot run the audit: {exc}", markup=False)
         raise typer.Exit(EXIT_CANNOT_RUN) from exc
     mismatch = source.other_network(gen)

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from cli.audit import read_signer, reader_key
 from ledger.errors import LedgerError
 from ledger.genesis import load_genesis
 from verify.receipt import (
@@ -89,6 +90,11 @@ def get_command(
         "--node", help="Base URL of a node's API, e.g. http://127.0.0.1:8080.")] = None,
     data: Annotated[Path | None, typer.Option(
         "--data", help="Or: a node's data directory (copied, never modified).")] = None,
+    key: Annotated[Path | None, typer.Option(
+        "--key", help="With --node: your key file (member of the paying town, or an "
+        "auditor), to read the receipt of a social-aid payment.")] = None,
+    passphrase_file: Annotated[Path | None, typer.Option(
+        "--passphrase-file", help="The passphrase of --key.")] = None,
 ) -> None:
     """Write a self-contained receipt for one committed transaction.
 
@@ -111,15 +117,16 @@ def get_command(
     try:
         gen = load_genesis(genesis)
         source = StoreReceiptSource(data) if data is not None else None
+        sign = read_signer(reader_key(key, passphrase_file), gen.chain_id)
     except NodeUnreachable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_UNREACHABLE) from exc
-    except LedgerError as exc:
+    except (LedgerError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CANNOT_RUN) from exc
     try:
         doc = (gather_receipt(gen, source, bytes.fromhex(tx_id)) if source is not None
-               else fetch_receipt(str(node), bytes.fromhex(tx_id)))
+               else fetch_receipt(str(node), bytes.fromhex(tx_id), sign))
         verify_receipt(gen, doc)  # never hand out a receipt that does not verify
     except NodeUnreachable as exc:
         typer.echo(f"error: {exc}", err=True)

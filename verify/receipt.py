@@ -50,7 +50,7 @@ from ledger.store import ChainStore
 from ledger.validation import verify_certificate
 from ledger.validator_history import ValidatorHistory
 from verify.proofs import validators_from_value, verify_validators_proof
-from verify.sources import NodeSource, NodeUnreachable, PrivateCopy
+from verify.sources import NodeSource, NodeUnreachable, PrivateCopy, RequestSigner
 
 FORMAT = "tabellion-receipt/1"
 RECEIPT_FILE_BYTES_MAX = 4 * 1024 * 1024
@@ -629,15 +629,19 @@ RECEIPT_ROUTE = "/v1/receipts/{tx_id}"
 """Where every node serves the whole receipt of a committed transaction (docs/api.md)."""
 
 
-def fetch_receipt(url: str, tx_id: bytes) -> Any:
+def fetch_receipt(url: str, tx_id: bytes, sign: RequestSigner | None = None) -> Any:
     """The receipt document a node serves for ``tx_id`` (not yet verified: the caller
     runs ``verify_receipt``). ``ReceiptError`` if the node has none (unknown, or not
     certified yet); ``NodeUnreachable`` if the node does not answer as a node."""
-    node = NodeSource(url)
+    node = NodeSource(url, sign)
     try:
         answer = node.get(RECEIPT_ROUTE.format(tx_id=tx_id.hex()))
     finally:
         node.close()
+    if answer.status_code in (401, 403):
+        raise ReceiptError("record", f"the node refuses this read ({answer.text[:300]}): a "
+                           "social-aid payment's receipt needs --key (a member of the paying "
+                           "town, or an auditor)")
     if answer.status_code in (404, 409):
         try:
             message = answer.json()["error"]["message"]

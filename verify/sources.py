@@ -17,10 +17,10 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import httpx
 
@@ -51,6 +51,9 @@ from verify.stored import (
     check_marks,
 )
 
+RequestSigner: TypeAlias = Callable[[httpx.Request], None]
+"""Adds the headers of a signed read to a request (built by the caller: the read-access
+rule belongs to the node, ``node.read_access``)."""
 DECODE_AHEAD_BLOCKS = 4
 """Blocks decoded ahead of the audit by the decoder process (bounds memory)."""
 BLOCKS_PREFIX = block_key(0, "")[:2]
@@ -366,9 +369,13 @@ class NodeUnreachable(StoreError):
 class NodeSource:
     """Blocks fetched from a node's HTTP API (``GET /v1/blocks/{h}``), in JSON."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sign: RequestSigner | None = None) -> None:
+        """``sign``: adds to every request the headers of a signed read (an auditor's or
+        the town's key, ``node.read_access``), so blocks come with their social-aid
+        payments in full (public reads hide them)."""
         self._url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S)
+        self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S,
+                                    event_hooks={"request": [sign]} if sign else None)
         self.description = f"node {self._url}"
         status = self.get_json("/v1/status")
         if not isinstance(status, dict) or not isinstance(status.get("height"), int):
@@ -406,6 +413,12 @@ class NodeSource:
             obj = self.get_json(f"/v1/blocks/{height}")
             if obj is None:
                 yield StoredBlock(height, None, f"the node has no block at height {height:,}")
+                continue
+            if any(isinstance(tx, dict) and tx.get("redacted")
+                   for tx in obj.get("transactions", [])):
+                yield StoredBlock(height, None, "the node hides social-aid payments from "
+                                  "public readers: sign the reads with an auditor's key "
+                                  "(--key), or audit a data directory (--data)")
                 continue
             try:
                 yield StoredBlock(height, committed_block_from_json(obj))
@@ -475,11 +488,12 @@ class _AuditedChain:
 
 
 def open_source(data: Path | None, node: str | None, *,
-                consensus_records: ConsensusRecordChecker | None = None) -> BlockSource:
+                consensus_records: ConsensusRecordChecker | None = None,
+                sign: RequestSigner | None = None) -> BlockSource:
     """The block source the options name; raise ``LedgerError`` if it cannot be opened."""
     if data is not None:
         return DataDirSource(data, decoder=(os.cpu_count() or 1) > 1,
                              consensus_records=consensus_records)
     if node is None:
         raise StoreError("give a data directory or a node URL")
-    return NodeSource(node)
+    return NodeSource(node, sign)
