@@ -346,19 +346,19 @@ def create_app(node: NodeFacade) -> FastAPI:
         request: Request,
         tx_id: Annotated[str, Path(pattern=TX_ID_PATTERN, description="64 hex digits")],
     ) -> JSONResponse:
-        reader = reader_of(request)
+        # A receipt holds the whole record: the rule of a transaction's read applies (a
+        # payment's receipt only to the readers who may read that payment), before any
+        # work is done for the request.
+        found = node.transaction(bytes.fromhex(tx_id))
+        if found is not None:
+            read_access.transaction_view(reader_of(request), found)
         try:
-            doc = node.chain.receipt(bytes.fromhex(tx_id))
+            return JSONResponse(node.chain.receipt(bytes.fromhex(tx_id)))
         except ReceiptNotFound as exc:
             return _error(404, "unknown_transaction", f"{exc.reason}; if you just submitted "
                           "it, wait for its commit and retry")
         except ReceiptNotReady as exc:
             return _error(409, "receipt_not_ready", exc.reason)
-        # A receipt holds the whole record: the rule of a transaction's read applies
-        # (a payment's receipt only to the readers who may read that payment).
-        read_access.transaction_view(reader, {"tx_id": tx_id, "transaction":
-                                              doc["readable"]["transaction"]})
-        return JSONResponse(doc)
 
     @app.get("/v1/validators/changes",
              summary="Every validator-set change since genesis, with its proofs")

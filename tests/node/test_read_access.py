@@ -197,3 +197,9 @@ def test_the_live_audit_and_the_receipt_work_for_an_auditor(
     assert got.exit_code == 0, got.output
     checked = runner.invoke(app, ["receipt", "verify", str(out), "--genesis", genesis])
     assert checked.exit_code == 0, checked.output
+    # The node serves whole receipts: a payment's only to the readers who may read it.
+    assert c.get(1, f"/v1/receipts/{tx.tx_id.hex()}").status_code == 403
+    refused = runner.invoke(app, [
+        "receipt", "get", tx.tx_id.hex(), "--node", c.url(1, ""), "--genesis", genesis,
+        "--out", str(tmp_path / "public.json")])
+    assert refused.exit_code == 1 and "--key" in refused.output
