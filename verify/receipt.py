@@ -659,13 +659,22 @@ def fetch_receipt(url: str, tx_id: bytes, sign: RequestSigner | None = None) -> 
 
 __all__ = [
     "FORMAT",
+    "ChainReceiptSource",
     "ReceiptError",
     "ReceiptFacts",
+    "ReceiptNotFound",
+    "ReceiptNotReady",
     "StateEvidence",
+    "StoreReceiptSource",
     "ValidatorChange",
     "build_receipt",
     "describe",
+    "fetch_receipt",
+    "gather_receipt",
+    "read_receipt_file",
+    "validator_changes_json",
     "verify_receipt",
+    "write_receipt_file",
 ]
 
 
