@@ -255,3 +255,19 @@ def test_state_values_come_with_a_proof_that_verifies(cluster: Cluster) -> None:
                        StateProof.from_value(decode(bytes.fromhex(absent["proof"]))))
     too_high = cluster.get(1, f"/v1/state/{key.hex()}", height=10**9)
     assert _code(too_high) == (404, "unknown_height")
+
+
+@pytest.mark.parametrize("query", [
+    {"after": "\u00b2-0"},  # a digit for str.isdigit, not for int()
+    {"contract": "notary", "after": "99999999999999999999-0"},  # beyond a u64 height
+    {"after": "1-99999999999"},  # beyond a u32 index
+])
+def test_cursors_out_of_range_are_refused_not_a_500(cluster: Cluster,
+                                                    query: dict[str, str]) -> None:
+    if cluster.height(0) < 1:  # the scan only reaches the cursor past a committed block
+        r = cluster.submit(0, [cluster.anchor(0)], wait="true", timeout_ms=30_000)
+        assert r.status_code == 200, r.text
+    r = cluster.get(0, "/v1/records", **query)
+    assert _code(r) == (400, "invalid_cursor"), (r.text, r.request.url)
+    assert "HEIGHT-INDEX" in r.json()["error"]["message"]
+    assert cluster.get(0, "/healthz").status_code == 200  # and the node keeps serving
