@@ -108,7 +108,7 @@ RECORDS_SCAN_MAX = 5_000
 """Transactions one GET /v1/records looks at, whatever its filters match."""
 CURSOR_HEIGHT_MAX = 2**64 - 1
 CURSOR_INDEX_MAX = 2**32 - 1
-"""A records cursor names a stored location: a u64 height and a u32 index."""
+"""A records cursor names a stored location: a u64 height (from 1) and a u32 index."""
 _CURSOR_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,10})", re.ASCII)
 RESPONSE_BYTES_MAX = MESSAGE_BYTES_MAX - 64 * 1024
 """State-transfer answers stay under the consensus message limit (with room for framing)."""
@@ -676,7 +676,8 @@ def _parse_cursor(after: str | None) -> TxLocation | None:
     # ASCII digits only ("²".isdigit() holds, int("²") fails) and within the u64 height
     # and u32 index of a stored location: anything else is a client error, not a 500.
     match = _CURSOR_RE.fullmatch(after)
-    if match is None or int(match[1]) > CURSOR_HEIGHT_MAX or int(match[2]) > CURSOR_INDEX_MAX:
+    if (match is None or not 1 <= int(match[1]) <= CURSOR_HEIGHT_MAX
+            or int(match[2]) > CURSOR_INDEX_MAX):
         raise ApiError(400, "invalid_cursor",
                        "after must be the 'next' value of a previous page (HEIGHT-INDEX)")
     return TxLocation(int(match[1]), int(match[2]))
