@@ -2,10 +2,12 @@
 
 Rules:
 - A transaction is admitted only if it decodes canonically, is for this chain, is not
-  expired and does not expire beyond the horizon, its signature verifies, it is not
-  already committed and not already pending, and (when the node supplies one) the
-  contracts' admission check passes (the signer holds a role, writes for its own
-  municipality, ...). Each refusal has a stable ``code`` and a message saying what to fix.
+  expired and does not expire beyond the horizon, is not already committed and not
+  already pending, (when the node supplies one) the contracts' admission check passes
+  (the signer is enrolled and holds a role, writes for its own municipality, ...), and
+  its signature verifies. The signature is checked last: it is the expensive step, and a
+  signer nobody enrolled is refused before it. Each refusal has a stable ``code`` and a
+  message saying what to fix.
 - Bounded: at most ``limits.mempool_txs_max`` transactions and
   ``limits.mempool_bytes_max`` encoded bytes; a full mempool refuses (``mempool_full``)
   rather than evicting work a clerk was promised.
@@ -132,20 +134,23 @@ class Mempool:
                 "expiry_too_far", f"transaction {short} expires more than 7 days ahead: "
                 "choose an earlier expiry",
             )
-        if not self._signature_ok(tx, tx_id):
-            raise MempoolRejection(
-                "bad_signature", f"the signature of transaction {short} does not verify: "
-                "sign it with the key named as its signer",
-            )
         if self._is_committed(tx_id):
             raise MempoolRejection(
                 "already_committed", f"transaction {short} is already committed: a signed "
                 "transaction commits once; sign a new one (new nonce) to record again",
             )
+        # Enrolment (and the rest of the contracts' cheap admission check) before any
+        # signature work: a key nobody enrolled must not cost a verification on the event
+        # loop consensus shares, nor push verified entries out of the cache.
         if self._admissible is not None:
             refusal = self._admissible(tx, now_ms)
             if refusal is not None:
                 raise MempoolRejection(*refusal)
+        if not self._signature_ok(tx, tx_id):
+            raise MempoolRejection(
+                "bad_signature", f"the signature of transaction {short} does not verify: "
+                "sign it with the key named as its signer",
+            )
 
     def _signature_ok(self, tx: Transaction, tx_id: bytes) -> bool:
         memo = tx_id + tx.signature

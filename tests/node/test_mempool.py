@@ -148,3 +148,26 @@ def test_feed_hands_each_transaction_once_and_counts_the_rest() -> None:
     assert m.unfed == 1
     assert m.feed(10, NOW) == [txs[4]]
     assert m.feed(10, NOW) == [] and m.unfed == 0
+
+
+def test_an_unknown_signer_costs_no_signature_work_and_evicts_nothing() -> None:
+    """The enrolment check runs before the signature is verified: a flood of validly
+    signed transactions from a key nobody enrolled is refused without verifying them,
+    and the verified-signature cache keeps the legitimate entries."""
+    stranger = SigningKey.generate()
+
+    def admissible(t: Transaction, now_ms: int) -> tuple[str, str] | None:
+        if t.signer == stranger.public_key:
+            return ("unknown_signer", "enroll the key first")
+        return None
+
+    m = pool(replace(DEFAULT_LIMITS, verified_cache_max=4), admissible=admissible)
+    legit = [tx(i) for i in range(4)]
+    for t in legit:
+        m.admit(t.encode(), NOW, forward=True)
+    assert m.verifications == 4
+    for i in range(50):
+        assert code_of(m, tx(1000 + i, key=stranger).encode()) == "unknown_signer"
+    assert m.verifications == 4  # no signature of the stranger was verified
+    assert all(m.signature_known(t) for t in legit)  # nothing was evicted
+    assert all(m.verify_signature(t) for t in legit) and m.verifications == 4
