@@ -6,6 +6,8 @@ Rules:
 - Every error is JSON ``{"error": {"code": "...", "message": "..."}}``: ``code`` is
   stable (software may branch on it), ``message`` says what to fix. Validation errors
   of paths and query strings use the same shape (422, ``invalid_request``).
+- Requests are rate-limited per client address and submissions per signer
+  (``node.ratelimit``): 429 ``rate_limited`` with ``Retry-After``.
 - Request bodies are limited to ``limits.api_body_bytes_max``: a larger
   ``Content-Length`` is refused before anything is read, and a body streamed without
   one is cut off as soon as it crosses the limit (413, ``body_too_large``).
@@ -42,6 +44,7 @@ from node import read_access
 from node.config import Limits
 from node.errors import NodeError
 from node.portal import mount_portal
+from node.ratelimit import ClientRateLimit, retry_after_header
 from node.read_access import Reader, ReadRefused
 from verify.receipt import ReceiptNotFound, ReceiptNotReady
 
@@ -60,6 +63,7 @@ REFUSAL_STATUS = {
     "expiry_too_far": 400,
     "already_committed": 409,
     "mempool_full": 503,
+    "rate_limited": 429,
     "unknown_signer": 403,
     "signer_revoked": 403,
     "not_permitted": 403,
@@ -249,6 +253,8 @@ def create_app(node: NodeFacade) -> FastAPI:
         "records and proven state. Errors: {\"error\": {\"code\", \"message\"}}.",
     )
 
+    app.add_middleware(ClientRateLimit, limits=node.limits)
+
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, **exc.extra)
@@ -314,7 +320,11 @@ def create_app(node: NodeFacade) -> FastAPI:
             index, first = refused[0]
             status = REFUSAL_STATUS.get(first.code, 422)
             where = f"transactions[{index}]: " if len(outcomes) > 1 else ""
-            return _error(status, first.code, where + first.message, results=results)
+            answer = _error(status, first.code, where + first.message, results=results)
+            if first.code == "rate_limited":  # a signer's bucket refills one per 1/rate s
+                answer.headers["Retry-After"] = retry_after_header(
+                    1 / limits.api_signer_txs_per_s)
+            return answer
         tx_ids = [o.tx_id for o in outcomes if o.tx_id is not None]
         if not wait:
             return JSONResponse({"tx_ids": [t.hex() for t in tx_ids]}, status_code=202)

@@ -44,9 +44,17 @@ class Limits:
     """Bytes queued for one peer; beyond it the oldest frames are dropped."""
     inbox_max: int = 4096
     """Events waiting for the replica task; a full inbox slows the peers down (TCP)."""
+    inbox_bytes_max: int = 64 * 1024 * 1024
+    """Bytes of peer messages waiting for the replica task, all peers together."""
+    peer_inbox_bytes_max: int = 32 * 1024 * 1024
+    """Bytes of one peer's messages waiting for the replica task; a peer over its share
+    waits (TCP slows it down) while the others go on."""
     handshakes_pending_max: int = 64
-    """Unauthenticated inbound connections at a time; more are closed at once."""
-    handshake_timeout_ms: int = 5_000
+    """Unauthenticated inbound connections at a time, all addresses together; when full,
+    the oldest one of the address holding the most is closed to make room."""
+    handshakes_pending_per_address_max: int = 4
+    """Unauthenticated inbound connections from one source address; more are closed."""
+    handshake_timeout_ms: int = 3_000
     """Time an inbound connection has to prove its key."""
     reconnect_backoff_ms_min: int = 50
     """First delay before redialling a peer; doubles after each failure."""
@@ -66,6 +74,16 @@ class Limits:
     """Longest ``timeout_ms`` a client may ask for when waiting for a commit."""
     api_page_max: int = 500
     """Most records one page of GET /v1/records returns."""
+    api_client_requests_per_s: int = 100
+    """HTTP requests per second from one client address (sustained); 429 beyond."""
+    api_client_requests_burst: int = 200
+    """HTTP requests one client address may make at once before the rate applies."""
+    api_signer_txs_per_s: int = 1_000
+    """Transactions per second one signer may submit to this node (sustained)."""
+    api_signer_txs_burst: int = 4_000
+    """Transactions one signer may submit at once before the rate applies."""
+    rate_limit_tracked_max: int = 10_000
+    """Client addresses and signers whose rate is tracked (least recently seen out)."""
     state_transfer_blocks_max: int = 64
     """Blocks sent in one state-transfer answer."""
 
@@ -76,6 +94,13 @@ class Limits:
                 raise ConfigError(f"{where}: limits.{f.name} must be a positive integer")
         if self.frame_bytes_max < 64 * 1024:
             raise ConfigError(f"{where}: limits.frame_bytes_max must be at least 65536")
+        for name in ("inbox_bytes_max", "peer_inbox_bytes_max"):
+            if getattr(self, name) < self.frame_bytes_max:
+                raise ConfigError(f"{where}: limits.{name} must be at least "
+                                  "limits.frame_bytes_max (one frame must fit)")
+        if self.handshakes_pending_per_address_max > self.handshakes_pending_max:
+            raise ConfigError(f"{where}: limits.handshakes_pending_per_address_max must "
+                              "not exceed limits.handshakes_pending_max")
         if self.reconnect_backoff_ms_min > self.reconnect_backoff_ms_max:
             raise ConfigError(
                 f"{where}: limits.reconnect_backoff_ms_min must not exceed "

@@ -11,6 +11,9 @@ Rules:
 - Bounded: at most ``limits.mempool_txs_max`` transactions and
   ``limits.mempool_bytes_max`` encoded bytes; a full mempool refuses (``mempool_full``)
   rather than evicting work a clerk was promised.
+- Transactions from clients are limited per signer (``limits.api_signer_txs_per_s``,
+  ``rate_limited``), charged once the signature verified: only the key's holder can
+  spend its budget. Transactions forwarded by peers are not charged again.
 - A signature is verified once per node: verified (id, signature) pairs are remembered
   in a bounded LRU, so a transaction forwarded by every peer costs one verification.
 - Transactions admitted from clients are queued for forwarding to every validator
@@ -35,6 +38,7 @@ from ledger.records import TX_BYTES_MAX, Transaction
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX
 from node.config import Limits
 from node.errors import MempoolRejection
+from node.ratelimit import retry_after_header, signer_buckets
 
 Admissible = Callable[[Transaction, int], tuple[str, str] | None]
 """``admissible(tx, now_ms)`` returns ``(code, message)`` to refuse, ``None`` to admit."""
@@ -70,6 +74,7 @@ class Mempool:
         self._unfed = 0
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._forward: deque[bytes] = deque()
+        self._signer_rates = signer_buckets(limits)
         self.verifications = 0
         """Signatures verified (each at most once per (id, signature))."""
         self.rejections = 0
@@ -101,6 +106,16 @@ class Mempool:
         except MempoolRejection:
             self.rejections += 1
             raise
+        if forward:  # a client's submission: the signer's rate (its signature verified)
+            wait_s = self._signer_rates.take(tx.signer)
+            if wait_s:
+                self.rejections += 1
+                raise MempoolRejection(
+                    "rate_limited",
+                    f"signer {tx.signer.hex()[:16]}… submits more than "
+                    f"{self._signer_rates.rate_per_s:g} transactions per second; retry in "
+                    f"{retry_after_header(wait_s)} s",
+                )
         if (len(self._pending) >= self._limits.mempool_txs_max
                 or self._bytes + len(raw) > self._limits.mempool_bytes_max):
             self.rejections += 1

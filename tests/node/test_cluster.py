@@ -27,13 +27,18 @@ from ledger.crypto import SigningKey
 from ledger.encoding import decode, encode
 from ledger.records import Transaction
 from ledger.state import StateProof, verify_state_proof
+from node.config import Limits
 from node.transport import PROTOCOL_VERSION, frame, handshake_bytes, read_frame
 from tests.node.cluster import Cluster, wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    # The fuzz tests send hundreds of requests a second: let them reach the handlers
+    # (the rate limits have their own tests in test_abuse_limits.py).
+    c = Cluster(tmp_path_factory.mktemp("cluster"),
+                limits=Limits(api_client_requests_per_s=100_000,
+                              api_client_requests_burst=100_000))
     try:
         c.start_all()
         c.wait_ready()
