@@ -19,8 +19,11 @@ Rules:
   *oldest* frame when full (PBFT tolerates message loss; the newest votes are the useful
   ones; a disconnect would drop the whole queue and cost a handshake). Inbound frames
   are handed to an async callback, which may block: TCP flow control then slows the
-  sender down instead of the node buffering for it. Unauthenticated connections are
-  capped and time out.
+  sender down instead of the node buffering for it.
+- Unauthenticated connections are capped per source address and in total, and must
+  finish the handshake within ``limits.handshake_timeout_ms``; when the total is reached
+  the idlest connection of the address holding the most is closed to make room, so idle
+  or slow connections cannot keep a validator out (see ``_admit_pending``).
 - Redial with exponential backoff, capped at ``limits.reconnect_backoff_ms_max``.
 - Nothing a peer sends raises out of this module: every connection is a task whose
   errors are logged and end that connection only.
@@ -109,6 +112,18 @@ class _Outbox:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(slots=True)
+class _Pending:
+    """An inbound connection that has not proved its key yet."""
+
+    address: str
+    writer: asyncio.StreamWriter
+    serial: int
+    """Arrival order (lower is older)."""
+    hello_received: bool = False
+    evicted: bool = False
+
+
 async def read_frame(reader: asyncio.StreamReader, frame_bytes_max: int) -> bytes:
     """Read one frame; raise ``TransportError`` on a bad length, ``IncompleteReadError``
     on end of stream."""
@@ -146,7 +161,9 @@ class Transport:
         self._outboxes = {k: _Outbox() for k in self._peers}
         self._inbound: dict[bytes, asyncio.StreamWriter] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._handshakes_pending = 0
+        self._pending: dict[int, _Pending] = {}
+        """Unauthenticated inbound connections, by id."""
+        self._serial = 0
         self._server: asyncio.Server | None = None
         self._closing = False
         self.refused = 0
@@ -325,24 +342,27 @@ class Transport:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         where = writer.get_extra_info("peername")
-        if self._closing or self._handshakes_pending >= self._limits.handshakes_pending_max:
+        pending = self._admit_pending(where, writer)
+        if pending is None:
             self.refused += 1
             writer.close()
             return
-        self._handshakes_pending += 1
         try:
             peer = await asyncio.wait_for(
-                self._listener_handshake(reader, writer),
+                self._listener_handshake(reader, writer, pending),
                 self._limits.handshake_timeout_ms / 1000,
             )
         except (OSError, TimeoutError, asyncio.IncompleteReadError, TransportError,
                 DecodeError) as exc:
             self.refused += 1
-            log.warning("refused connection from %s: %s", where, str(exc) or type(exc).__name__)
+            reason = "evicted to make room" if pending.evicted else (
+                str(exc) or type(exc).__name__)
+            log.log(logging.DEBUG if pending.evicted else logging.WARNING,
+                    "refused connection from %s: %s", where, reason)
             writer.close()
             return
         finally:
-            self._handshakes_pending -= 1
+            self._pending.pop(id(pending), None)
         task = asyncio.current_task()
         if task is not None:  # inbound handlers are tasks of the server; track them
             self._tasks.add(task)
@@ -368,10 +388,41 @@ class Transport:
             if task is not None:
                 self._tasks.discard(task)
 
+    def _admit_pending(self, where: object, writer: asyncio.StreamWriter
+                       ) -> _Pending | None:
+        """Register an unauthenticated connection, or return None to refuse it.
+
+        At most ``handshakes_pending_per_address_max`` per source address: one address
+        cannot hold the peer port. When all ``handshakes_pending_max`` slots are taken
+        (many addresses), the newcomer still gets in: the connection closed to make room
+        is the one that did least, from the address holding the most slots (idle before
+        its first message, then the oldest). A validator dialling sends its first
+        message at once and finishes in a round trip, so idle connections, however many
+        addresses they come from, cannot keep it out."""
+        if self._closing:
+            return None
+        address = where[0] if isinstance(where, tuple) and where else str(where)
+        counts: dict[str, int] = {}
+        for other in self._pending.values():
+            counts[other.address] = counts.get(other.address, 0) + 1
+        if counts.get(address, 0) >= self._limits.handshakes_pending_per_address_max:
+            return None
+        if len(self._pending) >= self._limits.handshakes_pending_max:
+            victim = min(self._pending.values(),
+                         key=lambda p: (-counts[p.address], p.hello_received, p.serial))
+            del self._pending[id(victim)]
+            victim.evicted = True
+            victim.writer.transport.abort()
+        self._serial += 1
+        pending = _Pending(address, writer, self._serial)
+        self._pending[id(pending)] = pending
+        return pending
+
     async def _listener_handshake(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: _Pending
     ) -> bytes:
         hello = decode(await read_frame(reader, HANDSHAKE_FRAME_BYTES_MAX), _HANDSHAKE_LIMITS)
+        pending.hello_received = True
         if not isinstance(hello, list) or len(hello) != 4:
             raise TransportError("malformed handshake")
         version, chain_id, peer, their_nonce = hello

@@ -208,3 +208,62 @@ def test_the_send_queue_of_an_absent_peer_stays_bounded() -> None:
         finally:
             await net.close()
     asyncio.run(main())
+
+
+async def _hold_connections(port: int, sources: list[str], stop: asyncio.Event,
+                            opened: list[int]) -> None:
+    """One idle TCP connection per entry of ``sources`` (a source address), each
+    reconnecting as soon as the listener closes it: an attacker who never handshakes."""
+    async def one(source: str) -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=(source, 0))
+            except OSError:
+                await asyncio.sleep(0.01)
+                continue
+            opened[0] += 1
+            read = asyncio.ensure_future(reader.read())
+            halt = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({read, halt}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (read, halt):
+                task.cancel()
+            writer.close()
+            await asyncio.sleep(0.01)
+    await asyncio.gather(*(one(s) for s in sources))
+
+
+def _idle_flood_keeps_nobody_out(sources: list[str]) -> None:
+    # Slow handshakes may wait long: the attacker's connections do not expire during the
+    # test, so only the admission rules can let the validator in.
+    limits = replace(LIMITS, handshake_timeout_ms=60_000)
+
+    async def main() -> None:
+        net = Net(2, limits)
+        stop = asyncio.Event()
+        opened = [0]
+        await net.nodes[0].start()
+        flood = asyncio.ensure_future(_hold_connections(net.ports[0], sources, stop, opened))
+        try:
+            await until(lambda: opened[0] >= limits.handshakes_pending_per_address_max,
+                        what="the attacker's connections")
+            await net.nodes[1].start()
+            legit = net.keys[1].public_key
+            await until(lambda: net.nodes[0].stats[legit].inbound, timeout_s=20,
+                        what="the validator to get through the idle connections")
+            net.nodes[1].send(net.keys[0].public_key, b"still reachable")
+            await until(lambda: (legit, b"still reachable") in net.got[0], timeout_s=20)
+        finally:
+            stop.set()
+            await asyncio.wait_for(flood, 30)
+            await net.close()
+    asyncio.run(main())
+
+
+def test_idle_connections_from_one_address_cannot_keep_a_validator_out() -> None:
+    """Reproduced: 100 idle reconnecting connections held every unauthenticated slot."""
+    _idle_flood_keeps_nobody_out(["127.0.0.2"] * 100)
+
+
+def test_idle_connections_from_many_addresses_cannot_keep_a_validator_out() -> None:
+    _idle_flood_keeps_nobody_out([f"127.0.1.{i}" for i in range(1, 101)])
