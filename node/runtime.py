@@ -18,6 +18,8 @@ Rules:
   it votes again.
 - Transactions reach the replica through ``TransactionsAvailable`` only as fast as its
   bounded queue has room; the mempool keeps the rest (``Mempool.feed``).
+- Peer messages wait in the inbox within a byte budget, in total and per peer
+  (``node.inbox``): a peer over its share waits, TCP slows it down.
 - Peer frames start with a channel byte (consensus message, forwarded transactions). A
   frame on an unknown channel, or a transactions frame that does not decode,
   disconnects the peer; a consensus message that does not decode is dropped by the
@@ -80,6 +82,7 @@ from node.api import ApiError, SubmitOutcome, create_app
 from node.chain import Chain
 from node.config import NodeConfig, load_config, split_host_port
 from node.errors import ConfigError, MempoolRejection, TransportError
+from node.inbox import InboxBytes
 from node.mempool import Mempool
 from node.metrics import Metrics, Snapshot
 from node.transport import Transport
@@ -148,6 +151,8 @@ class Node:
                                    split_host_port(config.listen_peer), self._limits,
                                    self._on_frame)
         self._inbox: asyncio.Queue[Event | _Feed] = asyncio.Queue(self._limits.inbox_max)
+        self._inbox_bytes = InboxBytes(self._limits.inbox_bytes_max,
+                                       self._limits.peer_inbox_bytes_max)
         self._local: deque[Event] = deque()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
@@ -225,6 +230,8 @@ class Node:
         """The owner task: one event at a time, its effects in order."""
         while True:
             item = self._local.popleft() if self._local else await self._inbox.get()
+            if isinstance(item, MessageReceived):  # only peers' messages are counted
+                self._inbox_bytes.release(item.sender, len(item.data))
             if isinstance(item, _Feed):
                 self._feed_pending = False
                 fed = self._feed_event()
@@ -390,6 +397,7 @@ class Node:
         if channel == CH_CONSENSUS:
             if len(body) >= REPEAT_BYTES_MIN and self._seen_recently(body):
                 return
+            await self._inbox_bytes.acquire(sender, len(body))  # a peer over its share waits
             await self._inbox.put(MessageReceived(now_ms(), sender, body))
         elif channel == CH_TRANSACTIONS:
             self._on_forwarded(sender, body)
