@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,17 +89,23 @@ def test_key_file_round_trip_with_mode_0600(tmp_path: Path) -> None:
     assert load_key(path, PASS) == key
 
 
-def test_key_file_uses_scrypt_pbes2(tmp_path: Path) -> None:
-    """The passphrase is stretched by scrypt (memory-hard), not by the library default of
-    PBKDF2 with 2,048 iterations; the structure is what OpenSSL reads and writes."""
+def test_key_file_uses_scrypt_pbes2_at_owasp_cost(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The passphrase is stretched by scrypt (memory-hard) at N = 2**17 (OWASP), not by
+    the library default of PBKDF2 with 2,048 iterations; the structure is what
+    ``openssl pkcs8 -scrypt`` writes. Production cost: the test-only override is off."""
+    monkeypatch.delenv(crypto.TEST_ONLY_COST_ENV, raising=False)
     path = tmp_path / "k"
-    save_key(SigningKey.generate(), path, PASS)
+    key = SigningKey.generate()
+    save_key(key, path, PASS)
+    assert load_key(path, PASS) == key
+    assert crypto.weak_reason(path) is None
     lines = path.read_text().splitlines()
     assert lines[0] == "-----BEGIN ENCRYPTED PRIVATE KEY-----"
     der = base64.b64decode("".join(lines[1:-1]))
     scrypt_oid = bytes.fromhex("06092b06010401da47040b")  # 1.3.6.1.4.1.11591.4.11
     aes256_cbc_oid = bytes.fromhex("060960864801650304012a")  # 2.16.840.1.101.3.4.1.42
-    assert crypto.SCRYPT_LOG2_N >= 14  # OpenSSL's default cost, or more
+    assert crypto.SCRYPT_LOG2_N >= 17  # OWASP's minimum for scrypt with r = 8, p = 1
     n = 1 << crypto.SCRYPT_LOG2_N
     n_body = n.to_bytes(n.bit_length() // 8 + 1, "big")
     assert scrypt_oid in der and aes256_cbc_oid in der
@@ -114,7 +121,48 @@ def test_files_from_the_library_default_still_load(tmp_path: Path) -> None:
     )
     path = tmp_path / "old.key"
     path.write_bytes(pem)
+    path.chmod(0o600)
     assert load_key(path, PASS) == key
+    assert "PBKDF2" in (crypto.weak_reason(path) or "")
+
+
+def test_files_of_the_previous_scrypt_cost_load_and_are_reported_weak(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(crypto.TEST_ONLY_COST_ENV, "14")  # what version 0.1 wrote
+    key = SigningKey.generate()
+    save_key(key, tmp_path / "v01.key", PASS)
+    assert load_key(tmp_path / "v01.key", PASS) == key
+    assert "2**14" in (crypto.weak_reason(tmp_path / "v01.key") or "")
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o660, 0o644])
+def test_a_key_file_others_may_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "k"
+    save_key(SigningKey.generate(), path, PASS)
+    path.chmod(mode)
+    with pytest.raises(KeyFileError, match=r"chmod 600"):
+        load_key(path, PASS)
+    path.chmod(0o400)  # read-only for the owner is fine (a read-only mount)
+    load_key(path, PASS)
+
+
+def test_the_test_only_cost_override_is_bounded(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in ("4", "18", "x"):
+        monkeypatch.setenv(crypto.TEST_ONLY_COST_ENV, bad)
+        with pytest.raises(KeyFileError, match=crypto.TEST_ONLY_COST_ENV):
+            save_key(SigningKey.generate(), tmp_path / f"k{bad}", PASS)
+
+
+def test_a_file_asking_for_an_absurd_scrypt_cost_is_refused_before_deriving(
+        tmp_path: Path) -> None:
+    fields = crypto._parse_scrypt_pkcs8(crypto._encrypted_pkcs8_pem(SigningKey.generate(),
+                                                                    PASS, 10))
+    assert fields is not None and fields.n == 1 << 10
+    for n, r, p in ((1 << 30, 8, 1), (3 << 10, 8, 1), (1 << 10, 1000, 1), (1 << 10, 8, 99)):
+        absurd = replace(fields, n=n, r=r, p=p)
+        with pytest.raises(KeyFileError, match="outside what a key file may ask for"):
+            crypto._decrypt_scrypt(tmp_path / "k", absurd, PASS)  # no 2**30 KiB allocated
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
@@ -145,9 +193,10 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 def test_short_passphrase_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match="at least 8 characters"):
-        save_key(SigningKey.generate(), tmp_path / "k", b"short")
+    with pytest.raises(KeyFileError, match="at least 12 characters"):
+        save_key(SigningKey.generate(), tmp_path / "k", b"eleven char")
     assert not (tmp_path / "k").exists()
+    save_key(SigningKey.generate(), tmp_path / "k", b"twelve chars")
 
 
 def test_wrong_passphrase(tmp_path: Path) -> None:
@@ -185,10 +234,12 @@ def test_truncated_missing_foreign_and_oversize_files(tmp_path: Path) -> None:
         load_key(tmp_path / "missing", PASS)
     plain = tmp_path / "plain"
     plain.write_text("just some text\n")
+    plain.chmod(0o600)
     with pytest.raises(KeyFileError, match="not an encrypted Tabellion key file"):
         load_key(plain, PASS)
     big = tmp_path / "big"
     big.write_bytes(b"x" * (crypto.KEY_FILE_BYTES_MAX + 1))
+    big.chmod(0o600)
     with pytest.raises(KeyFileError, match="too large"):
         load_key(big, PASS)
     with pytest.raises(KeyFileError, match="cannot read"):
@@ -202,5 +253,6 @@ def test_key_of_another_algorithm(tmp_path: Path) -> None:
     )
     path = tmp_path / "ec.key"
     path.write_bytes(pem)
+    path.chmod(0o600)
     with pytest.raises(KeyFileError, match="not Ed25519"):
         load_key(path, PASS)
