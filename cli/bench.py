@@ -510,8 +510,8 @@ def setup_schemes(network: Network, cluster: Cluster, year: int) -> list[Signing
     waves: list[list[Seed]] = [[], [], []]
     date = f"{year}-01-01"
     for m in network.municipalities:
-        passphrase = network.passphrase_of(m).read_bytes().strip()
-        key = {role: load_key(network.key_of(m, role), passphrase)
+        key = {role: load_key(network.key_of(m, role),  # one passphrase per key holder
+                              network.passphrase_of(m, role).read_bytes().strip())
                for role in ("admin", "clerk", "social_aid_agent")}
         agents.append(key["social_aid_agent"])
 

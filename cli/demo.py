@@ -255,14 +255,14 @@ class Seed:
 
 
 def _keys(network: Network, m: MunicipalityFiles) -> dict[str, SigningKey]:
-    if m.passphrase_file:
-        passphrase = passphrase_from_file(network.passphrase_of(m))
-    else:
-        passphrase = passphrase_from_env(network.passphrase_env)
+    def passphrase(role: str) -> bytes:  # one passphrase per key holder
+        if m.passphrase_file:
+            return passphrase_from_file(network.passphrase_of(m, role))
+        return passphrase_from_env(network.passphrase_env_of(role))
     roles = ["admin", "clerk", "social_aid_agent"]
     if network.key_of(m, "meter_gateway").exists():  # networks made before metering lack it
         roles.append("meter_gateway")
-    return {role: load_key(network.key_of(m, role), passphrase) for role in roles}
+    return {role: load_key(network.key_of(m, role), passphrase(role)) for role in roles}
 
 
 def metering_wave(network: Network, keys: dict[str, dict[str, SigningKey]], today: datetime,
@@ -451,7 +451,7 @@ def print_seeded(seeded: list[tuple[Seed, int]], console: Console) -> None:
 def print_try(network: Network, console: Console) -> None:
     first = network.municipalities[0]
     key = network.key_of(first, "clerk")
-    pw = network.passphrase_of(first)
+    pw = network.passphrase_of(first, "clerk")
     console.print("API docs:", highlight=False)
     for m in network.municipalities:
         console.print(f"  {m.name:<12} {m.api_url}/docs", highlight=False)

@@ -14,14 +14,18 @@ hall can be handed its own directory and nothing else):
     DIR/<slug>/beneficiary-tag.key   32 random bytes (hex, 0600): HMAC key of the social
                                      service for beneficiary tags; never on chain
     DIR/<slug>/passphrase            without --passphrase-env: the generated passphrase of
-                                     every key of the municipality (0600)
+                                     the validator key (0600)
+    DIR/<slug>/<role>.passphrase     without --passphrase-env: the generated passphrase of
+                                     each member key (0600), one per key holder
 
 Rules:
 - Nothing is ever overwritten: ``init`` refuses a directory that is not empty.
-- Every key is encrypted. The passphrase comes from ``--passphrase-env`` (then it is
-  written nowhere), or, for local and demo networks, is generated per municipality and
-  written next to its keys with mode 0600 (ADR 0010: convenient, but whoever can read the
-  directory can use the keys; production town halls use ``--passphrase-env``).
+- Every key is encrypted, each with the passphrase of its holder (the validator's
+  operator, the admin, the clerk, ...): whoever runs the node cannot sign as the admin.
+  The passphrases come from the environment (``--passphrase-env VAR``: VAR for the
+  validators, ``VAR_<ROLE>`` for each member role; then they are written nowhere), or,
+  for local and demo networks, are generated per key and written next to it with mode
+  0600 (ADR 0010: convenient, but whoever can read the directory can use the keys).
 - Ports: municipality i (0-based) serves its API on ``base_port + 10*i`` and its peer
   transport on ``base_port + 10*i + 1``; ``--base-port 0`` asks the OS for free ports.
 - The compose file is generated from the same manifest as the node configurations, so
@@ -76,6 +80,13 @@ MANIFEST_BYTES_MAX = 1024 * 1024
 TAG_KEY_FILE = "beneficiary-tag.key"
 TAG_KEY_BYTES = 32
 PASSPHRASE_FILE = "passphrase"
+"""The validator key's generated passphrase (the file ``node start --passphrase-file``
+reads)."""
+PASSPHRASE_SUFFIX = ".passphrase"
+"""A member key's generated passphrase: ``<role>.passphrase``."""
+VALIDATOR_ROLE = "validator"
+KEY_HOLDERS = (VALIDATOR_ROLE, *ROLES)
+"""Every key of a municipality, each with its own passphrase."""
 DEFAULT_BASE_PORT = 7100
 PORT_STRIDE = 10
 CONTAINER_API_PORT = 8080
@@ -122,7 +133,8 @@ class MunicipalityFiles:
     members: dict[str, str]
     """Role -> public key (hex) of the member key file ``<role>.key``."""
     passphrase_file: bool
-    """Whether the generated passphrase was written to ``<slug>/passphrase``."""
+    """Whether the generated passphrases were written to ``<slug>/passphrase`` (the
+    validator's) and ``<slug>/<role>.passphrase`` (each member's)."""
 
     @property
     def api_url(self) -> str:
@@ -150,8 +162,16 @@ class Network:
     def tag_key_of(self, m: MunicipalityFiles) -> Path:
         return self.root / m.slug / TAG_KEY_FILE
 
-    def passphrase_of(self, m: MunicipalityFiles) -> Path:
-        return self.root / m.slug / PASSPHRASE_FILE
+    def passphrase_of(self, m: MunicipalityFiles, role: str = VALIDATOR_ROLE) -> Path:
+        """The generated passphrase file of ``role``'s key (``passphrase`` for the
+        validator, ``<role>.passphrase`` for a member), when ``m.passphrase_file``."""
+        name = PASSPHRASE_FILE if role == VALIDATOR_ROLE else f"{role}{PASSPHRASE_SUFFIX}"
+        return self.root / m.slug / name
+
+    def passphrase_env_of(self, role: str = VALIDATOR_ROLE) -> str:
+        """The environment variable holding ``role``'s passphrase when none was generated:
+        ``passphrase_env`` for the validator, ``<passphrase_env>_<ROLE>`` for a member."""
+        return passphrase_env_for(self.passphrase_env, role)
 
     @property
     def genesis_file(self) -> Path:
@@ -260,18 +280,38 @@ def _ports(count: int, base_port: int) -> list[tuple[int, int]]:
             for i in range(count)]
 
 
+def passphrase_env_for(base: str, holder: str) -> str:
+    """``TABELLION_PASSPHRASE`` for the validator, ``TABELLION_PASSPHRASE_CLERK``, ..."""
+    return base if holder == VALIDATOR_ROLE else f"{base}_{holder.upper()}"
+
+
+def check_distinct_passphrases(passphrases: dict[str, bytes]) -> None:
+    """Every key holder has a passphrase of its own (else whoever runs the node could
+    sign as the admin or the aid agent)."""
+    missing = [h for h in KEY_HOLDERS if h not in passphrases]
+    if missing:
+        usage_error(f"no passphrase for {', '.join(missing)}: every key holder needs one")
+    if len({passphrases[h] for h in KEY_HOLDERS}) != len(KEY_HOLDERS):
+        usage_error("two key holders were given the same passphrase; give each of "
+                    f"{', '.join(KEY_HOLDERS)} its own, so none can use another's key")
+
+
 def init_network(
     out: Path,
     municipalities: list[tuple[str, str]],
     *,
     chain_id: str = "tabellion-local",
     base_port: int = DEFAULT_BASE_PORT,
-    passphrase: bytes | None = None,
+    passphrases: dict[str, bytes] | None = None,
     passphrase_env: str = PASSPHRASE_ENV_DEFAULT,
     compose: bool = False,
     consensus: ConsensusParams | None = None,
 ) -> Network:
-    """Generate a network in ``out``; ``passphrase=None`` generates one per municipality."""
+    """Generate a network in ``out``. ``passphrases`` maps each key holder
+    (``KEY_HOLDERS``: the validator and every member role) to its passphrase; ``None``
+    generates one per key and writes it next to the key (mode 0600)."""
+    if passphrases is not None:
+        check_distinct_passphrases(passphrases)
     if not MUNICIPALITIES_MIN <= len(municipalities) <= MUNICIPALITIES_MAX:
         usage_error(f"a network needs {MUNICIPALITIES_MIN} to {MUNICIPALITIES_MAX} "
                     f"municipalities (got {len(municipalities)}): with n = 3f + 1 "
@@ -294,22 +334,27 @@ def init_network(
             municipalities, slugs, ports, strict=True):
         muni_dir = out / slug
         muni_dir.mkdir()
-        secret = passphrase
-        if secret is None:
-            secret = secrets.token_urlsafe(24).encode()
-            write_secret(muni_dir / PASSPHRASE_FILE, secret + b"\n")
+        secret: dict[str, bytes] = {}
+        for holder in KEY_HOLDERS:  # one passphrase per key holder: none can use another's key
+            if passphrases is None:
+                secret[holder] = secrets.token_urlsafe(24).encode()
+                file_name = (PASSPHRASE_FILE if holder == VALIDATOR_ROLE
+                             else f"{holder}{PASSPHRASE_SUFFIX}")
+                write_secret(muni_dir / file_name, secret[holder] + b"\n")
+            else:
+                secret[holder] = passphrases[holder]
         validator = SigningKey.generate()
-        save_key(validator, muni_dir / "validator.key", secret)
+        save_key(validator, muni_dir / "validator.key", secret[VALIDATOR_ROLE])
         members: dict[str, str] = {}
         for role in ROLES:
             key = SigningKey.generate()
-            save_key(key, muni_dir / f"{role}.key", secret)
+            save_key(key, muni_dir / f"{role}.key", secret[role])
             members[role] = key.public_key.hex()
         write_secret(muni_dir / TAG_KEY_FILE, secrets.token_bytes(TAG_KEY_BYTES).hex().encode()
                      + b"\n")
         entries.append(MunicipalityFiles(name, siret, slug, api_port, peer_port,
                                          validator.public_key.hex(), members,
-                                         passphrase is None))
+                                         passphrases is None))
         genesis_munis.append(Municipality(
             name, siret, validator.public_key,
             tuple(Member(bytes.fromhex(members[role]), role) for role in ROLES)))
@@ -473,9 +518,12 @@ def network_init(
     ] = DEFAULT_BASE_PORT,
     passphrase_env: Annotated[str | None, typer.Option(
         "--passphrase-env", metavar="VAR",
-        help="Encrypt every key with the passphrase in VAR (written nowhere). Without it, "
-        "a passphrase is generated per municipality and written to DIR/<name>/passphrase "
-        "(mode 0600): fine for a local or demo network, not for production.")] = None,
+        help="Take the passphrases from the environment (written nowhere): the validator "
+        "keys' from VAR, each member role's from VAR_<ROLE> (VAR_ADMIN, VAR_CLERK, "
+        "VAR_SOCIAL_AID_AGENT, VAR_AUDITOR), all different. Without it, one passphrase "
+        "per key is generated and written next to it (DIR/<name>/passphrase, "
+        "DIR/<name>/<role>.passphrase, mode 0600): fine for a local or demo network.")
+    ] = None,
     compose: Annotated[bool, typer.Option(
         "--compose", help="Also write DIR/compose.yaml and container configurations.")
     ] = False,
@@ -485,10 +533,14 @@ def network_init(
     Example: tabellion network init --out net -m "Montreuil:21930048000015"
     -m "Bagnolet:21930006000015" -m "Vincennes:21940080000013" -m "Romainville:21930063000015"
     """
-    secret = passphrase_from_env(passphrase_env) if passphrase_env else None
+    secrets_by_holder = None
+    if passphrase_env:
+        secrets_by_holder = {holder: passphrase_from_env(passphrase_env_for(passphrase_env,
+                                                                            holder))
+                             for holder in KEY_HOLDERS}
     parsed = [parse_municipality(text) for text in municipality]
     network = init_network(out, parsed, chain_id=chain_id, base_port=base_port,
-                           passphrase=secret,
+                           passphrases=secrets_by_holder,
                            passphrase_env=passphrase_env or PASSPHRASE_ENV_DEFAULT,
                            compose=compose)
     print_network(network, Console())

@@ -34,7 +34,7 @@ def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
 def _who(network: Network, index: int, role: str) -> list[str]:
     m = network.municipalities[index]
     return ["--key", str(network.key_of(m, role)), "--passphrase-file",
-            str(network.passphrase_of(m)), "--node", m.api_url]
+            str(network.passphrase_of(m, role)), "--node", m.api_url]
 
 
 def _committed_id(output: str) -> str:

@@ -58,7 +58,7 @@ def test_submit_checks_the_payload_before_contacting_the_node(network: Network,
                                                               tmp_path: Path) -> None:
     m = network.municipalities[0]
     key = str(network.key_of(m, "clerk"))
-    pw = str(network.passphrase_of(m))
+    pw = str(network.passphrase_of(m, "clerk"))
     node = _unreachable()  # reaching it would exit 3: these must fail earlier, with 2
 
     def submit(payload: str, *extra: str) -> None:

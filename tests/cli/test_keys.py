@@ -60,7 +60,7 @@ def test_keys_new_refuses_to_overwrite_and_short_passphrases(runner: CliRunner,
     short = runner.invoke(app, ["keys", "new", "--out", str(tmp_path / "s.key"),
                                 "--passphrase-env", "PW"], env={"PW": "short"})
     assert short.exit_code == 2
-    assert "at least 8 characters" in short.stderr
+    assert "at least 12 characters" in short.stderr
 
 
 def test_keys_show_wrong_passphrase_missing_file_and_unset_variable_are_one_line(

@@ -7,6 +7,7 @@ import re
 import stat
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -24,6 +25,7 @@ from cli.network import (
     reference_compose,
 )
 from ledger.crypto import load_key
+from ledger.errors import KeyFileError
 from ledger.genesis import ROLES, load_genesis
 from node.config import load_config
 from tests.cli.conftest import REPO, assert_one_line_error, invoke_cli, run_cli
@@ -47,7 +49,11 @@ def test_genesis_enrolls_every_generated_key_with_its_role(network: Network) -> 
         enrolled = {member.role: member.key for member in g.members}
         assert set(enrolled) == set(ROLES)
         for role in ROLES:
-            assert load_key(network.key_of(m, role), passphrase).public_key == enrolled[role]
+            own = network.passphrase_of(m, role).read_bytes().strip()
+            assert load_key(network.key_of(m, role), own).public_key == enrolled[role]
+            # one passphrase per key holder: the node operator's does not open the clerk's
+            with pytest.raises(KeyFileError, match="passphrase is wrong"):
+                load_key(network.key_of(m, role), passphrase)
         assert load_genesis(network.dir_of(m) / "genesis.json") == genesis
 
 
@@ -55,6 +61,7 @@ def test_secrets_are_private_and_the_tag_key_is_32_random_bytes(network: Network
     tags = set()
     for m in network.municipalities:
         for path in (network.tag_key_of(m), network.passphrase_of(m),
+                     network.passphrase_of(m, "admin"),
                      network.key_of(m, "clerk"), network.dir_of(m) / "validator.key"):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         tag = load_tag_key(network.tag_key_of(m))
@@ -140,15 +147,21 @@ def test_dockerfile_default_command_is_the_compose_command(network: Network) -> 
 def test_init_with_passphrase_env_writes_no_passphrase(runner: CliRunner,
                                                        tmp_path: Path) -> None:
     out = tmp_path / "prod"
+    holders = {"PW": "a long operator passphrase", "PW_ADMIN": "the admin's own secret",
+               "PW_CLERK": "the clerk's own secret", "PW_AUDITOR": "the auditor's secret",
+               "PW_SOCIAL_AID_AGENT": "the aid agent's secret"}
     result = runner.invoke(app, _args(out, "--passphrase-env", "PW", "--base-port", "0",
                                       "--compose", "--chain-id", "prod.net"),
-                           env={"PW": "a long operator passphrase", "COLUMNS": "200"})
+                           env={**holders, "COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     network = load_network(out)
     assert network.chain_id == "prod.net"
-    assert not list(out.rglob("passphrase"))
+    assert not list(out.rglob("*passphrase"))
     m = network.municipalities[1]
-    assert load_key(network.key_of(m, "admin"), b"a long operator passphrase")
+    assert load_key(network.key_of(m, "admin"), b"the admin's own secret")
+    assert load_key(network.dir_of(m) / "validator.key", b"a long operator passphrase")
+    with pytest.raises(KeyFileError):
+        load_key(network.key_of(m, "admin"), b"a long operator passphrase")
     service = json.loads((out / "compose.yaml").read_text())["services"][m.slug]
     assert service["environment"] == {"PW":
                                       "${BAGNOLET_PASSPHRASE:?set BAGNOLET_PASSPHRASE}"}
@@ -170,3 +183,17 @@ def test_init_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     (busy / "keep").write_text("x")
     assert_one_line_error(invoke_cli(*_args(busy)), 2, "not an empty directory")
     assert sorted(p.name for p in busy.iterdir()) == ["keep"]
+
+
+def test_init_refuses_one_passphrase_for_two_key_holders(runner: CliRunner,
+                                                         tmp_path: Path) -> None:
+    same = {"PW": "a long operator passphrase", "PW_ADMIN": "a long operator passphrase",
+            "PW_CLERK": "the clerk's own secret", "PW_AUDITOR": "the auditor's secret",
+            "PW_SOCIAL_AID_AGENT": "the aid agent's secret"}
+    result = runner.invoke(app, _args(tmp_path / "x", "--passphrase-env", "PW"), env=same)
+    assert result.exit_code == 2
+    assert "same passphrase" in result.output
+    missing = {k: v for k, v in same.items() if k != "PW_CLERK"}
+    missing["PW_ADMIN"] = "the admin's own secret"
+    result = runner.invoke(app, _args(tmp_path / "y", "--passphrase-env", "PW"), env=missing)
+    assert result.exit_code == 2 and "PW_CLERK" in result.output
