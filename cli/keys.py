@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from cli.common import EXIT_CODES_HELP, EXIT_USAGE, CliError, guarded, read_passphrase
-from ledger.crypto import SigningKey, load_key, save_key
+from ledger.crypto import SigningKey, load_key, rekey, save_key, weak_reason
 
 app = typer.Typer(
     help="Create and inspect encrypted key files.",
@@ -62,4 +62,32 @@ def keys_show(
     """
     passphrase = read_passphrase(passphrase_env, confirm=False, what=str(file))
     key = load_key(file, passphrase)
+    typer.echo(f"public key: {key.public_key.hex()}")
+    reason = weak_reason(file)
+    if reason is not None:
+        typer.echo(f"warning: {reason}; re-encrypt it: tabellion keys rekey {file}",
+                   err=True)
+
+
+@app.command("rekey", epilog=EXIT_CODES_HELP)
+@guarded
+def keys_rekey(
+    file: Annotated[Path, typer.Argument(help="An encrypted key file to re-encrypt.")],
+    passphrase_env: PassphraseEnv = None,
+    new_passphrase_env: Annotated[str | None, typer.Option(
+        "--new-passphrase-env", metavar="VAR",
+        help="The new passphrase from this variable (default: prompted twice).")] = None,
+) -> None:
+    """Re-encrypt a key file at today's cost (scrypt N = 2**17), with a new passphrase.
+
+    The key itself does not change (its public key stays enrolled); the old file is
+    replaced only once the new one is written and checked.
+
+    Example: tabellion keys rekey validator.key
+    """
+    passphrase = read_passphrase(passphrase_env, confirm=False, what=str(file))
+    load_key(file, passphrase)  # a wrong passphrase fails before a new one is asked
+    new = read_passphrase(new_passphrase_env, confirm=True, what=f"{file} (new)")
+    key = rekey(file, passphrase, new)
+    typer.echo(f"re-encrypted {file}")
     typer.echo(f"public key: {key.public_key.hex()}")

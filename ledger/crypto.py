@@ -208,6 +208,10 @@ def load_key(path: Path, passphrase: bytes) -> SigningKey:
         private = _decrypt_scrypt(path, scrypt, passphrase)
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyFileError(f"{path} holds a key that is not Ed25519")
+    reason = _weakness(scrypt)
+    if reason is not None:
+        log.warning("key file %s is weaker than new key files: %s; re-encrypt it with "
+                    "`tabellion keys rekey %s`", path, reason, path)
     seed = private.private_bytes(
         serialization.Encoding.Raw,
         serialization.PrivateFormat.Raw,
@@ -223,12 +227,31 @@ def weak_reason(path: Path) -> str | None:
         scrypt = _parse_scrypt_pkcs8(_read_key_file(Path(path)))
     except (KeyFileError, ValueError):
         return None  # load_key reports what is wrong with it
+    return _weakness(scrypt)
+
+
+def _weakness(scrypt: _ScryptPkcs8 | None) -> str | None:
     if scrypt is None:
         return "it is encrypted with PBKDF2 (cheap to brute-force), not scrypt"
     if scrypt.n < 1 << SCRYPT_LOG2_N:
         return (f"it is encrypted with scrypt N = 2**{scrypt.n.bit_length() - 1}, below "
                 f"today's 2**{SCRYPT_LOG2_N}")
     return None
+
+
+def rekey(path: Path, passphrase: bytes, new_passphrase: bytes) -> SigningKey:
+    """Re-encrypt the key file at ``path`` at today's cost (and with ``new_passphrase``);
+    the old file is replaced only once the new one is written and synced."""
+    path = Path(path)
+    key = load_key(path, passphrase)
+    fresh = path.with_name(f".{path.name}.rekey-{os.urandom(4).hex()}")
+    save_key(key, fresh, new_passphrase)
+    if load_key(fresh, new_passphrase) != key:  # never replace a key by something else
+        fresh.unlink()
+        raise KeyFileError(f"re-encrypting {path} did not give back the same key")
+    os.replace(fresh, path)
+    _fsync_directory(path.parent)
+    return key
 
 
 def _read_key_file(path: Path) -> bytes:

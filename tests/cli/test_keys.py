@@ -5,10 +5,12 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from ledger.crypto import load_key
+from ledger import crypto
+from ledger.crypto import SigningKey, load_key, save_key
 from tests.cli.conftest import assert_one_line_error, invoke_cli, run_cli
 
 PASS = "correct horse battery"
@@ -79,3 +81,29 @@ def test_keys_show_wrong_passphrase_missing_file_and_unset_variable_are_one_line
 
     unset = invoke_cli("keys", "show", str(out), "--passphrase-env", "TABELLION_TEST_UNSET")
     assert_one_line_error(unset, 2, "TABELLION_TEST_UNSET is not set")
+
+
+def test_keys_rekey_brings_an_old_file_to_todays_cost_with_a_new_passphrase(
+        runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "old.key"
+    monkeypatch.setenv(crypto.TEST_ONLY_COST_ENV, "14")  # what version 0.1 wrote
+    old = SigningKey.generate()
+    save_key(old, path, PASS.encode())
+    shown = runner.invoke(app, ["keys", "show", str(path), "--passphrase-env", "PW"],
+                          env={"PW": PASS})
+    assert shown.exit_code == 0 and "2**14" in shown.stderr and "rekey" in shown.stderr
+    monkeypatch.delenv(crypto.TEST_ONLY_COST_ENV)  # the production cost for the new file
+    done = runner.invoke(app, ["keys", "rekey", str(path), "--passphrase-env", "PW",
+                               "--new-passphrase-env", "NEW"],
+                         env={"PW": PASS, "NEW": "a brand new passphrase"})
+    assert done.exit_code == 0, done.output
+    assert old.public_key.hex() in done.stdout  # same key: its enrolment stays valid
+    assert load_key(path, b"a brand new passphrase") == old
+    assert crypto.weak_reason(path) is None
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["old.key"]  # nothing left behind
+    wrong = runner.invoke(app, ["keys", "rekey", str(path), "--passphrase-env", "PW",
+                                "--new-passphrase-env", "NEW"],
+                          env={"PW": PASS, "NEW": "another new passphrase"})
+    assert wrong.exit_code == 2 and "passphrase is wrong" in wrong.stderr
+    assert load_key(path, b"a brand new passphrase") == old  # untouched
