@@ -15,8 +15,9 @@ Rules:
   unencrypted key file is never written.
 - Loading refuses a key file that its group or others may read or write (``chmod 600``),
   accepts the scrypt files of earlier versions (N = 2**14) and files written by
-  ``cryptography`` (PBKDF2), and says when a file is weaker than today's cost
-  (``weak_reason``): re-encrypt it with ``tabellion keys rekey``.
+  ``cryptography`` (PBKDF2); ``weak_reason`` says when a file is weaker than today's
+  cost (the node logs it at start, ``keys show`` prints it): re-encrypt it with
+  ``tabellion keys rekey``.
 - Test-only override: the environment variable ``TABELLION_TEST_ONLY_SCRYPT_LOG2_N``
   (10..17) lowers the cost of *new* key files so that test suites generating dozens of
   networks stay fast. It is never set in production; every file written under it is
@@ -208,10 +209,6 @@ def load_key(path: Path, passphrase: bytes) -> SigningKey:
         private = _decrypt_scrypt(path, scrypt, passphrase)
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyFileError(f"{path} holds a key that is not Ed25519")
-    reason = _weakness(scrypt)
-    if reason is not None:
-        log.warning("key file %s is weaker than new key files: %s; re-encrypt it with "
-                    "`tabellion keys rekey %s`", path, reason, path)
     seed = private.private_bytes(
         serialization.Encoding.Raw,
         serialization.PrivateFormat.Raw,

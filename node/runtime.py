@@ -68,7 +68,7 @@ from consensus.persist import PersistedState
 from consensus.replica import PENDING_TXS_MAX, Replica
 from contracts import engine
 from ledger import jsonview
-from ledger.crypto import SigningKey, load_key
+from ledger.crypto import SigningKey, load_key, weak_reason
 from ledger.encoding import Limits as DecodeLimits
 from ledger.encoding import decode, encode
 from ledger.errors import InvalidBlock, LedgerError, StoreError
@@ -149,7 +149,7 @@ class Node:
                                self._admissible)
         self.transport = Transport(key, self.chain_id, config.peers,
                                    split_host_port(config.listen_peer), self._limits,
-                                   self._on_frame)
+                                   self._on_frame, admit=self._validator_in_force)
         self._inbox: asyncio.Queue[Event | _Feed] = asyncio.Queue(self._limits.inbox_max)
         self._inbox_bytes = InboxBytes(self._limits.inbox_bytes_max,
                                        self._limits.peer_inbox_bytes_max)
@@ -392,6 +392,17 @@ class Node:
         return self.chain.history
 
     # ================================================================== peers
+    def _validator_in_force(self, key: bytes) -> bool:
+        """Whom the transport admits (at every handshake and frame): the validators of
+        the on-chain set in force, and of a set already decided for a later height (a
+        validator added by governance connects and catches up before its set takes
+        over). A removed validator is refused as soon as its removal is in force."""
+        replica = self.replica
+        if key in replica.active_set.keys:
+            return True
+        return any(start > replica.low + 1 and key in vset.keys
+                   for start, vset in replica.history)
+
     async def _on_frame(self, sender: bytes, data: bytes) -> None:
         channel, body = data[0], data[1:]
         if channel == CH_CONSENSUS:
@@ -723,6 +734,10 @@ def setup_logging(level: str) -> None:
 async def _main(config: NodeConfig) -> None:
     genesis = load_genesis(config.genesis_file)
     key = load_key(config.key_file, _passphrase(config))
+    weak = weak_reason(config.key_file)
+    if weak is not None:
+        log.warning("the key file %s is weaker than new key files: %s; re-encrypt it with "
+                    "`tabellion keys rekey %s`", config.key_file, weak, config.key_file)
     if key.public_key not in genesis.validator_set.keys:
         log.warning("this node's key %s… is not in the genesis validator set: it will "
                     "follow the chain without voting", key.public_key.hex()[:16])

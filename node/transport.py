@@ -2,19 +2,31 @@
 
 Rules:
 - Framing: every frame is a 4-byte big-endian length then that many bytes. A length of
-  zero or above ``limits.frame_bytes_max`` is a protocol violation: the connection is
-  closed and the event logged. Nothing is allocated before the length is checked.
+  zero or above ``limits.frame_bytes_max`` (plus ``SEAL_BYTES`` once sealed) is a
+  protocol violation: the connection is closed and the event logged. Nothing is
+  allocated before the length is checked.
 - One connection per direction: a node *sends* only on the connections it dialled and
   *receives* only on the connections its peers dialled. No tie-breaking is needed and a
   restarted peer simply dials again (its new inbound connection replaces the old one).
 - Handshake (mutual, before any frame is accepted): the dialer sends
-  ``[version, chain_id, dialer_key, dialer_nonce]``; the listener refuses an unknown key
-  or another chain, then answers ``[version, chain_id, listener_key, listener_nonce,
-  listener_signature]``; the dialer checks that the key is the one it meant to reach and
-  answers ``[dialer_signature]``. Each signature covers, under ``Tag.HANDSHAKE_SIGN``,
-  ``[chain_id, role, dialer_key, listener_key, dialer_nonce, listener_nonce]``: both
-  fresh nonces (no replay), both keys and the role (no reflection), the chain id (no
-  cross-network use). Unknown keys are refused: the network is permissioned.
+  ``[version, chain_id, dialer_key, dialer_ephemeral]``; the listener refuses a key that
+  ``admit`` does not accept (the validators in force) or another chain, then answers
+  ``[version, chain_id, listener_key, listener_ephemeral, listener_signature]``; the
+  dialer checks that the key is the one it meant to reach and answers
+  ``[dialer_signature]``. Each signature covers, under ``Tag.HANDSHAKE_SIGN``,
+  ``[chain_id, role, dialer_key, listener_key, dialer_ephemeral, listener_ephemeral]``:
+  both fresh ephemeral keys (no replay), both identity keys and the role (no
+  reflection, no identity misbinding), the chain id (no cross-network use).
+- Encrypted and bound to the handshake: the ephemerals are X25519 keys, fresh per
+  connection; the frame key is derived from their Diffie-Hellman secret and the signed
+  transcript (``session_key``). Every frame after the handshake is sealed with
+  ChaCha20-Poly1305 (IETF, libsodium), its length header as associated data and a
+  counter as nonce: an on-path relay can neither read transactions before they are
+  public nor splice, reorder, replay or alter frames (any of these fails to open and
+  closes the connection). Forward secrecy: the ephemeral secrets live only in memory.
+- Admission follows the validator set in force: ``admit(key)`` is asked at every
+  handshake and for every frame, so a validator removed by governance is refused and
+  disconnected without a restart, and a configured peer added back is accepted again.
 - Bounded memory: per-peer send queues are bounded in frames and bytes and drop their
   *oldest* frame when full (PBFT tolerates message loss; the newest votes are the useful
   ones; a disconnect would drop the whole queue and cost a handshake). Inbound frames
@@ -33,12 +45,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+
+import nacl.exceptions
+from nacl.bindings import (
+    crypto_aead_chacha20poly1305_ietf_decrypt,
+    crypto_aead_chacha20poly1305_ietf_encrypt,
+    crypto_scalarmult,
+    crypto_scalarmult_base,
+)
 
 from ledger import crypto
 from ledger.crypto import SigningKey
@@ -49,8 +70,12 @@ from ledger.hashing import Tag, tagged_bytes
 from node.config import Limits, PeerConfig
 from node.errors import TransportError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: ephemeral X25519 keys instead of nonces, frames sealed after the handshake."""
 NONCE_BYTES = 32
+"""Length of an ephemeral X25519 public key (the handshake's fresh value)."""
+SEAL_BYTES = 16
+"""Poly1305 tag added to every sealed frame."""
 HANDSHAKE_FRAME_BYTES_MAX = 1024
 CONNECT_TIMEOUT_MS = 3_000
 _HEADER = struct.Struct(">I")
@@ -58,6 +83,8 @@ _HANDSHAKE_LIMITS = DecodeLimits(input_bytes_max=HANDSHAKE_FRAME_BYTES_MAX, dept
 
 FrameHandler = Callable[[bytes, bytes], Awaitable[None]]
 """``await on_frame(sender_key, data)`` for every frame an authenticated peer sends."""
+Admit = Callable[[bytes], bool]
+"""``admit(key)``: whether the validator ``key`` may hold a connection now."""
 
 log = logging.getLogger("tabellion.transport")
 
@@ -69,6 +96,59 @@ def handshake_bytes(
     """The bytes each side signs to prove possession of its validator key."""
     body = encode([chain_id, role, dialer, listener, dialer_nonce, listener_nonce])
     return tagged_bytes(Tag.HANDSHAKE_SIGN, body)
+
+
+def session_key(shared: bytes, transcript: bytes) -> bytes:
+    """The frame key of one connection: the ephemeral Diffie-Hellman secret bound to the
+    signed handshake transcript (both identities, both ephemerals, the chain)."""
+    return hashlib.blake2b(shared + hashlib.sha256(transcript).digest(), digest_size=32,
+                           person=b"tabellion-link").digest()
+
+
+def _shared_secret(my_secret: bytes, their_public: bytes) -> bytes:
+    if not isinstance(their_public, bytes) or len(their_public) != NONCE_BYTES:
+        raise TransportError("malformed handshake ephemeral key")
+    try:
+        shared = crypto_scalarmult(my_secret, their_public)
+    except (nacl.exceptions.RuntimeError, nacl.exceptions.ValueError) as exc:
+        raise TransportError("unusable handshake ephemeral key") from exc
+    if shared == bytes(len(shared)):  # a small-order point: no secret at all
+        raise TransportError("unusable handshake ephemeral key")
+    return bytes(shared)
+
+
+class Seal:
+    """One direction of a connection: frames sealed (or opened) with a counter nonce."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._counter = 0
+
+    def _nonce(self) -> bytes:
+        nonce = bytes(4) + self._counter.to_bytes(8, "big")
+        self._counter += 1
+        return nonce
+
+    def seal(self, data: bytes) -> bytes:
+        """``data`` framed and sealed: length header (authenticated) then ciphertext."""
+        header = _HEADER.pack(len(data) + SEAL_BYTES)
+        return header + crypto_aead_chacha20poly1305_ietf_encrypt(data, header,
+                                                                  self._nonce(), self._key)
+
+    async def read(self, reader: asyncio.StreamReader, frame_bytes_max: int) -> bytes:
+        """Read and open one sealed frame; ``TransportError`` if it does not open."""
+        header = await reader.readexactly(_HEADER.size)
+        (length,) = _HEADER.unpack(header)
+        if length <= SEAL_BYTES or length > frame_bytes_max + SEAL_BYTES:
+            raise TransportError(f"frame of {length} bytes (allowed {SEAL_BYTES + 1}.."
+                                 f"{frame_bytes_max + SEAL_BYTES} sealed)")
+        body = await reader.readexactly(length)
+        try:
+            return bytes(crypto_aead_chacha20poly1305_ietf_decrypt(body, header,
+                                                                   self._nonce(), self._key))
+        except nacl.exceptions.CryptoError as exc:
+            raise TransportError("a frame failed authentication (altered, replayed or "
+                                 "spliced on the way)") from exc
 
 
 @dataclass(slots=True)
@@ -149,7 +229,10 @@ class Transport:
         listen: tuple[str, int],
         limits: Limits,
         on_frame: FrameHandler,
+        admit: Admit | None = None,
     ) -> None:
+        """``admit`` says which validator keys may connect (asked at every handshake and
+        frame); by default, the configured peers."""
         self._key = key
         self._me = key.public_key
         self._chain_id = chain_id
@@ -157,6 +240,7 @@ class Transport:
         self._limits = limits
         self._on_frame = on_frame
         self._peers = {p.validator_key: p for p in peers if p.validator_key != self._me}
+        self._admit = admit if admit is not None else self._peers.__contains__
         self.stats = {k: PeerStats(k, p.address) for k, p in self._peers.items()}
         self._outboxes = {k: _Outbox() for k in self._peers}
         self._inbound: dict[bytes, asyncio.StreamWriter] = {}
@@ -248,7 +332,10 @@ class Transport:
                     CONNECT_TIMEOUT_MS / 1000,
                 )
                 writer = conn
-                await asyncio.wait_for(
+                if not self._admit(peer):
+                    raise TransportError("not a validator in force (removed by "
+                                         "governance?); not dialling it")
+                seal = await asyncio.wait_for(
                     self._dialer_handshake(peer, reader, conn),
                     self._limits.handshake_timeout_ms / 1000,
                 )
@@ -256,7 +343,7 @@ class Transport:
                 stats.connects += 1
                 backoff_ms = self._limits.reconnect_backoff_ms_min
                 log.info("connected to peer %s at %s", peer.hex()[:16], config.address)
-                await self._pump(peer, reader, conn)
+                await self._pump(peer, reader, conn, seal)
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, asyncio.IncompleteReadError, TransportError,
@@ -275,8 +362,9 @@ class Transport:
 
     async def _dialer_handshake(
         self, peer: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        my_nonce = os.urandom(NONCE_BYTES)
+    ) -> Seal:
+        my_secret = os.urandom(NONCE_BYTES)
+        my_nonce = crypto_scalarmult_base(my_secret)
         writer.write(frame(encode([PROTOCOL_VERSION, self._chain_id, self._me, my_nonce])))
         await writer.drain()
         reply = decode(await read_frame(reader, HANDSHAKE_FRAME_BYTES_MAX), _HANDSHAKE_LIMITS)
@@ -288,8 +376,7 @@ class Transport:
         if their_key != peer:
             raise TransportError("the peer at this address holds another validator key; "
                                  "check the peers list of the configuration")
-        if not isinstance(their_nonce, bytes) or len(their_nonce) != NONCE_BYTES:
-            raise TransportError("malformed handshake nonce")
+        shared = _shared_secret(my_secret, their_nonce)
         signed = handshake_bytes(self._chain_id, "listener", self._me, peer, my_nonce,
                                  their_nonce)
         if not isinstance(their_sig, bytes) or not crypto.verify(peer, signed, their_sig):
@@ -297,9 +384,11 @@ class Transport:
         mine = handshake_bytes(self._chain_id, "dialer", self._me, peer, my_nonce, their_nonce)
         writer.write(frame(encode([self._key.sign(mine)])))
         await writer.drain()
+        return Seal(session_key(shared, signed))
 
     async def _pump(
-        self, peer: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, peer: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        seal: Seal,
     ) -> None:
         """Write queued frames until the connection breaks. The listener never sends
         after the handshake, so anything readable (data or end of stream) ends it."""
@@ -313,13 +402,15 @@ class Transport:
                         raise TransportError("the connection was lost")
                     data = outbox.frames.popleft()
                     outbox.size_bytes -= len(data)
-                    writer.write(frame(data))
+                    writer.write(seal.seal(data))
                     stats.frames_sent += 1
                     if writer.transport.get_write_buffer_size() > 1 << 20:
                         await writer.drain()
                 await writer.drain()
                 if watch.done():
                     raise TransportError("the peer closed the connection")
+                if not self._admit(peer):
+                    raise TransportError("no longer a validator in force")
                 outbox.wake.clear()
                 waiter = asyncio.ensure_future(outbox.wake.wait())
                 await asyncio.wait({waiter, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -348,7 +439,7 @@ class Transport:
             writer.close()
             return
         try:
-            peer = await asyncio.wait_for(
+            peer, seal = await asyncio.wait_for(
                 self._listener_handshake(reader, writer, pending),
                 self._limits.handshake_timeout_ms / 1000,
             )
@@ -370,10 +461,10 @@ class Transport:
         if old is not None:
             old.close()  # a restarted peer dials again: the newest connection wins
         self._inbound[peer] = writer
-        stats = self.stats[peer]
+        stats = self._stats_of(peer)
         stats.inbound = True
         try:
-            await self._read_frames(peer, reader)
+            await self._read_frames(peer, reader, seal)
         except (OSError, asyncio.IncompleteReadError):
             pass  # the peer went away; it will dial again
         except (TransportError, DecodeError) as exc:
@@ -418,9 +509,18 @@ class Transport:
         self._pending[id(pending)] = pending
         return pending
 
+    def _stats_of(self, peer: bytes) -> PeerStats:
+        """A configured peer's stats, or new ones for a validator admitted but not
+        configured (added by governance: it dials us; we cannot dial it)."""
+        stats = self.stats.get(peer)
+        if stats is None:
+            stats = self.stats[peer] = PeerStats(peer, "(inbound only: not configured)",
+                                                 outbound="not configured")
+        return stats
+
     async def _listener_handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: _Pending
-    ) -> bytes:
+    ) -> tuple[bytes, Seal]:
         hello = decode(await read_frame(reader, HANDSHAKE_FRAME_BYTES_MAX), _HANDSHAKE_LIMITS)
         pending.hello_received = True
         if not isinstance(hello, list) or len(hello) != 4:
@@ -428,12 +528,13 @@ class Transport:
         version, chain_id, peer, their_nonce = hello
         if version != PROTOCOL_VERSION or chain_id != self._chain_id:
             raise TransportError(f"version {version!r} on chain {chain_id!r}")
-        if not isinstance(peer, bytes) or peer not in self._peers:
+        if (not isinstance(peer, bytes) or len(peer) != crypto.PUBLIC_KEY_BYTES
+                or peer == self._me or not self._admit(peer)):
             shown = peer.hex()[:16] if isinstance(peer, bytes) else "?"
-            raise TransportError(f"key {shown} is not a validator of this network")
-        if not isinstance(their_nonce, bytes) or len(their_nonce) != NONCE_BYTES:
-            raise TransportError("malformed handshake nonce")
-        my_nonce = os.urandom(NONCE_BYTES)
+            raise TransportError(f"key {shown} is not a validator of this network in force")
+        my_secret = os.urandom(NONCE_BYTES)
+        my_nonce = crypto_scalarmult_base(my_secret)
+        shared = _shared_secret(my_secret, their_nonce)
         mine = handshake_bytes(self._chain_id, "listener", peer, self._me, their_nonce,
                                my_nonce)
         writer.write(frame(encode([PROTOCOL_VERSION, self._chain_id, self._me, my_nonce,
@@ -446,12 +547,15 @@ class Transport:
                                  my_nonce)
         if not crypto.verify(peer, theirs, finish[0]):
             raise TransportError(f"key {peer.hex()[:16]} failed to prove possession")
-        return bytes(peer)
+        return bytes(peer), Seal(session_key(shared, mine))
 
-    async def _read_frames(self, peer: bytes, reader: asyncio.StreamReader) -> None:
+    async def _read_frames(self, peer: bytes, reader: asyncio.StreamReader, seal: Seal
+                           ) -> None:
         stats = self.stats[peer]
         while True:
-            data = await read_frame(reader, self._limits.frame_bytes_max)
+            data = await seal.read(reader, self._limits.frame_bytes_max)
+            if not self._admit(peer):  # removed by governance since it connected
+                raise TransportError("no longer a validator in force")
             stats.frames_received += 1
             try:
                 await self._on_frame(peer, data)

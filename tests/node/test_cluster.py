@@ -28,7 +28,13 @@ from ledger.encoding import decode, encode
 from ledger.records import Transaction
 from ledger.state import StateProof, verify_state_proof
 from node.config import Limits
-from node.transport import PROTOCOL_VERSION, frame, handshake_bytes, read_frame
+from node.transport import (
+    PROTOCOL_VERSION,
+    SEAL_BYTES,
+    frame,
+    handshake_bytes,
+    read_frame,
+)
 from tests.node.cluster import Cluster, wait_for
 
 
@@ -152,7 +158,7 @@ async def _hostile_peer(c: Cluster, target: int) -> None:
     signed = handshake_bytes(c.net.genesis.chain_id, "dialer", me.public_key, them, nonce,
                              reply[3])
     writer.write(frame(encode([me.sign(signed)])))
-    writer.write(struct.pack(">I", limits.frame_bytes_max + 1))
+    writer.write(struct.pack(">I", limits.frame_bytes_max + SEAL_BYTES + 1))
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), 60) == b""
     writer.close()

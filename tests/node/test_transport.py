@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 from dataclasses import replace
@@ -10,7 +11,14 @@ from dataclasses import replace
 from ledger.crypto import SigningKey
 from ledger.encoding import decode, encode
 from node.config import Limits, PeerConfig
-from node.transport import PROTOCOL_VERSION, Transport, frame, handshake_bytes, read_frame
+from node.transport import (
+    PROTOCOL_VERSION,
+    SEAL_BYTES,
+    Transport,
+    frame,
+    handshake_bytes,
+    read_frame,
+)
 from tests.node.helpers import free_port, until
 
 CHAIN = "test-chain"
@@ -147,7 +155,8 @@ def test_garbage_and_oversized_frames_disconnect_only_the_sender() -> None:
             writer.close()
             # 2. a valid peer that then sends an oversized frame
             reader, writer = await _authenticated_client(net, 2, 0)
-            writer.write(struct.pack(">I", LIMITS.frame_bytes_max + 1) + b"x" * 100)
+            writer.write(struct.pack(">I", LIMITS.frame_bytes_max + SEAL_BYTES + 1)
+                         + b"x" * 100)
             await writer.drain()
             assert await asyncio.wait_for(reader.read(), 60) == b""
             writer.close()
@@ -217,9 +226,9 @@ async def _hold_connections(port: int, sources: list[str], stop: asyncio.Event,
     async def one(source: str) -> None:
         while not stop.is_set():
             try:
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", port, local_addr=(source, 0))
-            except OSError:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=(source, 0)), 2)
+            except (OSError, TimeoutError):
                 await asyncio.sleep(0.01)
                 continue
             opened[0] += 1
@@ -267,3 +276,108 @@ def test_idle_connections_from_one_address_cannot_keep_a_validator_out() -> None
 
 def test_idle_connections_from_many_addresses_cannot_keep_a_validator_out() -> None:
     _idle_flood_keeps_nobody_out([f"127.0.1.{i}" for i in range(1, 101)])
+
+
+class Relay:
+    """An on-path TCP relay from a dialer to a listener: it records what it carries and,
+    when told, alters one byte of what it forwards next."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.carried = bytearray()
+        self.tamper = False
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                     ) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       forward: bool) -> None:
+            with contextlib.suppress(OSError):
+                while chunk := await src.read(65536):
+                    if forward:
+                        self.carried += chunk
+                        if self.tamper:
+                            self.tamper = False
+                            chunk = chunk[:-1] + bytes([chunk[-1] ^ 0x01])
+                    dst.write(chunk)
+                    await dst.drain()
+            dst.close()
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def test_frames_are_sealed_an_on_path_relay_can_neither_read_nor_alter_them() -> None:
+    async def main() -> None:
+        net = Net(2)
+        relay = Relay(net.ports[0])
+        relay_port = await relay.start()
+        # Node 1 reaches node 0 through the relay (node 0 reaches node 1 directly).
+        through_relay = [PeerConfig(net.keys[0].public_key, f"127.0.0.1:{relay_port}"),
+                         net.peers[1]]
+        net.nodes[1] = Transport(net.keys[1], CHAIN, through_relay,
+                                 ("127.0.0.1", net.ports[1]), net.limits,
+                                 net.nodes[1]._on_frame)
+        await net.start()
+        try:
+            await until(net.all_connected, what="full mesh through the relay")
+            secret = b"transaction not public yet " + os.urandom(8).hex().encode()
+            net.nodes[1].send(net.keys[0].public_key, secret)
+            await until(lambda: (net.keys[1].public_key, secret) in net.got[0])
+            assert secret not in relay.carried  # the relay saw only ciphertext
+            assert b"transaction not public" not in relay.carried
+            refused = net.nodes[0].refused
+            relay.tamper = True
+            net.nodes[1].send(net.keys[0].public_key, b"altered on the way")
+            await until(lambda: net.nodes[0].refused > refused, what="the altered frame")
+            assert all(data != b"altered on the way" for _, data in net.got[0])
+            # the honest pair reconnects and carries on
+            net.nodes[1].send(net.keys[0].public_key, b"after the reconnection")
+            await until(lambda: (net.keys[1].public_key, b"after the reconnection")
+                        in net.got[0])
+        finally:
+            await relay.close()
+            await net.close()
+    asyncio.run(main())
+
+
+def test_a_validator_removed_from_the_set_in_force_is_refused_and_readmitted() -> None:
+    """Admission follows ``admit`` (the runtime passes the on-chain validator set in
+    force): no configuration edit, no restart."""
+    async def main() -> None:
+        net = Net(2)
+        in_force = {net.keys[0].public_key, net.keys[1].public_key}
+        for i in range(2):
+            got = net.got[i]
+
+            async def on_frame(sender: bytes, data: bytes, got: list[tuple[bytes, bytes]]
+                               = got) -> None:
+                got.append((sender, data))
+            net.nodes[i] = Transport(net.keys[i], CHAIN, net.peers, ("127.0.0.1", net.ports[i]),
+                                     net.limits, on_frame, admit=in_force.__contains__)
+        await net.start()
+        removed = net.keys[1].public_key
+        try:
+            await until(net.all_connected, what="full mesh")
+            in_force.discard(removed)  # governance removed validator 1
+            net.nodes[1].send(net.keys[0].public_key, b"from a removed validator")
+            await until(lambda: not net.nodes[0].stats[removed].inbound,
+                        what="the removed validator disconnected")
+            await until(lambda: net.nodes[0].refused >= 2, what="its redials refused")
+            assert all(data != b"from a removed validator" for _, data in net.got[0])
+            in_force.add(removed)  # added back by governance
+            await until(lambda: net.nodes[0].stats[removed].inbound, what="readmitted")
+            net.nodes[1].send(net.keys[0].public_key, b"welcome back")
+            await until(lambda: (removed, b"welcome back") in net.got[0])
+        finally:
+            await net.close()
+    asyncio.run(main())
