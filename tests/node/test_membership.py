@@ -1,0 +1,79 @@
+"""On-chain membership with real processes: a municipality removed by governance is
+refused by every remaining validator's peer transport once the new validator set is in
+force, without a restart or a configuration change; the others keep committing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ledger.genesis import ConsensusParams
+from ledger.records import Transaction
+from tests.node.cluster import Cluster, wait_for
+
+CONSENSUS = ConsensusParams(view_timeout_ms=1000, checkpoint_interval=4, watermark_window=16)
+
+
+@pytest.fixture()
+def five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("membership"), n=5, consensus=CONSENSUS)
+    try:
+        c.start_all()
+        c.wait_ready()
+        yield c
+    finally:
+        c.close()
+
+
+def _governance(c: Cluster, i: int, action: str, payload: dict[str, Any]) -> Transaction:
+    node = c.net.nodes[i]
+    key = node.members["admin"]
+    c._nonce += 1
+    return Transaction(c.net.genesis.chain_id, "governance", action,
+                       {"siret": node.siret, **payload}, key.public_key, c._nonce,
+                       int(time.time() * 1000) + 600_000).signed(key)
+
+
+def _commit(c: Cluster, i: int, txs: list[Transaction]) -> dict[str, Any]:
+    r = c.submit(i, txs, wait="true", timeout_ms=30_000)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_a_removed_validator_is_refused_by_its_peers_without_a_restart(five: Cluster) -> None:
+    c = five
+    gone = 4
+    gone_key = c.net.nodes[gone].validator_key.public_key.hex()
+    propose = _governance(c, 0, "propose", {
+        "kind": "remove_municipality", "municipality_siret": c.net.nodes[gone].siret,
+        "reason": "leaves the network"})
+    assert _commit(c, 0, [propose])["results"][0]["receipt"]["code"] == "ok"
+    approvals = [_governance(c, i, "approve", {"proposal_id": propose.tx_id.hex()})
+                 for i in (1, 2, 3)]
+    _commit(c, 1, approvals)
+
+    def removal_in_force() -> bool:
+        _commit(c, 0, [c.anchor(0)])  # blocks move the checkpoints forward
+        status = c.status(0)
+        return status is not None and gone_key not in status["validators"]
+    wait_for(removal_in_force, 120, "the new validator set to be in force", poll_s=0.01)
+
+    def refused_everywhere() -> bool:
+        for i in range(4):
+            peers = {p["validator_key"]: p for p in (c.status(i) or {}).get("peers", [])}
+            if peers.get(gone_key, {}).get("inbound", True):
+                return False
+        return True
+    wait_for(refused_everywhere, 60, "the removed validator's connections to be closed")
+    assert any("no longer a validator in force" in c.log_of(i)
+               or "not a validator of this network in force" in c.log_of(i)
+               for i in range(4))
+    # the four remaining validators keep committing, the removed one no longer follows
+    tx = c.anchor(1)
+    _commit(c, 1, [tx])
+    assert all(c.committed(i, tx) for i in range(4))
+    assert c.procs[gone].poll() is None  # nobody was restarted: it still runs, alone
