@@ -25,8 +25,8 @@ class MempoolRejection(NodeError):
     """A submitted transaction was refused before reaching a block.
 
     ``code`` is a stable identifier (``malformed``, ``bad_signature``, ``wrong_chain``,
-    ``expired``, ``already_committed``, ``mempool_full``, or a contract code such as
-    ``unknown_signer``); ``message`` says what to fix.
+    ``expired``, ``already_committed``, ``mempool_full``, ``rate_limited``, or a contract
+    code such as ``unknown_signer``); ``message`` says what to fix.
     """
 
     def __init__(self, code: str, message: str) -> None:
