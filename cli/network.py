@@ -519,8 +519,8 @@ def network_init(
     passphrase_env: Annotated[str | None, typer.Option(
         "--passphrase-env", metavar="VAR",
         help="Take the passphrases from the environment (written nowhere): the validator "
-        "keys' from VAR, each member role's from VAR_<ROLE> (VAR_ADMIN, VAR_CLERK, "
-        "VAR_SOCIAL_AID_AGENT, VAR_AUDITOR), all different. Without it, one passphrase "
+        "keys' from VAR, each member role's from VAR_<ROLE> (VAR_ADMIN, VAR_CLERK, ...: "
+        "one per role), all different. Without it, one passphrase "
         "per key is generated and written next to it (DIR/<name>/passphrase, "
         "DIR/<name>/<role>.passphrase, mode 0600): fine for a local or demo network.")
     ] = None,

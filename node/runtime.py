@@ -401,7 +401,7 @@ class Node:
         if key in replica.active_set.keys:
             return True
         return any(start > replica.low + 1 and key in vset.keys
-                   for start, vset in replica.history)
+                   for start, vset in self.chain.history.changes())
 
     async def _on_frame(self, sender: bytes, data: bytes) -> None:
         channel, body = data[0], data[1:]

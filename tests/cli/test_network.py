@@ -148,8 +148,8 @@ def test_init_with_passphrase_env_writes_no_passphrase(runner: CliRunner,
                                                        tmp_path: Path) -> None:
     out = tmp_path / "prod"
     holders = {"PW": "a long operator passphrase", "PW_ADMIN": "the admin's own secret",
-               "PW_CLERK": "the clerk's own secret", "PW_AUDITOR": "the auditor's secret",
-               "PW_SOCIAL_AID_AGENT": "the aid agent's secret"}
+               **{f"PW_{role.upper()}": f"the {role}'s own secret"
+                  for role in ROLES if role != "admin"}}
     result = runner.invoke(app, _args(out, "--passphrase-env", "PW", "--base-port", "0",
                                       "--compose", "--chain-id", "prod.net"),
                            env={**holders, "COLUMNS": "200"})
@@ -187,9 +187,8 @@ def test_init_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
 
 def test_init_refuses_one_passphrase_for_two_key_holders(runner: CliRunner,
                                                          tmp_path: Path) -> None:
-    same = {"PW": "a long operator passphrase", "PW_ADMIN": "a long operator passphrase",
-            "PW_CLERK": "the clerk's own secret", "PW_AUDITOR": "the auditor's secret",
-            "PW_SOCIAL_AID_AGENT": "the aid agent's secret"}
+    same = {**{f"PW_{role.upper()}": f"the {role}'s own secret" for role in ROLES},
+            "PW": "a long operator passphrase", "PW_ADMIN": "a long operator passphrase"}
     result = runner.invoke(app, _args(tmp_path / "x", "--passphrase-env", "PW"), env=same)
     assert result.exit_code == 2
     assert "same passphrase" in result.output

@@ -71,7 +71,7 @@ class PortalNetwork:
              municipality: int = 0) -> Transaction:
         m = self.network.municipalities[municipality]
         key = load_key(self.network.key_of(m, role),
-                       passphrase_from_file(self.network.passphrase_of(m)))
+                       passphrase_from_file(self.network.passphrase_of(m, role)))
         return build_transaction(self.network.chain_id, contract, action, payload, key)
 
     def read_as_auditor(self, path: str) -> Any:
