@@ -364,7 +364,8 @@ def test_no_request_built_from_the_openapi_document_gets_a_500(cluster: Cluster)
                                  content=body if method == "POST" else None,
                                  headers={"content-type": ctype})
         assert r.status_code < 500 or r.status_code == 503, (method, path, query, r.text)
-        if r.status_code >= 400:
+        if r.status_code >= 400 and not path.startswith("/open311/"):
+            # Open311 answers errors in the GeoReport v2 shape (a list), by its standard
             assert {"code", "message"} <= set(r.json()["error"]), r.text
 
     check()
