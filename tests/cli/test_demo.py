@@ -95,7 +95,7 @@ def test_demo_seeds_every_record_type_serves_every_command_and_stops_on_sigint(d
             if record["record"] == "aid payment":  # readable by the town's agent only
                 assert public.status_code == 403, public.text
                 agent = load_key(network.key_of(m, "social_aid_agent"),
-                                 network.passphrase_of(m).read_bytes().strip())
+                                 network.passphrase_of(m, "social_aid_agent").read_bytes().strip())
                 with NodeClient(m.api_url, reader=agent) as client:
                     details = client.transaction(record["tx_id"])
             else:
