@@ -79,7 +79,7 @@ class PortalNetwork:
         the public views redact social-aid payments)."""
         m = self.network.municipalities[0]
         key = load_key(self.network.key_of(m, "auditor"),
-                       passphrase_from_file(self.network.passphrase_of(m)))
+                       passphrase_from_file(self.network.passphrase_of(m, "auditor")))
         headers = read_headers(key, "GET", path, self.network.chain_id)
         return httpx.get(f"{self.url}{path}", headers=headers, timeout=10).json()
 
