@@ -34,8 +34,9 @@ Rules:
   sender down instead of the node buffering for it.
 - Unauthenticated connections are capped per source address and in total, and must
   finish the handshake within ``limits.handshake_timeout_ms``; when the total is reached
-  the idlest connection of the address holding the most is closed to make room, so idle
-  or slow connections cannot keep a validator out (see ``_admit_pending``).
+  an idle connection (no first message yet) of the address holding the most is closed
+  to make room, so idle or slow connections cannot keep a validator out
+  (see ``_admit_pending``).
 - Redial with exponential backoff, capped at ``limits.reconnect_backoff_ms_max``.
 - Nothing a peer sends raises out of this module: every connection is a task whose
   errors are logged and end that connection only.
@@ -486,10 +487,10 @@ class Transport:
         At most ``handshakes_pending_per_address_max`` per source address: one address
         cannot hold the peer port. When all ``handshakes_pending_max`` slots are taken
         (many addresses), the newcomer still gets in: the connection closed to make room
-        is the one that did least, from the address holding the most slots (idle before
-        its first message, then the oldest). A validator dialling sends its first
+        is one that has not sent its first message yet (else any), from the address
+        holding the most slots, the oldest first. A validator dialling sends its first
         message at once and finishes in a round trip, so idle connections, however many
-        addresses they come from, cannot keep it out."""
+        addresses they come from, cannot push it out nor keep it out."""
         if self._closing:
             return None
         address = where[0] if isinstance(where, tuple) and where else str(where)
@@ -500,7 +501,7 @@ class Transport:
             return None
         if len(self._pending) >= self._limits.handshakes_pending_max:
             victim = min(self._pending.values(),
-                         key=lambda p: (-counts[p.address], p.hello_received, p.serial))
+                         key=lambda p: (p.hello_received, -counts[p.address], p.serial))
             del self._pending[id(victim)]
             victim.evicted = True
             victim.writer.transport.abort()

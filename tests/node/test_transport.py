@@ -265,8 +265,8 @@ def _idle_flood_keeps_nobody_out(sources: list[str]) -> None:
         finally:
             stop.set()
             await asyncio.wait_for(flood, 30)
-            await net.close()
-    asyncio.run(main())
+            await asyncio.wait_for(net.close(), 30)
+    asyncio.run(asyncio.wait_for(main(), 120))  # a stuck test fails, it does not hang
 
 
 def test_idle_connections_from_one_address_cannot_keep_a_validator_out() -> None:
