@@ -1,4 +1,4 @@
-"""The dependency arrows of DESIGN section 1, enforced on the source text.
+"""The dependency arrows of docs/architecture.md §1, enforced on the source text.
 
     cli -> node -> consensus -> ledger
                \\-> contracts -> ledger

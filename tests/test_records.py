@@ -195,7 +195,7 @@ def test_field_count_is_checked_for_every_record() -> None:
 def test_quorum_formula_and_intersection(n: int) -> None:
     validators = ValidatorSet.of([bytes([i]) * 32 for i in range(n)])
     f = (n - 1) // 3
-    q = -(-(n + f + 1) // 2)  # ceil((n + f + 1) / 2), DESIGN section 3
+    q = -(-(n + f + 1) // 2)  # ceil((n + f + 1) / 2), docs/architecture.md §3
     assert (validators.f, validators.quorum) == (f, q)
     if n == 3 * f + 1:
         assert q == 2 * f + 1

@@ -1,6 +1,6 @@
 """Real validator processes on 127.0.0.1 for the node tests and the node benchmark.
 
-Rules (DESIGN section 6): fresh keys, genesis and ports for every cluster; each node a
+Rules (docs/architecture.md §6): fresh keys, genesis and ports for every cluster; each node a
 child process in its own process group, started under ``timeout`` so that none can
 outlive a crashed test run; ``close`` kills every process group; waits poll a condition
 with a generous deadline, never sleep a fixed time.
