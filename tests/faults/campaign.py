@@ -1,0 +1,256 @@
+"""The fault campaign: four real validators whose every peer link goes through a TCP proxy
+(``tests.faults.proxy``), under a steady load of client submissions, through a list of
+faults — partitions (2|2, 3|1 around the primary, one-way, flapping), delays, kill -9 and
+restart, SIGSTOP/SIGCONT of the primary.
+
+Checker, after every scenario and at the end: the network commits again (the recovery
+time is measured from the end of the fault to the commit of a probe on every running
+node), every transaction a node acknowledged (HTTP 202) is committed on every node, all
+chains are identical height for height, and no node died except those the campaign
+killed. ``python -m tests.faults`` runs the short list; ``--long`` runs every scenario,
+``--rounds N`` repeats them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import signal
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import tomli_w
+
+from ledger.genesis import ConsensusParams
+from ledger.records import Transaction
+from tests.faults.proxy import ProxyNet
+from tests.node.cluster import Cluster, wait_for
+
+RECOVERY_DEADLINE_S = 120
+"""A network healed from any single fault of the list commits again within this."""
+SUBMIT_EVERY_S = 0.1
+
+
+@dataclass
+class Report:
+    """What the campaign found."""
+
+    recoveries_s: dict[str, float] = field(default_factory=dict)
+    acknowledged: int = 0
+    height: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class Load:
+    """A client thread submitting one notary anchor every ``SUBMIT_EVERY_S`` to a running
+    node in turn; it remembers what was acknowledged."""
+
+    def __init__(self, c: Cluster) -> None:
+        self.c = c
+        self.live = set(range(len(c.net.nodes)))
+        self.acked: list[Transaction] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        turn = 0
+        with httpx.Client(timeout=5.0) as http:
+            while not self._stop.wait(SUBMIT_EVERY_S):
+                with self._lock:
+                    live = sorted(self.live)
+                if not live:
+                    continue
+                i = live[turn % len(live)]
+                turn += 1
+                tx = self.c.anchor(i)
+                body = {"transactions": [base64.b64encode(tx.encode()).decode()]}
+                try:
+                    r = http.post(self.c.url(i, "/v1/transactions"), json=body)
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 202:
+                    self.acked.append(tx)
+
+    def set_live(self, i: int, live: bool) -> None:
+        with self._lock:
+            (self.live.add if live else self.live.discard)(i)
+
+
+def _peer_port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def route_through(c: Cluster, proxies: ProxyNet) -> None:
+    """Rewrite every node's configuration so that it dials its peers through the proxies."""
+    keys = [n.validator_key.public_key.hex() for n in c.net.nodes]
+    for i, node in enumerate(c.net.nodes):
+        cfg = tomllib.loads(node.config_path.read_text())
+        for peer in cfg["peers"]:
+            j = keys.index(peer["validator_key"])
+            peer["address"] = f"127.0.0.1:{proxies.port(i, j)}"
+        node.config_path.write_text(tomli_w.dumps(cfg))
+
+
+class Campaign:
+    def __init__(self, root: Path, seed: int = 1) -> None:
+        self.rng = random.Random(seed)
+        self.c = Cluster(root, consensus=ConsensusParams(view_timeout_ms=1000))
+        ports = [_peer_port(n.config.listen_peer) for n in self.c.net.nodes]
+        self.proxies = ProxyNet(ports)
+        route_through(self.c, self.proxies)
+        self.load = Load(self.c)
+        self.report = Report()
+        self.paused: set[int] = set()
+
+    # ------------------------------------------------------------------ helpers
+    def primary(self) -> int:
+        keys = [n.validator_key.public_key.hex() for n in self.c.net.nodes]
+        for i in sorted(self.load.live):
+            status = self.c.status(i)
+            if status is not None:
+                return keys.index(status["primary"])
+        raise AssertionError("no node answers")
+
+    def _recovered(self, name: str, healed_at: float) -> None:
+        """A probe submitted now commits on every running node."""
+        live = sorted(self.load.live)
+        probe = self.c.anchor(live[0])
+        r = self.c.submit(live[0], [probe])
+        if r.status_code != 202:
+            self.report.problems.append(f"{name}: the probe was refused ({r.status_code})")
+            return
+        try:
+            wait_for(lambda: all(self.c.committed(i, probe) for i in live),
+                     RECOVERY_DEADLINE_S, f"recovery after {name}", poll_s=0.2)
+        except AssertionError as exc:
+            self.report.problems.append(str(exc))
+            return
+        self.report.recoveries_s[name] = round(time.monotonic() - healed_at, 1)
+        self.load.acked.append(probe)
+
+    # ------------------------------------------------------------------ faults
+    def partition(self, name: str, groups: list[set[int]], hold_s: float = 4) -> None:
+        self.proxies.partition(groups)
+        time.sleep(hold_s)  # the fault's duration, not a wait for a condition
+        self.proxies.heal()
+        self._recovered(name, time.monotonic())
+
+    def partition_2_2(self) -> None:
+        self.partition("partition 2|2", [{0, 1}, {2, 3}])
+
+    def isolate_primary(self) -> None:
+        p = self.primary()
+        self.partition("partition 3|1 (primary alone)", [{p}, set(range(4)) - {p}])
+
+    def one_way(self) -> None:
+        p = self.primary()
+        self.proxies.set_cut([(p, j) for j in range(4) if j != p], True)
+        time.sleep(4)
+        self.proxies.heal()
+        self._recovered("one-way cut of the primary's outgoing links", time.monotonic())
+
+    def flapping(self) -> None:
+        victim = self.rng.randrange(4)
+        for _ in range(3):
+            self.proxies.partition([{victim}, set(range(4)) - {victim}])
+            time.sleep(1)
+            self.proxies.heal()
+            time.sleep(1)
+        self._recovered("flapping links of one node", time.monotonic())
+
+    def delays(self) -> None:
+        self.proxies.set_delay(150)
+        time.sleep(4)
+        self.proxies.heal()
+        self._recovered("150 ms on every link", time.monotonic())
+
+    def kill_restart(self) -> None:
+        victim = self.rng.randrange(4)
+        self.load.set_live(victim, False)
+        self.c.kill(victim)
+        time.sleep(3)
+        self.c.start(victim)
+        self.c.wait_ready([victim], timeout_s=60)
+        self.load.set_live(victim, True)
+        self._recovered(f"kill -9 and restart of node {victim}", time.monotonic())
+
+    def pause_primary(self) -> None:
+        p = self.primary()
+        self.load.set_live(p, False)
+        os.killpg(self.c.procs[p].pid, signal.SIGSTOP)
+        self.paused.add(p)
+        time.sleep(4)
+        os.killpg(self.c.procs[p].pid, signal.SIGCONT)
+        self.paused.discard(p)
+        self.load.set_live(p, True)
+        self._recovered("SIGSTOP/SIGCONT of the primary", time.monotonic())
+
+    SHORT: tuple[str, ...] = ("isolate_primary", "kill_restart", "pause_primary")
+    LONG: tuple[str, ...] = ("partition_2_2", "isolate_primary", "one_way", "flapping",
+                             "delays", "kill_restart", "pause_primary")
+
+    # ------------------------------------------------------------------ run
+    def run(self, scenarios: tuple[str, ...], rounds: int = 1,
+            log: Callable[[str], None] = print) -> Report:
+        c = self.c
+        try:
+            c.start_all()
+            c.wait_ready(timeout_s=120)
+            self.load.start()
+            wait_for(lambda: min(c.height(i) for i in range(4)) >= 2, RECOVERY_DEADLINE_S,
+                     "first blocks")
+            for _ in range(rounds):
+                for name in scenarios:
+                    before = set(self.report.recoveries_s)
+                    getattr(self, name)()
+                    for done in set(self.report.recoveries_s) - before:
+                        log(f"{done}: recovered in {self.report.recoveries_s[done]} s")
+            self.load.stop()
+            self._final_checks()
+        finally:
+            self.load.stop()
+            for p in list(self.paused):
+                os.killpg(c.procs[p].pid, signal.SIGCONT)
+            c.close()
+            self.proxies.close()
+        return self.report
+
+    def _final_checks(self) -> None:
+        c, report = self.c, self.report
+        acked = list(self.load.acked)
+        report.acknowledged = len(acked)
+        try:
+            wait_for(lambda: all(c.committed(0, tx) for tx in acked), RECOVERY_DEADLINE_S,
+                     "every acknowledged transaction on node 0", poll_s=0.5)
+            wait_for(lambda: len({c.height(i) for i in range(4)}) == 1, RECOVERY_DEADLINE_S,
+                     "the same head on every node", poll_s=0.5)
+        except AssertionError as exc:
+            report.problems.append(str(exc))
+            return
+        report.height = c.height(0)
+        for h in range(1, report.height + 1):
+            hashes = {c.get(i, f"/v1/blocks/{h}").json()["block_hash"] for i in range(4)}
+            if len(hashes) != 1:
+                report.problems.append(f"chains differ at height {h}")
+                break
+        for i, proc in c.procs.items():
+            if proc.poll() is not None:
+                report.problems.append(f"node {i} died (exit {proc.returncode})")
