@@ -25,6 +25,7 @@ import csv
 import functools
 import hashlib
 import inspect
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -34,7 +35,14 @@ from typing import Annotated, Any
 import typer
 
 from cli.client import NodeClient
-from cli.common import EXIT_CODES_HELP, EXIT_USAGE, CliError, guarded, usage_error
+from cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_USAGE,
+    CliError,
+    guarded,
+    read_input_file,
+    usage_error,
+)
 from cli.submit import (
     ChainId,
     KeyFile,
@@ -260,9 +268,8 @@ def _submit(contract: str, action: str, payload: Payload, siret_field: str,
 
 def deliberation_from_csv(path: Path, row: int) -> dict[str, Any]:
     """One row (1-based, after the header) of an SCDL Délibérations CSV, as a payload."""
-    if path.stat().st_size > CSV_FILE_BYTES_MAX:
-        usage_error(f"{path} is larger than {CSV_FILE_BYTES_MAX} bytes")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    text = read_input_file(path, CSV_FILE_BYTES_MAX, "CSV file").removeprefix("\ufeff")
+    with io.StringIO(text, newline="") as handle:  # the BOM spreadsheets write is dropped
         sample = handle.read(4096)
         handle.seek(0)
         delimiter = ";" if sample.count(";") > sample.count(",") else ","

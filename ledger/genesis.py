@@ -18,6 +18,7 @@ from typing import Any
 
 from ledger.encoding import Value, encode
 from ledger.errors import GenesisError
+from ledger.files import read_text_bounded
 from ledger.hashing import Tag, tagged_hash
 from ledger.records import CHAIN_ID_BYTES_MAX, NAME_BYTES_MAX, ValidatorSet
 from ledger.siret import siret_problem
@@ -259,14 +260,7 @@ def genesis_from_json(obj: Any) -> Genesis:
 def load_genesis(path: Path) -> Genesis:
     """Read and validate a genesis file."""
     path = Path(path)
-    try:
-        if path.stat().st_size > GENESIS_FILE_BYTES_MAX:
-            raise GenesisError(f"{path} is larger than {GENESIS_FILE_BYTES_MAX} bytes")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise GenesisError(f"genesis file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GenesisError(f"cannot read genesis file {path}: {exc}") from exc
+    text = read_text_bounded(path, GENESIS_FILE_BYTES_MAX, "genesis file", GenesisError)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
