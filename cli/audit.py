@@ -22,7 +22,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ledger.crypto import SigningKey, load_key
+from cli.common import CliError, guarded_failing_with
+from cli.submit import load_signing_key
+from ledger.crypto import SigningKey
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis, load_genesis
 from node.read_access import read_headers
@@ -43,7 +45,7 @@ def reader_key(key: Path | None, passphrase_file: Path | None) -> SigningKey | N
         return None
     if passphrase_file is None:
         raise LedgerError("--key needs --passphrase-file (the audit runs unattended)")
-    return load_key(key, passphrase_file.read_bytes().rstrip(b"\r\n"))
+    return load_signing_key(key, None, passphrase_file)
 
 
 def read_signer(reader: SigningKey | None, chain_id: str) -> RequestSigner | None:
@@ -64,6 +66,7 @@ def _rate_text(txs: int, started: float) -> str:
     return f"{txs / elapsed:,.0f} tx/s"
 
 
+@guarded_failing_with(EXIT_CANNOT_RUN)
 def audit_command(
     genesis: Annotated[Path, typer.Option(
         "--genesis", help="Genesis file of the network: the only thing trusted.")],
@@ -116,11 +119,10 @@ def audit_command(
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     out = Console(highlight=False, soft_wrap=True)
     if (data is None) == (node is None):
-        console.print("error: give exactly one of --data DIR or --node URL")
-        raise typer.Exit(EXIT_CANNOT_RUN)
+        raise CliError("give exactly one of --data DIR or --node URL", EXIT_CANNOT_RUN)
     if since is not None and point is None:
-        console.print("error: --since needs --point, the file an earlier audit saved")
-        raise typer.Exit(EXIT_CANNOT_RUN)
+        raise CliError("--since needs --point, the file an earlier audit saved",
+                       EXIT_CANNOT_RUN)
     chosen = level or (Level.FULL if data is not None else Level.CHAIN)
     try:
         gen = load_genesis(genesis)
@@ -128,19 +130,16 @@ def audit_command(
         source = open_source(data, node, consensus_records=ConsensusRecords(gen),
                              sign=read_signer(reader_key(key, passphrase_file), gen.chain_id))
     except (LedgerError, OSError) as exc:
-        console.print(f"error: cannot run the audit: {exc}", markup=False)
-        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+        raise CliError(f"cannot run the audit: {exc}", EXIT_CANNOT_RUN) from exc
     mismatch = source.other_network(gen)
     if mismatch is not None:
         source.close()
-        console.print(f"error: cannot run the audit: {mismatch}", markup=False)
-        raise typer.Exit(EXIT_CANNOT_RUN)
+        raise CliError(f"cannot run the audit: {mismatch}", EXIT_CANNOT_RUN)
     try:
         report, reached = _run_with_progress(gen, source, chosen, start, since, workers,
                                              progress, console)
     except LedgerError as exc:
-        console.print(f"error: cannot finish the audit: {exc}", markup=False)
-        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+        raise CliError(f"cannot finish the audit: {exc}", EXIT_CANNOT_RUN) from exc
     finally:
         source.close()
     print_report(report, out)
@@ -152,8 +151,8 @@ def audit_command(
             out.print(f"audit point saved to {point} (height {reached.height:,}): next "
                       f"time, --since {reached.height + 1} --point {point}", markup=False)
     except OSError as exc:
-        console.print(f"error: cannot write {exc.filename}: {exc.strerror}", markup=False)
-        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+        raise CliError(f"cannot write {exc.filename}: {exc.strerror}",
+                       EXIT_CANNOT_RUN) from exc
     raise typer.Exit(EXIT_INTACT if report.summary["findings"] == 0 else EXIT_FINDINGS)
 
 

@@ -33,6 +33,7 @@ from ledger.errors import (
     KeyFileError,
     LedgerError,
 )
+from ledger.files import read_text_bounded
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,14 +61,14 @@ def usage_error(message: str) -> NoReturn:
     raise CliError(message, EXIT_USAGE)
 
 
-def _exit_code_of(exc: LedgerError) -> int:
+def _exit_code_of(exc: LedgerError, failed: int) -> int:
     # Input the person in front of the terminal controls is a usage problem (2); whatever
     # the network or the chain decided is an operation failure (1).
     if isinstance(exc, KeyFileError | GenesisError | DecodeError | InvalidTransaction):
         return EXIT_USAGE
     if type(exc).__name__ == "ConfigError":  # node.errors.ConfigError, without importing node
         return EXIT_USAGE
-    return EXIT_FAILED
+    return failed
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -83,7 +84,20 @@ R = TypeVar("R")
 
 def guarded(command: Callable[P, R]) -> Callable[P, R]:
     """Wrap a Typer command so that any error becomes one line and an exit code."""
+    return guarded_failing_with(EXIT_FAILED)(command)
 
+
+def guarded_failing_with(failed: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """``guarded`` for a command whose own exit codes give another meaning to 1 (``audit``:
+    1 means integrity findings): an operation that fails, a bug, exits ``failed``."""
+
+    def guard(command: Callable[P, R]) -> Callable[P, R]:
+        return _guard(command, failed)
+
+    return guard
+
+
+def _guard(command: Callable[P, R], failed: int) -> Callable[P, R]:
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -93,7 +107,7 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
         except CliError as exc:
             fail(exc.message, exc.exit_code)
         except LedgerError as exc:
-            fail(str(exc), _exit_code_of(exc))
+            fail(str(exc), _exit_code_of(exc, failed))
         except httpx.TimeoutException as exc:
             fail(f"the node did not answer in time ({_url_of(exc)}); check that it is running "
                  "and reachable, or retry with a longer --timeout", EXIT_UNREACHABLE)
@@ -107,10 +121,10 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
                  EXIT_USAGE)
         except OSError as exc:
             where = f" on {exc.filename}" if exc.filename else ""
-            fail(f"{exc.strerror or exc}{where}", EXIT_FAILED)
+            fail(f"{exc.strerror or exc}{where}", failed)
         except Exception as exc:  # a bug: still one line, never a stack dump for a clerk
             fail(f"unexpected {type(exc).__name__}: {exc}. This is a bug in tabellion; "
-                 "please report it with the command you ran", EXIT_FAILED)
+                 "please report it with the command you ran", failed)
 
     return wrapper
 
@@ -143,10 +157,15 @@ def passphrase_from_env(var: str) -> bytes:
     return value.encode()
 
 
+def read_input_file(path: Path, bytes_max: int, what: str) -> str:
+    """The UTF-8 text of a file the person named on the command line, at most ``bytes_max``
+    bytes; a usage error (exit 2) saying which file and why otherwise."""
+    return read_text_bounded(path, bytes_max, what, lambda message: CliError(message, EXIT_USAGE))
+
+
 def passphrase_from_file(path: Path) -> bytes:
-    if path.stat().st_size > PASSPHRASE_FILE_BYTES_MAX:
-        usage_error(f"{path} is too large to be a passphrase file")
-    value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    """The passphrase in ``path``; its trailing line break is not part of it."""
+    value = read_input_file(path, PASSPHRASE_FILE_BYTES_MAX, "passphrase file").rstrip("\r\n")
     if not value:
         usage_error(f"{path} is empty; it must hold the passphrase")
     return value.encode()

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from cli.audit import read_signer, reader_key
+from cli.common import CliError, guarded_failing_with
 from ledger.errors import LedgerError
 from ledger.genesis import load_genesis
 from verify.receipt import (
@@ -45,6 +46,7 @@ receipt_app = typer.Typer(
 
 
 @receipt_app.command("verify")
+@guarded_failing_with(EXIT_CANNOT_RUN)
 def verify_command(
     file: Annotated[Path, typer.Argument(help="Receipt file (JSON) to check.")],
     genesis: Annotated[Path, typer.Option(
@@ -61,8 +63,7 @@ def verify_command(
         gen = load_genesis(genesis)
         doc = read_receipt_file(file)
     except LedgerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+        raise CliError(str(exc), EXIT_CANNOT_RUN) from exc
     try:
         facts = verify_receipt(gen, doc)
     except ReceiptError as exc:
@@ -81,6 +82,7 @@ EXIT_UNREACHABLE = 3
 
 
 @receipt_app.command("get")
+@guarded_failing_with(EXIT_CANNOT_RUN)
 def get_command(
     tx_id: Annotated[str, typer.Argument(help="Transaction id (64 hex digits).")],
     out: Annotated[Path, typer.Option("--out", help="File to write the receipt to.")],
@@ -109,42 +111,35 @@ def get_command(
     genesis.json --out receipt.json
     """
     if (data is None) == (node is None):
-        typer.echo("error: give exactly one of --node URL or --data DIR", err=True)
-        raise typer.Exit(EXIT_CANNOT_RUN)
+        raise CliError("give exactly one of --node URL or --data DIR", EXIT_CANNOT_RUN)
     if not re.fullmatch(r"[0-9a-f]{64}", tx_id):
-        typer.echo("error: a transaction id is 64 lowercase hex digits", err=True)
-        raise typer.Exit(EXIT_CANNOT_RUN)
+        raise CliError("a transaction id is 64 lowercase hex digits", EXIT_CANNOT_RUN)
     try:
         gen = load_genesis(genesis)
         source = StoreReceiptSource(data) if data is not None else None
         sign = read_signer(reader_key(key, passphrase_file), gen.chain_id)
     except NodeUnreachable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_UNREACHABLE) from exc
+        raise CliError(str(exc), EXIT_UNREACHABLE) from exc
     except (LedgerError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+        raise CliError(str(exc), EXIT_CANNOT_RUN) from exc
     try:
         doc = (gather_receipt(gen, source, bytes.fromhex(tx_id)) if source is not None
                else fetch_receipt(str(node), bytes.fromhex(tx_id), sign))
         verify_receipt(gen, doc)  # never hand out a receipt that does not verify
     except NodeUnreachable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_UNREACHABLE) from exc
+        raise CliError(str(exc), EXIT_UNREACHABLE) from exc
     except ReceiptError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_NOT_VERIFIED) from exc
+        raise CliError(str(exc), EXIT_NOT_VERIFIED) from exc
     except LedgerError as exc:
-        typer.echo(f"error: the data does not allow a receipt: {exc}", err=True)
-        raise typer.Exit(EXIT_NOT_VERIFIED) from exc
+        raise CliError(f"the data does not allow a receipt: {exc}",
+                       EXIT_NOT_VERIFIED) from exc
     finally:
         if source is not None:
             source.close()
     try:
         size = write_receipt_file(doc, out)
     except OSError as exc:
-        typer.echo(f"error: cannot write {out}: {exc.strerror}", err=True)
-        raise typer.Exit(EXIT_CANNOT_RUN) from exc
+        raise CliError(f"cannot write {out}: {exc.strerror}", EXIT_CANNOT_RUN) from exc
     typer.echo(f"receipt for {tx_id[:16]}… at height {doc['record']['height']:,} written to "
                f"{out} ({size:,} bytes, {len(doc['validator_changes'])} validator-set "
                "change(s))")

@@ -3,6 +3,12 @@
 Rules:
 - Each command builds the payload of one contract action (docs/contracts.md) from
   options and files, then signs and submits it exactly like ``tabellion submit``.
+- The contract's schema (``contracts.registry.Field``) is the one owner of a field's type,
+  bounds and meaning: a command lists which option fills which field (``FieldOption``) and
+  ``record_command`` derives the option's type, range, whether it is required and its
+  help from the field. A new field is added in the contract and named once here. The
+  options every command shares (``--key``, ``--node``, ``--siret``, passphrase,
+  ``--wait``, ``--chain-id``) are added by ``record_command`` too.
 - Personal data never leaves the machine: ``record disbursement`` computes the beneficiary
   tag (HMAC-SHA-256 under the municipality's tag key) locally from ``--case-number``; only
   the tag is sent. ``record notarise`` and ``--act`` hash files locally; only the SHA-256
@@ -16,8 +22,12 @@ Rules:
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
+import inspect
+import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +35,14 @@ from typing import Annotated, Any
 import typer
 
 from cli.client import NodeClient
-from cli.common import EXIT_CODES_HELP, EXIT_USAGE, CliError, guarded, usage_error
+from cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_USAGE,
+    CliError,
+    guarded,
+    read_input_file,
+    usage_error,
+)
 from cli.submit import (
     ChainId,
     KeyFile,
@@ -41,7 +58,9 @@ from cli.submit import (
 )
 from cli.tag_keys import CaseKeys
 from contracts.deliberations import SCDL_FIELDS, VOTES
+from contracts.engine import REGISTRY
 from contracts.keys import member_key
+from contracts.registry import Action, Field
 from contracts.reports import round_location
 from ledger.crypto import SigningKey
 from ledger.encoding import decode
@@ -49,12 +68,20 @@ from ledger.encoding import decode
 HASH_CHUNK_BYTES = 1 << 20
 CSV_FILE_BYTES_MAX = 16 * 1024 * 1024
 CSV_ROWS_MAX = 100_000
+LAT_DEGREES_MAX = 90
+LONG_DEGREES_MAX = 180
 
 app = typer.Typer(help="Record deliberations, aid, citizen reports and documents.",
                   epilog=EXIT_CODES_HELP, no_args_is_help=True)
 
 Siret = Annotated[str | None, typer.Option(
     "--siret", help="Your municipality's SIRET (default: read from your key's enrollment).")]
+
+Payload = dict[str, Any]
+Completion = Callable[[Payload], None]
+"""Fills in what needs the SIRET (a beneficiary tag) once it is known, before signing."""
+_SHARED_OPTIONS = ("key", "node", "siret", "passphrase_env", "passphrase_file", "wait",
+                   "chain_id")
 
 
 def sha256_file(path: Path) -> str:
@@ -91,14 +118,136 @@ def micro_degrees(text: str, what: str, limit: int) -> int:
     return int(micro)
 
 
-def _submit(contract: str, action: str, payload: dict[str, Any], key: Path, node: str,
-            passphrase_env: str | None, passphrase_file: Path | None, wait: bool,
-            chain_id: str | None, siret: str | None, siret_field: str,
-            complete: Callable[[dict[str, Any]], None] | None = None) -> None:
-    """Fill in the SIRET, check, sign and submit; shared by every record command.
-    ``complete`` fills in what needs the SIRET (a beneficiary tag) before signing."""
-    if siret is not None:
-        payload[siret_field] = siret
+# --------------------------------------------------------------------------- options from fields
+
+
+@dataclass(frozen=True, slots=True)
+class FieldOption:
+    """A command-line option that fills one payload field of the command's action."""
+
+    field: str
+    """The payload field, as the contract's schema names it."""
+    option: str
+    """The option, e.g. ``--sitting``; the name clerks type, kept stable for scripts."""
+    required: bool | None = None
+    """``None``: as the field. ``False``: the command may fill the field another way
+    (from a file), and says so when it is missing."""
+    default: Any = None
+    """For an optional int field that the command fills anyway (``--four-eyes-cents``)."""
+
+
+def field_help(spec: Field) -> str:
+    """The field's documentation with its limits, as ``--help`` shows it (click adds the
+    range of whole numbers itself)."""
+    limits = ""
+    if spec.kind == "str" and spec.choices:
+        limits = f"One of: {', '.join(spec.choices)}."
+    elif spec.kind == "str" and spec.hint:
+        limits = f"Must be {spec.hint}."
+    elif spec.kind == "str":
+        limits = f"At most {spec.bytes_max} bytes."
+    elif spec.kind == "date" and "YYYY-MM-DD" not in spec.doc:
+        limits = "YYYY-MM-DD."
+    elif spec.kind == "month" and "YYYY-MM" not in spec.doc:
+        limits = "YYYY-MM."
+    return f"{spec.doc} {limits}".strip()
+
+
+def _option_parameter(action: Action, where: str, spec: FieldOption) -> inspect.Parameter:
+    found = [f for f in action.fields if f.name == spec.field]
+    assert found, f"{where}: the action has no field {spec.field}"
+    field_ = found[0]
+    required = field_.required if spec.required is None else spec.required
+    help_text = field_help(field_)
+    if field_.kind == "bool":
+        option = typer.Option(spec.option, help=help_text)
+        return inspect.Parameter(spec.field, inspect.Parameter.KEYWORD_ONLY,
+                                 annotation=Annotated[bool, option], default=False)
+    if field_.kind == "int":
+        option = typer.Option(spec.option, help=help_text, min=field_.int_min,
+                              max=field_.int_max)
+        kind: Any = int
+    else:
+        assert field_.kind in ("str", "date", "month"), f"{where}: no option for {field_.kind}"
+        option = typer.Option(spec.option, help=help_text)
+        kind = str
+    if required:
+        return inspect.Parameter(spec.field, inspect.Parameter.KEYWORD_ONLY,
+                                 annotation=Annotated[kind, option])
+    return inspect.Parameter(spec.field, inspect.Parameter.KEYWORD_ONLY,
+                             annotation=Annotated[kind | None, option], default=spec.default)
+
+
+def _shared_parameters(with_siret: bool) -> tuple[list[inspect.Parameter], list[inspect.Parameter]]:
+    def keyword(name: str, annotation: Any, default: Any = inspect.Parameter.empty
+                ) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                 default=default)
+
+    first = [keyword("key", KeyFile), keyword("node", NodeUrl)]
+    last = [keyword("siret", Siret, None)] if with_siret else []
+    last += [keyword("passphrase_env", PassphraseEnv, None),
+             keyword("passphrase_file", PassphraseFile, None),
+             keyword("wait", Wait, False), keyword("chain_id", ChainId, None)]
+    return first, last
+
+
+Body = Callable[..., Completion | None]
+
+
+def record_command(name: str, contract: str, action: str, options: tuple[FieldOption, ...],
+                   *, with_siret: bool = True) -> Callable[[Body], Body]:
+    """Register ``tabellion record NAME`` for ``contract.action``.
+
+    The decorated body receives the payload the field options filled (absent options are
+    left out) and its own options, the parameters after ``payload``; it completes the
+    payload (files, conversions) and may return a ``Completion`` to run once the SIRET is
+    known. Its docstring is the command's help. Everything else is shared: the options of
+    every command, the check before the passphrase is asked, signing and sending."""
+    found = REGISTRY.lookup(contract, action)
+    siret_field = found.municipality_field
+    assert siret_field is not None, "every record names the municipality it writes for"
+    where = f"record {name}"
+
+    def register(body: Body) -> Body:
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in list(inspect.signature(body, eval_str=True).parameters.values())[1:]]
+        fields = [_option_parameter(found, where, spec) for spec in options]
+        first, last = _shared_parameters(with_siret)
+        parameters = [*first, *fields, *own, *last]
+        names = [p.name for p in parameters]
+        assert len(set(names)) == len(names), f"{where}: an option name is used twice"
+        field_names = {spec.field for spec in options}
+        own_names = {p.name for p in own}
+
+        @functools.wraps(body)
+        def command(**values: Any) -> None:
+            payload: Payload = {name: value for name, value in values.items()
+                                if name in field_names and value is not None}
+            if values.get("siret") is not None:
+                payload[siret_field] = values["siret"]
+            complete = body(payload, **{n: v for n, v in values.items() if n in own_names})
+            _submit(contract, action, payload, siret_field, complete, key=values["key"],
+                    node=values["node"], passphrase_env=values["passphrase_env"],
+                    passphrase_file=values["passphrase_file"], wait=values["wait"],
+                    chain_id=values["chain_id"])
+
+        wrapped = guarded(command)
+        # Typer reads the options from the signature; this one is built from the fields.
+        wrapped.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
+        wrapped.__annotations__ = {p.name: p.annotation for p in parameters}
+        wrapped.__annotations__["return"] = None
+        app.command(name, epilog=EXIT_CODES_HELP)(wrapped)
+        return body
+
+    return register
+
+
+def _submit(contract: str, action: str, payload: Payload, siret_field: str,
+            complete: Completion | None, *, key: Path, node: str, passphrase_env: str | None,
+            passphrase_file: Path | None, wait: bool, chain_id: str | None) -> None:
+    """Fill in the SIRET, check, sign and submit; shared by every record command."""
+    if payload.get(siret_field) is not None:
         if complete is not None:
             complete(payload)
             complete = None
@@ -119,9 +268,8 @@ def _submit(contract: str, action: str, payload: dict[str, Any], key: Path, node
 
 def deliberation_from_csv(path: Path, row: int) -> dict[str, Any]:
     """One row (1-based, after the header) of an SCDL Délibérations CSV, as a payload."""
-    if path.stat().st_size > CSV_FILE_BYTES_MAX:
-        usage_error(f"{path} is larger than {CSV_FILE_BYTES_MAX} bytes")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    text = read_input_file(path, CSV_FILE_BYTES_MAX, "CSV file").removeprefix("\ufeff")
+    with io.StringIO(text, newline="") as handle:  # the BOM spreadsheets write is dropped
         sample = handle.read(4096)
         handle.seek(0)
         delimiter = ";" if sample.count(";") > sample.count(",") else ","
@@ -154,14 +302,17 @@ def _scdl_payload(row: dict[str, str | None], where: str) -> dict[str, Any]:
     return payload
 
 
-@app.command("deliberation", epilog=EXIT_CODES_HELP)
-@guarded
+@record_command("deliberation", "deliberations", "record", (
+    FieldOption("sitting_id", "--sitting"),
+    FieldOption("order_number", "--order"),
+    FieldOption("members_present", "--present", required=False),
+    FieldOption("proxies", "--proxies"),
+    FieldOption("ballot", "--ballot"),
+    FieldOption("casting_vote", "--casting-vote"),
+    FieldOption("act_sha256", "--act-sha256", required=False),
+), with_siret=False)
 def record_deliberation(
-    key: KeyFile,
-    node: NodeUrl,
-    sitting_id: Annotated[str, typer.Option("--sitting", help="The sitting's id.")],
-    order_number: Annotated[int, typer.Option("--order", help="Order number in the sitting.",
-                                              min=1, max=9999)],
+    payload: Payload,
     json_file: Annotated[Path | None, typer.Option(
         "--json", help="JSON object with the SCDL fields (COLL_NOM, DELIB_ID, ...).")] = None,
     csv_file: Annotated[Path | None, typer.Option(
@@ -169,22 +320,6 @@ def record_deliberation(
     row: Annotated[int, typer.Option("--row", help="Row of --csv, from 1.", min=1)] = 1,
     act: Annotated[Path | None, typer.Option(
         "--act", help="The signed act (PDF): its SHA-256 is computed here.")] = None,
-    act_sha256: Annotated[str | None, typer.Option(
-        "--act-sha256", help="SHA-256 (hex) of the signed act, if already computed.")] = None,
-    present: Annotated[int | None, typer.Option(
-        "--present", help="Members present for this deliberation (quorum).", min=0)] = None,
-    proxies: Annotated[int | None, typer.Option(
-        "--proxies", help="Proxies held by present members (one each at most).", min=0)
-    ] = None,
-    ballot: Annotated[str | None, typer.Option(
-        "--ballot", help="open (default) or secret.")] = None,
-    casting_vote: Annotated[str | None, typer.Option(
-        "--casting-vote", help="Open-ballot tie: the president's vote, pour or contre.")
-    ] = None,
-    passphrase_env: PassphraseEnv = None,
-    passphrase_file: PassphraseFile = None,
-    wait: Wait = False,
-    chain_id: ChainId = None,
 ) -> None:
     """Record a council deliberation from a JSON file or a row of an SCDL CSV.
 
@@ -194,89 +329,53 @@ def record_deliberation(
     """
     if (json_file is None) == (csv_file is None):
         usage_error("give exactly one of --json FILE or --csv FILE")
-    if (act is None) == (act_sha256 is None):
+    if (act is None) == ("act_sha256" not in payload):
         usage_error("give exactly one of --act FILE or --act-sha256 HEX")
+    payload["act_sha256"] = sha256_file(act) if act else str(payload["act_sha256"]).lower()
     if json_file is not None:
-        payload = read_payload(str(json_file))
+        from_file = read_payload(str(json_file))
     else:
         assert csv_file is not None, "checked above: exactly one source"
-        payload = deliberation_from_csv(csv_file, row)
-    payload.update({"sitting_id": sitting_id, "order_number": order_number,
-                    "act_sha256": sha256_file(act) if act else str(act_sha256).lower()})
-    options = {"members_present": present, "proxies": proxies, "ballot": ballot,
-               "casting_vote": casting_vote}
-    payload.update({name: value for name, value in options.items() if value is not None})
+        from_file = deliberation_from_csv(csv_file, row)
+    for name, value in from_file.items():  # the options win over the file
+        payload.setdefault(name, value)
     if payload.get("members_present") is None:
         usage_error("give --present: the members present when the deliberation was voted "
                     "(the quorum is checked for each deliberation)")
     if not payload.get("COLL_SIRET"):
         usage_error("the deliberation has no COLL_SIRET (the municipality's 14-digit SIRET)")
-    check_action("deliberations", "record", payload)
-    _submit("deliberations", "record", payload, key, node, passphrase_env, passphrase_file,
-            wait, chain_id, None, "COLL_SIRET")
 
 
-@app.command("sitting", epilog=EXIT_CODES_HELP)
-@guarded
-def record_sitting(
-    key: KeyFile,
-    node: NodeUrl,
-    sitting_id: Annotated[str, typer.Option("--sitting", help="Id of the sitting.")],
-    date: Annotated[str, typer.Option("--date", help="Date of the sitting, YYYY-MM-DD.")],
-    in_office: Annotated[int, typer.Option("--in-office", help="Members in office.")],
-    present: Annotated[int, typer.Option("--present", help="Members present.")],
-    second_convocation: Annotated[bool, typer.Option(
-        "--second-convocation", help="Second convocation on the same agenda (no quorum).")
-    ] = False,
-    first_sitting: Annotated[str | None, typer.Option(
-        "--first-sitting", help="Second convocation: the sitting that failed its quorum.")
-    ] = None,
-    siret: Siret = None,
-    passphrase_env: PassphraseEnv = None,
-    passphrase_file: PassphraseFile = None,
-    wait: Wait = False,
-    chain_id: ChainId = None,
-) -> None:
+@record_command("sitting", "deliberations", "record_sitting", (
+    FieldOption("sitting_id", "--sitting"),
+    FieldOption("date", "--date"),
+    FieldOption("members_in_office", "--in-office"),
+    FieldOption("members_present", "--present"),
+    FieldOption("second_convocation", "--second-convocation"),
+    FieldOption("first_sitting_id", "--first-sitting"),
+))
+def record_sitting(payload: Payload) -> None:
     """Record a council sitting (deliberations are recorded within a sitting).
 
     Example: tabellion record sitting --sitting CM-2026-11 --date 2026-11-20 --in-office 45
     --present 38 --key clerk.key --node http://127.0.0.1:7100 --wait
     """
-    payload: dict[str, Any] = {"sitting_id": sitting_id, "date": date,
-                               "members_in_office": in_office, "members_present": present,
-                               "second_convocation": second_convocation}
-    if first_sitting is not None:
-        payload["first_sitting_id"] = first_sitting
-    _submit("deliberations", "record_sitting", payload, key, node, passphrase_env,
-            passphrase_file, wait, chain_id, siret, "COLL_SIRET")
 
 
 # --------------------------------------------------------------------------- social aid
 
 
-@app.command("scheme", epilog=EXIT_CODES_HELP)
-@guarded
-def record_scheme(
-    key: KeyFile,
-    node: NodeUrl,
-    scheme_id: Annotated[str, typer.Option("--scheme", help="Id of the scheme.")],
-    name: Annotated[str, typer.Option("--name", help="Name of the scheme.")],
-    budget_cents: Annotated[int, typer.Option("--budget-cents", help="Budget in cents.")],
-    period_start: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")],
-    period_end: Annotated[str, typer.Option("--to", help="Last month, YYYY-MM.")],
-    ceiling_cents: Annotated[int, typer.Option(
-        "--ceiling-cents", help="Most per beneficiary and month, in cents.")],
-    decision_ref: Annotated[str, typer.Option(
-        "--decision", help="DELIB_ID of the adopted deliberation that sets the budget, "
-        "ceiling and four-eyes threshold.")],
-    four_eyes_cents: Annotated[int, typer.Option(
-        "--four-eyes-cents", help="Payments above this need a second agent.")] = 0,
-    siret: Siret = None,
-    passphrase_env: PassphraseEnv = None,
-    passphrase_file: PassphraseFile = None,
-    wait: Wait = False,
-    chain_id: ChainId = None,
-) -> None:
+@record_command("scheme", "social_aid", "create_scheme", (
+    FieldOption("scheme_id", "--scheme"),
+    FieldOption("name", "--name"),
+    FieldOption("budget_cents", "--budget-cents"),
+    FieldOption("period_start", "--from"),
+    FieldOption("period_end", "--to"),
+    FieldOption("ceiling_cents", "--ceiling-cents"),
+    FieldOption("decision_ref", "--decision"),
+    FieldOption("four_eyes_threshold_cents", "--four-eyes-cents", required=False, default=0),
+))
+def record_scheme(payload: Payload) -> None:
     """Create a social-aid scheme decided by the council (admin only): the deliberation
     --decision carries the same budget, ceiling and four-eyes threshold (aid_* fields).
 
@@ -284,24 +383,15 @@ def record_scheme(
     5000000 --from 2026-01 --to 2026-12 --ceiling-cents 30000 --decision D2026-012
     --four-eyes-cents 20000 --key admin.key --node http://127.0.0.1:7100
     """
-    payload: dict[str, Any] = {
-        "scheme_id": scheme_id, "name": name, "budget_cents": budget_cents,
-        "period_start": period_start, "period_end": period_end,
-        "ceiling_cents": ceiling_cents, "decision_ref": decision_ref,
-        "four_eyes_threshold_cents": four_eyes_cents,
-    }
-    _submit("social_aid", "create_scheme", payload, key, node, passphrase_env,
-            passphrase_file, wait, chain_id, siret, "siret")
 
 
-@app.command("disbursement", epilog=EXIT_CODES_HELP)
-@guarded
+@record_command("disbursement", "social_aid", "disburse", (
+    FieldOption("scheme_id", "--scheme"),
+    FieldOption("period", "--period"),
+    FieldOption("amount_cents", "--amount-cents"),
+))
 def record_disbursement(
-    key: KeyFile,
-    node: NodeUrl,
-    scheme_id: Annotated[str, typer.Option("--scheme", help="Id of the scheme.")],
-    period: Annotated[str, typer.Option("--period", help="Month paid for, YYYY-MM.")],
-    amount_cents: Annotated[int, typer.Option("--amount-cents", help="Amount in cents.")],
+    payload: Payload,
     case_number: Annotated[str, typer.Option(
         "--case-number", help="The beneficiary's case number; it never leaves this machine.")],
     tag_key: Annotated[Path, typer.Option(
@@ -309,12 +399,7 @@ def record_disbursement(
     cases: Annotated[Path | None, typer.Option(
         "--cases", help="The social service's case file (default: next to --tag-key, "
         "<tag key>.cases.json); created on first use.")] = None,
-    siret: Siret = None,
-    passphrase_env: PassphraseEnv = None,
-    passphrase_file: PassphraseFile = None,
-    wait: Wait = False,
-    chain_id: ChainId = None,
-) -> None:
+) -> Completion:
     """Record an aid payment; the beneficiary is a tag keyed per scheme and month, of a
     random pseudonym of the case kept off chain (tabellion aid forget erases it).
 
@@ -324,82 +409,54 @@ def record_disbursement(
     """
     case_keys = CaseKeys.open(tag_key, cases)
 
-    def tag(payload: dict[str, Any]) -> None:
-        payload["beneficiary"] = case_keys.tag(case_number, payload["siret"], scheme_id, period)
-        check_action("social_aid", "disburse", payload)
+    def tag(payload: Payload) -> None:
+        payload["beneficiary"] = case_keys.tag(case_number, payload["siret"],
+                                               payload["scheme_id"], payload["period"])
 
-    payload: dict[str, Any] = {"scheme_id": scheme_id, "period": period,
-                               "amount_cents": amount_cents}
-    _submit("social_aid", "disburse", payload, key, node, passphrase_env, passphrase_file,
-            wait, chain_id, siret, "siret", tag)
+    return tag
 
 
 # --------------------------------------------------------------------------- reports, notary
 
 
-@app.command("report", epilog=EXIT_CODES_HELP)
-@guarded
+@record_command("report", "reports", "submit", (
+    FieldOption("service_code", "--service"),
+    FieldOption("description", "--description"),
+    FieldOption("address_string", "--address"),
+))
 def record_report(
-    key: KeyFile,
-    node: NodeUrl,
-    service_code: Annotated[str, typer.Option(
-        "--service", help="Open311 service code, e.g. streetlight.")],
-    description: Annotated[str, typer.Option(
-        "--description", help="What was reported (no personal data).")],
+    payload: Payload,
     lat: Annotated[str | None, typer.Option(
-        "--lat", help="Latitude, decimal degrees (kept to 4 decimals, about 10 m).")] = None,
+        "--lat", help=f"Latitude, decimal degrees within ±{LAT_DEGREES_MAX} (kept to 4 "
+        "decimals, about 10 m).")] = None,
     long: Annotated[str | None, typer.Option(
-        "--long", help="Longitude, decimal degrees (kept to 4 decimals).")] = None,
-    address: Annotated[str | None, typer.Option("--address", help="Address.")] = None,
-    siret: Siret = None,
-    passphrase_env: PassphraseEnv = None,
-    passphrase_file: PassphraseFile = None,
-    wait: Wait = False,
-    chain_id: ChainId = None,
+        "--long", help=f"Longitude, decimal degrees within ±{LONG_DEGREES_MAX} (kept to 4 "
+        "decimals).")] = None,
 ) -> None:
     """File a citizen's report (Open311) on their behalf.
 
     Example: tabellion record report --service streetlight --description "Lamp out, rue de
     Paris" --lat 48.8638 --long 2.4485 --key clerk.key --node http://127.0.0.1:7100 --wait
     """
-    payload: dict[str, Any] = {"service_code": service_code, "description": description}
     if lat is not None:
-        payload["lat"] = round_location(micro_degrees(lat, "lat", 90))
+        payload["lat"] = round_location(micro_degrees(lat, "lat", LAT_DEGREES_MAX))
     if long is not None:
-        payload["long"] = round_location(micro_degrees(long, "long", 180))
-    if address is not None:
-        payload["address_string"] = address
-    _submit("reports", "submit", payload, key, node, passphrase_env, passphrase_file, wait,
-            chain_id, siret, "siret")
+        payload["long"] = round_location(micro_degrees(long, "long", LONG_DEGREES_MAX))
 
 
-@app.command("notarise", epilog=EXIT_CODES_HELP)
-@guarded
+@record_command("notarise", "notary", "anchor", (
+    FieldOption("document_type", "--type"),
+    FieldOption("reference", "--reference"),
+    FieldOption("title", "--title"),
+))
 def record_notarise(
+    payload: Payload,
     file: Annotated[Path, typer.Argument(help="The document; only its SHA-256 is sent.")],
-    key: KeyFile,
-    node: NodeUrl,
-    document_type: Annotated[str, typer.Option(
-        "--type", help="arrete, contrat, proces_verbal, ...")],
-    reference: Annotated[str, typer.Option("--reference", help="e.g. ARR-2026-042.")],
-    title: Annotated[str | None, typer.Option("--title", help="Title (no personal data).")
-                     ] = None,
-    siret: Siret = None,
-    passphrase_env: PassphraseEnv = None,
-    passphrase_file: PassphraseFile = None,
-    wait: Wait = False,
-    chain_id: ChainId = None,
 ) -> None:
     """Anchor the SHA-256 of a document, computed on this machine.
 
     Example: tabellion record notarise arrete-042.pdf --type arrete --reference ARR-2026-042
     --key clerk.key --node http://127.0.0.1:7100 --wait
     """
-    payload: dict[str, Any] = {"sha256": sha256_file(file), "document_type": document_type,
-                               "reference": reference}
-    if title is not None:
-        payload["title"] = title
+    payload["sha256"] = sha256_file(file)
     typer.echo(f"sha256 {payload['sha256']}  {file}")
-    _submit("notary", "anchor", payload, key, node, passphrase_env, passphrase_file, wait,
-            chain_id, siret, "siret")
-

@@ -31,6 +31,7 @@ from cli.common import (
     CliError,
     guarded,
     passphrase_from_file,
+    read_input_file,
     read_passphrase,
     usage_error,
 )
@@ -96,9 +97,7 @@ def read_payload(source: str) -> dict[str, Any]:
         where = "standard input"
     else:
         path = Path(source)
-        if path.stat().st_size > PAYLOAD_FILE_BYTES_MAX:
-            usage_error(f"{path} is larger than {PAYLOAD_FILE_BYTES_MAX} bytes")
-        text = path.read_text(encoding="utf-8")
+        text = read_input_file(path, PAYLOAD_FILE_BYTES_MAX, "payload file")
         where = str(path)
     if len(text) > PAYLOAD_FILE_BYTES_MAX:
         usage_error(f"the payload on {where} is larger than {PAYLOAD_FILE_BYTES_MAX} bytes")

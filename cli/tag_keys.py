@@ -34,7 +34,14 @@ from typing import Annotated
 
 import typer
 
-from cli.common import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, CliError, guarded
+from cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliError,
+    guarded,
+    read_input_file,
+)
 from cli.network import load_tag_key
 from contracts.social_aid import CASE_NUMBER_BYTES_MAX, beneficiary_tag, period_tag_key
 
@@ -119,11 +126,9 @@ def _normalised(case_number: str) -> str:
 def _read_cases(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
-    if path.stat().st_size > CASE_FILE_BYTES_MAX:
-        raise CliError(f"{path} is larger than {CASE_FILE_BYTES_MAX} bytes; it is not a "
-                       "case file", EXIT_USAGE)
+    text = read_input_file(path, CASE_FILE_BYTES_MAX, "case file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(text)
         cases = doc["cases"]
         if doc.get("version") != CASE_FILE_VERSION or not isinstance(cases, dict):
             raise ValueError("unknown version or layout")

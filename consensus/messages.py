@@ -26,9 +26,9 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from ledger import crypto
 from ledger.encoding import Value, decode, encode
@@ -191,8 +191,7 @@ class PrePrepare:
 
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, view: int, block: Block) -> PrePrepare:
-        unsigned = PrePrepare(chain_id, view, block, key.public_key, b"")
-        return PrePrepare(chain_id, view, block, key.public_key, _sign(key, unsigned))
+        return signed_by(key, PrePrepare(chain_id, view, block, key.public_key, b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +245,7 @@ class Proposal:
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, view: int,
              header: BlockHeader) -> Proposal:
-        unsigned = Proposal(chain_id, view, header, key.public_key, b"")
-        return Proposal(chain_id, view, header, key.public_key, _sign(key, unsigned))
+        return signed_by(key, Proposal(chain_id, view, header, key.public_key, b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,10 +366,8 @@ class Checkpoint:
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, height: int, block_hash: bytes,
              time_ms: int, state_root: bytes) -> Checkpoint:
-        unsigned = Checkpoint(chain_id, height, block_hash, time_ms, state_root,
-                              key.public_key, b"")
-        return Checkpoint(chain_id, height, block_hash, time_ms, state_root, key.public_key,
-                          _sign(key, unsigned))
+        return signed_by(key, Checkpoint(chain_id, height, block_hash, time_ms, state_root,
+                                         key.public_key, b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,10 +420,8 @@ class ViewChange:
     def make(key: crypto.SigningKey, chain_id: str, new_view: int,
              checkpoint: tuple[Checkpoint, ...], prepared: tuple[PreparedCertificate, ...],
              committed: tuple[CertifiedHeader, ...]) -> ViewChange:
-        unsigned = ViewChange(chain_id, new_view, checkpoint, prepared, committed,
-                              key.public_key, b"")
-        return ViewChange(chain_id, new_view, checkpoint, prepared, committed,
-                          key.public_key, _sign(key, unsigned))
+        return signed_by(key, ViewChange(chain_id, new_view, checkpoint, prepared, committed,
+                                         key.public_key, b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,9 +468,8 @@ class NewView:
     def make(key: crypto.SigningKey, chain_id: str, view: int,
              view_changes: tuple[ViewChange, ...],
              pre_prepares: tuple[Proposal, ...]) -> NewView:
-        unsigned = NewView(chain_id, view, view_changes, pre_prepares, key.public_key, b"")
-        return NewView(chain_id, view, view_changes, pre_prepares, key.public_key,
-                       _sign(key, unsigned))
+        return signed_by(key, NewView(chain_id, view, view_changes, pre_prepares,
+                                      key.public_key, b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,9 +508,8 @@ class Status:
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, view: int, view_active: bool,
              committed_height: int) -> Status:
-        unsigned = Status(chain_id, view, view_active, committed_height, key.public_key, b"")
-        return Status(chain_id, view, view_active, committed_height, key.public_key,
-                      _sign(key, unsigned))
+        return signed_by(key, Status(chain_id, view, view_active, committed_height,
+                                     key.public_key, b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,9 +547,8 @@ class BlocksRequest:
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, from_height: int,
              to_height: int) -> BlocksRequest:
-        unsigned = BlocksRequest(chain_id, from_height, to_height, key.public_key, b"")
-        return BlocksRequest(chain_id, from_height, to_height, key.public_key,
-                             _sign(key, unsigned))
+        return signed_by(key, BlocksRequest(chain_id, from_height, to_height, key.public_key,
+                                            b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,8 +604,7 @@ class ViewChangeRequest:
 
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, new_view: int) -> ViewChangeRequest:
-        unsigned = ViewChangeRequest(chain_id, new_view, key.public_key, b"")
-        return ViewChangeRequest(chain_id, new_view, key.public_key, _sign(key, unsigned))
+        return signed_by(key, ViewChangeRequest(chain_id, new_view, key.public_key, b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -649,8 +639,7 @@ class BodyRequest:
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, height: int,
              block_hash: bytes) -> BodyRequest:
-        unsigned = BodyRequest(chain_id, height, block_hash, key.public_key, b"")
-        return BodyRequest(chain_id, height, block_hash, key.public_key, _sign(key, unsigned))
+        return signed_by(key, BodyRequest(chain_id, height, block_hash, key.public_key, b""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -688,6 +677,17 @@ def _signing_bytes(message: Signed) -> bytes:
 
 def _sign(key: crypto.SigningKey, message: Signed) -> bytes:
     return key.sign(_signing_bytes(message))
+
+
+SignedMessage = TypeVar("SignedMessage", PrePrepare, Proposal, Checkpoint, ViewChange, NewView,
+                        Status, BlocksRequest, BodyRequest, ViewChangeRequest)
+
+
+def signed_by(key: crypto.SigningKey, unsigned: SignedMessage) -> SignedMessage:
+    """``unsigned`` (sent by ``key``, with an empty signature) signed by ``key``: every
+    message's ``make`` goes through here, so the signing rule is written once."""
+    assert unsigned.sender == key.public_key and not unsigned.signature, "sign a draft"
+    return replace(unsigned, signature=_sign(key, unsigned))
 
 
 def signature_valid(message: Signed) -> bool:

@@ -36,7 +36,14 @@ from contracts.registry import (
 )
 from contracts.view import Overlay, StateView
 from ledger.encoding import Value
-from ledger.genesis import Genesis
+from ledger.genesis import (
+    BLOCK_BYTES_MAX_CEILING,
+    BLOCK_BYTES_MAX_FLOOR,
+    BLOCK_TXS_MAX_CEILING,
+    VIEW_TIMEOUT_MS_MAX,
+    VIEW_TIMEOUT_MS_MIN,
+    Genesis,
+)
 from ledger.records import NAME_BYTES_MAX
 
 PROPOSAL_LIFETIME_MS = 30 * 24 * 3600 * 1000
@@ -57,9 +64,11 @@ class Parameter:
 PARAMETERS = (
     Parameter("approval_numerator", 1, 256, "Governance fraction numerator."),
     Parameter("approval_denominator", 1, 256, "Governance fraction denominator."),
-    Parameter("block_txs_max", 1, 10_000, "Most transactions per block."),
-    Parameter("block_bytes_max", 1024, 8 << 20, "Most transaction bytes per block."),
-    Parameter("view_timeout_ms", 100, 600_000, "Base view-change timeout."),
+    Parameter("block_txs_max", 1, BLOCK_TXS_MAX_CEILING, "Most transactions per block."),
+    Parameter("block_bytes_max", BLOCK_BYTES_MAX_FLOOR, BLOCK_BYTES_MAX_CEILING,
+              "Most transaction bytes per block."),
+    Parameter("view_timeout_ms", VIEW_TIMEOUT_MS_MIN, VIEW_TIMEOUT_MS_MAX,
+              "Base view-change timeout."),
 )
 _BY_NAME = {p.name: p for p in PARAMETERS}
 

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ledger.errors import InvalidSignature, KeyFileError
+from ledger.files import read_bytes_bounded
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -256,18 +257,16 @@ def _read_key_file(path: Path) -> bytes:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
             raise KeyFileError(f"cannot read key file {path}: it is not a regular file")
-        if info.st_size > KEY_FILE_BYTES_MAX:
-            raise KeyFileError(f"{path} is too large to be a key file")
         if stat.S_IMODE(info.st_mode) & 0o077:
             raise KeyFileError(
                 f"{path} may be read or written by other users (mode "
                 f"{stat.S_IMODE(info.st_mode):04o}); refusing to use it: run "
                 f"`chmod 600 {path}` and check who could have copied it")
-        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise KeyFileError(f"key file {path} does not exist") from exc
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+    data = read_bytes_bounded(path, KEY_FILE_BYTES_MAX, "key file", KeyFileError)
     if b"ENCRYPTED PRIVATE KEY" not in data:
         raise KeyFileError(f"{path} is not an encrypted Tabellion key file (damaged?)")
     return data

@@ -18,8 +18,15 @@ from typing import Any
 
 from ledger.encoding import Value, encode
 from ledger.errors import GenesisError
+from ledger.files import read_text_bounded
 from ledger.hashing import Tag, tagged_hash
-from ledger.records import CHAIN_ID_BYTES_MAX, NAME_BYTES_MAX, ValidatorSet
+from ledger.records import (
+    BLOCK_TXS_MAX,
+    CERT_VOTES_MAX,
+    CHAIN_ID_BYTES_MAX,
+    NAME_BYTES_MAX,
+    ValidatorSet,
+)
 from ledger.siret import siret_problem
 
 GENESIS_FILE_BYTES_MAX = 4 * 1024 * 1024
@@ -29,6 +36,26 @@ files citizen reports only (a town's Open311 front end), ``meter_gateway`` files
 readings only: machine keys get the one right they need."""
 GENESIS_TIME_MS_MAX = 2**63 - 1
 APPROVAL_DENOMINATOR_MAX = 1000
+CHECKPOINT_INTERVAL_MAX = 10_000
+"""Largest ``consensus.checkpoint_interval`` (K): K bounds the heights between two stable
+checkpoints, hence what a replica keeps and a lagging one fetches."""
+BLOCK_TXS_MAX_CEILING = BLOCK_TXS_MAX
+"""Largest ``consensus.block_txs_max``: a block must stay decodable, and the decoder
+accepts at most ``ledger.records.BLOCK_TXS_MAX`` transactions."""
+BLOCK_BYTES_MAX_FLOOR = 1024
+"""Smallest ``consensus.block_bytes_max``: a block must hold at least a small transaction."""
+BLOCK_BYTES_MAX_CEILING = 8 << 20
+"""Largest ``consensus.block_bytes_max`` (8 MiB): a whole block travels in one pre-prepare,
+and a consensus message is at most ``consensus.messages.MESSAGE_BYTES_MAX`` (8 MiB too)."""
+VIEW_TIMEOUT_MS_MIN = 100
+"""Shortest ``consensus.view_timeout_ms``: below it a healthy primary on a real network
+would be replaced before its pre-prepare arrives."""
+VIEW_TIMEOUT_MS_MAX = 600_000
+"""Longest ``consensus.view_timeout_ms`` (10 minutes): a crashed primary must be replaced
+while clerks still wait."""
+MUNICIPALITIES_MAX = CERT_VOTES_MAX
+"""Most municipalities at genesis: each runs one validator, and a validator set (like a
+commit certificate) holds at most ``ledger.records.CERT_VOTES_MAX`` keys."""
 CHAIN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -192,8 +219,9 @@ def genesis_from_json(obj: Any) -> Genesis:
         view_timeout_ms=_get(c, "view_timeout_ms", int, "consensus"),
         execution_lag=_get(c, "execution_lag", int, "consensus"),
     )
-    if not 1 <= params.checkpoint_interval <= 10_000:
-        raise GenesisError("genesis: consensus.checkpoint_interval must be 1..10000")
+    if not 1 <= params.checkpoint_interval <= CHECKPOINT_INTERVAL_MAX:
+        raise GenesisError(
+            f"genesis: consensus.checkpoint_interval must be 1..{CHECKPOINT_INTERVAL_MAX}")
     if params.watermark_window % params.checkpoint_interval or params.watermark_window < (
         2 * params.checkpoint_interval
     ):
@@ -201,12 +229,16 @@ def genesis_from_json(obj: Any) -> Genesis:
             "genesis: consensus.watermark_window must be a multiple of checkpoint_interval, "
             "at least twice it"
         )
-    if not 1 <= params.block_txs_max <= 10_000 or not 1024 <= params.block_bytes_max <= 8 << 20:
-        raise GenesisError("genesis: block limits must be 1..10000 txs and 1 KiB..8 MiB")
+    if (not 1 <= params.block_txs_max <= BLOCK_TXS_MAX_CEILING
+            or not BLOCK_BYTES_MAX_FLOOR <= params.block_bytes_max <= BLOCK_BYTES_MAX_CEILING):
+        raise GenesisError(
+            f"genesis: block limits must be 1..{BLOCK_TXS_MAX_CEILING} txs and "
+            f"{BLOCK_BYTES_MAX_FLOOR // 1024} KiB..{BLOCK_BYTES_MAX_CEILING >> 20} MiB")
     if not 1 <= params.execution_lag <= params.checkpoint_interval:
         raise GenesisError("genesis: consensus.execution_lag must be 1..checkpoint_interval")
-    if not 100 <= params.view_timeout_ms <= 600_000:
-        raise GenesisError("genesis: consensus.view_timeout_ms must be 100..600000")
+    if not VIEW_TIMEOUT_MS_MIN <= params.view_timeout_ms <= VIEW_TIMEOUT_MS_MAX:
+        raise GenesisError(f"genesis: consensus.view_timeout_ms must be "
+                           f"{VIEW_TIMEOUT_MS_MIN}..{VIEW_TIMEOUT_MS_MAX}")
     g = _get(obj, "governance", dict, "genesis")
     num = _get(g, "approval_numerator", int, "governance")
     den = _get(g, "approval_denominator", int, "governance")
@@ -216,8 +248,8 @@ def genesis_from_json(obj: Any) -> Genesis:
             f"of at most {APPROVAL_DENOMINATOR_MAX}"
         )
     raw = _get(obj, "municipalities", list, "genesis")
-    if not 1 <= len(raw) <= 256:
-        raise GenesisError("genesis: there must be 1 to 256 municipalities")
+    if not 1 <= len(raw) <= MUNICIPALITIES_MAX:
+        raise GenesisError(f"genesis: there must be 1 to {MUNICIPALITIES_MAX} municipalities")
     municipalities = []
     for i, m in enumerate(raw):
         where = f"municipalities[{i}]"
@@ -259,14 +291,7 @@ def genesis_from_json(obj: Any) -> Genesis:
 def load_genesis(path: Path) -> Genesis:
     """Read and validate a genesis file."""
     path = Path(path)
-    try:
-        if path.stat().st_size > GENESIS_FILE_BYTES_MAX:
-            raise GenesisError(f"{path} is larger than {GENESIS_FILE_BYTES_MAX} bytes")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise GenesisError(f"genesis file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GenesisError(f"cannot read genesis file {path}: {exc}") from exc
+    text = read_text_bounded(path, GENESIS_FILE_BYTES_MAX, "genesis file", GenesisError)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:

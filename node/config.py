@@ -23,6 +23,7 @@ from typing import Any
 
 import tomli_w
 
+from ledger.files import read_text_bounded
 from node.errors import ConfigError
 
 CONFIG_FILE_BYTES_MAX = 1024 * 1024
@@ -280,17 +281,10 @@ def config_from_dict(obj: dict[str, Any], base_dir: Path, where: str) -> NodeCon
 def load_config(path: Path | str) -> NodeConfig:
     """Read and validate a node configuration file."""
     path = Path(path)
+    text = read_text_bounded(path, CONFIG_FILE_BYTES_MAX, "configuration file", ConfigError)
     try:
-        if path.stat().st_size > CONFIG_FILE_BYTES_MAX:
-            raise ConfigError(f"{path} is larger than {CONFIG_FILE_BYTES_MAX} bytes")
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"configuration file {path} does not exist") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
-    try:
-        obj = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        obj = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     return replace(config_from_dict(obj, path.resolve().parent, str(path)), source=path)
 

@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from contracts import keys, opendata
 from ledger.encoding import decode
 from ledger.errors import DecodeError
+from ledger.files import read_bytes_bounded
 from ledger.jsonview import committed_block_from_json
 from ledger.records import BlockHeader
 from node.errors import NodeError
@@ -94,9 +95,7 @@ def load_static(directory: Path = STATIC_DIR) -> dict[str, StaticFile]:
             continue
         if len(files) >= STATIC_FILES_MAX:
             raise RuntimeError(f"the portal holds more than {STATIC_FILES_MAX} files")
-        body = path.read_bytes()
-        if len(body) > STATIC_FILE_BYTES_MAX:
-            raise RuntimeError(f"{path} exceeds {STATIC_FILE_BYTES_MAX} bytes")
+        body = read_bytes_bounded(path, STATIC_FILE_BYTES_MAX, "portal file", RuntimeError)
         media = {".js": "text/javascript", ".css": "text/css", ".html": "text/html",
                  ".svg": "image/svg+xml", ".json": "application/json"}.get(
             path.suffix, mimetypes.guess_type(path.name)[0] or "application/octet-stream")

@@ -32,6 +32,7 @@ from typing import Any
 
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, LedgerError, StoreError
+from ledger.files import read_text_bounded
 from ledger.genesis import Genesis
 from ledger.records import BlockHeader
 from ledger.validator_history import ValidatorHistory
@@ -85,10 +86,8 @@ def load_point(path: Path, genesis: Genesis) -> AuditPoint:
     """Read an audit point saved for ``genesis``; ``LedgerError`` naming what is wrong."""
     path = Path(path)
     try:
-        if path.stat().st_size > POINT_FILE_BYTES_MAX:
-            raise StoreError(f"{path} is larger than {POINT_FILE_BYTES_MAX} bytes: not an "
-                             "audit point")
-        doc: Any = json.loads(path.read_text(encoding="utf-8"))
+        doc: Any = json.loads(read_text_bounded(path, POINT_FILE_BYTES_MAX, "audit point",
+                                                StoreError))
         if not isinstance(doc, dict) or doc.get("format") != POINT_FORMAT:
             raise DecodeError(f"the format is not {POINT_FORMAT!r}")
         point = AuditPoint(
@@ -96,8 +95,6 @@ def load_point(path: Path, genesis: Genesis) -> AuditPoint:
             bytes.fromhex(doc["head_hash"]), bytes.fromhex(doc["state_root"]),
             decode(bytes.fromhex(doc["decisions"])))
         ValidatorHistory.from_genesis(genesis).with_decisions_value(point.decisions)
-    except OSError as exc:
-        raise StoreError(f"cannot read the audit point {path}: {exc.strerror}") from exc
     except (ValueError, KeyError, TypeError, DecodeError) as exc:
         raise StoreError(f"{path} is not an audit point ({exc}): give the file an earlier "
                          "audit wrote with --point") from exc

@@ -33,6 +33,7 @@ from contracts.keys import VALIDATORS_KEY
 from ledger import jsonview
 from ledger.encoding import encode
 from ledger.errors import DecodeError, InvalidCertificate, InvalidProof, LedgerError
+from ledger.files import read_text_bounded
 from ledger.genesis import Genesis
 from ledger.layout import STATE_PREFIX
 from ledger.merkle import InclusionProof, inclusion_proof, verify_inclusion
@@ -555,15 +556,8 @@ def load_receipt_text(text: str) -> Any:
 
 
 def read_receipt_file(path: Path) -> Any:
-    path = Path(path)
-    try:
-        if path.stat().st_size > RECEIPT_FILE_BYTES_MAX:
-            raise ReceiptError("file", f"{path} is larger than {RECEIPT_FILE_BYTES_MAX} bytes")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ReceiptError("file", f"{path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReceiptError("file", f"cannot read {path}: {exc}") from exc
+    text = read_text_bounded(Path(path), RECEIPT_FILE_BYTES_MAX, "receipt file",
+                             lambda message: ReceiptError("file", message))
     return load_receipt_text(text)
 
 

@@ -11,7 +11,11 @@ import pytest
 from cli.common import CliError
 from cli.records import deliberation_from_csv, micro_degrees, sha256_file
 from cli.submit import check_action
-from contracts.deliberations import SCDL_FIELDS
+from contracts.deliberations import MEMBERS_IN_OFFICE_MAX, SCDL_FIELDS
+from contracts.social_aid import CENTS_MAX
+from tests.cli.conftest import assert_one_line_error, invoke_cli
+
+SIRET_OK = "21930048000015"  # Montreuil: a SIRET with a valid check digit
 
 
 def test_scdl_csv_row_becomes_a_checked_payload(tmp_path: Path) -> None:
@@ -62,3 +66,46 @@ def test_files_are_hashed_locally(tmp_path: Path) -> None:
     data = bytes(range(256)) * 5000
     path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------- options derived from the contracts' fields
+
+
+def _help(*command: str) -> str:
+    result = invoke_cli("record", *command, "--help", env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.split())
+
+
+def test_record_help_shows_each_field_with_the_contracts_limits() -> None:
+    scheme = _help("scheme")
+    assert f"1<=x<={CENTS_MAX}" in scheme  # --budget-cents: the contract's bound
+    assert f"0<=x<={CENTS_MAX}" in scheme  # --four-eyes-cents
+    assert "Must be 1 to 64 letters, digits" in scheme  # --scheme: the id pattern's hint
+    sitting = _help("sitting")
+    assert f"1<=x<={MEMBERS_IN_OFFICE_MAX}" in sitting  # --in-office
+    notarise = _help("notarise")
+    assert "At most 128 bytes" in notarise  # --reference
+    assert "One of: open, secret" in _help("deliberation")  # --ballot
+    for option in ("--siret", "--passphrase-env", "--passphrase-file", "--wait", "--chain-id"):
+        assert option in scheme and option in notarise
+
+
+def test_an_option_beyond_the_contracts_range_is_refused_before_the_key_is_read(
+        tmp_path: Path) -> None:
+    result = invoke_cli("record", "sitting", "--sitting", "CM-1", "--date", "2026-01-15",
+                        "--in-office", "0", "--present", "0", "--key",
+                        str(tmp_path / "absent.key"), "--node", "http://127.0.0.1:1")
+    assert result.returncode == 2
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert "--in-office" in message and "greater than or equal to 1" in message
+
+
+def test_a_field_the_contract_refuses_is_reported_before_the_passphrase(tmp_path: Path) -> None:
+    document = tmp_path / "arrete.pdf"
+    document.write_bytes(b"%PDF-1.7 arrete")
+    assert_one_line_error(
+        invoke_cli("record", "notarise", str(document), "--type", "Not A Type", "--reference",
+                   "ARR-1", "--siret", SIRET_OK, "--key", str(tmp_path / "absent.key"),
+                   "--node", "http://127.0.0.1:1"),
+        2, "document_type")
