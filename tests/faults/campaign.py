@@ -1,11 +1,12 @@
 """The fault campaign: four real validators whose every peer link goes through a TCP proxy
 (``tests.faults.proxy``), under a steady load of client submissions, through a list of
 faults — partitions (2|2, 3|1 around the primary, one-way, flapping), delays, kill -9 and
-restart, SIGSTOP/SIGCONT of the primary.
+restart, SIGSTOP/SIGCONT of the primary, a restart from an empty directory and one from an
+old copy of the node's directory.
 
 Checker, after every scenario and at the end: the network commits again (the recovery
 time is measured from the end of the fault to the commit of a probe on every running
-node), every transaction a node acknowledged (HTTP 202) is committed on every node, all
+node), every transaction a node acknowledged as committed is on every node, all
 chains are identical height for height, and no node died except those the campaign
 killed. ``python -m tests.faults`` runs the short list; ``--long`` runs every scenario,
 ``--rounds N`` repeats them.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -52,8 +54,12 @@ class Report:
 
 
 class Load:
-    """A client thread submitting one notary anchor every ``SUBMIT_EVERY_S`` to a running
-    node in turn; it remembers what was acknowledged."""
+    """Client threads, each submitting one notary anchor at a time to a running node in
+    turn and waiting for the answer "committed" (``wait=true``); a transaction so
+    acknowledged as committed must be on every node at the end. An answer of 202 (admitted,
+    not yet committed) promises nothing if that node is then killed, so it is not counted."""
+
+    THREADS = 3
 
     def __init__(self, c: Cluster) -> None:
         self.c = c
@@ -61,18 +67,22 @@ class Load:
         self.acked: list[Transaction] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(k,), daemon=True)
+                         for k in range(self.THREADS)]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=30)
 
-    def _run(self) -> None:
-        turn = 0
-        with httpx.Client(timeout=5.0) as http:
+    def _run(self, offset: int) -> None:
+        turn = offset
+        with httpx.Client(timeout=15.0) as http:
             while not self._stop.wait(SUBMIT_EVERY_S):
                 with self._lock:
                     live = sorted(self.live)
@@ -80,14 +90,25 @@ class Load:
                     continue
                 i = live[turn % len(live)]
                 turn += 1
-                tx = self.c.anchor(i)
+                tx = self.anchor(i)
                 body = {"transactions": [base64.b64encode(tx.encode()).decode()]}
                 try:
-                    r = http.post(self.c.url(i, "/v1/transactions"), json=body)
+                    r = http.post(self.c.url(i, "/v1/transactions"), json=body,
+                                  params={"wait": "true", "timeout_ms": 10_000})
                 except httpx.HTTPError:
                     continue
-                if r.status_code == 202:
-                    self.acked.append(tx)
+                if r.status_code == 200 and r.json().get("committed"):
+                    with self._lock:
+                        self.acked.append(tx)
+
+    def acknowledge(self, tx: Transaction) -> None:
+        with self._lock:
+            self.acked.append(tx)
+
+    def anchor(self, i: int) -> Transaction:
+        """A fresh transaction (the cluster's nonce counter is shared by the threads)."""
+        with self._lock:
+            return self.c.anchor(i)
 
     def set_live(self, i: int, live: bool) -> None:
         with self._lock:
@@ -132,7 +153,7 @@ class Campaign:
     def _recovered(self, name: str, healed_at: float) -> None:
         """A probe submitted now commits on every running node."""
         live = sorted(self.load.live)
-        probe = self.c.anchor(live[0])
+        probe = self.load.anchor(live[0])
         r = self.c.submit(live[0], [probe])
         if r.status_code != 202:
             self.report.problems.append(f"{name}: the probe was refused ({r.status_code})")
@@ -144,7 +165,7 @@ class Campaign:
             self.report.problems.append(str(exc))
             return
         self.report.recoveries_s[name] = round(time.monotonic() - healed_at, 1)
-        self.load.acked.append(probe)
+        self.load.acknowledge(probe)
 
     # ------------------------------------------------------------------ faults
     def partition(self, name: str, groups: list[set[int]], hold_s: float = 4) -> None:
@@ -192,6 +213,38 @@ class Campaign:
         self.load.set_live(victim, True)
         self._recovered(f"kill -9 and restart of node {victim}", time.monotonic())
 
+    def empty_restart(self) -> None:
+        victim = self.rng.randrange(4)
+        self.load.set_live(victim, False)
+        self.c.kill(victim)
+        self.c.wipe(victim)
+        self.c.start(victim)
+        self.c.wait_ready([victim], timeout_s=60)
+        self.load.set_live(victim, True)
+        self._recovered(f"node {victim} restarted from an empty directory", time.monotonic())
+
+    def old_copy_restart(self) -> None:
+        """A node stopped cleanly, its directory copied; later killed and restarted from
+        that old copy (an operator restoring a stale backup)."""
+        victim = self.rng.randrange(4)
+        data = Path(self.c.net.nodes[victim].config.data_dir)
+        self.load.set_live(victim, False)
+        self.c.terminate(victim)
+        backup = data.with_name(data.name + ".old")
+        shutil.copytree(data, backup)
+        self.c.start(victim)
+        self.c.wait_ready([victim], timeout_s=60)
+        self.load.set_live(victim, True)
+        time.sleep(3)  # let the chain move on past the copy
+        self.load.set_live(victim, False)
+        self.c.kill(victim)
+        shutil.rmtree(data)
+        backup.rename(data)
+        self.c.start(victim)
+        self.c.wait_ready([victim], timeout_s=60)
+        self.load.set_live(victim, True)
+        self._recovered(f"node {victim} restarted from an old copy", time.monotonic())
+
     def pause_primary(self) -> None:
         p = self.primary()
         self.load.set_live(p, False)
@@ -205,7 +258,8 @@ class Campaign:
 
     SHORT: tuple[str, ...] = ("isolate_primary", "kill_restart", "pause_primary")
     LONG: tuple[str, ...] = ("partition_2_2", "isolate_primary", "one_way", "flapping",
-                             "delays", "kill_restart", "pause_primary")
+                             "delays", "kill_restart", "pause_primary", "empty_restart",
+                             "old_copy_restart")
 
     # ------------------------------------------------------------------ run
     def run(self, scenarios: tuple[str, ...], rounds: int = 1,
