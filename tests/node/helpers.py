@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
-
-
-def free_port() -> int:
-    """A port the OS just handed out on 127.0.0.1 (bind to 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 60.0,
