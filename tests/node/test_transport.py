@@ -20,7 +20,7 @@ from node.transport import (
     handshake_bytes,
     read_frame,
 )
-from tests.node.helpers import until
+from testkit.wait import until
 
 CHAIN = "test-chain"
 LIMITS = Limits(reconnect_backoff_ms_min=10, reconnect_backoff_ms_max=100,
