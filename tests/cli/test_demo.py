@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from cli.client import NodeClient
 from cli.network import load_network
 from ledger.crypto import load_key
+from testkit.wait import wait_for_line
 from tests.cli.conftest import TABELLION
 from tests.cli.e2e_checks import check_every_command_against
 
@@ -62,12 +62,7 @@ def start_demo(directory: Path, log: Path) -> subprocess.Popen[str]:
 
 
 def wait_ready(process: subprocess.Popen[str], log: Path) -> str:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while READY_LINE not in log.read_text():
-        assert process.poll() is None, f"the demo exited early:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"the demo was not ready:\n{log.read_text()}"
-        time.sleep(0.2)
-    return log.read_text()
+    return wait_for_line(process, log, READY_LINE, READY_TIMEOUT_S)
 
 
 def stop(process: subprocess.Popen[str], directory: Path) -> None:

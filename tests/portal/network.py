@@ -32,6 +32,7 @@ from cli.submit import build_transaction
 from ledger.crypto import load_key
 from ledger.records import Transaction
 from node.read_access import read_headers
+from testkit.wait import wait_for_line
 from tests.cli.conftest import TABELLION
 
 READY_TIMEOUT_S = 240.0
@@ -137,11 +138,7 @@ def portal_network(directory: Path) -> Iterator[PortalNetwork]:
             stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             env={**os.environ, "COLUMNS": "200"})
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while READY_LINE not in log.read_text(errors="replace"):
-            assert process.poll() is None, f"the demo exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"the demo is not ready:\n{log.read_text()}"
-            time.sleep(0.2)
+        wait_for_line(process, log, READY_LINE, READY_TIMEOUT_S)
         network = load_network(directory)
         seeded = json.loads((directory / "seeded.json").read_text())
         net = PortalNetwork(network, seeded, network.municipalities[0].api_url, process)
