@@ -23,7 +23,7 @@ import pytest
 from cli.bench import TMP_PREFIX, remove_stale_runs
 from cli.network import load_network
 from testkit.wait import wait_for, wait_for_line
-from tests.cli.conftest import TABELLION
+from tests.cli.conftest import DEMO_READY_LINE, TABELLION
 
 START_TIMEOUT_S = 240.0
 GONE_TIMEOUT_S = 30.0
@@ -118,7 +118,7 @@ def test_sigkill_of_the_demo_stops_every_node_and_frees_its_ports(
     demo = Parent(["demo", "--dir", str(directory), "--base-port", "0", "--no-seed"],
                   tmp_path / "demo.log", tmp_path)
     parents.append(demo)
-    wait_for_line(demo.process, demo.log, "Press Ctrl-C to stop", START_TIMEOUT_S)
+    wait_for_line(demo.process, demo.log, DEMO_READY_LINE, START_TIMEOUT_S)
     network = load_network(directory)
     addresses = [m.api_url.removeprefix("http://") for m in network.municipalities]
     assert not any(_port_free(a) for a in addresses)  # the nodes hold them now
