@@ -36,6 +36,10 @@ from node.netgen import (
     save_keys,
 )
 
+TOWNS = ("Montreuil", "Bagnolet", "Vincennes", "Romainville", "Pantin", "Lilas", "Bondy")
+"""Names for up to seven validators (their SIRETs are generated, valid but fictitious)."""
+DEFAULT_SIZE = 4
+
 
 @dataclass(frozen=True, slots=True)
 class DevNode:
@@ -73,7 +77,7 @@ class DevNet:
 
 def generate(
     root: Path,
-    names: tuple[str, ...] = ("Montreuil", "Bagnolet", "Vincennes", "Romainville"),
+    names: tuple[str, ...] = TOWNS[:DEFAULT_SIZE],
     *,
     chain_id: str | None = None,
     consensus: ConsensusParams | None = None,

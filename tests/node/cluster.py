@@ -29,7 +29,7 @@ import httpx
 from ledger.genesis import ConsensusParams
 from ledger.records import Transaction
 from node.config import Limits
-from node.devnet import DevNet, generate
+from node.devnet import DEFAULT_SIZE, TOWNS, DevNet, generate
 from testkit.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,12 +40,13 @@ CHILD_LIFETIME_S = 600
 class Cluster:
     """n validator processes of one freshly generated network."""
 
-    def __init__(self, root: Path, n: int = 4, *, consensus: ConsensusParams | None = None,
-                 limits: Limits | None = None, log_level: str = "info") -> None:
-        names = ("Montreuil", "Bagnolet", "Vincennes", "Romainville", "Pantin", "Lilas",
-                 "Bondy")[:n]
+    def __init__(self, root: Path, n: int = DEFAULT_SIZE, *,
+                 consensus: ConsensusParams | None = None, limits: Limits | None = None,
+                 log_level: str = "info") -> None:
+        if not 1 <= n <= len(TOWNS):
+            raise ValueError(f"a cluster has 1 to {len(TOWNS)} nodes, not {n}")
         self.net: DevNet = generate(
-            root, names,
+            root, TOWNS[:n],
             consensus=consensus or ConsensusParams(view_timeout_ms=1000),
             limits=limits, log_level=log_level,
         )
