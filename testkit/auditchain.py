@@ -44,6 +44,7 @@ from ledger.state_store import PersistentState
 from ledger.store import ChainStore
 from ledger.validation import receipts_root, txs_root
 from ledger.validator_history import ValidatorHistory
+from testkit.chainbuilder import key_for
 from verify.findings import StoredBlock
 
 SEED = b"tabellion/audit-tests/"
@@ -63,7 +64,7 @@ TAG_KEY = b"social-service-secret-key-montreuil"
 
 def key(name: str) -> SigningKey:
     """The fixed key of one role of one town (``validator:<siret>``, ``admin:<siret>``...)."""
-    return SigningKey(sha256(SEED + name.encode()))
+    return key_for(name, SEED)
 
 
 @dataclass(frozen=True, slots=True)
