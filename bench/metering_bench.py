@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
+from bench.execution import MemoryLedger
+from contracts.engine import BlockEnv, DictState
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Transaction
-from ledger.state import MemoryNodeStore, StateTree
 
 CHAIN_ID = "tabellion-bench"
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -136,11 +136,7 @@ class Timing:
 
 
 def run(towns: int, setup: list[Block], blocks: list[Block]) -> tuple[Timing, DictState]:
-    state = DictState()
-    tree = StateTree(MemoryNodeStore())
-    changes = genesis_changes(genesis(towns))
-    state.apply(changes)
-    tree.apply(0, changes)
+    ledger = MemoryLedger(genesis(towns))
     timing = Timing()
     for height, (time_ms, txs) in enumerate(setup + blocks, start=1):
         measure = height > len(setup)
@@ -148,22 +144,16 @@ def run(towns: int, setup: list[Block], blocks: list[Block]) -> tuple[Timing, Di
         began = time.perf_counter()
         assert all(t.signature_valid() for t in txs)
         verified = time.perf_counter()
-        result = execute_block(state, env, txs)
-        state.apply(result.changes)
-        executed = time.perf_counter()
-        tree.apply(height, result.changes)
-        rooted = time.perf_counter()
-        bad = [r for r in result.receipts if not r.ok]
-        assert not bad, f"the workload must be valid: {bad[0].code}: {bad[0].message}"
+        done = ledger.execute(env, txs)
         if measure:
             timing.verify_s += verified - began
-            timing.exec_s += executed - verified
-            timing.root_s += rooted - executed
+            timing.exec_s += done.exec_s
+            timing.root_s += done.root_s
             timing.txs += len(txs)
-            for r in result.receipts:
+            for r in done.result.receipts:
                 timing.readings += int(r.data["readings"])
                 timing.peaks += len(r.data["peaks"])
-    return timing, state
+    return timing, ledger.state
 
 
 def main() -> None:
