@@ -30,6 +30,7 @@ from contracts.engine import BlockEnv, DictState
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Transaction
+from node.netgen import generated_siret
 
 CHAIN_ID = "tabellion-bench"
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -43,13 +44,9 @@ def key(name: str) -> SigningKey:
     return SigningKey(hashlib.sha256(b"tabellion-bench/" + name.encode()).digest())
 
 
-def siret(town: int) -> str:
-    return f"{21_930_000 + town:09d}{town:05d}"
-
-
 def genesis(towns: int) -> Genesis:
     return Genesis(CHAIN_ID, T0_MS - 86_400_000, tuple(
-        Municipality(f"Town {t}", siret(t), key(f"{t}.validator").public_key,
+        Municipality(f"Town {t}", generated_siret(t), key(f"{t}.validator").public_key,
                      (Member(key(f"{t}.admin").public_key, "admin"),
                       Member(key(f"{t}.gateway").public_key, "meter_gateway")))
         for t in range(towns)))
@@ -86,7 +83,7 @@ def workload(towns: int, buildings: int, days: int, shape: str) -> tuple[list[Bl
     tx = Signer()
     far = T0_MS + (days + 2) * 86_400_000
     enrol = [tx(f"{t}.admin", "enroll_meter", {
-        "siret": siret(t), "meter_id": f"PRM-{m:05d}", "building": f"bat-{m:05d}",
+        "siret": generated_siret(t), "meter_id": f"PRM-{m:05d}", "building": f"bat-{m:05d}",
         "kind": "electricity", "unit": "Wh", "interval_minutes": 30,
         "subscribed_power_w": 36_000}, far) for t in range(towns) for m in range(buildings)]
     setup = [(T0_MS - 60_000, enrol[i:i + 1000]) for i in range(0, len(enrol), 1000)]
@@ -101,7 +98,7 @@ def workload(towns: int, buildings: int, days: int, shape: str) -> tuple[list[Bl
     if shape == "interval":
         for n in range(first, first + days * PER_DAY):
             txs = [tx(f"{t}.gateway", "file_readings", {
-                "siret": siret(t), "unit": "Wh",
+                "siret": generated_siret(t), "unit": "Wh",
                 "meters": [f"PRM-{m:05d}" for m in range(buildings)],
                 "first_intervals": [n] * buildings, "counts": [1] * buildings,
                 "indexes": [read(t, m, n) for m in range(buildings)]}, far)
@@ -115,7 +112,7 @@ def workload(towns: int, buildings: int, days: int, shape: str) -> tuple[list[Bl
                 for group in range(0, buildings, DAY_SHAPE_METERS):
                     meters = range(group, min(group + DAY_SHAPE_METERS, buildings))
                     txs.append(tx(f"{t}.gateway", "file_readings", {
-                        "siret": siret(t), "unit": "Wh",
+                        "siret": generated_siret(t), "unit": "Wh",
                         "meters": [f"PRM-{m:05d}" for m in meters],
                         "first_intervals": [start] * len(meters),
                         "counts": [PER_DAY] * len(meters),

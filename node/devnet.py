@@ -22,7 +22,6 @@ from pathlib import Path
 
 from ledger.crypto import SigningKey
 from ledger.genesis import ConsensusParams, Genesis
-from ledger.siret import complete_siret
 from node.config import Limits, NodeConfig, write_config
 from node.netgen import (
     CONFIG_FILE,
@@ -30,6 +29,7 @@ from node.netgen import (
     PASSPHRASE_ENV_DEFAULT,
     VALIDATOR_ROLE,
     free_ports,
+    generated_siret,
     genesis_of,
     new_keys,
     node_config,
@@ -89,7 +89,7 @@ def generate(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     passphrase = os.urandom(12).hex()
-    sirets = [complete_siret(f"{21_930_000 + i:09d}{i:04d}") for i in range(len(names))]
+    sirets = [generated_siret(i) for i in range(len(names))]
     keys = new_keys(zip(names, sirets, strict=True))
     genesis = genesis_of(chain_id or f"devnet-{os.urandom(4).hex()}", keys,
                          consensus=consensus,

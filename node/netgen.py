@@ -35,6 +35,7 @@ from ledger.genesis import (
     Municipality,
     genesis_from_json,
 )
+from ledger.siret import complete_siret
 from node.config import Limits, NodeConfig, PeerConfig
 
 PASSPHRASE_ENV_DEFAULT = "TABELLION_PASSPHRASE"
@@ -47,6 +48,12 @@ VALIDATOR_KEY_FILE = "validator.key"
 GENESIS_FILE = "genesis.json"
 CONFIG_FILE = "node.toml"
 LOOPBACK = "127.0.0.1"
+
+
+def generated_siret(index: int) -> str:
+    """A valid (Luhn) but fictitious SIRET for the ``index``-th town of a generated
+    network: tests, benchmarks and the devnet, never an operator's network."""
+    return complete_siret(f"{21_930_000 + index:09d}{index:04d}")
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
