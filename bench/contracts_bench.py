@@ -20,11 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.execution import MemoryLedger
+from bench.execution import MemoryLedger, key
 from contracts.engine import BlockEnv
 from contracts.identity import MEMBERS_MAX
 from contracts.social_aid import beneficiary_tag
-from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Transaction
 
@@ -33,10 +32,6 @@ T0_MS = 1_767_225_600_000  # 2026-01-01
 TOWNS = (("Montreuil", "21930048000015"), ("Bagnolet", "21930006800018"),
          ("Pantin", "21930055500014"))
 ROLES = {"admin": "admin", "clerk": "clerk", "agent": "social_aid_agent"}
-
-
-def key(name: str) -> SigningKey:
-    return SigningKey(hashlib.sha256(b"tabellion-bench/" + name.encode()).digest())
 
 
 def genesis() -> Genesis:

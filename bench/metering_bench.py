@@ -20,14 +20,12 @@ the towns produce them (towns × buildings × 48 per 86,400 s).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.execution import MemoryLedger
+from bench.execution import MemoryLedger, key
 from contracts.engine import BlockEnv, DictState
-from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Transaction
 from node.netgen import generated_siret
@@ -38,10 +36,6 @@ INTERVAL_MS = 30 * 60_000
 PER_DAY = 48
 DAY_SHAPE_METERS = 8
 SECONDS_PER_DAY = 86_400
-
-
-def key(name: str) -> SigningKey:
-    return SigningKey(hashlib.sha256(b"tabellion-bench/" + name.encode()).digest())
 
 
 def genesis(towns: int) -> Genesis:
