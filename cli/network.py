@@ -30,6 +30,9 @@ Rules:
   transport on ``base_port + 10*i + 1``; ``--base-port 0`` asks the OS for free ports.
 - The compose file is generated from the same manifest as the node configurations, so
   its services, ports, volumes and commands match the network by construction.
+- Keys, genesis, node configurations and free ports come from node/netgen.py, the one
+  generator (the test devnet uses it too); this module owns the operator's layout,
+  passphrases, manifest and compose file.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from ledger.genesis import CHAIN_ID_RE, ROLES, ConsensusParams
 from ledger.siret import siret_problem
 from node.config import NodeConfig, write_config
 from node.netgen import (
+    CONFIG_FILE,
     GENESIS_FILE,
     KEY_HOLDERS,
     LOOPBACK,
@@ -151,7 +155,7 @@ class Network:
         return self.root / m.slug
 
     def config_of(self, m: MunicipalityFiles) -> Path:
-        return self.root / m.slug / "node.toml"
+        return self.root / m.slug / CONFIG_FILE
 
     def key_of(self, m: MunicipalityFiles, role: str) -> Path:
         return self.root / m.slug / f"{role}.key"
