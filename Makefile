@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy ledger consensus contracts node cli verify tests bench
+	$(BIN)/mypy ledger consensus contracts node cli verify testkit tests bench
 
 pytest: $(STAMP)
 	$(BIN)/pytest -n 2 -q

@@ -1,6 +1,6 @@
 """Consensus benchmark: simulated heights committed per second of CPU (n = 4).
 
-Runs the deterministic simulator (tests/sim) with real Ed25519 signatures on every
+Runs the deterministic simulator (testkit/sim) with real Ed25519 signatures on every
 message, under a steady load that keeps the primary's window full, once without faults
 and once with 20% message loss (plus 10% duplication), and prints the figures. It also
 prints how many view changes the 2|2-partition and primary-crash scenarios needed.
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from tests.sim.core import Simulation
-from tests.sim.scenarios import partition_2_2, primary_crash
+from testkit.sim.core import Simulation
+from testkit.sim.scenarios import partition_2_2, primary_crash
 
 
 def heights_per_cpu_second(heights: int, loss: float, seed: int) -> tuple[int, float, int]:

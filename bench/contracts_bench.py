@@ -16,28 +16,22 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
+from bench.execution import MemoryLedger, key
+from contracts.engine import BlockEnv
 from contracts.identity import MEMBERS_MAX
 from contracts.social_aid import beneficiary_tag
-from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Transaction
-from ledger.state import MemoryNodeStore, StateTree
 
 CHAIN_ID = "tabellion-bench"
 T0_MS = 1_767_225_600_000  # 2026-01-01
 TOWNS = (("Montreuil", "21930048000015"), ("Bagnolet", "21930006800018"),
          ("Pantin", "21930055500014"))
 ROLES = {"admin": "admin", "clerk": "clerk", "agent": "social_aid_agent"}
-
-
-def key(name: str) -> SigningKey:
-    return SigningKey(hashlib.sha256(b"tabellion-bench/" + name.encode()).digest())
 
 
 def genesis() -> Genesis:
@@ -166,11 +160,7 @@ class Timing:
 
 def run(workload: Workload, block_txs: int) -> Timing:
     """Apply the setup, then time the measured transactions block by block."""
-    state = DictState()
-    tree = StateTree(MemoryNodeStore())
-    changes = genesis_changes(genesis())
-    state.apply(changes)
-    tree.apply(0, changes)
+    ledger = MemoryLedger(genesis())
     height = 0
     timing = Timing()
 
@@ -178,18 +168,11 @@ def run(workload: Workload, block_txs: int) -> Timing:
         nonlocal height
         height += 1
         env = BlockEnv(CHAIN_ID, height, T0_MS + height * 1000, key("proposer").public_key)
-        began = time.perf_counter()
-        result = execute_block(state, env, txs)
-        state.apply(result.changes)
-        executed = time.perf_counter()
-        tree.apply(height, result.changes)
-        rooted = time.perf_counter()
-        bad = [r for r in result.receipts if not r.ok]
-        assert not bad, f"the workload must be valid: {bad[0].code}: {bad[0].message}"
+        done = ledger.execute(env, txs)
         if measure:
-            timing.exec_s += executed - began
-            timing.root_s += rooted - executed
-            timing.keys_written += len(result.changes)
+            timing.exec_s += done.exec_s
+            timing.root_s += done.root_s
+            timing.keys_written += len(done.result.changes)
 
     for start in range(0, len(workload.setup), block_txs):
         block(workload.setup[start:start + block_txs], measure=False)

@@ -26,7 +26,7 @@ from ledger import crypto
 from ledger.encoding import encode
 from ledger.records import CommittedBlock, Transaction
 from ledger.store import ChainStore
-from tests.chainbuilder import GENESIS_HASH, SIGNER_KEYS, anchors, make_block
+from testkit.chainbuilder import GENESIS_HASH, SIGNER_KEYS, anchors, make_block
 
 TXS_PER_BLOCK = 1000
 RATE_SECONDS = 1.5

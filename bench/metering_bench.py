@@ -20,16 +20,15 @@ the towns produce them (towns × buildings × 48 per 86,400 s).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
-from ledger.crypto import SigningKey
+from bench.execution import MemoryLedger, key
+from contracts.engine import BlockEnv, DictState
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Transaction
-from ledger.state import MemoryNodeStore, StateTree
+from node.netgen import generated_siret
 
 CHAIN_ID = "tabellion-bench"
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -39,17 +38,9 @@ DAY_SHAPE_METERS = 8
 SECONDS_PER_DAY = 86_400
 
 
-def key(name: str) -> SigningKey:
-    return SigningKey(hashlib.sha256(b"tabellion-bench/" + name.encode()).digest())
-
-
-def siret(town: int) -> str:
-    return f"{21_930_000 + town:09d}{town:05d}"
-
-
 def genesis(towns: int) -> Genesis:
     return Genesis(CHAIN_ID, T0_MS - 86_400_000, tuple(
-        Municipality(f"Town {t}", siret(t), key(f"{t}.validator").public_key,
+        Municipality(f"Town {t}", generated_siret(t), key(f"{t}.validator").public_key,
                      (Member(key(f"{t}.admin").public_key, "admin"),
                       Member(key(f"{t}.gateway").public_key, "meter_gateway")))
         for t in range(towns)))
@@ -86,7 +77,7 @@ def workload(towns: int, buildings: int, days: int, shape: str) -> tuple[list[Bl
     tx = Signer()
     far = T0_MS + (days + 2) * 86_400_000
     enrol = [tx(f"{t}.admin", "enroll_meter", {
-        "siret": siret(t), "meter_id": f"PRM-{m:05d}", "building": f"bat-{m:05d}",
+        "siret": generated_siret(t), "meter_id": f"PRM-{m:05d}", "building": f"bat-{m:05d}",
         "kind": "electricity", "unit": "Wh", "interval_minutes": 30,
         "subscribed_power_w": 36_000}, far) for t in range(towns) for m in range(buildings)]
     setup = [(T0_MS - 60_000, enrol[i:i + 1000]) for i in range(0, len(enrol), 1000)]
@@ -101,7 +92,7 @@ def workload(towns: int, buildings: int, days: int, shape: str) -> tuple[list[Bl
     if shape == "interval":
         for n in range(first, first + days * PER_DAY):
             txs = [tx(f"{t}.gateway", "file_readings", {
-                "siret": siret(t), "unit": "Wh",
+                "siret": generated_siret(t), "unit": "Wh",
                 "meters": [f"PRM-{m:05d}" for m in range(buildings)],
                 "first_intervals": [n] * buildings, "counts": [1] * buildings,
                 "indexes": [read(t, m, n) for m in range(buildings)]}, far)
@@ -115,7 +106,7 @@ def workload(towns: int, buildings: int, days: int, shape: str) -> tuple[list[Bl
                 for group in range(0, buildings, DAY_SHAPE_METERS):
                     meters = range(group, min(group + DAY_SHAPE_METERS, buildings))
                     txs.append(tx(f"{t}.gateway", "file_readings", {
-                        "siret": siret(t), "unit": "Wh",
+                        "siret": generated_siret(t), "unit": "Wh",
                         "meters": [f"PRM-{m:05d}" for m in meters],
                         "first_intervals": [start] * len(meters),
                         "counts": [PER_DAY] * len(meters),
@@ -136,11 +127,7 @@ class Timing:
 
 
 def run(towns: int, setup: list[Block], blocks: list[Block]) -> tuple[Timing, DictState]:
-    state = DictState()
-    tree = StateTree(MemoryNodeStore())
-    changes = genesis_changes(genesis(towns))
-    state.apply(changes)
-    tree.apply(0, changes)
+    ledger = MemoryLedger(genesis(towns))
     timing = Timing()
     for height, (time_ms, txs) in enumerate(setup + blocks, start=1):
         measure = height > len(setup)
@@ -148,22 +135,16 @@ def run(towns: int, setup: list[Block], blocks: list[Block]) -> tuple[Timing, Di
         began = time.perf_counter()
         assert all(t.signature_valid() for t in txs)
         verified = time.perf_counter()
-        result = execute_block(state, env, txs)
-        state.apply(result.changes)
-        executed = time.perf_counter()
-        tree.apply(height, result.changes)
-        rooted = time.perf_counter()
-        bad = [r for r in result.receipts if not r.ok]
-        assert not bad, f"the workload must be valid: {bad[0].code}: {bad[0].message}"
+        done = ledger.execute(env, txs)
         if measure:
             timing.verify_s += verified - began
-            timing.exec_s += executed - verified
-            timing.root_s += rooted - executed
+            timing.exec_s += done.exec_s
+            timing.root_s += done.root_s
             timing.txs += len(txs)
-            for r in result.receipts:
+            for r in done.result.receipts:
                 timing.readings += int(r.data["readings"])
                 timing.peaks += len(r.data["peaks"])
-    return timing, state
+    return timing, ledger.state
 
 
 def main() -> None:

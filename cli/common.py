@@ -45,7 +45,6 @@ EXIT_CODES_HELP = (
     "file, wrong passphrase, invalid payload, bad option); 3 the node could not be reached."
 )
 PASSPHRASE_FILE_BYTES_MAX = 4096
-PASSPHRASE_ENV_DEFAULT = "TABELLION_PASSPHRASE"
 
 
 class CliError(Exception):

@@ -30,6 +30,9 @@ Rules:
   transport on ``base_port + 10*i + 1``; ``--base-port 0`` asks the OS for free ports.
 - The compose file is generated from the same manifest as the node configurations, so
   its services, ports, volumes and commands match the network by construction.
+- Keys, genesis, node configurations and free ports come from node/netgen.py, the one
+  generator (the test devnet uses it too); this module owns the operator's layout,
+  passphrases, manifest and compose file.
 """
 
 from __future__ import annotations
@@ -39,8 +42,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
-import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,25 +54,28 @@ from rich.table import Table
 from cli.common import (
     EXIT_CODES_HELP,
     EXIT_USAGE,
-    PASSPHRASE_ENV_DEFAULT,
     CliError,
     guarded,
     passphrase_from_env,
     usage_error,
     write_secret,
 )
-from ledger.crypto import SigningKey, save_key
-from ledger.genesis import (
-    CHAIN_ID_RE,
-    ROLES,
-    ConsensusParams,
-    Genesis,
-    Member,
-    Municipality,
-    genesis_from_json,
-)
+from ledger.genesis import CHAIN_ID_RE, ROLES, ConsensusParams
 from ledger.siret import siret_problem
-from node.config import NodeConfig, PeerConfig, write_config
+from node.config import NodeConfig, write_config
+from node.netgen import (
+    CONFIG_FILE,
+    GENESIS_FILE,
+    KEY_HOLDERS,
+    LOOPBACK,
+    PASSPHRASE_ENV_DEFAULT,
+    VALIDATOR_ROLE,
+    free_ports,
+    genesis_of,
+    new_keys,
+    node_config,
+    save_keys,
+)
 
 MUNICIPALITIES_MIN = 4
 MUNICIPALITIES_MAX = 64
@@ -84,9 +88,6 @@ PASSPHRASE_FILE = "passphrase"
 reads)."""
 PASSPHRASE_SUFFIX = ".passphrase"
 """A member key's generated passphrase: ``<role>.passphrase``."""
-VALIDATOR_ROLE = "validator"
-KEY_HOLDERS = (VALIDATOR_ROLE, *ROLES)
-"""Every key of a municipality, each with its own passphrase."""
 DEFAULT_BASE_PORT = 7100
 PORT_STRIDE = 10
 CONTAINER_API_PORT = 8080
@@ -154,7 +155,7 @@ class Network:
         return self.root / m.slug
 
     def config_of(self, m: MunicipalityFiles) -> Path:
-        return self.root / m.slug / "node.toml"
+        return self.root / m.slug / CONFIG_FILE
 
     def key_of(self, m: MunicipalityFiles, role: str) -> Path:
         return self.root / m.slug / f"{role}.key"
@@ -254,20 +255,6 @@ def parse_municipality(text: str) -> tuple[str, str]:
     return name, siret
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports the OS hands out on 127.0.0.1 right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _ports(count: int, base_port: int) -> list[tuple[int, int]]:
     if base_port == 0:
         ports = free_ports(2 * count)
@@ -328,10 +315,9 @@ def init_network(
     out.mkdir(parents=True, exist_ok=True)
     ports = _ports(len(municipalities), base_port)
 
+    keys = new_keys(municipalities)
     entries: list[MunicipalityFiles] = []
-    genesis_munis: list[Municipality] = []
-    for (name, siret), slug, (api_port, peer_port) in zip(
-            municipalities, slugs, ports, strict=True):
+    for k, slug, (api_port, peer_port) in zip(keys, slugs, ports, strict=True):
         muni_dir = out / slug
         muni_dir.mkdir()
         secret: dict[str, bytes] = {}
@@ -343,29 +329,19 @@ def init_network(
                 write_secret(muni_dir / file_name, secret[holder] + b"\n")
             else:
                 secret[holder] = passphrases[holder]
-        validator = SigningKey.generate()
-        save_key(validator, muni_dir / "validator.key", secret[VALIDATOR_ROLE])
-        members: dict[str, str] = {}
-        for role in ROLES:
-            key = SigningKey.generate()
-            save_key(key, muni_dir / f"{role}.key", secret[role])
-            members[role] = key.public_key.hex()
+        save_keys(muni_dir, k, secret)
         write_secret(muni_dir / TAG_KEY_FILE, secrets.token_bytes(TAG_KEY_BYTES).hex().encode()
                      + b"\n")
-        entries.append(MunicipalityFiles(name, siret, slug, api_port, peer_port,
-                                         validator.public_key.hex(), members,
-                                         passphrases is None))
-        genesis_munis.append(Municipality(
-            name, siret, validator.public_key,
-            tuple(Member(bytes.fromhex(members[role]), role) for role in ROLES)))
+        entries.append(MunicipalityFiles(
+            k.name, k.siret, slug, api_port, peer_port, k.validator.public_key.hex(),
+            {role: key.public_key.hex() for role, key in k.members.items()},
+            passphrases is None))
 
-    genesis = Genesis(chain_id, int(time.time() * 1000), tuple(genesis_munis),
-                      consensus or ConsensusParams())
-    genesis_from_json(genesis.to_json())  # the file we write must load: check it now
+    genesis = genesis_of(chain_id, keys, consensus=consensus)
     network = Network(out, chain_id, passphrase_env, tuple(entries))
     genesis.save(network.genesis_file)
     for m in entries:
-        shutil.copyfile(network.genesis_file, network.dir_of(m) / "genesis.json")
+        shutil.copyfile(network.genesis_file, network.dir_of(m) / GENESIS_FILE)
         write_config(network.config_of(m), local_config(network, m))
         if compose:
             write_config(network.dir_of(m) / "node.docker.toml", container_config(network, m))
@@ -378,31 +354,23 @@ def init_network(
 
 def local_config(network: Network, m: MunicipalityFiles) -> NodeConfig:
     """The node configuration for running municipality ``m`` on this machine."""
-    d = network.dir_of(m)
-    return NodeConfig(
-        data_dir=d / "data",
-        key_file=d / "validator.key",
-        passphrase_env=network.passphrase_env,
-        genesis_file=d / "genesis.json",
-        listen_peer=f"127.0.0.1:{m.peer_port}",
-        listen_api=f"127.0.0.1:{m.api_port}",
-        peers=tuple(PeerConfig(bytes.fromhex(p.validator_key), f"127.0.0.1:{p.peer_port}")
-                    for p in network.municipalities if p is not m),
+    return node_config(
+        network.dir_of(m), passphrase_env=network.passphrase_env,
+        data_dir=network.dir_of(m) / "data", listen_host=LOOPBACK,
+        api_port=m.api_port, peer_port=m.peer_port,
+        peers=[(bytes.fromhex(p.validator_key), f"{LOOPBACK}:{p.peer_port}")
+               for p in network.municipalities if p is not m],
     )
 
 
 def container_config(network: Network, m: MunicipalityFiles) -> NodeConfig:
     """The configuration of ``m`` inside its container (see ``compose_document``)."""
-    d = network.dir_of(m)
-    return NodeConfig(
-        data_dir=Path(CONTAINER_DATA_DIR),
-        key_file=d / "validator.key",
-        passphrase_env=network.passphrase_env,
-        genesis_file=d / "genesis.json",
-        listen_peer=f"0.0.0.0:{CONTAINER_PEER_PORT}",
-        listen_api=f"0.0.0.0:{CONTAINER_API_PORT}",
-        peers=tuple(PeerConfig(bytes.fromhex(p.validator_key), f"{p.slug}:{CONTAINER_PEER_PORT}")
-                    for p in network.municipalities if p is not m),
+    return node_config(
+        network.dir_of(m), passphrase_env=network.passphrase_env,
+        data_dir=Path(CONTAINER_DATA_DIR), listen_host="0.0.0.0",
+        api_port=CONTAINER_API_PORT, peer_port=CONTAINER_PEER_PORT,
+        peers=[(bytes.fromhex(p.validator_key), f"{p.slug}:{CONTAINER_PEER_PORT}")
+               for p in network.municipalities if p is not m],
     )
 
 

@@ -9,30 +9,36 @@ Rules:
 - Member keys (admin, clerk, social-aid agent, auditor per municipality) are enrolled in
   genesis and returned in memory: the test or benchmark signs with them directly.
   (``tabellion network init`` is the operator's tool and writes them to key files.)
+- Keys, genesis and configurations come from node/netgen.py, the one generator that
+  ``tabellion network init`` uses too; this module only chooses the layout.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.crypto import SigningKey, save_key
-from ledger.genesis import ROLES, ConsensusParams, Genesis, Member, Municipality
-from ledger.siret import complete_siret
-from node.config import Limits, NodeConfig, PeerConfig, write_config
+from ledger.crypto import SigningKey
+from ledger.genesis import ConsensusParams, Genesis
+from node.config import Limits, NodeConfig, write_config
+from node.netgen import (
+    CONFIG_FILE,
+    LOOPBACK,
+    PASSPHRASE_ENV_DEFAULT,
+    VALIDATOR_ROLE,
+    free_ports,
+    generated_siret,
+    genesis_of,
+    new_keys,
+    node_config,
+    save_keys,
+)
 
-PASSPHRASE_ENV = "TABELLION_PASSPHRASE"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS just handed out (bind to 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+TOWNS = ("Montreuil", "Bagnolet", "Vincennes", "Romainville", "Pantin", "Lilas", "Bondy")
+"""Names for up to seven validators (their SIRETs are generated, valid but fictitious)."""
+DEFAULT_SIZE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,61 +70,48 @@ class DevNet:
     passphrase: str
 
     def env(self) -> dict[str, str]:
-        """Environment for a node process (the passphrase under ``PASSPHRASE_ENV``)."""
-        return {**os.environ, PASSPHRASE_ENV: self.passphrase}
+        """Environment for a node process (the passphrase under
+        ``PASSPHRASE_ENV_DEFAULT``)."""
+        return {**os.environ, PASSPHRASE_ENV_DEFAULT: self.passphrase}
 
 
 def generate(
     root: Path,
-    names: tuple[str, ...] = ("Montreuil", "Bagnolet", "Vincennes", "Romainville"),
+    names: tuple[str, ...] = TOWNS[:DEFAULT_SIZE],
     *,
     chain_id: str | None = None,
     consensus: ConsensusParams | None = None,
     limits: Limits | None = None,
     log_level: str = "info",
 ) -> DevNet:
-    """Write genesis, keys and configurations for ``len(names)`` validators under ``root``."""
+    """Write genesis, keys and configurations for ``len(names)`` validators under ``root``
+    (node/netgen.py makes them; this layout: ``root/genesis.json``, ``root/node<i>/``)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     passphrase = os.urandom(12).hex()
-    chain_id = chain_id or f"devnet-{os.urandom(4).hex()}"
-    validators = [SigningKey.generate() for _ in names]
-    members = [{role: SigningKey.generate() for role in ROLES} for _ in names]
-    sirets = [complete_siret(f"{21_930_000 + i:09d}{i:04d}") for i in range(len(names))]
-    genesis = Genesis(
-        chain_id=chain_id,
-        genesis_time_ms=int(time.time() * 1000) - 1000,
-        municipalities=tuple(
-            Municipality(name, siret, v.public_key,
-                         tuple(Member(k.public_key, role) for role, k in m.items()))
-            for name, siret, v, m in zip(names, sirets, validators, members, strict=True)
-        ),
-        consensus=consensus or ConsensusParams(),
-    )
+    sirets = [generated_siret(i) for i in range(len(names))]
+    keys = new_keys(zip(names, sirets, strict=True))
+    genesis = genesis_of(chain_id or f"devnet-{os.urandom(4).hex()}", keys,
+                         consensus=consensus,
+                         genesis_time_ms=int(time.time() * 1000) - 1000)
     genesis_path = root / "genesis.json"
     genesis.save(genesis_path)
-    peer_ports = [free_port() for _ in names]
-    api_ports = [free_port() for _ in names]
-    peers = tuple(PeerConfig(v.public_key, f"127.0.0.1:{p}")
-                  for v, p in zip(validators, peer_ports, strict=True))
+    ports = free_ports(2 * len(names))
+    peer_ports, api_ports = ports[:len(names)], ports[len(names):]
     nodes = []
-    for i, name in enumerate(names):
+    for i, k in enumerate(keys):
         directory = root / f"node{i}"
         directory.mkdir(parents=True, exist_ok=True)
-        save_key(validators[i], directory / "validator.key", passphrase.encode())
-        config = NodeConfig(
-            data_dir=directory / "data",
-            key_file=directory / "validator.key",
-            passphrase_env=PASSPHRASE_ENV,
-            genesis_file=genesis_path,
-            listen_peer=f"127.0.0.1:{peer_ports[i]}",
-            listen_api=f"127.0.0.1:{api_ports[i]}",
-            peers=tuple(p for j, p in enumerate(peers) if j != i),
-            limits=limits or Limits(),
-            log_level=log_level,
+        save_keys(directory, k, {VALIDATOR_ROLE: passphrase.encode()})
+        config = node_config(
+            directory, passphrase_env=PASSPHRASE_ENV_DEFAULT, data_dir=directory / "data",
+            listen_host=LOOPBACK, api_port=api_ports[i], peer_port=peer_ports[i],
+            peers=[(o.validator.public_key, f"{LOOPBACK}:{peer_ports[j]}")
+                   for j, o in enumerate(keys) if j != i],
+            genesis_file=genesis_path, limits=limits, log_level=log_level,
         )
-        config_path = directory / "node.toml"
+        config_path = directory / CONFIG_FILE
         write_config(config_path, config)
-        nodes.append(DevNode(name, sirets[i], directory, config_path, config, validators[i],
-                             members[i]))
+        nodes.append(DevNode(k.name, k.siret, directory, config_path, config, k.validator,
+                             k.members))
     return DevNet(root, genesis, genesis_path, tuple(nodes), passphrase)

@@ -2,7 +2,7 @@
 
 Usage: python -m tests.store_crash_child DATA_DIR [SECONDS_MAX]
 It continues from the stored head, appends blocks of ``TXS_PER_BLOCK`` signed
-transactions (certified by a quorum of the test validators, see ``tests.chainbuilder``),
+transactions (certified by a quorum of the test validators, see ``testkit.chainbuilder``),
 and prints each height on stdout, flushed, only after ``append`` has returned. It stops by
 itself after ``SECONDS_MAX`` (default 60) so that a parent that died cannot leave it
 running forever.
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ledger.store import ChainStore
-from tests.chainbuilder import GENESIS_HASH, anchors, make_block
+from testkit.chainbuilder import GENESIS_HASH, anchors, make_block
 
 TXS_PER_BLOCK = 10
 SECONDS_MAX_DEFAULT = 60.0

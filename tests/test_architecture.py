@@ -3,9 +3,12 @@
     cli -> node -> consensus -> ledger
                \\-> contracts -> ledger
     cli, node -> verify -> contracts, ledger
+    testkit -> node, verify, consensus, contracts, ledger     (what tests and bench share)
+    bench -> cli, testkit and below;  tests -> everything
 
 A package may import only the packages it points to (and the standard library and
-third-party libraries allowed for it).
+third-party libraries allowed for it). bench/ never imports tests/: what both need is in
+testkit/.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("ledger", "consensus", "contracts", "node", "cli", "verify")
+PACKAGES = ("ledger", "consensus", "contracts", "node", "cli", "verify", "testkit", "bench",
+            "tests")
 ALLOWED = {
     "ledger": set(),
     "consensus": {"ledger"},
@@ -24,6 +28,9 @@ ALLOWED = {
     "node": {"ledger", "consensus", "contracts", "verify"},
     "cli": {"ledger", "consensus", "contracts", "node", "bench", "verify"},
     "verify": {"ledger", "contracts"},
+    "testkit": {"ledger", "consensus", "contracts", "node", "verify"},
+    "bench": {"ledger", "consensus", "contracts", "node", "cli", "verify", "testkit"},
+    "tests": {"ledger", "consensus", "contracts", "node", "cli", "verify", "testkit", "bench"},
 }
 # Libraries whose presence would break a layer's rule (I/O, clock, randomness).
 FORBIDDEN_LIBS = {

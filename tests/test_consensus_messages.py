@@ -40,8 +40,8 @@ from ledger.crypto import SigningKey
 from ledger.encoding import encode
 from ledger.errors import DecodeError
 from ledger.records import Block, CommitCertificate, Phase, Vote
-from tests.sim.core import make_genesis, make_transaction, sim_key
-from tests.sim.executor import SimExecutor
+from testkit.sim.core import make_genesis, make_transaction, sim_key
+from testkit.sim.executor import SimExecutor
 
 KEYS = sorted((sim_key(i) for i in range(4)), key=lambda k: k.public_key)
 GENESIS = make_genesis(KEYS)

@@ -45,8 +45,8 @@ from consensus.replica import Replica
 from ledger.crypto import SigningKey
 from ledger.errors import DecodeError
 from ledger.records import Block, CommitCertificate, Phase, Vote
-from tests.sim.core import CLIENT_KEY, SIM_PARAMS, make_genesis, make_transaction, sim_key
-from tests.sim.executor import SimExecutor
+from testkit.sim.core import CLIENT_KEY, SIM_PARAMS, make_genesis, make_transaction, sim_key
+from testkit.sim.executor import SimExecutor
 
 KEYS = sorted((sim_key(i) for i in range(4)), key=lambda k: k.public_key)
 GENESIS = make_genesis(KEYS)

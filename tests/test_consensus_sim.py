@@ -4,7 +4,7 @@ checker catches broken replicas.
 Every scenario runs with the invariant checker after every step (agreement per height,
 a valid certificate for every commit, no conflicting votes from a correct replica) and
 ends with a liveness check; a failure message carries the seed and the replay command.
-Seeds are fixed so that CI is reproducible; ``python -m tests.sim --seeds N`` soaks more.
+Seeds are fixed so that CI is reproducible; ``python -m testkit.sim --seeds N`` soaks more.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from consensus.messages import Kind, decode_message
 from consensus.replica import Replica
 from ledger.records import Vote
-from tests.sim import scenarios
-from tests.sim.broken import (
+from testkit.sim import scenarios
+from testkit.sim.broken import (
     DoubleCountReplica,
     ForgetfulPrimary,
     NoBodyCheckReplica,
@@ -23,7 +23,7 @@ from tests.sim.broken import (
     NoPreVoteReplica,
     TrustingStatusReplica,
 )
-from tests.sim.core import Simulation, SimulationFailure
+from testkit.sim.core import Simulation, SimulationFailure
 
 SEEDS = (1, 2)
 
@@ -155,7 +155,7 @@ def test_checker_catches_a_replica_counting_a_duplicate_vote_twice() -> None:
     with pytest.raises(SimulationFailure, match="certificate") as failure:
         sim.run(5_000)
         sim.run_until_committed(10_000)
-    assert "seed=11" in str(failure.value) and "python -m tests.sim" in str(failure.value)
+    assert "seed=11" in str(failure.value) and "python -m testkit.sim" in str(failure.value)
 
 
 def test_checker_catches_a_replica_forgetting_its_persisted_votes() -> None:
@@ -272,7 +272,7 @@ CI_SEEDS = range(1, 11)
 @pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
 def test_every_scenario_holds_on_ten_seeds(name: str) -> None:
     """Every named scenario, seeds 1 to 10, with the checker on every step (the soak,
-    ``python -m tests.sim --seeds 1000``, runs more)."""
+    ``python -m testkit.sim --seeds 1000``, runs more)."""
     for seed in CI_SEEDS:
         scenarios.SCENARIOS[name](seed)
 

@@ -17,7 +17,7 @@ from hypothesis.stateful import (
 )
 
 from consensus.events import MessageReceived
-from tests.sim.core import GENESIS_TIME_MS, Simulation
+from testkit.sim.core import GENESIS_TIME_MS, Simulation
 
 N = 4
 F = 1

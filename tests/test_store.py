@@ -27,7 +27,7 @@ from ledger.store import (
     unseal,
 )
 from ledger.validation import verify_certificate
-from tests import chainbuilder as cb
+from testkit import chainbuilder as cb
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from ledger.encoding import encode
 from ledger.kv import KV
 from ledger.layout import CONSENSUS_PREFIX
 from ledger.records import CommittedBlock, Phase, Vote
-from tests.audit.chain import ChainBuilder
+from testkit.auditchain import ChainBuilder
 
 
 def replica_records(builder: ChainBuilder, blocks: list[CommittedBlock]) -> dict[bytes, bytes]:

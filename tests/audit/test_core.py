@@ -19,7 +19,7 @@ from ledger.records import (
     Transaction,
 )
 from ledger.validator_history import effective_height
-from tests.audit.chain import REMOVED_TOWN, ChainBuilder, build_chain, key, stored_blocks
+from testkit.auditchain import REMOVED_TOWN, ChainBuilder, build_chain, key, stored_blocks
 from verify.audit import run_audit
 from verify.chain import ChainAudit
 from verify.findings import Finding, StoredBlock

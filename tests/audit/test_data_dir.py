@@ -22,8 +22,8 @@ from cli.audit import audit_command
 from cli.receipt import receipt_app
 from ledger.kv import KV
 from ledger.records import CommitCertificate, CommittedBlock
+from testkit.auditchain import REMOVED_TOWN, ChainBuilder, build_on_disk, key, make_network
 from tests.audit import layout
-from tests.audit.chain import REMOVED_TOWN, ChainBuilder, build_on_disk, key, make_network
 
 BLOCKS = 160
 ROOT = Path(__file__).resolve().parents[2]

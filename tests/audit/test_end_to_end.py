@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from cli.audit import audit_command
 from cli.receipt import receipt_app
 from ledger.records import Transaction
-from tests.node.cluster import Cluster, wait_for
+from testkit.wait import wait_for
+from tests.node.cluster import Cluster
 
 COMMIT_DEADLINE_S = 180
 RECORDS = 8
@@ -35,12 +36,8 @@ def cli() -> typer.Typer:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start_all()
-        c.wait_ready()
+    with c:  # all nodes started and answering; every process killed on exit
         yield c
-    finally:
-        c.close()
 
 
 def _commit(c: Cluster, i: int) -> Transaction:

@@ -22,7 +22,7 @@ from ledger.kv import KV
 from ledger.layout import CONSENSUS_PREFIX, HISTORY_MARK
 from node.chain import Chain
 from node.stored_records import ConsensusRecords
-from tests.audit.chain import build_on_disk
+from testkit.auditchain import build_on_disk
 from tests.audit.replica_records import replica_records, write_replica_records
 from verify.audit import Level, audit_source
 from verify.findings import AuditReport

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cli.receipt import receipt_app
 from ledger.encoding import decode, encode
-from tests.audit.chain import BuilderSource, ChainBuilder, build_chain
+from testkit.auditchain import BuilderSource, ChainBuilder, build_chain
 from verify.receipt import (
     ReceiptError,
     describe,

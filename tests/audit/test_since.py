@@ -16,7 +16,7 @@ from ledger.layout import CHAIN_PREFIX, STATE_PREFIX
 from ledger.records import CommittedBlock
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore, block_key
-from tests.audit.chain import ChainBuilder, DiskWriter, make_network, populate
+from testkit.auditchain import ChainBuilder, DiskWriter, make_network, populate
 
 FIRST, MORE = 44, 12
 

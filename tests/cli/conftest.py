@@ -1,5 +1,6 @@
 """Fixtures of the CLI tests: a generated network (made once per module), the console
-script, and a runner that keeps stderr apart from stdout."""
+script, a runner that keeps stderr apart from stdout, and ``tabellion demo`` run as a
+child (the demo, kill-safety and portal tests start it the same way)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.network import DEMO_MUNICIPALITIES, Network, init_network
+from testkit.wait import wait_for_line
 
 REPO = Path(__file__).resolve().parents[2]
 TABELLION = Path(sys.executable).parent / "tabellion"
 RUN_TIMEOUT_S = 60
+DEMO_READY_LINE = "Press Ctrl-C to stop"
+"""What ``tabellion demo`` prints once its nodes answer and its records are committed."""
+DEMO_READY_TIMEOUT_S = 240.0
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +68,18 @@ def invoke_cli(*args: str, env: dict[str, str] | None = None, stdin: str = ""
     result = CliRunner().invoke(app, list(args), env=env, input=stdin)
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout,
                                        result.stderr)
+
+
+def start_demo(directory: Path, log: Path) -> subprocess.Popen[str]:
+    """``tabellion demo --dir directory`` on free ports, in a session of its own (so a
+    test can signal its whole group), its output in ``log``."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [str(TABELLION), "demo", "--dir", str(directory), "--base-port", "0"],
+            stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            env={**os.environ, "COLUMNS": "200"})
+
+
+def wait_demo_ready(process: subprocess.Popen[str], log: Path) -> str:
+    """Wait until the demo is seeded and serving; its output so far."""
+    return wait_for_line(process, log, DEMO_READY_LINE, DEMO_READY_TIMEOUT_S)

@@ -8,8 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,17 +16,10 @@ from typer.testing import CliRunner
 from cli.main import app
 from cli.network import CONTAINER_API_PORT, HEALTHCHECK_SCRIPT, Network
 from cli.tag_keys import CaseKeys
+from testkit.wait import wait_for
 from tests.cli.conftest import assert_one_line_error, run_cli
 
 TX_ID_RE = re.compile(r"transaction ([0-9a-f]{64}): committed")
-
-
-def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``condition`` with a generous deadline (busy 2-core machines)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s: {what}"
-        time.sleep(0.1)
 
 
 def _who(network: Network, index: int, role: str) -> list[str]:
@@ -64,7 +55,7 @@ def check_submit_wait_prints_the_receipt_and_height_then_tx_show_finds_it(
     tx_id = _committed_id(result.stdout)
     # Any node knows it once committed; ask another one.
     other = network.municipalities[2].api_url
-    until(lambda: httpx.get(f"{other}/v1/transactions/{tx_id}", timeout=10).status_code
+    wait_for(lambda: httpx.get(f"{other}/v1/transactions/{tx_id}", timeout=10).status_code
           == 200, 60, "the transaction on another node")
     shown = CliRunner().invoke(app, ["tx", "show", tx_id, "--node", other, "--json"])
     assert shown.exit_code == 0, shown.stderr
@@ -168,7 +159,7 @@ def check_status_shows_every_node_on_the_same_chain(network: Network,
                  for m in network.municipalities]
         return len({(h["height"], h["head_hash"]) for h in heads}) == 1
 
-    until(same_head, 60, "the four nodes to agree on the head")
+    wait_for(same_head, 60, "the four nodes to agree on the head")
 
 
 def check_export_writes_the_open_data_files(network: Network,

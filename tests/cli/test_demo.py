@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +18,10 @@ import pytest
 from cli.client import NodeClient
 from cli.network import load_network
 from ledger.crypto import load_key
-from tests.cli.conftest import TABELLION
+from tests.cli.conftest import start_demo, wait_demo_ready
 from tests.cli.e2e_checks import check_every_command_against
 
-READY_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
-READY_LINE = "Press Ctrl-C to stop"
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -53,23 +50,6 @@ def demo_dir(tmp_path: Path) -> Iterator[Path]:
         os.kill(pid, signal.SIGKILL)
 
 
-def start_demo(directory: Path, log: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(TABELLION), "demo", "--dir", str(directory), "--base-port", "0"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
-def wait_ready(process: subprocess.Popen[str], log: Path) -> str:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while READY_LINE not in log.read_text():
-        assert process.poll() is None, f"the demo exited early:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"the demo was not ready:\n{log.read_text()}"
-        time.sleep(0.2)
-    return log.read_text()
-
-
 def stop(process: subprocess.Popen[str], directory: Path) -> None:
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=STOP_TIMEOUT_S) == 0
@@ -81,7 +61,7 @@ def test_demo_seeds_every_record_type_serves_every_command_and_stops_on_sigint(d
     log = tmp_path / "demo.log"
     process = start_demo(demo_dir, log)
     try:
-        output = wait_ready(process, log)
+        output = wait_demo_ready(process, log)
         network = load_network(demo_dir)
         assert len(processes_mentioning(str(demo_dir))) == 5  # the demo and four nodes
         for m in network.municipalities:

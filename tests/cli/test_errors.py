@@ -10,7 +10,8 @@ from typing import Any
 import typer
 
 from cli.main import app
-from cli.network import Network, free_ports
+from cli.network import Network
+from node.netgen import free_ports
 from tests.cli.conftest import assert_one_line_error, invoke_cli, run_cli
 
 

@@ -22,7 +22,8 @@ import pytest
 
 from cli.bench import TMP_PREFIX, remove_stale_runs
 from cli.network import load_network
-from tests.cli.conftest import TABELLION
+from testkit.wait import wait_for, wait_for_line
+from tests.cli.conftest import DEMO_READY_LINE, TABELLION
 
 START_TIMEOUT_S = 240.0
 GONE_TIMEOUT_S = 30.0
@@ -56,14 +57,6 @@ def _descendants(root: int) -> set[int]:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return {pid for pid in found if _alive(pid)}
-
-
-def _wait_for_line(process: subprocess.Popen[bytes], log: Path, line: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while line not in log.read_text(errors="replace"):
-        assert process.poll() is None, f"exited early:\n{log.read_text(errors='replace')}"
-        assert time.monotonic() < deadline, f"no {line!r} in:\n{log.read_text()}"
-        time.sleep(0.2)
 
 
 def _port_free(address: str) -> bool:
@@ -125,7 +118,7 @@ def test_sigkill_of_the_demo_stops_every_node_and_frees_its_ports(
     demo = Parent(["demo", "--dir", str(directory), "--base-port", "0", "--no-seed"],
                   tmp_path / "demo.log", tmp_path)
     parents.append(demo)
-    _wait_for_line(demo.process, demo.log, "Press Ctrl-C to stop")
+    wait_for_line(demo.process, demo.log, DEMO_READY_LINE, START_TIMEOUT_S)
     network = load_network(directory)
     addresses = [m.api_url.removeprefix("http://") for m in network.municipalities]
     assert not any(_port_free(a) for a in addresses)  # the nodes hold them now
@@ -139,11 +132,10 @@ def test_sigkill_of_the_bench_stops_every_node_and_the_submitter(
         tmp_path: Path, parents: list[Parent]) -> None:
     bench = Parent(["bench", "--duration", "20"], tmp_path / "bench.log", tmp_path)
     parents.append(bench)
-    _wait_for_line(bench.process, bench.log, "pre-signing")  # nodes up, submitter started
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while len(_descendants(bench.process.pid)) < 5:  # four nodes and the submitter
-        assert time.monotonic() < deadline, _descendants(bench.process.pid)
-        time.sleep(0.1)
+    # nodes up, submitter started
+    wait_for_line(bench.process, bench.log, "pre-signing", START_TIMEOUT_S)
+    wait_for(lambda: len(_descendants(bench.process.pid)) >= 5, START_TIMEOUT_S,
+             "the four nodes and the submitter")
     bench.sigkill()
     assert bench.wait_all_gone() == []
     # The data directory is left (nothing of the bench ran); the next bench removes it.

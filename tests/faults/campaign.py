@@ -31,8 +31,9 @@ import tomli_w
 
 from ledger.genesis import ConsensusParams
 from ledger.records import Transaction
+from testkit.wait import wait_for
 from tests.faults.proxy import ProxyNet
-from tests.node.cluster import Cluster, wait_for
+from tests.node.cluster import Cluster
 
 RECOVERY_DEADLINE_S = 120
 """A network healed from any single fault of the list commits again within this."""

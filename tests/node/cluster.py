@@ -3,7 +3,10 @@
 Rules (docs/architecture.md §6): fresh keys, genesis and ports for every cluster; each node a
 child process in its own process group, started under ``timeout`` so that none can
 outlive a crashed test run; ``close`` kills every process group; waits poll a condition
-with a generous deadline, never sleep a fixed time.
+with a generous deadline (``testkit.wait``), never sleep a fixed time.
+- A test that needs the whole network running writes ``with Cluster(root) as c:``
+  (every node started and answering; every process killed on the way out), not its own
+  start/wait/close sequence.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -27,35 +29,24 @@ import httpx
 from ledger.genesis import ConsensusParams
 from ledger.records import Transaction
 from node.config import Limits
-from node.devnet import DevNet, generate
+from node.devnet import DEFAULT_SIZE, TOWNS, DevNet, generate
+from testkit.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_LIFETIME_S = 600
 """A node process is killed by ``timeout`` after this long, whatever happens."""
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
-             poll_s: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns a truthy value; fail with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(poll_s)
-
-
 class Cluster:
     """n validator processes of one freshly generated network."""
 
-    def __init__(self, root: Path, n: int = 4, *, consensus: ConsensusParams | None = None,
-                 limits: Limits | None = None, log_level: str = "info") -> None:
-        names = ("Montreuil", "Bagnolet", "Vincennes", "Romainville", "Pantin", "Lilas",
-                 "Bondy")[:n]
+    def __init__(self, root: Path, n: int = DEFAULT_SIZE, *,
+                 consensus: ConsensusParams | None = None, limits: Limits | None = None,
+                 log_level: str = "info") -> None:
+        if not 1 <= n <= len(TOWNS):
+            raise ValueError(f"a cluster has 1 to {len(TOWNS)} nodes, not {n}")
         self.net: DevNet = generate(
-            root, names,
+            root, TOWNS[:n],
             consensus=consensus or ConsensusParams(view_timeout_ms=1000),
             limits=limits, log_level=log_level,
         )
@@ -76,6 +67,19 @@ class Cluster:
             cwd=ROOT, env=self.net.env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def __enter__(self) -> Cluster:
+        """Start every node and wait until each answers; ``close`` on the way out."""
+        try:
+            self.start_all()
+            self.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def start_all(self) -> None:
         for i in range(len(self.net.nodes)):

@@ -14,7 +14,8 @@ import pytest
 from ledger.crypto import SigningKey
 from ledger.records import Transaction
 from node.config import Limits
-from tests.node.cluster import Cluster, wait_for
+from testkit.wait import wait_for
+from tests.node.cluster import Cluster
 
 LIMITS = Limits(api_client_requests_per_s=20, api_client_requests_burst=40,
                 api_signer_txs_per_s=2, api_signer_txs_burst=5)

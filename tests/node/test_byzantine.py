@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ledger.records import Transaction
-from tests.node.cluster import Cluster, wait_for
+from testkit.wait import wait_for
+from tests.node.cluster import Cluster
 
 DEADLINE_S = 180
 

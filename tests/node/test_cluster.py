@@ -35,7 +35,8 @@ from node.transport import (
     handshake_bytes,
     read_frame,
 )
-from tests.node.cluster import Cluster, wait_for
+from testkit.wait import wait_for
+from tests.node.cluster import Cluster
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +46,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("cluster"),
                 limits=Limits(api_client_requests_per_s=100_000,
                               api_client_requests_burst=100_000))
-    try:
-        c.start_all()
-        c.wait_ready()
+    with c:  # all nodes started and answering; every process killed on exit
         yield c
-    finally:
-        c.close()
 
 
 def _same_head(c: Cluster, height: int) -> bool:

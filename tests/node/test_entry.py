@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from node.devnet import PASSPHRASE_ENV, generate
+from node.devnet import generate
+from node.netgen import PASSPHRASE_ENV_DEFAULT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,9 +28,9 @@ def test_missing_configuration(tmp_path: Path) -> None:
 def test_missing_passphrase_and_wrong_passphrase(tmp_path: Path) -> None:
     net = generate(tmp_path / "net", ("A", "B", "C", "D"))
     config = str(net.nodes[0].config_path)
-    env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
+    env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV_DEFAULT}
     done = _run(["--config", config], env)
-    assert done.returncode == 2 and PASSPHRASE_ENV in done.stderr
-    done = _run(["--config", config], {**env, PASSPHRASE_ENV: "not the passphrase"})
+    assert done.returncode == 2 and PASSPHRASE_ENV_DEFAULT in done.stderr
+    done = _run(["--config", config], {**env, PASSPHRASE_ENV_DEFAULT: "not the passphrase"})
     assert done.returncode == 2 and "passphrase is wrong" in done.stderr
     assert "Traceback" not in done.stderr

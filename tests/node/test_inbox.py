@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from node.inbox import InboxBytes
-from tests.node.helpers import until
+from testkit.wait import until
 
 A, B, C = b"a" * 32, b"b" * 32, b"c" * 32
 MiB = 1024 * 1024

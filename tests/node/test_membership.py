@@ -12,7 +12,8 @@ import pytest
 
 from ledger.genesis import ConsensusParams
 from ledger.records import Transaction
-from tests.node.cluster import Cluster, wait_for
+from testkit.wait import wait_for
+from tests.node.cluster import Cluster
 
 CONSENSUS = ConsensusParams(view_timeout_ms=1000, checkpoint_interval=4, watermark_window=16)
 
@@ -20,12 +21,8 @@ CONSENSUS = ConsensusParams(view_timeout_ms=1000, checkpoint_interval=4, waterma
 @pytest.fixture()
 def five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("membership"), n=5, consensus=CONSENSUS)
-    try:
-        c.start_all()
-        c.wait_ready()
+    with c:  # all nodes started and answering; every process killed on exit
         yield c
-    finally:
-        c.close()
 
 
 def _governance(c: Cluster, i: int, action: str, payload: dict[str, Any]) -> Transaction:

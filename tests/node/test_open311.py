@@ -35,12 +35,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     settings = Open311Config(node.siret, intake_file,
                              hashlib.sha256(API_KEY.encode()).hexdigest())
     write_config(node.config_path, replace(node.config, open311=settings))
-    try:
-        c.start_all()
-        c.wait_ready()
+    with c:  # all nodes started and answering; every process killed on exit
         yield c
-    finally:
-        c.close()
 
 
 def _root(c: Cluster) -> str:

@@ -25,7 +25,8 @@ from ledger.crypto import SigningKey, save_key
 from ledger.merkle import leaf_hash, merkle_root_of_leaf_hashes
 from ledger.records import Transaction
 from node.read_access import READ_CLOCK_SKEW_MS, read_headers
-from tests.node.cluster import Cluster, wait_for
+from testkit.wait import wait_for
+from tests.node.cluster import Cluster
 
 COMMIT_DEADLINE_S = 60
 AMOUNT_CENTS = 12_345
@@ -34,12 +35,8 @@ AMOUNT_CENTS = 12_345
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("read-access"))
-    try:
-        c.start_all()
-        c.wait_ready()
+    with c:  # all nodes started and answering; every process killed on exit
         yield c
-    finally:
-        c.close()
 
 
 def _tx(c: Cluster, town: int, role: str, contract: str, action: str,

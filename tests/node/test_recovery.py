@@ -13,18 +13,15 @@ import httpx
 import pytest
 
 from ledger.records import Transaction
-from tests.node.cluster import Cluster, wait_for
+from testkit.wait import wait_for
+from tests.node.cluster import Cluster
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path / "net")
-    try:
-        c.start_all()
-        c.wait_ready()
+    with c:  # all nodes started and answering; every process killed on exit
         yield c
-    finally:
-        c.close()
 
 
 class Stream:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from ledger.crypto import SigningKey
 from ledger.encoding import decode, encode
 from node.config import Limits, PeerConfig
+from node.netgen import free_ports
 from node.transport import (
     PROTOCOL_VERSION,
     SEAL_BYTES,
@@ -19,7 +20,7 @@ from node.transport import (
     handshake_bytes,
     read_frame,
 )
-from tests.node.helpers import free_port, until
+from testkit.wait import until
 
 CHAIN = "test-chain"
 LIMITS = Limits(reconnect_backoff_ms_min=10, reconnect_backoff_ms_max=100,
@@ -31,7 +32,7 @@ class Net:
 
     def __init__(self, n: int, limits: Limits = LIMITS) -> None:
         self.keys = [SigningKey.generate() for _ in range(n)]
-        self.ports = [free_port() for _ in range(n)]
+        self.ports = free_ports(n)
         self.peers = [PeerConfig(k.public_key, f"127.0.0.1:{p}")
                       for k, p in zip(self.keys, self.ports, strict=True)]
         self.got: list[list[tuple[bytes, bytes]]] = [[] for _ in range(n)]
@@ -85,7 +86,7 @@ def test_an_unknown_key_is_refused_and_delivers_nothing() -> None:
         async def on_frame(sender: bytes, data: bytes) -> None:
             got.append(data)
         # The stranger lists node 0 as a peer, but node 0 does not list the stranger.
-        rogue = Transport(stranger, CHAIN, [net.peers[0]], ("127.0.0.1", free_port()),
+        rogue = Transport(stranger, CHAIN, [net.peers[0]], ("127.0.0.1", free_ports(1)[0]),
                           LIMITS, on_frame)
         await net.start()
         await rogue.start()

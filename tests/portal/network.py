@@ -32,11 +32,9 @@ from cli.submit import build_transaction
 from ledger.crypto import load_key
 from ledger.records import Transaction
 from node.read_access import read_headers
-from tests.cli.conftest import TABELLION
+from tests.cli.conftest import DEMO_READY_TIMEOUT_S, TABELLION, start_demo, wait_demo_ready
 
-READY_TIMEOUT_S = 240.0
 COMMIT_TIMEOUT_MS = 60_000
-READY_LINE = "Press Ctrl-C to stop"
 
 
 def notarised_document(name: str, year: int) -> bytes:
@@ -87,7 +85,7 @@ class PortalNetwork:
         """Wait until the portal has read the whole chain (its routes answer
         ``complete: true``), so that no page test pays for the first reading on a loaded
         machine, whichever test runs first."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + DEMO_READY_TIMEOUT_S
         for route in ("deliberations", "reports"):
             while not httpx.get(f"{self.url}/v1/portal/{route}", timeout=30).json()[
                     "complete"]:
@@ -131,17 +129,9 @@ def _stop(process: subprocess.Popen[str]) -> None:
 def portal_network(directory: Path) -> Iterator[PortalNetwork]:
     """Run the demo network in ``directory``; close a report; yield it; stop it."""
     log = directory.parent / f"{directory.name}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(TABELLION), "demo", "--dir", str(directory), "--base-port", "0"],
-            stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-            env={**os.environ, "COLUMNS": "200"})
+    process = start_demo(directory, log)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while READY_LINE not in log.read_text(errors="replace"):
-            assert process.poll() is None, f"the demo exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"the demo is not ready:\n{log.read_text()}"
-            time.sleep(0.2)
+        wait_demo_ready(process, log)
         network = load_network(directory)
         seeded = json.loads((directory / "seeded.json").read_text())
         net = PortalNetwork(network, seeded, network.municipalities[0].api_url, process)

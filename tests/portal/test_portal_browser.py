@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.audit.chain import BuilderSource, ChainBuilder, build_chain
+from testkit.auditchain import BuilderSource, ChainBuilder, build_chain
 from tests.audit.test_receipt import EDITS
 from tests.portal.cdp import Browser
 from tests.portal.network import PortalNetwork, notarised_document, portal_network

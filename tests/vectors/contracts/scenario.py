@@ -17,6 +17,7 @@ from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Receipt, Transaction
 from ledger.state import compute_root
+from testkit.chainbuilder import key_for
 
 CHAIN_ID = "tabellion-test"
 GENESIS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -34,7 +35,7 @@ PEOPLE = {"admin": "admin", "clerk": "clerk", "agent": "social_aid_agent",
 
 def key(name: str) -> SigningKey:
     """The test key called ``name`` (e.g. ``montreuil.clerk``)."""
-    return SigningKey(hashlib.sha256(b"tabellion-test-key/" + name.encode()).digest())
+    return key_for(name)
 
 
 def pub(name: str) -> str:

@@ -63,7 +63,7 @@ from ledger.errors import DecodeError, InvalidCertificate
 from ledger.genesis import ConsensusParams, Genesis, Member, Municipality
 from ledger.records import Block, CommitCertificate, Transaction, Vote
 from ledger.validation import txs_root, verify_certificate
-from tests.sim.executor import SimExecutor
+from testkit.sim.executor import SimExecutor
 
 GENESIS_TIME_MS = 1_700_000_000_000
 TX_LIFETIME_MS = 6 * 24 * 3600 * 1000
@@ -280,7 +280,7 @@ class Simulation:
     def failure_message(self, what: str) -> str:
         return (f"{what}\n  scenario={self.scenario} seed={self.seed} step={self.steps} "
                 f"time={self.time - GENESIS_TIME_MS} ms\n  replay: .venv/bin/python -m "
-                f"tests.sim --scenario {self.scenario} --seed {self.seed}")
+                f"testkit.sim --scenario {self.scenario} --seed {self.seed}")
 
     def nodes_of(self, index: int) -> list[int]:
         """Node ids (positions in ``self.nodes``) running validator ``index``."""

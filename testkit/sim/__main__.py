@@ -1,4 +1,4 @@
-"""Soak entry point: ``python -m tests.sim --seeds N`` runs every scenario on N seeds.
+"""Soak entry point: ``python -m testkit.sim --seeds N`` runs every scenario on N seeds.
 
 ``--scenario NAME --seed S`` replays one run (the command a failure prints).
 Exit status 1 if any run broke an invariant; each failure prints its replay command.
@@ -10,12 +10,12 @@ import argparse
 import sys
 import time
 
-from tests.sim.core import SimulationFailure
-from tests.sim.scenarios import SCENARIOS
+from testkit.sim.core import SimulationFailure
+from testkit.sim.scenarios import SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testkit.sim", description=__doc__)
     parser.add_argument("--seeds", type=int, default=20, help="seeds per scenario")
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")

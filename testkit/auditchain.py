@@ -33,17 +33,16 @@ from ledger.records import (
     BlockHeader,
     CommitCertificate,
     CommittedBlock,
-    Phase,
     Receipt,
     Transaction,
     ValidatorSet,
-    Vote,
 )
 from ledger.state import MemoryNodeStore, StateProof, StateTree
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore
 from ledger.validation import receipts_root, txs_root
 from ledger.validator_history import ValidatorHistory
+from testkit.chainbuilder import certify, key_for
 from verify.findings import StoredBlock
 
 SEED = b"tabellion/audit-tests/"
@@ -63,7 +62,7 @@ TAG_KEY = b"social-service-secret-key-montreuil"
 
 def key(name: str) -> SigningKey:
     """The fixed key of one role of one town (``validator:<siret>``, ``admin:<siret>``...)."""
-    return SigningKey(sha256(SEED + name.encode()))
+    return key_for(name, SEED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +184,7 @@ class ChainBuilder:
                 signers: list[bytes] | None = None) -> CommitCertificate:
         """A certificate from ``signers`` (default: the first quorum of ``validators``)."""
         chosen = signers if signers is not None else list(validators.keys[:validators.quorum])
-        votes = [
-            Vote.make(self.keys_by_public[k], header.chain_id, Phase.COMMIT, header.view,
-                      header.height, header.block_hash)
-            for k in chosen
-        ]
-        return CommitCertificate.from_votes(votes)
+        return certify(header, [self.keys_by_public[k] for k in chosen])
 
 
 def _siret(town: tuple[str, str]) -> str:

@@ -41,9 +41,13 @@ EXPIRY_MS = TIME_MS_BASE + 3 * 24 * 3600 * 1000
 """Every transaction expires three days after the first block: within the 7-day horizon."""
 
 
-def key_for(name: str) -> SigningKey:
-    """A deterministic key for the name (never use such keys outside tests)."""
-    return SigningKey(sha256(b"tabellion-test-key/" + name.encode()))
+KEY_SEED = b"tabellion-test-key/"
+
+
+def key_for(name: str, seed: bytes = KEY_SEED) -> SigningKey:
+    """A deterministic key for the name (never use such keys outside tests); each test
+    kit's chain has its own ``seed``."""
+    return SigningKey(sha256(seed + name.encode()))
 
 VALIDATOR_KEYS = tuple(key_for(f"validator-{i}") for i in range(4))
 VALIDATOR_SET = ValidatorSet.of([k.public_key for k in VALIDATOR_KEYS])

@@ -21,7 +21,7 @@ from consensus.messages import Message, PrePrepare, Status
 from consensus.replica import Replica
 from ledger.genesis import ConsensusParams
 from ledger.records import Vote
-from tests.sim.core import ReplicaFactory, Simulation
+from testkit.sim.core import ReplicaFactory, Simulation
 
 LIVENESS_MS = 60_000
 

@@ -1,0 +1,10 @@
+"""The test kit: what the tests and the benchmarks share (bench/ never imports tests/).
+
+Rules:
+- Only helpers that build inputs or wait for conditions live here: the chain builders
+  (``chainbuilder``: blocks of anchors certified by test validators; ``auditchain``: whole
+  networks' chains with state, for the auditor), the deterministic PBFT simulator
+  (``sim``) and ``wait``. Test modules and their assertions stay in tests/.
+- It may import every package of the project except cli/ and tests/ (see
+  tests/test_architecture.py); nothing in production code imports it.
+"""

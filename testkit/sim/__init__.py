@@ -1,0 +1,1 @@
+"""Deterministic PBFT simulator (see testkit/sim/core.py)."""

@@ -1,1 +1,0 @@
-"""Deterministic PBFT simulator (see tests/sim/core.py)."""
