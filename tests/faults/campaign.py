@@ -299,6 +299,15 @@ class Campaign:
                      "the same head on every node", poll_s=0.5)
         except AssertionError as exc:
             report.problems.append(str(exc))
+            missing = [tx for tx in acked if not c.committed(0, tx)]
+            if missing:
+                first = missing[0].tx_id.hex()
+                where = {i: c.get(i, f"/v1/transactions/{first}").status_code
+                         for i in range(4)}
+                report.problems.append(
+                    f"{len(missing)} of {len(acked)} acknowledged transactions missing on "
+                    f"node 0; the first, {first[:16]}, answers {where} per node; heights "
+                    f"{[c.height(i) for i in range(4)]}")
             return
         report.height = c.height(0)
         for h in range(1, report.height + 1):
