@@ -25,6 +25,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import tomli_w
@@ -288,18 +289,42 @@ class Campaign:
             self.proxies.close()
         return self.report
 
+    def _polite_get(self, i: int, path: str) -> Any:
+        """GET a JSON answer, waiting out the node's per-client rate limit (429)."""
+        for _ in range(100):
+            r = self.c.get(i, path)
+            if r.status_code != 429:
+                r.raise_for_status()
+                return r.json()
+            time.sleep(float(r.headers.get("Retry-After", "1")))
+        raise AssertionError(f"node {i} kept answering 429 to {path}")
+
     def _final_checks(self) -> None:
         c, report = self.c, self.report
         acked = list(self.load.acked)
         report.acknowledged = len(acked)
+        remaining = {tx.tx_id: tx for tx in acked}
+
+        def all_found() -> bool:
+            # Politely: the node rate-limits one client address (429 + Retry-After), and a
+            # refusal is not an absence.
+            for tx_id in list(remaining):
+                r = c.get(0, f"/v1/transactions/{tx_id.hex()}")
+                if r.status_code == 429:
+                    time.sleep(float(r.headers.get("Retry-After", "1")))
+                    return False
+                if r.status_code == 200 and r.json().get("status") == "committed":
+                    del remaining[tx_id]
+            return not remaining
+
         try:
-            wait_for(lambda: all(c.committed(0, tx) for tx in acked), RECOVERY_DEADLINE_S,
+            wait_for(all_found, RECOVERY_DEADLINE_S,
                      "every acknowledged transaction on node 0", poll_s=0.5)
             wait_for(lambda: len({c.height(i) for i in range(4)}) == 1, RECOVERY_DEADLINE_S,
                      "the same head on every node", poll_s=0.5)
         except AssertionError as exc:
             report.problems.append(str(exc))
-            missing = [tx for tx in acked if not c.committed(0, tx)]
+            missing = list(remaining.values())
             if missing:
                 first = missing[0].tx_id.hex()
                 where = {i: c.get(i, f"/v1/transactions/{first}").status_code
@@ -311,7 +336,7 @@ class Campaign:
             return
         report.height = c.height(0)
         for h in range(1, report.height + 1):
-            hashes = {c.get(i, f"/v1/blocks/{h}").json()["block_hash"] for i in range(4)}
+            hashes = {self._polite_get(i, f"/v1/blocks/{h}")["block_hash"] for i in range(4)}
             if len(hashes) != 1:
                 report.problems.append(f"chains differ at height {h}")
                 break
