@@ -32,7 +32,7 @@ from typing import ClassVar, TypeVar
 
 from ledger import crypto
 from ledger.encoding import Value, decode, encode
-from ledger.errors import DecodeError
+from ledger.errors import DecodeError, GenesisError
 from ledger.hashing import HASH_BYTES, Tag, tagged_bytes
 from ledger.records import (
     CHAIN_ID_BYTES_MAX,
@@ -836,3 +836,18 @@ def message_kind(data: bytes) -> int:
     if len(data) < 2 or data[0] != 0x92:
         raise DecodeError("not a consensus message envelope")
     return data[1]
+
+
+def check_message_bounds(n: int, window: int) -> None:
+    """Raise ``GenesisError`` unless a NEW-VIEW of ``n`` validators and a watermark window of
+    ``window`` heights always fits ``MESSAGE_BYTES_MAX``: otherwise a view change could
+    never complete (every correct replica would refuse the NEW-VIEW as too large)."""
+    largest = new_view_bytes_max(n, window)
+    if largest > MESSAGE_BYTES_MAX:
+        fitting = max((w for w in range(1, window) if new_view_bytes_max(n, w)
+                       <= MESSAGE_BYTES_MAX), default=0)
+        raise GenesisError(
+            f"with {n} validators and a watermark window of {window} heights a NEW-VIEW can "
+            f"reach {largest:,} bytes, above the {MESSAGE_BYTES_MAX:,}-byte message limit: "
+            f"choose a watermark_window of at most {fitting} (a multiple of "
+            "checkpoint_interval) in the genesis file")

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from consensus.messages import check_message_bounds
 from ledger.crypto import SigningKey, save_key
 from ledger.genesis import (
     ROLES,
@@ -105,6 +106,7 @@ def genesis_of(chain_id: str, municipalities: Sequence[MunicipalityKeys], *,
         consensus or ConsensusParams(),
     )
     genesis_from_json(genesis.to_json())  # the file we write must load: check it now
+    check_message_bounds(genesis.validator_set.n, genesis.consensus.watermark_window)
     return genesis
 
 

@@ -63,7 +63,13 @@ from consensus.events import (
     TimerFired,
     TransactionsAvailable,
 )
-from consensus.messages import MESSAGE_BYTES_MAX, BlocksResponse, CommittedProof, encode_message
+from consensus.messages import (
+    MESSAGE_BYTES_MAX,
+    BlocksResponse,
+    CommittedProof,
+    check_message_bounds,
+    encode_message,
+)
 from consensus.persist import PersistedState
 from consensus.replica import PENDING_TXS_MAX, Replica
 from contracts import engine
@@ -733,6 +739,7 @@ def setup_logging(level: str) -> None:
 
 async def _main(config: NodeConfig) -> None:
     genesis = load_genesis(config.genesis_file)
+    check_message_bounds(genesis.validator_set.n, genesis.consensus.watermark_window)
     key = load_key(config.key_file, _passphrase(config))
     weak = weak_reason(config.key_file)
     if weak is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from dataclasses import replace
 
 import pytest
@@ -28,6 +29,7 @@ from consensus.messages import (
     Proposal,
     Status,
     ViewChange,
+    check_message_bounds,
     decode_message,
     encode_message,
     message_bytes_max,
@@ -38,7 +40,7 @@ from consensus.messages import (
 from consensus.persist import PersistedState
 from ledger.crypto import SigningKey
 from ledger.encoding import encode
-from ledger.errors import DecodeError
+from ledger.errors import DecodeError, GenesisError
 from ledger.records import Block, CommitCertificate, Phase, Vote
 from testkit.sim.core import make_genesis, make_transaction, sim_key
 from testkit.sim.executor import SimExecutor
@@ -196,3 +198,14 @@ def test_block_bodies_never_travel_in_view_changes() -> None:
     assert message_bytes_max(Kind.VIEW_CHANGE, 4, 64, 1) == \
         message_bytes_max(Kind.VIEW_CHANGE, 4, 64, 64 * 1024 * 1024)
     assert message_bytes_max(Kind.PRE_PREPARE, 4, 64, 2_000_000) > 2_000_000
+
+
+def test_a_window_too_large_for_the_validator_count_is_refused_with_a_fitting_one() -> None:
+    """A NEW-VIEW must always fit the message limit, or a view change could never finish:
+    the node refuses to start (and `network init` to generate) such a genesis."""
+    check_message_bounds(16, 64)  # the largest documented example still fits
+    with pytest.raises(GenesisError, match=r"choose a watermark_window of at most (\d+)") as info:
+        check_message_bounds(31, 64)
+    fitting = int(re.search(r"at most (\d+)", str(info.value)).group(1))  # type: ignore[union-attr]
+    assert 0 < fitting < 64
+    check_message_bounds(31, fitting)
