@@ -206,6 +206,8 @@ def test_a_window_too_large_for_the_validator_count_is_refused_with_a_fitting_on
     check_message_bounds(16, 64)  # the largest documented example still fits
     with pytest.raises(GenesisError, match=r"choose a watermark_window of at most (\d+)") as info:
         check_message_bounds(31, 64)
-    fitting = int(re.search(r"at most (\d+)", str(info.value)).group(1))  # type: ignore[union-attr]
+    match = re.search(r"at most (\d+)", str(info.value))
+    assert match is not None
+    fitting = int(match.group(1))
     assert 0 < fitting < 64
     check_message_bounds(31, fitting)

@@ -15,6 +15,13 @@ M = siret("montreuil")
 FEB_MS = 1_769_904_000_000  # 2026-02-01T00:00:00Z: every January interval is over
 
 
+def _meter(chain: Any, meter_id: str) -> dict[str, Any]:
+    """The meter's record, which must exist."""
+    record = metering.meter(chain.state, M, meter_id)
+    assert record is not None, f"meter {meter_id} is not enrolled"
+    return record
+
+
 def _chain(*meters: dict[str, Any]) -> Chain:
     chain = Chain()
     assert chain.do(*s.enroll_gateway()).ok
@@ -84,7 +91,7 @@ def test_a_gap_is_recorded_and_counted_once() -> None:
     assert day is not None
     assert day["slots"][:6] == [None, 100, None, None, None, None]
     assert day["total"] == 700
-    assert metering.meter(chain.state, M, "PRM-0001")["gaps"] == 1  # type: ignore[index]
+    assert _meter(chain, "PRM-0001")["gaps"] == 1
 
 
 def test_batch_rules() -> None:
@@ -151,7 +158,7 @@ def test_leak_alert_after_n_nights_above_threshold_and_its_clearing() -> None:
     assert alerts[3] == [["EAU-1", "2026-01-08", 3, 22]]
     assert alerts[4] == []  # still leaking: one alert, not one per night
     assert [r.data["leaks_cleared"] for r in receipts][5] == [["EAU-1", "2026-01-10"]]
-    assert metering.meter(chain.state, M, "EAU-1")["leak_since"] is None  # type: ignore[index]
+    assert _meter(chain, "EAU-1")["leak_since"] is None
 
 
 def test_an_incomplete_night_resets_the_leak_count() -> None:
@@ -166,7 +173,7 @@ def test_an_incomplete_night_resets_the_leak_count() -> None:
     later = chain.do("montreuil.gateway", "metering", "file_readings",
                      s.readings(("EAU-1", first + 4, values[4:]), unit="L"))
     assert later.data["leaks"] == []
-    assert metering.meter(chain.state, M, "EAU-1")["leak_streak"] == 0  # type: ignore[index]
+    assert _meter(chain, "EAU-1")["leak_streak"] == 0
 
 
 def _event_chain() -> Chain:

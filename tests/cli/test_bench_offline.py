@@ -3,12 +3,14 @@ of valid, distinct, realistic disbursements spread over the four nodes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,10 +71,10 @@ def test_own_process_cpu_and_memory_are_read() -> None:
     assert cpu_seconds(2**22 + 12345) is None  # no such process: no figure, no crash
 
 
-def _result(**changes: object) -> BenchResult:
+def _result(**changes: Any) -> BenchResult:
     figures = NodeFigures(cpu_s=None, cpu_s_per_committed_tx=None, view_changes=None,
                           rss_mb=None, rss_peak_mb=None, height=None)
-    base: dict[str, object] = dict(
+    base = BenchResult(
         validators=4, cores=2, load_average_start=(1.0, 1.0, 1.0),
         load_average_end=(1.0, 1.0, 1.0), duration_s=20.0, mode="closed loop",
         txs_target=None, offered_tps=0.0, backlog_txs_max=5000, tx_bytes_mean=300,
@@ -86,8 +88,7 @@ def _result(**changes: object) -> BenchResult:
         nodes={"Montreuil": figures}, ed25519_verify_per_s_core=10000.0,
         verification_bound_tps=5000.0, bound_ratio=0.0, failover_s=None, elapsed_s=30.0,
         notes=["no latency sample"])
-    base.update(changes)
-    return BenchResult(**base)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 def test_json_is_strict_json_with_null_for_what_was_not_measured() -> None:
