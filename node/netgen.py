@@ -14,12 +14,17 @@ a network are here, once:
   otherwise. ``node_config`` is the one builder (local, container and devnet alike).
 - Key files are encrypted (``ledger.crypto.save_key``), each with its holder's
   passphrase (``KEY_HOLDERS``: the validator's operator and each member role).
-- Free ports come from the OS: bind to port 0 on every socket at once (so the ports
-  are distinct), read them, release them.
+- Free ports are taken below the OS's ephemeral range (``ip_local_port_range``), a run
+  of consecutive ports from a random start, each checked free by binding it. Ports the
+  OS hands out for ``bind(port 0)`` and for outgoing connections come from the
+  ephemeral range, so between this choice and the node's own bind no client, peer link
+  or proxy of the same machine can take one of them (a port freshly released by a
+  bind-to-0 could be handed out again at once, and a node then failed to start).
 """
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -57,18 +62,45 @@ def generated_siret(index: int) -> str:
     return complete_siret(f"{21_930_000 + index:09d}{index:04d}")
 
 
-def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """``count`` distinct ports the OS hands out on ``host`` right now."""
-    sockets = []
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_CHOSEN_PORT = 20_000
+"""Below it are the well-known services an operator's machine may run (and 1024 needs root)."""
+DEFAULT_EPHEMERAL_LOW = 32_768
+"""Linux's default lower bound; used where the range cannot be read."""
+FREE_PORT_ATTEMPTS = 64
+
+
+def _ephemeral_low() -> int:
     try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        low = int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return DEFAULT_EPHEMERAL_LOW
+    return low if low > LOWEST_CHOSEN_PORT + 1024 else DEFAULT_EPHEMERAL_LOW
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """``count`` consecutive ports below the ephemeral range, all free on ``host`` now."""
+    top = _ephemeral_low()
+    if not 1 <= count <= top - LOWEST_CHOSEN_PORT:
+        raise ValueError(f"cannot choose {count} free ports")
+    chooser = random.SystemRandom()
+    for _ in range(FREE_PORT_ATTEMPTS):
+        start = chooser.randrange(LOWEST_CHOSEN_PORT, top - count + 1)
+        ports = list(range(start, start + count))
+        if all(_bindable(host, port) for port in ports):
+            return ports
+    raise OSError(f"found no {count} consecutive free ports on {host} between "
+                  f"{LOWEST_CHOSEN_PORT} and {top}; free some ports or choose them yourself")
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from testkit.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_LIFETIME_S = 600
+LOG_TAIL_CHARS = 4000
 """A node process is killed by ``timeout`` after this long, whatever happens."""
 
 
@@ -133,8 +134,20 @@ class Cluster:
         return -1 if s is None else int(s["height"])
 
     def wait_ready(self, nodes: list[int] | None = None, timeout_s: float = 60) -> None:
+        """Wait until each node answers; a node whose process has ended fails at once,
+        with the end of its log (not after the whole timeout, and not silently)."""
         for i in nodes if nodes is not None else list(self.procs):
-            wait_for(partial(self.status, i), timeout_s, f"node {i} to answer")
+            wait_for(partial(self._answers_or_died, i), timeout_s, f"node {i} to answer")
+
+    def _answers_or_died(self, i: int) -> bool:
+        if self.status(i) is not None:
+            return True
+        code = self.procs[i].poll()
+        if code is not None:
+            tail = self.log_of(i)[-LOG_TAIL_CHARS:]
+            raise AssertionError(f"node {i} exited with code {code} before answering; "
+                                 f"the end of its log:\n{tail}")
+        return False
 
     def submit(self, i: int, txs: list[Transaction], **params: Any) -> httpx.Response:
         body = {"transactions": [base64.b64encode(t.encode()).decode() for t in txs]}
