@@ -57,6 +57,9 @@ class Metrics:
             "From admission by this node to commit of a transaction",
             buckets=LATENCY_BUCKETS_S, registry=r,
         )
+        self.persist_batches = Counter(
+            "tabellion_persist_batches", "Synced writes of the replica's records (one per run "
+            "of records persisted together)", registry=r)
         self.block_execution = Histogram(
             "tabellion_block_execution_seconds", "Time to execute and store one block",
             buckets=LATENCY_BUCKETS_S, registry=r,
