@@ -111,6 +111,7 @@ OWNER_FILE = "owner.pid"
 MSGPACK = "application/msgpack"
 COMMITTED_METRIC = "tabellion_committed_transactions_total"
 VIEW_CHANGES_METRIC = "tabellion_view_changes_total"
+HEIGHT_METRIC = "tabellion_height"
 
 
 def warmup_s(duration_s: float) -> float:
@@ -168,6 +169,9 @@ class BenchResult:
     """Requests that got no answer (timeouts, refused connections)."""
     committed_in_window: int
     committed_tps: float
+    blocks_in_window: int
+    txs_per_block_mean: float | None
+    """Committed transactions per block in the window (empty blocks included)."""
     view_changes: int | None
     """View changes during the window (the largest count seen by one node)."""
     backlog_before_latency: int | None
@@ -285,10 +289,16 @@ def _submitter_main(plan: SubmitterPlan, conn: Connection) -> None:
 
 def committed_total(url: str, timeout_s: float = STATUS_TIMEOUT_S) -> int:
     """The node's count of committed transactions (its Prometheus counter)."""
-    value = metrics(url, timeout_s).get(COMMITTED_METRIC)
-    if value is None:
-        raise CliError(f"{url}/metrics has no {COMMITTED_METRIC} counter", EXIT_FAILED)
-    return int(value)
+    return committed_and_height(url, timeout_s)[0]
+
+
+def committed_and_height(url: str, timeout_s: float = STATUS_TIMEOUT_S) -> tuple[int, int]:
+    """The node's count of committed transactions and its height (Prometheus samples)."""
+    found = metrics(url, timeout_s)
+    for name in (COMMITTED_METRIC, HEIGHT_METRIC):
+        if name not in found:
+            raise CliError(f"{url}/metrics has no {name} sample", EXIT_FAILED)
+    return int(found[COMMITTED_METRIC]), int(found[HEIGHT_METRIC])
 
 
 def metrics(url: str, timeout_s: float = STATUS_TIMEOUT_S) -> dict[str, float]:
@@ -668,7 +678,7 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                 parent.send(("flood", warmup + duration_s, rate_tps, backlog_max,
                              -(-txs // batch)))
                 time.sleep(warmup)
-                c0, t0 = committed_total(urls[0]), time.monotonic()
+                (c0, h0), t0 = committed_and_height(urls[0]), time.monotonic()
                 before = _sample_nodes(cluster, network)
                 client0 = cpu_seconds(submitter.pid or 0)
                 if txs:  # until the txs are committed (or the time is up)
@@ -677,7 +687,7 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                         time.sleep(TXS_POLL_S)
                 else:
                     time.sleep(duration_s)
-                c1, t1 = committed_total(urls[0]), time.monotonic()
+                (c1, h1), t1 = committed_and_height(urls[0]), time.monotonic()
                 after = _sample_nodes(cluster, network)
                 client1 = cpu_seconds(submitter.pid or 0)
                 _, counts, exhausted = parent.recv()
@@ -726,7 +736,8 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
         backlog_txs_max=None if rate_tps else backlog_max, tx_bytes_mean=int(tx_bytes),
         submitted=counts.accepted, responses_429=counts.too_many, responses_503=counts.full,
         responses_other=counts.other, request_errors=counts.errors,
-        committed_in_window=c1 - c0, committed_tps=round(tps, 1),
+        committed_in_window=c1 - c0, committed_tps=round(tps, 1), blocks_in_window=h1 - h0,
+        txs_per_block_mean=round((c1 - c0) / (h1 - h0), 1) if h1 > h0 else None,
         view_changes=max(changes) if changes else None, backlog_before_latency=backlog,
         latency_rate_tps=round(latency_rate, 1), latency_window_s=window_latency,
         latency_samples=len(latencies), latency_failures=failures,
@@ -815,6 +826,8 @@ def print_result(result: BenchResult, console: Console) -> None:
         ("mode", result.mode + (f" at {result.offered_tps:,.0f} tx/s" if result.offered_tps
                                 else f", backlog <= {result.backlog_txs_max:,}")),
         ("committed transactions / s", f"{result.committed_tps:,.1f}"),
+        ("blocks in the window, transactions per block",
+         f"{result.blocks_in_window:,}, {result.txs_per_block_mean}"),
         ("view changes in the window", str(result.view_changes)),
         ("accepted / 429 / 503 / other / no answer",
          f"{result.submitted:,} / {result.responses_429:,} / {result.responses_503:,} / "
