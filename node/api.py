@@ -7,7 +7,8 @@ Rules:
   stable (software may branch on it), ``message`` says what to fix. Validation errors
   of paths and query strings use the same shape (422, ``invalid_request``).
 - Requests are rate-limited per client address and submissions per signer
-  (``node.ratelimit``): 429 ``rate_limited`` with ``Retry-After``.
+  (``node.ratelimit``): 429 ``rate_limited`` with ``Retry-After``. An overloaded node
+  sheds submissions with 429 ``busy`` and ``Retry-After`` (``node.mempool``).
 - Request bodies are limited to ``limits.api_body_bytes_max``: a larger
   ``Content-Length`` is refused before anything is read, and a body streamed without
   one is cut off as soon as it crosses the limit (413, ``body_too_large``).
@@ -42,7 +43,7 @@ from ledger.encoding import decode
 from ledger.errors import DecodeError
 from node import read_access
 from node.config import Limits
-from node.errors import NodeError
+from node.errors import MempoolRejection, NodeError
 from node.portal import mount_portal
 from node.ratelimit import ClientRateLimit, retry_after_header
 from node.read_access import Reader, ReadRefused
@@ -64,6 +65,7 @@ REFUSAL_STATUS = {
     "already_committed": 409,
     "mempool_full": 503,
     "rate_limited": 429,
+    "busy": 429,
     "unknown_signer": 403,
     "signer_revoked": 403,
     "not_permitted": 403,
@@ -93,6 +95,12 @@ class SubmitOutcome:
     code: str
     """``"accepted"`` or a refusal code (``bad_signature``, ``unknown_signer``, ...)."""
     message: str = ""
+    retry_after_s: float | None = None
+    """For a refusal that passes with time (``busy``, ``rate_limited``)."""
+
+    @classmethod
+    def refused(cls, exc: MempoolRejection) -> SubmitOutcome:
+        return cls(None, exc.code, exc.message, exc.retry_after_s)
 
     @property
     def accepted(self) -> bool:
@@ -321,9 +329,8 @@ def create_app(node: NodeFacade) -> FastAPI:
             status = REFUSAL_STATUS.get(first.code, 422)
             where = f"transactions[{index}]: " if len(outcomes) > 1 else ""
             answer = _error(status, first.code, where + first.message, results=results)
-            if first.code == "rate_limited":  # a signer's bucket refills one per 1/rate s
-                answer.headers["Retry-After"] = retry_after_header(
-                    1 / limits.api_signer_txs_per_s)
+            if first.retry_after_s is not None:  # busy, rate_limited: it passes with time
+                answer.headers["Retry-After"] = retry_after_header(first.retry_after_s)
             return answer
         tx_ids = [o.tx_id for o in outcomes if o.tx_id is not None]
         if not wait:

@@ -25,11 +25,14 @@ class MempoolRejection(NodeError):
     """A submitted transaction was refused before reaching a block.
 
     ``code`` is a stable identifier (``malformed``, ``bad_signature``, ``wrong_chain``,
-    ``expired``, ``already_committed``, ``mempool_full``, ``rate_limited``, or a contract
+    ``expired``, ``already_committed``, ``mempool_full``, ``busy``, ``rate_limited``, or a contract
     code such as ``unknown_signer``); ``message`` says what to fix.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, retry_after_s: float | None = None
+                 ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
+        """For a refusal that passes with time (``busy``, ``rate_limited``): when to retry."""

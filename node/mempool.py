@@ -11,6 +11,13 @@ Rules:
 - Bounded: at most ``limits.mempool_txs_max`` transactions and
   ``limits.mempool_bytes_max`` encoded bytes; a full mempool refuses (``mempool_full``)
   rather than evicting work a clerk was promised.
+- Load shedding: a client's transaction is refused with ``busy`` (HTTP 429 with
+  ``Retry-After``) while the node already holds more pending transactions than it
+  commits in ``limits.client_backlog_ms`` at its measured commit rate (never fewer than
+  ``limits.client_backlog_txs_min``). The check comes before any signature work: an
+  overloaded node keeps its CPU for what it can commit, clients wait instead of timing
+  out, and the backlog (hence the latency) stays bounded. Transactions forwarded by
+  peers are not refused so (their node admitted them under its own bound).
 - Transactions from clients are limited per signer (``limits.api_signer_txs_per_s``,
   ``rate_limited``), charged once the signature verified: only the key's holder can
   spend its budget. Transactions forwarded by peers are not charged again.
@@ -40,6 +47,13 @@ from node.config import Limits
 from node.errors import MempoolRejection
 from node.ratelimit import retry_after_header, signer_buckets
 
+COMMIT_RATE_WINDOW_MS = 10_000
+"""The commit rate is measured over this much recent time."""
+FEED_QUEUE_SLACK = 1024
+"""Ids of removed transactions the feed queue may hold before it is rebuilt."""
+BUSY_RETRY_S_MAX = 30.0
+"""Longest ``Retry-After`` given to a client refused as ``busy``."""
+
 Admissible = Callable[[Transaction, int], tuple[str, str] | None]
 """``admissible(tx, now_ms)`` returns ``(code, message)`` to refuse, ``None`` to admit."""
 IsCommitted = Callable[[bytes], bool]
@@ -53,6 +67,27 @@ class _Entry:
     """Height of the proposal carrying it, 0 when available."""
     fed: bool = False
     """Handed to the replica (which keeps it until it commits)."""
+
+
+class CommitRate:
+    """Transactions committed per second over the last ``COMMIT_RATE_WINDOW_MS``."""
+
+    def __init__(self) -> None:
+        self._commits: deque[tuple[int, int]] = deque()  # (time ms, transactions)
+        self._total = 0
+
+    def record(self, now_ms: int, count: int) -> None:
+        self._commits.append((now_ms, count))
+        self._total += count
+        self._forget(now_ms)
+
+    def per_s(self, now_ms: int) -> float:
+        self._forget(now_ms)
+        return self._total * 1000 / COMMIT_RATE_WINDOW_MS
+
+    def _forget(self, now_ms: int) -> None:
+        while self._commits and self._commits[0][0] <= now_ms - COMMIT_RATE_WINDOW_MS:
+            self._total -= self._commits.popleft()[1]
 
 
 class Mempool:
@@ -74,6 +109,10 @@ class Mempool:
         self._unfed = 0
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._forward: deque[bytes] = deque()
+        self._unfed_ids: deque[bytes] = deque()
+        """Admission order of the transactions not yet fed (ids no longer pending are
+        skipped when met): ``feed`` never rescans what it already handed over."""
+        self.commit_rate = CommitRate()
         self._signer_rates = signer_buckets(limits)
         self.verifications = 0
         """Signatures verified (each at most once per (id, signature))."""
@@ -101,6 +140,8 @@ class Mempool:
         tx_id = tx.tx_id
         if tx_id in self._pending:
             return tx_id
+        if forward:
+            self._shed_load(now_ms)
         try:
             self._check(tx, tx_id, now_ms)
         except MempoolRejection:
@@ -115,6 +156,7 @@ class Mempool:
                     f"signer {tx.signer.hex()[:16]}… submits more than "
                     f"{self._signer_rates.rate_per_s:g} transactions per second; retry in "
                     f"{retry_after_header(wait_s)} s",
+                    retry_after_s=wait_s,
                 )
         if (len(self._pending) >= self._limits.mempool_txs_max
                 or self._bytes + len(raw) > self._limits.mempool_bytes_max):
@@ -127,9 +169,34 @@ class Mempool:
         self._pending[tx_id] = _Entry(tx, raw)
         self._bytes += len(raw)
         self._unfed += 1
+        self._unfed_ids.append(tx_id)
         if forward:
             self._forward.append(tx_id)
         return tx_id
+
+    def client_backlog_txs_max(self, now_ms: int) -> int:
+        """Pending transactions beyond which clients are asked to come back later."""
+        limits = self._limits
+        by_rate = int(self.commit_rate.per_s(now_ms) * limits.client_backlog_ms / 1000)
+        return min(limits.mempool_txs_max, max(limits.client_backlog_txs_min, by_rate))
+
+    def _shed_load(self, now_ms: int) -> None:
+        allowed = self.client_backlog_txs_max(now_ms)
+        if len(self._pending) < allowed:
+            return
+        self.rejections += 1
+        # Come back when half of the allowed backlog should be left, at the measured
+        # rate (or, before any commit was measured, at the rate the floor stands for).
+        rate = max(self.commit_rate.per_s(now_ms),
+                   self._limits.client_backlog_txs_min * 1000 / self._limits.client_backlog_ms)
+        wait_s = min(BUSY_RETRY_S_MAX, (len(self._pending) - allowed / 2) / rate)
+        raise MempoolRejection(
+            "busy",
+            f"the node already holds {len(self._pending):,} pending transactions, about "
+            f"{self._limits.client_backlog_ms / 1000:g} s of what the network commits; "
+            f"retry in {retry_after_header(wait_s)} s",
+            retry_after_s=wait_s,
+        )
 
     def _check(self, tx: Transaction, tx_id: bytes, now_ms: int) -> None:
         short = tx_id.hex()[:16]
@@ -212,6 +279,12 @@ class Mempool:
         self.remove(expired)
         return chosen
 
+    def record_commit(self, now_ms: int, tx_ids: Iterable[bytes]) -> None:
+        """A block committed these transactions: they leave, and count in the rate."""
+        ids = list(tx_ids)
+        self.remove(ids)
+        self.commit_rate.record(now_ms, len(ids))
+
     def committed(self, height: int, tx_ids: Iterable[bytes]) -> None:
         """Block ``height`` committed: drop its transactions and release anything still
         marked for a proposal at or below it."""
@@ -225,11 +298,11 @@ class Mempool:
         stay until committed); expired ones met on the way are dropped."""
         chosen: list[Transaction] = []
         expired: list[bytes] = []
-        for tx_id, entry in self._pending.items():
-            if len(chosen) >= txs_max:
-                break
-            if entry.fed:
-                continue
+        while self._unfed_ids and len(chosen) < txs_max:
+            tx_id = self._unfed_ids.popleft()
+            entry = self._pending.get(tx_id)
+            if entry is None or entry.fed:
+                continue  # removed (committed, dropped) since it was admitted
             if entry.tx.expiry_ms < now_ms:
                 expired.append(tx_id)
                 continue
@@ -255,6 +328,10 @@ class Mempool:
             if entry is not None:
                 self._bytes -= len(entry.encoded)
                 self._unfed -= not entry.fed
+        if len(self._unfed_ids) > 2 * self._unfed + FEED_QUEUE_SLACK:
+            # Mostly ids of transactions gone before they were fed: keep it bounded.
+            self._unfed_ids = deque(tx_id for tx_id, entry in self._pending.items()
+                                    if not entry.fed)
 
     # ------------------------------------------------------------------ forwarding
     def to_forward(self, txs_max: int) -> list[bytes]:

@@ -353,7 +353,7 @@ class Node:
             per_tx = elapsed / len(block.transactions)
             self._exec_s_per_tx += EXEC_COST_WEIGHT * (per_tx - self._exec_s_per_tx)
         ids = [tx.tx_id for tx in block.transactions]
-        self.mempool.remove(ids)
+        self.mempool.record_commit(now_ms(), ids)
         self._committed(ids)
         log.debug("block %d: %d transactions, view %d, proposer %s…", block.height,
                   len(ids), block.header.view, block.header.proposer.hex()[:16])
@@ -535,7 +535,7 @@ class Node:
                 tx_id = self.mempool.admit(raw, now_ms(), forward=True)
             except MempoolRejection as exc:
                 self._metrics.rejected_txs.labels(exc.code).inc()
-                outcomes.append(SubmitOutcome(None, exc.code, exc.message))
+                outcomes.append(SubmitOutcome.refused(exc))
                 continue
             if tx_id not in self._admitted_at:
                 self._admitted_at[tx_id] = time.monotonic()

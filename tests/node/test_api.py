@@ -78,7 +78,7 @@ class FakeNode:
             try:
                 out.append(SubmitOutcome(self.mempool.admit(raw, NOW, forward=True), "accepted"))
             except MempoolRejection as exc:
-                out.append(SubmitOutcome(None, exc.code, exc.message))
+                out.append(SubmitOutcome.refused(exc))
         return out
 
     async def wait_committed(self, tx_ids: Sequence[bytes], timeout_ms: int) -> bool:
@@ -269,3 +269,13 @@ def test_receipt_route_serves_the_document_and_names_why_there_is_none() -> None
     malformed = api.get("/v1/receipts/not-an-id")
     assert malformed.status_code == 422
     assert api.get("/v1/validators/changes").json() == {"up_to": 1, "validator_changes": []}
+
+
+def test_an_overloaded_node_answers_429_busy_with_retry_after() -> None:
+    c, _ = client(replace(SMALL, client_backlog_txs_min=2))
+    r = c.post("/v1/transactions", json={"transactions": [b64(tx(n)) for n in range(2)]})
+    assert r.status_code == 202
+    r = c.post("/v1/transactions", json={"transactions": [b64(tx(7))]})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "busy"
+    assert int(r.headers["Retry-After"]) >= 1
+    assert "retry in" in r.json()["error"]["message"]

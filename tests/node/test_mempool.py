@@ -10,7 +10,7 @@ from ledger.crypto import SigningKey
 from ledger.records import Transaction
 from node.config import Limits
 from node.errors import MempoolRejection
-from node.mempool import Admissible, Mempool
+from node.mempool import COMMIT_RATE_WINDOW_MS, Admissible, Mempool
 
 CHAIN = "test-chain"
 NOW = 1_700_000_000_000
@@ -32,9 +32,9 @@ def pool(limits: Limits = DEFAULT_LIMITS, committed: frozenset[bytes] = frozense
     return Mempool(CHAIN, limits, committed.__contains__, admissible)
 
 
-def code_of(m: Mempool, raw: bytes) -> str:
+def code_of(m: Mempool, raw: bytes, *, forward: bool = True) -> str:
     with pytest.raises(MempoolRejection) as info:
-        m.admit(raw, NOW, forward=True)
+        m.admit(raw, NOW, forward=forward)
     assert info.value.message  # every refusal explains itself
     return info.value.code
 
@@ -68,7 +68,8 @@ def test_bounded_in_count_and_bytes() -> None:
     m = pool(Limits(mempool_txs_max=3))
     for i in range(3):
         m.admit(tx(i).encode(), NOW, forward=False)
-    assert code_of(m, tx(99).encode()) == "mempool_full"
+    assert code_of(m, tx(99).encode(), forward=False) == "mempool_full"
+    assert code_of(m, tx(99).encode()) == "busy"  # a client is shed (429) before that
     big = tx(1, payload_size=5000).encode()
     m2 = pool(Limits(mempool_bytes_max=len(big) * 2 + 10))
     m2.admit(big, NOW, forward=False)
@@ -171,3 +172,45 @@ def test_an_unknown_signer_costs_no_signature_work_and_evicts_nothing() -> None:
     assert m.verifications == 4  # no signature of the stranger was verified
     assert all(m.signature_known(t) for t in legit)  # nothing was evicted
     assert all(m.verify_signature(t) for t in legit) and m.verifications == 4
+
+
+def test_an_overloaded_node_sheds_client_submissions_before_any_signature_work() -> None:
+    limits = replace(DEFAULT_LIMITS, client_backlog_txs_min=3,
+                                 client_backlog_ms=1_000)
+    m = pool(limits)
+    for nonce in range(3):
+        m.admit(tx(nonce).encode(), NOW, forward=True)
+    work = m.verifications
+    with pytest.raises(MempoolRejection) as refused:
+        m.admit(tx(3).encode(), NOW, forward=True)
+    assert refused.value.code == "busy" and m.verifications == work
+    assert refused.value.retry_after_s is not None and refused.value.retry_after_s > 0
+    m.admit(tx(4).encode(), NOW, forward=False)  # a peer's: admitted under its node's bound
+    assert len(m) == 4
+
+
+def test_the_backlog_follows_the_measured_commit_rate() -> None:
+    limits = replace(DEFAULT_LIMITS, client_backlog_txs_min=3,
+                                 client_backlog_ms=2_000)
+    m = pool(limits)
+    assert m.client_backlog_txs_max(NOW) == 3
+    m.record_commit(NOW, [bytes([i]) * 32 for i in range(50)])  # 50 in the 10 s window
+    assert m.client_backlog_txs_max(NOW) == 10  # 5 tx/s for 2 s
+    for nonce in range(10):
+        m.admit(tx(nonce).encode(), NOW, forward=True)
+    with pytest.raises(MempoolRejection) as refused:
+        m.admit(tx(10).encode(), NOW, forward=True)
+    assert refused.value.code == "busy"
+    assert refused.value.retry_after_s == pytest.approx((10 - 10 / 2) / 5)
+    later = NOW + COMMIT_RATE_WINDOW_MS + 1
+    assert m.client_backlog_txs_max(later) == 3  # nothing committed lately: the floor
+
+
+def test_feed_after_removals_hands_over_only_what_is_still_pending() -> None:
+    m = pool()
+    txs = [tx(n) for n in range(6)]
+    for t in txs:
+        m.admit(t.encode(), NOW, forward=True)
+    m.remove([txs[0].tx_id, txs[3].tx_id])
+    assert [t.tx_id for t in m.feed(10, NOW)] == [txs[i].tx_id for i in (1, 2, 4, 5)]
+    assert m.unfed == 0 and m.feed(10, NOW) == []

@@ -133,7 +133,7 @@ async def _authenticated_client(net: Net, i: int, target: int
     reader, writer = await asyncio.open_connection("127.0.0.1", net.ports[target])
     nonce = os.urandom(32)
     writer.write(frame(encode([PROTOCOL_VERSION, CHAIN, me.public_key, nonce])))
-    reply = decode(await read_frame(reader, 1024))
+    reply = decode(await asyncio.wait_for(read_frame(reader, 1024), 60))
     their_nonce = reply[3]
     signed = handshake_bytes(CHAIN, "dialer", me.public_key, them, nonce, their_nonce)
     writer.write(frame(encode([me.sign(signed)])))
