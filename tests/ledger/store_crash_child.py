@@ -1,6 +1,6 @@
 """Child process of the crash test: append blocks to a chain store until killed.
 
-Usage: python -m tests.store_crash_child DATA_DIR [SECONDS_MAX]
+Usage: python -m tests.ledger.store_crash_child DATA_DIR [SECONDS_MAX]
 It continues from the stored head, appends blocks of ``TXS_PER_BLOCK`` signed
 transactions (certified by a quorum of the test validators, see ``testkit.chainbuilder``),
 and prints each height on stdout, flushed, only after ``append`` has returned. It stops by

@@ -23,7 +23,7 @@ from cli.receipt import receipt_app
 from ledger.kv import KV
 from ledger.records import CommitCertificate, CommittedBlock
 from testkit.auditchain import REMOVED_TOWN, ChainBuilder, build_on_disk, key, make_network
-from tests.audit import layout
+from tests.verify import layout
 
 BLOCKS = 160
 ROOT = Path(__file__).resolve().parents[2]
