@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from testkit.auditchain import BuilderSource, ChainBuilder, build_chain
+from testkit.chainbuilder import BuilderSource, ChainBuilder
+from testkit.populate import build_chain
 from tests.portal.cdp import Browser
 from tests.portal.network import PortalNetwork, notarised_document, portal_network
 from tests.verify.test_receipt import EDITS
