@@ -5,8 +5,9 @@ Usage: .venv/bin/python -m bench.audit_bench [--txs 100000] [--block-txs 1000]
                                              [--workers 0] [--keep DIR]
 
 The chain is generated once with the library (real signatures, contracts, state tree,
-certificates; testkit/auditchain.py) into a chain store in a temporary directory, then
-audited the way ``tabellion audit --data`` does it. Figures are printed, never asserted.
+certificates; testkit.populate over testkit.chainbuilder) into a chain store in a
+temporary directory, then audited the way ``tabellion audit --data`` does it. Figures
+are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import time
 from pathlib import Path
 
 from node.chain import Chain
-from testkit.auditchain import ChainBuilder, DiskWriter, make_network, populate, populate_bulk
+from testkit.chainbuilder import ChainBuilder, DiskWriter, make_network
+from testkit.populate import populate, populate_bulk
 from verify.audit import Level, audit_source
 from verify.receipt import StoreReceiptSource, gather_receipt, verify_receipt
 from verify.sources import DataDirSource

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.execution import MemoryLedger, key
+from bench.execution import MemoryLedger
 from contracts.engine import BlockEnv
 from contracts.identity import MEMBERS_MAX
 from contracts.social_aid import beneficiary_tag
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Transaction
+from testkit.chainbuilder import key_for
 
 CHAIN_ID = "tabellion-bench"
 T0_MS = 1_767_225_600_000  # 2026-01-01
@@ -36,8 +37,8 @@ ROLES = {"admin": "admin", "clerk": "clerk", "agent": "social_aid_agent"}
 
 def genesis() -> Genesis:
     return Genesis(CHAIN_ID, T0_MS, tuple(
-        Municipality(name, siret, key(f"{siret}.validator").public_key,
-                     tuple(Member(key(f"{siret}.{who}").public_key, role)
+        Municipality(name, siret, key_for(f"{siret}.validator").public_key,
+                     tuple(Member(key_for(f"{siret}.{who}").public_key, role)
                            for who, role in ROLES.items()))
         for name, siret in TOWNS))
 
@@ -57,7 +58,7 @@ class Signer:
     def __call__(self, who: str, contract: str, action: str, payload: dict[str, Any]
                  ) -> Transaction:
         self.nonce += 1
-        k = key(who)
+        k = key_for(who)
         return Transaction(CHAIN_ID, contract, action, payload, k.public_key, self.nonce,
                            T0_MS + 86_400_000).signed(k)
 
@@ -71,7 +72,7 @@ def identity(n: int, tx: Signer) -> Workload:
     n = min(n, len(TOWNS) * (MEMBERS_MAX - len(ROLES)))
     return Workload([], [
         tx(f"{TOWNS[i % 3][1]}.admin", "identity", "enroll",
-           {"siret": TOWNS[i % 3][1], "key": key(f"new{i}").public_key.hex(),
+           {"siret": TOWNS[i % 3][1], "key": key_for(f"new{i}").public_key.hex(),
             "roles": ["clerk"]})
         for i in range(n)])
 
@@ -167,7 +168,7 @@ def run(workload: Workload, block_txs: int) -> Timing:
     def block(txs: list[Transaction], measure: bool) -> None:
         nonlocal height
         height += 1
-        env = BlockEnv(CHAIN_ID, height, T0_MS + height * 1000, key("proposer").public_key)
+        env = BlockEnv(CHAIN_ID, height, T0_MS + height * 1000, key_for("proposer").public_key)
         done = ledger.execute(env, txs)
         if measure:
             timing.exec_s += done.exec_s

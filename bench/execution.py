@@ -1,5 +1,5 @@
 """Executing blocks in memory and timing them: the one loop of the in-memory contract
-benchmarks (contracts_bench, metering_bench), and their deterministic keys.
+benchmarks (contracts_bench, metering_bench); their keys are ``testkit.chainbuilder.key_for``.
 
 Rules: the ledger starts from the genesis state (a ``DictState`` and a ``StateTree`` over a
 ``MemoryNodeStore``, version 0), as a node's does. Each block is executed through
@@ -16,18 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contracts.engine import BlockEnv, BlockResult, DictState, execute_block, genesis_changes
-from ledger.crypto import SigningKey
 from ledger.genesis import Genesis
 from ledger.records import Transaction
 from ledger.state import MemoryNodeStore, StateTree
-from testkit.chainbuilder import key_for
-
-KEY_SEED = b"tabellion-bench/"
-
-
-def key(name: str) -> SigningKey:
-    """The benchmarks' fixed key called ``name`` (signing is never what they measure)."""
-    return key_for(name, KEY_SEED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from ledger import crypto
 from ledger.encoding import encode
-from ledger.records import CommittedBlock, Transaction
+from ledger.records import Transaction
 from ledger.store import ChainStore
-from testkit.chainbuilder import GENESIS_HASH, SIGNER_KEYS, anchors, make_block
+from testkit.chainbuilder import SIGNER_KEYS, ChainBuilder
 
 TXS_PER_BLOCK = 1000
 RATE_SECONDS = 1.5
@@ -88,12 +88,10 @@ def codec_and_signatures() -> dict[str, float]:
 
 
 def store_appends(blocks: int) -> dict[str, float]:
-    prepared: list[CommittedBlock] = []
-    prev = GENESIS_HASH
-    for height in range(1, blocks + 1):  # built (and signed) before the clock starts
-        block = make_block(height, prev, anchors(height, TXS_PER_BLOCK))
-        prev = block.block.header.block_hash
-        prepared.append(block)
+    builder = ChainBuilder(execute=False)
+    for _ in range(blocks):  # built (and signed) before the clock starts
+        builder.add_anchors(TXS_PER_BLOCK)
+    prepared = builder.blocks
     with tempfile.TemporaryDirectory() as tmp:
         with ChainStore.open(Path(tmp) / "db") as store:
             clock = Clock()

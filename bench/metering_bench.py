@@ -24,11 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.execution import MemoryLedger, key
+from bench.execution import MemoryLedger
 from contracts.engine import BlockEnv, DictState
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Transaction
 from node.netgen import generated_siret
+from testkit.chainbuilder import key_for
 
 CHAIN_ID = "tabellion-bench"
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -40,9 +41,9 @@ SECONDS_PER_DAY = 86_400
 
 def genesis(towns: int) -> Genesis:
     return Genesis(CHAIN_ID, T0_MS - 86_400_000, tuple(
-        Municipality(f"Town {t}", generated_siret(t), key(f"{t}.validator").public_key,
-                     (Member(key(f"{t}.admin").public_key, "admin"),
-                      Member(key(f"{t}.gateway").public_key, "meter_gateway")))
+        Municipality(f"Town {t}", generated_siret(t), key_for(f"{t}.validator").public_key,
+                     (Member(key_for(f"{t}.admin").public_key, "admin"),
+                      Member(key_for(f"{t}.gateway").public_key, "meter_gateway")))
         for t in range(towns)))
 
 
@@ -53,7 +54,7 @@ class Signer:
     def __call__(self, who: str, action: str, payload: dict[str, Any], expiry_ms: int
                  ) -> Transaction:
         self.nonce += 1
-        k = key(who)
+        k = key_for(who)
         return Transaction(CHAIN_ID, "metering", action, payload, k.public_key, self.nonce,
                            expiry_ms).signed(k)
 
@@ -131,7 +132,7 @@ def run(towns: int, setup: list[Block], blocks: list[Block]) -> tuple[Timing, Di
     timing = Timing()
     for height, (time_ms, txs) in enumerate(setup + blocks, start=1):
         measure = height > len(setup)
-        env = BlockEnv(CHAIN_ID, height, time_ms, key("0.validator").public_key)
+        env = BlockEnv(CHAIN_ID, height, time_ms, key_for("0.validator").public_key)
         began = time.perf_counter()
         assert all(t.signature_valid() for t in txs)
         verified = time.perf_counter()

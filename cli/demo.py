@@ -74,6 +74,9 @@ COMMIT_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 POLL_S = 0.1
 LOG_TAIL_LINES = 20
+LOG_TAIL_BYTES_MAX = 64 * 1024
+"""How much of the end of a node log is read to show its last lines (the log is appended
+to by every run of the demo, so it is never read whole)."""
 SEEDED_FILE = "seeded.json"
 
 
@@ -146,11 +149,19 @@ class Cluster:
             "  ", " "), EXIT_FAILED)
 
     def log_tail(self, m: MunicipalityFiles) -> str:
+        """The last ``LOG_TAIL_LINES`` lines of the node's log, from its last
+        ``LOG_TAIL_BYTES_MAX`` bytes; "" when it cannot be read (the error is the point)."""
         path = self.network.dir_of(m) / "node.log"
         try:
-            lines = path.read_text(errors="replace").splitlines()
+            with path.open("rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - LOG_TAIL_BYTES_MAX))
+                end = handle.read(LOG_TAIL_BYTES_MAX)
         except OSError:
             return ""
+        lines = end.decode(errors="replace").splitlines()
+        if size > LOG_TAIL_BYTES_MAX and lines:
+            lines = lines[1:]  # the first line read is cut: a part of a line misleads
         return "\n".join(lines[-LOG_TAIL_LINES:])
 
 

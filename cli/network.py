@@ -57,6 +57,7 @@ from cli.common import (
     CliError,
     guarded,
     passphrase_from_env,
+    read_input_file,
     usage_error,
     write_secret,
 )
@@ -83,6 +84,8 @@ MANIFEST_FILE = "network.json"
 MANIFEST_BYTES_MAX = 1024 * 1024
 TAG_KEY_FILE = "beneficiary-tag.key"
 TAG_KEY_BYTES = 32
+TAG_KEY_FILE_BYTES_MAX = 1024
+"""A tag key file holds 64 hex characters and a line break; anything far larger is not one."""
 PASSPHRASE_FILE = "passphrase"
 """The validator key's generated passphrase (the file ``node start --passphrase-file``
 reads)."""
@@ -200,10 +203,9 @@ def load_network(root: Path) -> Network:
     if not path.is_file():
         usage_error(f"{root} is not a network directory ({MANIFEST_FILE} is missing); "
                     "create one with tabellion network init")
-    if path.stat().st_size > MANIFEST_BYTES_MAX:
-        usage_error(f"{path} is too large to be a network manifest")
+    text = read_input_file(path, MANIFEST_BYTES_MAX, "network manifest")
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(text)
         municipalities = tuple(
             MunicipalityFiles(
                 name=str(m["name"]), siret=str(m["siret"]), slug=str(m["slug"]),
@@ -222,9 +224,7 @@ def load_network(root: Path) -> Network:
 
 def load_tag_key(path: Path) -> bytes:
     """Read a beneficiary-tag key file (64 hex characters)."""
-    if path.stat().st_size > 1024:
-        usage_error(f"{path} is too large to be a beneficiary-tag key file")
-    text = path.read_text(encoding="ascii", errors="replace").strip()
+    text = read_input_file(path, TAG_KEY_FILE_BYTES_MAX, "beneficiary-tag key file").strip()
     if not re.fullmatch(r"[0-9a-f]{64}", text):
         usage_error(f"{path} is not a beneficiary-tag key file (64 lowercase hex characters)")
     return bytes.fromhex(text)

@@ -37,6 +37,7 @@ from contracts.registry import (
 from contracts.view import Overlay, StateView
 from ledger.encoding import Value
 from ledger.genesis import (
+    APPROVAL_DENOMINATOR_MAX,
     BLOCK_BYTES_MAX_CEILING,
     BLOCK_BYTES_MAX_FLOOR,
     BLOCK_TXS_MAX_CEILING,
@@ -62,8 +63,11 @@ class Parameter:
 
 
 PARAMETERS = (
-    Parameter("approval_numerator", 1, 256, "Governance fraction numerator."),
-    Parameter("approval_denominator", 1, 256, "Governance fraction denominator."),
+    # The genesis bound, so governance reaches every fraction a genesis may hold (ADR 0018).
+    Parameter("approval_numerator", 1, APPROVAL_DENOMINATOR_MAX,
+              "Governance fraction numerator."),
+    Parameter("approval_denominator", 1, APPROVAL_DENOMINATOR_MAX,
+              "Governance fraction denominator."),
     Parameter("block_txs_max", 1, BLOCK_TXS_MAX_CEILING, "Most transactions per block."),
     Parameter("block_bytes_max", BLOCK_BYTES_MAX_FLOOR, BLOCK_BYTES_MAX_CEILING,
               "Most transaction bytes per block."),

@@ -15,7 +15,7 @@ Rules (see docs/protocol.md, section "Encoding"):
   canonical bytes directly. Anything the fast path does not vouch for (an unsorted map, a
   tuple, a subclass, a float, an out-of-range integer) goes to the reference path, which
   decides and explains. The property tests check both paths accept and reject the same
-  inputs (tests/test_encoding.py).
+  inputs (tests/ledger/test_encoding.py).
 - ``encode_array`` assembles an array from elements that are already canonical bytes
   (a block from its stored transactions); ``split_array`` is its inverse and returns each
   element's exact bytes, so a record decoded from them can keep its wire bytes.

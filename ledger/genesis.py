@@ -36,6 +36,8 @@ files citizen reports only (a town's Open311 front end), ``meter_gateway`` files
 readings only: machine keys get the one right they need."""
 GENESIS_TIME_MS_MAX = 2**63 - 1
 APPROVAL_DENOMINATOR_MAX = 1000
+"""Largest denominator (hence numerator) of the governance approval fraction, in a genesis
+file and in a governance ``set_parameter`` alike (contracts.governance imports it; ADR 0018)."""
 CHECKPOINT_INTERVAL_MAX = 10_000
 """Largest ``consensus.checkpoint_interval`` (K): K bounds the heights between two stable
 checkpoints, hence what a replica keeps and a lagging one fetches."""

@@ -42,6 +42,14 @@ def _result(sim: Simulation, **extra: int) -> Result:
     return Result(sim.scenario, sim.seed, sim.steps, sim.heights(), sim.view_changes(), extra)
 
 
+def _settled(sim: Simulation, faults_ms: int) -> Result:
+    """Run the scenario's faults for ``faults_ms`` of simulated time, then require
+    liveness (everything submitted commits within ``LIVENESS_MS``); the run's figures."""
+    sim.run(faults_ms)
+    sim.run_until_committed(LIVENESS_MS)
+    return _result(sim)
+
+
 def _load(sim: Simulation, batches: int, every_ms: int, size: int, start_ms: int = 0) -> None:
     for i in range(batches):
         sim.at(start_ms + i * every_ms, lambda: sim.submit(size))
@@ -50,9 +58,7 @@ def _load(sim: Simulation, batches: int, every_ms: int, size: int, start_ms: int
 def normal(seed: int) -> Result:
     sim = Simulation(seed, scenario="normal")
     _load(sim, 5, 100, 8)
-    sim.run(600)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 600)
 
 
 def primary_crash(seed: int) -> Result:
@@ -61,9 +67,7 @@ def primary_crash(seed: int) -> Result:
     sim.submit(20)
     sim.at(4, lambda: sim.crash(0))
     _load(sim, 3, 200, 5, start_ms=100)
-    sim.run(700)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 700)
 
 
 def primary_paused(seed: int) -> Result:
@@ -101,9 +105,7 @@ def equivocating_primary(seed: int) -> Result:
     sim.nodes[0].equivocate = True
     sim.faulty.add(0)
     _load(sim, 4, 150, 6)
-    sim.run(600)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 600)
 
 
 def twinned_backup(seed: int) -> Result:
@@ -112,9 +114,7 @@ def twinned_backup(seed: int) -> Result:
     _load(sim, 4, 150, 6)
     sim.at(300, lambda: sim.crash(0))  # force a view change with the twins voting in it
     sim.at(1_300, lambda: sim.restart(0))  # then back to one fault (the twins)
-    sim.run(1_400)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 1_400)
 
 
 def twinned_primary(seed: int) -> Result:
@@ -122,9 +122,7 @@ def twinned_primary(seed: int) -> Result:
     sim = Simulation(seed, scenario="twinned_primary", twins=(0,))
     sim.nodes[-1].clock_rate = 1.3  # the twin stamps other times: conflicting blocks
     _load(sim, 4, 150, 6)
-    sim.run(600)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 600)
 
 
 def amnesia_restart(seed: int, *, forget: bool = False) -> Result:
@@ -139,9 +137,7 @@ def amnesia_restart(seed: int, *, forget: bool = False) -> Result:
     sim.at(300, lambda: sim.crash(1))
     sim.at(320, lambda: sim.restart(1))
     _load(sim, 3, 200, 4, start_ms=100)
-    sim.run(800)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 800)
 
 
 def partition_2_2(seed: int) -> Result:
@@ -179,9 +175,7 @@ def lossy_network(seed: int) -> Result:
     """20% loss, 10% duplication, delays of 1 to 80 ms (heavy reordering)."""
     sim = Simulation(seed, scenario="lossy_network", loss=0.2, dup=0.1, delay_ms=(1, 80))
     _load(sim, 10, 250, 8)
-    sim.run(2_500)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 2_500)
 
 
 def clock_skew(seed: int) -> Result:
@@ -191,9 +185,7 @@ def clock_skew(seed: int) -> Result:
     sim.nodes[2].clock_rate = 1.5
     sim.nodes[0].clock_rate = 0.5
     _load(sim, 8, 300, 6)
-    sim.run(2_400)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 2_400)
 
 
 def n7_two_faulty_primaries(seed: int) -> Result:
@@ -202,9 +194,7 @@ def n7_two_faulty_primaries(seed: int) -> Result:
     sim.crash(0)
     sim.crash(1)
     _load(sim, 4, 200, 6)
-    sim.run(800)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 800)
 
 
 def lagging_state_transfer(seed: int) -> Result:
@@ -251,9 +241,7 @@ def forged_messages(seed: int) -> Result:
     sim.nodes[3].forger = True
     sim.faulty.add(3)
     _load(sim, 5, 150, 6)
-    sim.run(800)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 800)
 
 
 def silent_replica(seed: int) -> Result:
@@ -262,9 +250,7 @@ def silent_replica(seed: int) -> Result:
     sim.nodes[1].silent = True
     sim.faulty.add(1)
     _load(sim, 5, 150, 6)
-    sim.run(800)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 800)
 
 
 def shifting_partitions(seed: int) -> Result:
@@ -277,9 +263,7 @@ def shifting_partitions(seed: int) -> Result:
         groups = None if cut == 4 else [{cut}, set(range(4)) - {cut}]
         sim.at(400 * step, partial(sim.set_partition, groups))
     sim.at(3_200, partial(sim.set_partition, None))
-    sim.run(3_300)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 3_300)
 
 
 def chaos(seed: int) -> Result:
@@ -306,9 +290,7 @@ def chaos(seed: int) -> Result:
         elif action == 2:
             sim.at(at, partial(sim.set_partition, [set(victims), set(range(n)) - set(victims)]))
             sim.at(at + rng.randint(50, 350), partial(sim.set_partition, None))
-    sim.run(4_100)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 4_100)
 
 
 def rolling_restarts(seed: int) -> Result:
@@ -319,9 +301,7 @@ def rolling_restarts(seed: int) -> Result:
     for index in range(4):
         sim.at(500 + 450 * index, partial(sim.crash, index))
         sim.at(700 + 450 * index, partial(sim.restart, index))
-    sim.run(2_600)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 2_600)
 
 
 SCENARIOS: dict[str, Callable[[int], Result]] = {
@@ -382,9 +362,7 @@ def tampering_validator(seed: int, factory: ReplicaFactory = Replica) -> Result:
     sim.at(400, lambda: sim.crash(3))
     sim.at(1_500, lambda: sim.restart(0))
     sim.at(1_600, lambda: sim.restart(3))
-    sim.run(2_000)
-    sim.run_until_committed(LIVENESS_MS)
-    return _result(sim)
+    return _settled(sim, 2_000)
 
 
 def lying_status(seed: int, factory: ReplicaFactory = Replica) -> Result:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,15 @@ import httpx
 import pytest
 
 from cli.client import NodeClient
-from cli.network import load_network
+from cli.demo import LOG_TAIL_BYTES_MAX, LOG_TAIL_LINES, Cluster
+from cli.network import Network, load_network
 from ledger.crypto import load_key
 from tests.cli.conftest import start_demo, wait_demo_ready
 from tests.cli.e2e_checks import check_every_command_against
 
 STOP_TIMEOUT_S = 60.0
+LARGE_LOG_BYTES = 64 * 1024 * 1024
+"""A node log grown over many demo runs (the demo appends to it); written sparse."""
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -113,3 +117,26 @@ def test_a_second_run_reuses_the_network_and_sigterm_also_stops(tmp_path: Path) 
         os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
         pytest.fail("SIGTERM did not interrupt the demo")
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_end_of_a_dead_nodes_log_is_read_bounded(network: Network) -> None:
+    """The demo shows the last lines of a dead node's log; the log grows over every run,
+    so only its end is read (a 64 MiB log used to be read whole to show 20 lines)."""
+    municipality = network.municipalities[0]
+    log = network.dir_of(municipality) / "node.log"
+    with log.open("wb") as handle:
+        handle.truncate(LARGE_LOG_BYTES)  # a sparse run of old output
+        handle.seek(LARGE_LOG_BYTES)
+        handle.write(b"\n" + "".join(f"line {i} \u00e9\n" for i in range(100)).encode())
+    tracemalloc.start()
+    try:
+        tail = Cluster(network).log_tail(municipality)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert tail.splitlines() == [f"line {i} \u00e9" for i in range(100 - LOG_TAIL_LINES, 100)]
+    assert peak_bytes < 4 * LOG_TAIL_BYTES_MAX
+    log.write_text("one line, no newline")
+    assert Cluster(network).log_tail(municipality) == "one line, no newline"
+    log.unlink()
+    assert Cluster(network).log_tail(municipality) == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.common import CliError
 from cli.main import app
 from cli.network import (
     CONTAINER_API_PORT,
@@ -17,6 +19,9 @@ from cli.network import (
     CONTAINER_PEER_PORT,
     DEFAULT_BASE_PORT,
     DEMO_MUNICIPALITIES,
+    MANIFEST_BYTES_MAX,
+    MANIFEST_FILE,
+    TAG_KEY_FILE_BYTES_MAX,
     Network,
     compose_document,
     init_network,
@@ -196,3 +201,41 @@ def test_init_refuses_one_passphrase_for_two_key_holders(runner: CliRunner,
     missing["PW_ADMIN"] = "the admin's own secret"
     result = runner.invoke(app, _args(tmp_path / "y", "--passphrase-env", "PW"), env=missing)
     assert result.exit_code == 2 and "PW_CLERK" in result.output
+
+
+def test_a_tag_key_path_that_is_not_a_file_is_named_as_such(tmp_path: Path) -> None:
+    """A directory given as --tag-key is refused as "not a regular file" (it used to be
+    called too large, its directory entry being 4 KiB), a FIFO is refused without reading
+    it (it would block), and an oversized file before it is read."""
+    directory = tmp_path / "keys"
+    directory.mkdir()
+    with pytest.raises(CliError, match="not a regular file") as refused:
+        load_tag_key(directory)
+    assert refused.value.exit_code == 2
+    fifo = tmp_path / "fifo.key"
+    os.mkfifo(fifo)
+    with pytest.raises(CliError, match="not a regular file"):
+        load_tag_key(fifo)
+    large = tmp_path / "large.key"
+    large.write_text("ab" * TAG_KEY_FILE_BYTES_MAX)
+    with pytest.raises(CliError, match=f"larger than {TAG_KEY_FILE_BYTES_MAX} bytes"):
+        load_tag_key(large)
+    missing = tmp_path / "missing.key"
+    with pytest.raises(CliError, match="does not exist"):
+        load_tag_key(missing)
+
+
+def test_a_manifest_is_read_bounded_and_its_problems_are_named(network: Network,
+                                                               tmp_path: Path) -> None:
+    copy = tmp_path / "net"
+    copy.mkdir()
+    manifest = copy / MANIFEST_FILE
+    manifest.write_bytes(b"{" + b" " * MANIFEST_BYTES_MAX + b"}")
+    with pytest.raises(CliError, match=f"larger than {MANIFEST_BYTES_MAX} bytes"):
+        load_network(copy)
+    manifest.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(CliError, match="not utf-8 text"):
+        load_network(copy)
+    manifest.write_text((network.root / MANIFEST_FILE).read_text(encoding="utf-8"),
+                        encoding="utf-8")
+    assert load_network(copy).municipalities == network.municipalities

@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from testkit.auditchain import BuilderSource, ChainBuilder, build_chain
-from tests.audit.test_receipt import EDITS
+from testkit.chainbuilder import BuilderSource, ChainBuilder
+from testkit.populate import build_chain
 from tests.portal.cdp import Browser
 from tests.portal.network import PortalNetwork, notarised_document, portal_network
+from tests.verify.test_receipt import EDITS
 from verify.receipt import ReceiptError, gather_receipt, verify_receipt
 
 PAGES = ("deliberations", "signalements", "aides", "documents", "verifier", "reseau")
@@ -126,7 +127,7 @@ def vector_chain() -> ChainBuilder:
 
 
 def receipt_vectors(chain: ChainBuilder) -> list[tuple[str, dict[str, Any]]]:
-    """The receipt test vectors of tests/audit/test_receipt.py: a valid receipt after two
+    """The receipt test vectors of tests/verify/test_receipt.py: a valid receipt after two
     validator-set changes, one before any change, and every tampering of EDITS."""
     def deliberation_after(height: int) -> bytes:
         return next(tx.tx_id for blk in chain.blocks[height:] for tx in blk.block.transactions

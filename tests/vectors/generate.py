@@ -9,7 +9,7 @@ validators, a committed block, Merkle roots and inclusion proofs, and a genesis 
 with its hash.
 
 Everything is deterministic: fixed seeds, fixed times, and Ed25519 signatures are
-deterministic (RFC 8032), so running this twice writes identical files. tests/test_vectors.py
+deterministic (RFC 8032), so running this twice writes identical files. tests/ledger/test_vectors.py
 checks the files against the code, so neither can drift without a failing test.
 """
 

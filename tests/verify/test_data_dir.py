@@ -22,8 +22,9 @@ from cli.audit import audit_command
 from cli.receipt import receipt_app
 from ledger.kv import KV
 from ledger.records import CommitCertificate, CommittedBlock
-from testkit.auditchain import REMOVED_TOWN, ChainBuilder, build_on_disk, key, make_network
-from tests.audit import layout
+from testkit.chainbuilder import REMOVED_TOWN, ChainBuilder, key_for, make_network
+from testkit.populate import build_on_disk
+from tests.verify import layout
 
 BLOCKS = 160
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +201,7 @@ def test_a_certificate_signed_by_a_removed_validator(network: Any, tmp_path: Pat
     builder: ChainBuilder = network[0]
     blk = builder.blocks[139]
     validators = builder.validators_at(140)
-    removed = key(f"validator:{REMOVED_TOWN[1]}").public_key
+    removed = key_for(f"validator:{REMOVED_TOWN[1]}").public_key
     assert removed not in validators.keys
     forged = builder.certify(blk.block.header, validators,
                              sorted([*validators.keys[: validators.quorum - 1], removed]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from contracts.engine import REGISTRY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
 FRAMEWORK_CODES = {"already_committed"}
 

@@ -26,7 +26,7 @@ from ledger.records import (
     Vote,
 )
 from ledger.validation import receipts_root, txs_root
-from tests import ledger_strategies as S
+from tests.ledger import strategies as S
 
 RECORD_TYPES: dict[str, Any] = {
     "Transaction": Transaction, "BlockHeader": BlockHeader, "Vote": Vote,

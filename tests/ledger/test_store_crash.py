@@ -1,6 +1,6 @@
 """Crash safety of the chain store with a real process killed by SIGKILL.
 
-A child (``tests/store_crash_child.py``) appends blocks in a loop and prints each height
+A child (``tests/ledger/store_crash_child.py``) appends blocks in a loop and prints each height
 once ``append`` returned. We kill it with SIGKILL at random moments (seeded), reopen the
 store and check: every height from 1 to the head reads back complete (no
 ``CorruptionError``), every transaction has its index entries, every index entry points
@@ -34,7 +34,7 @@ from ledger.store import (
     signer_index_prefix,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KILLS = 20
 SEED = 20261125
 DELAY_S_MAX = 0.15
@@ -48,7 +48,8 @@ class Child:
 
     def __init__(self, path: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.store_crash_child", str(path), str(CHILD_TIMEOUT_S)],
+            [sys.executable, "-m", "tests.ledger.store_crash_child", str(path),
+             str(CHILD_TIMEOUT_S)],
             cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from cli.receipt import receipt_app
 from ledger.encoding import decode, encode
-from testkit.auditchain import BuilderSource, ChainBuilder, build_chain
+from testkit.chainbuilder import BuilderSource, ChainBuilder
+from testkit.populate import build_chain
 from verify.receipt import (
     ReceiptError,
     describe,

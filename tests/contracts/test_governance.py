@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from contracts.engine import validator_set
+from contracts.governance import needed_approvals
 from contracts.queries import active_municipalities, member_roles, parameter, proposal
+from ledger.genesis import APPROVAL_DENOMINATOR_MAX, genesis_from_json
 from ledger.records import Receipt
 from tests.vectors.contracts.scenario import Chain, key, make_genesis, pub, siret
 
@@ -131,3 +134,25 @@ def test_a_single_municipality_network_passes_its_own_proposal() -> None:
     _, receipt = propose(chain, add_payload())
     assert receipt.data["status"] == "passed" and receipt.data["needed"] == 1
     assert chain.results[-1].validator_set is not None
+
+
+def test_governance_reaches_every_approval_fraction_a_genesis_may_hold() -> None:
+    """A genesis may hold a fraction with a denominator up to ``APPROVAL_DENOMINATOR_MAX``;
+    governance used to stop at 256, so a network started at 667/1000 could not even set
+    its own fraction again. One bound (ADR 0018) serves both; one past it is refused."""
+    genesis = dataclasses.replace(make_genesis(), approval_numerator=667,
+                                  approval_denominator=APPROVAL_DENOMINATOR_MAX)
+    assert genesis_from_json(genesis.to_json()) == genesis  # the genesis file is valid
+    chain = Chain(genesis)
+    assert needed_approvals(chain.state) == (3, 4)
+    pid, receipt = propose(chain, {"siret": siret("montreuil"), "kind": "set_parameter",
+                                   "parameter": "approval_numerator", "value": 750})
+    assert receipt.code == "ok", receipt.message
+    approve(chain, "bagnolet", pid)
+    approve(chain, "pantin", pid)
+    assert parameter(chain.state, "approval_numerator") == 750
+    _, too_large = propose(chain, {"siret": siret("montreuil"), "kind": "set_parameter",
+                                   "parameter": "approval_denominator",
+                                   "value": APPROVAL_DENOMINATOR_MAX + 1})
+    assert too_large.code == "invalid_parameter"
+    assert f"between 1 and {APPROVAL_DENOMINATOR_MAX}" in too_large.message

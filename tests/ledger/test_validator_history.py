@@ -16,7 +16,7 @@ from ledger.layout import HISTORY_MARK
 from ledger.records import ValidatorSet
 from ledger.validator_history import ValidatorHistory, effective_height
 from node.chain import Chain
-from testkit.auditchain import build_on_disk
+from testkit.populate import build_on_disk
 
 KEYS = [SigningKey(bytes([0x40 + i]) * 32).public_key for i in range(6)]
 FOUR = ValidatorSet.of(KEYS[:4])

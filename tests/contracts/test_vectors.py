@@ -20,7 +20,7 @@ from ledger.records import Transaction
 from tests.vectors.contracts.generate import vectors
 from tests.vectors.contracts.scenario import state_root
 
-VECTORS = Path(__file__).resolve().parent / "vectors" / "contracts"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "contracts"
 FILES = sorted(VECTORS.glob("*.json"))
 CASES = [
     (path.stem, case) for path in FILES

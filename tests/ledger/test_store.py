@@ -32,7 +32,7 @@ from testkit import chainbuilder as cb
 
 @pytest.fixture(scope="module")
 def chain() -> list[CommittedBlock]:
-    return cb.chain(6)
+    return cb.ledger_chain(6)
 
 
 def _filled(path: Path, chain: list[CommittedBlock]) -> ChainStore:
@@ -53,7 +53,8 @@ def _tamper(store: ChainStore, key: bytes, value: bytes) -> None:
 
 def test_the_builder_makes_real_certified_blocks(chain: list[CommittedBlock]) -> None:
     for block in chain:
-        verify_certificate(block.certificate, block.block.header, cb.VALIDATOR_SET,
+        verify_certificate(block.certificate, block.block.header,
+                           cb.make_network().genesis.validator_set,
                            chain_id=block.block.header.chain_id)
         assert all(tx.signature_valid() for tx in block.block.transactions)
 
@@ -126,8 +127,8 @@ def test_signer_and_contract_indexes_paginate(tmp_path: Path, chain: list[Commit
 
 def test_a_page_holds_at_most_the_limit(tmp_path: Path) -> None:
     signer = cb.SIGNER_KEYS[0]
-    builder = cb.ChainBuilder()
-    builder.add([cb.signed_tx(signer, n) for n in range(PAGE_LIMIT_MAX + 5)])
+    builder = cb.ChainBuilder(execute=False)
+    builder.add_block([cb.signed_tx(signer, n) for n in range(PAGE_LIMIT_MAX + 5)])
     with _filled(tmp_path / "db", builder.blocks) as store:
         page = store.txs_by_signer(signer.public_key, limit=10 * PAGE_LIMIT_MAX)
         assert len(page) == PAGE_LIMIT_MAX
@@ -139,8 +140,8 @@ def test_a_page_holds_at_most_the_limit(tmp_path: Path) -> None:
 def test_contract_names_sharing_a_start_never_mix(tmp_path: Path) -> None:
     signer = cb.SIGNER_KEYS[0]
     names = ["notary", "notary\x00x", "notaryx", "notar", "n\u00f6tary"]
-    builder = cb.ChainBuilder()
-    builder.add([cb.signed_tx(signer, n, contract=name) for n, name in enumerate(names)])
+    builder = cb.ChainBuilder(execute=False)
+    builder.add_block([cb.signed_tx(signer, n, contract=name) for n, name in enumerate(names)])
     with _filled(tmp_path / "db", builder.blocks) as store:
         for index, name in enumerate(names):
             assert store.txs_by_contract(name) == [TxLocation(1, index)]
@@ -149,11 +150,11 @@ def test_contract_names_sharing_a_start_never_mix(tmp_path: Path) -> None:
 def test_a_replayed_transaction_keeps_its_first_commit(tmp_path: Path) -> None:
     """A replay ordered into a later block is refused by execution: looking the id up
     must still give the original commit and its receipt."""
-    builder = cb.ChainBuilder()
+    builder = cb.ChainBuilder(execute=False)
     original = builder.add_anchors(2)
     tx = original.block.transactions[1]
     builder.add_anchors(1)
-    replay = builder.add([tx])
+    replay = builder.add_block([tx])
     refused = (Receipt(tx.tx_id, "already_committed", "already committed", {}),)
     builder.blocks[-1] = replay = replace(replay, receipts=refused)
     with _filled(tmp_path / "db", builder.blocks) as store:
@@ -192,14 +193,15 @@ def test_refuses_mismatched_certificate_and_receipts(
 
 
 def test_refuses_a_block_that_does_not_chain(tmp_path: Path, chain: list[CommittedBlock]) -> None:
-    other = cb.chain(2, txs_per_block=1)
+    other = cb.ledger_chain(2, txs_per_block=1)
     with ChainStore.open(tmp_path / "db") as store:
         store.append(chain[0])
         with pytest.raises(StoreError, match="prev_hash does not match the stored block 1"):
             store.append(other[1])
         header = replace(chain[1].block.header, chain_id="another-network")
         foreign = CommittedBlock(
-            replace(chain[1].block, header=header), cb.certify(header), chain[1].receipts
+            replace(chain[1].block, header=header), cb.ChainBuilder(execute=False).certify(header),
+            chain[1].receipts
         )
         with pytest.raises(StoreError, match="for network 'another-network'"):
             store.append(foreign)
@@ -316,14 +318,14 @@ def test_opening_a_missing_directory_without_create_is_refused(tmp_path: Path) -
 def test_index_pages_match_a_scan_of_the_chain(
     shape: list[list[tuple[int, str]]], limit: int
 ) -> None:
-    builder = cb.ChainBuilder()
+    builder = cb.ChainBuilder(execute=False)
     nonce = 0
     for txs in shape:
         block_txs = []
         for signer, contract in txs:
             nonce += 1
             block_txs.append(cb.signed_tx(cb.SIGNER_KEYS[signer], nonce, contract=contract))
-        builder.add(block_txs)
+        builder.add_block(block_txs)
     located = [(TxLocation(b.height, i), tx) for b in builder.blocks
                for i, tx in enumerate(b.block.transactions)]
     with tempfile.TemporaryDirectory() as tmp, _filled(Path(tmp), builder.blocks) as store:

@@ -26,7 +26,7 @@ from ledger.state import (
 )
 from ledger.state_store import KVNodeStore, PersistentState
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CRASH_DEADLINE_S = 120
 
 
@@ -207,7 +207,7 @@ import sys
 from pathlib import Path
 from ledger.kv import KV
 from ledger.state_store import PersistentState
-from tests.test_state_store import change_sets
+from tests.ledger.test_state_store import change_sets
 
 kv = KV.open(Path(sys.argv[1]))
 state = PersistentState(kv.prefixed(b"s/"))

@@ -18,7 +18,7 @@ from ledger.encoding import encode
 from ledger.kv import KV
 from ledger.layout import CONSENSUS_PREFIX
 from ledger.records import CommittedBlock, Phase, Vote
-from testkit.auditchain import ChainBuilder
+from testkit.chainbuilder import ChainBuilder
 
 
 def replica_records(builder: ChainBuilder, blocks: list[CommittedBlock]) -> dict[bytes, bytes]:

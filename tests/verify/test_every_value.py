@@ -1,8 +1,8 @@
 """Every stored value of a data directory is checked: a flipped bit anywhere is reported.
 
-The directory is generated as a node holds it: the chain and the state (tests/audit/
-chain.py), the replica's working records at the head (real consensus messages,
-tests/audit/replica_records.py) and the validator-history cache written by the node's
+The directory is generated as a node holds it: the chain and the state
+(testkit.populate), the replica's working records at the head (real consensus messages,
+tests/verify/replica_records.py) and the validator-history cache written by the node's
 own ``Chain.open``. The audit runs at level full with the consensus-record checker, as
 ``tabellion audit --data`` does."""
 
@@ -22,8 +22,8 @@ from ledger.kv import KV
 from ledger.layout import CONSENSUS_PREFIX, HISTORY_MARK
 from node.chain import Chain
 from node.stored_records import ConsensusRecords
-from testkit.auditchain import build_on_disk
-from tests.audit.replica_records import replica_records, write_replica_records
+from testkit.populate import build_on_disk
+from tests.verify.replica_records import replica_records, write_replica_records
 from verify.audit import Level, audit_source
 from verify.findings import AuditReport
 from verify.sources import DataDirSource

@@ -16,7 +16,8 @@ from ledger.layout import CHAIN_PREFIX, STATE_PREFIX
 from ledger.records import CommittedBlock
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore, block_key
-from testkit.auditchain import ChainBuilder, DiskWriter, make_network, populate
+from testkit.chainbuilder import ChainBuilder, DiskWriter, make_network
+from testkit.populate import populate
 
 FIRST, MORE = 44, 12
 
@@ -49,10 +50,8 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
         state.apply(block.height, changes)
 
     builder.on_commit = commit
-    for n in range(MORE):
-        builder.add_block([builder.tx("clerk:21930048000013", "notary", "anchor", {
-            "siret": "21930048000013", "sha256": f"{n:064x}", "document_type": "arrete",
-            "reference": f"ARR-SINCE-{n}"})])
+    for _ in range(MORE):
+        builder.add_anchors(1)
     store.close()
     return data, genesis, point
 

@@ -19,7 +19,8 @@ from ledger.records import (
     Transaction,
 )
 from ledger.validator_history import effective_height
-from testkit.auditchain import REMOVED_TOWN, ChainBuilder, build_chain, key, stored_blocks
+from testkit.chainbuilder import REMOVED_TOWN, ChainBuilder, key_for, stored_blocks
+from testkit.populate import build_chain
 from verify.audit import run_audit
 from verify.chain import ChainAudit
 from verify.findings import Finding, StoredBlock
@@ -142,7 +143,7 @@ def _recertified(chain: ChainBuilder, blk: CommittedBlock, signers: list[bytes]
 
 
 def test_a_certificate_by_a_removed_validator_is_refused(chain: ChainBuilder) -> None:
-    removed = key(f"validator:{REMOVED_TOWN[1]}").public_key
+    removed = key_for(f"validator:{REMOVED_TOWN[1]}").public_key
     late = chain.blocks[-3]
     validators = chain.validators_at(late.height)
     assert removed not in validators.keys

@@ -1,9 +1,10 @@
 """Child process of the crash test: append blocks to a chain store until killed.
 
-Usage: python -m tests.store_crash_child DATA_DIR [SECONDS_MAX]
-It continues from the stored head, appends blocks of ``TXS_PER_BLOCK`` signed
-transactions (certified by a quorum of the test validators, see ``testkit.chainbuilder``),
-and prints each height on stdout, flushed, only after ``append`` has returned. It stops by
+Usage: python -m tests.ledger.store_crash_child DATA_DIR [SECONDS_MAX]
+It continues from the stored head, appends blocks of ``TXS_PER_BLOCK`` signed notary
+anchors (a ledger-only chain of ``testkit.chainbuilder``, certified by a quorum of the
+test validators) and prints each height on stdout, flushed, only after ``append`` has
+returned. It stops by
 itself after ``SECONDS_MAX`` (default 60) so that a parent that died cannot leave it
 running forever.
 """
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from ledger.store import ChainStore
-from testkit.chainbuilder import GENESIS_HASH, anchors, make_block
+from testkit.chainbuilder import ChainBuilder
 
 TXS_PER_BLOCK = 10
 SECONDS_MAX_DEFAULT = 60.0
@@ -24,12 +25,10 @@ SECONDS_MAX_DEFAULT = 60.0
 def main(path: Path, seconds_max: float) -> None:
     deadline = time.monotonic() + seconds_max
     with ChainStore.open(path) as store:
+        builder = ChainBuilder(execute=False, after=store.head(), keep_blocks=False)
         while time.monotonic() < deadline:
-            head = store.head()
-            prev = head.block.header.block_hash if head else GENESIS_HASH
-            height = store.head_height() + 1
-            store.append(make_block(height, prev, anchors(height, TXS_PER_BLOCK)))
-            print(height, flush=True)
+            store.append(builder.add_anchors(TXS_PER_BLOCK))
+            print(builder.height, flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from ledger.validation import (
 )
 from tests.vectors import generate
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
 
 def load(name: str) -> Any:

@@ -27,7 +27,7 @@ from ledger.records import (
     ValidatorSet,
     Vote,
 )
-from tests import ledger_strategies as S
+from tests.ledger import strategies as S
 
 ROUND_TRIPS: list[tuple[str, st.SearchStrategy[Any], Callable[[Any], Any], Callable[[Any], Any]]]
 ROUND_TRIPS = [
