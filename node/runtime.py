@@ -38,7 +38,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import signal
 import time
 from collections import OrderedDict, deque
@@ -77,24 +76,21 @@ from consensus.messages import (
 from consensus.persist import PersistedState
 from consensus.replica import PENDING_TXS_MAX, Replica
 from contracts import engine
-from ledger import jsonview
 from ledger.crypto import SigningKey, load_key, weak_reason
 from ledger.encoding import Limits as DecodeLimits
 from ledger.encoding import decode, encode
-from ledger.errors import InvalidBlock, LedgerError, StoreError
 from ledger.genesis import Genesis, load_genesis
 from ledger.layout import CONSENSUS_PREFIX
-from ledger.records import Block, BlockHeader, Receipt, Transaction
-from ledger.store import TxLocation
-from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, check_execution_roots, txs_root
-from ledger.validator_history import ValidatorHistory
+from ledger.records import Transaction
 from node.api import ApiError, SubmitOutcome, create_app
 from node.chain import Chain
 from node.config import NodeConfig, load_config, split_host_port
 from node.errors import ConfigError, MempoolRejection, TransportError
+from node.executor import ChainExecutor
 from node.inbox import InboxBytes
 from node.mempool import Mempool
 from node.metrics import Metrics, Snapshot
+from node.reads import ChainReads
 from node.transport import Transport
 
 log = logging.getLogger("tabellion.node")
@@ -107,22 +103,10 @@ WAITERS_MAX = 100_000
 SUBMIT_YIELD_EVERY = 64
 STATUS_LOG_INTERVAL_S = 10.0
 LATENCY_TRACKED_MAX = 200_000
-BLOCK_TIME_SHARE = 0.2
-"""Share of the view timeout one block's execution may take (see Node._block_cap)."""
-BLOCK_TXS_MIN = 64
-EXEC_COST_WEIGHT = 0.2
-"""Weight of the newest block in the moving average of execution cost per transaction."""
-EXEC_S_PER_TX_INITIAL = 0.0005
 REPEAT_BYTES_MIN = 16 * 1024
 """Consensus messages at least this large are checked for repeats (see _seen_recently)."""
 REPEAT_WINDOW_MS = 2_000
 REPEATS_TRACKED_MAX = 1_024
-RECORDS_SCAN_MAX = 5_000
-"""Transactions one GET /v1/records looks at, whatever its filters match."""
-CURSOR_HEIGHT_MAX = 2**64 - 1
-CURSOR_INDEX_MAX = 2**32 - 1
-"""A records cursor names a stored location: a u64 height (from 1) and a u32 index."""
-_CURSOR_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,10})", re.ASCII)
 RESPONSE_BYTES_MAX = MESSAGE_BYTES_MAX - 64 * 1024
 """State-transfer answers stay under the consensus message limit (with room for framing)."""
 
@@ -190,11 +174,12 @@ class Node:
         self._started = False
         self._committed_total = 0
         self._last_view = 0
-        self._scanned_all = False
-        self._exec_s_per_tx = EXEC_S_PER_TX_INITIAL
         self._recent_large: OrderedDict[bytes, int] = OrderedDict()
         persisted = PersistedState.from_records(self._persist_kv.items())
-        self.replica = Replica(key=key, genesis=genesis, executor=self, persisted=persisted)
+        self.executor = ChainExecutor(self.chain, self.mempool)
+        self.reads = ChainReads(self.chain, self.mempool)
+        self.replica = Replica(key=key, genesis=genesis, executor=self.executor,
+                               persisted=persisted)
         self._last_view = self.replica.view
 
     # ================================================================== lifecycle
@@ -349,9 +334,7 @@ class Node:
         executed = self.chain.execute(block, certificate)
         elapsed = time.perf_counter() - started
         self._metrics.block_execution.observe(elapsed)
-        if block.transactions:
-            per_tx = elapsed / len(block.transactions)
-            self._exec_s_per_tx += EXEC_COST_WEIGHT * (per_tx - self._exec_s_per_tx)
+        self.executor.observe_execution(block, elapsed)
         ids = [tx.tx_id for tx in block.transactions]
         self.mempool.record_commit(now_ms(), ids)
         self._committed(ids)
@@ -372,54 +355,6 @@ class Node:
                 self._waiter_count -= 1
                 if not future.done():
                     future.set_result(None)
-
-    # ---------------------------------------------------------------- executor
-    def executed_height(self) -> int:
-        return self.chain.executed_height
-
-    def build_block(self, *, height: int, view: int, prev_hash: bytes, time_ms: int,
-                    proposer: bytes, transactions: Sequence[Transaction]) -> Block:
-        """A block of the replica's picks that can still commit at ``time_ms``, cut to
-        what this machine executes in a fraction of the view timeout (``_block_cap``):
-        the rest stays pending for the next block."""
-        txs = tuple(tx for tx in transactions[:self._block_cap()]
-                    if time_ms <= tx.expiry_ms <= time_ms + TX_EXPIRY_HORIZON_MS_MAX
-                    and not self.chain.store.has_tx(tx.tx_id))
-        results_root, state_root = self.chain.lagged_roots(height)
-        header = BlockHeader(
-            chain_id=self.chain_id, height=height, prev_hash=prev_hash, proposer=proposer,
-            view=view, time_ms=time_ms, txs_root=txs_root(txs), results_root=results_root,
-            state_root=state_root,
-            validator_set_hash=self.chain.history.at(height).set_hash,
-        )
-        return Block(header, txs)
-
-    def _block_cap(self) -> int:
-        """Most transactions to propose in one block. A block must execute well within
-        the view timeout on every node, or backups start a view change while the block
-        is still executing (and a loaded machine never commits again). The cap follows
-        the measured execution cost per transaction (moving average), so blocks shrink
-        when the machine is busy and grow back to ``block_txs_max`` when it is not."""
-        params = self.chain.history.params_at(self.chain.height + 1)
-        budget_s = params.view_timeout_ms / 1000 * BLOCK_TIME_SHARE
-        cap = int(budget_s / max(self._exec_s_per_tx, 1e-6))
-        return max(BLOCK_TXS_MIN, min(params.block_txs_max, cap))
-
-    def check_results(self, block: Block) -> None:
-        """The lagged results and state roots (the replica ran ``validate_block``)."""
-        results_root, state_root = self.chain.lagged_roots(block.height)
-        try:
-            check_execution_roots(block.header, results_root, state_root)
-        except InvalidBlock as exc:
-            log.warning("refused the block proposed by %s… in view %d: %s",
-                        block.header.proposer.hex()[:16], block.header.view, exc)
-            raise
-
-    def verify_signature(self, tx: Transaction) -> bool:
-        return self.mempool.verify_signature(tx)
-
-    def validator_history(self) -> ValidatorHistory:
-        return self.chain.history
 
     # ================================================================== peers
     def _validator_in_force(self, key: bytes) -> bool:
@@ -575,106 +510,17 @@ class Node:
         return len(done) == len(futures)
 
     def transaction(self, tx_id: bytes) -> dict[str, Any] | None:
-        found = self.chain.store.transaction(tx_id)
-        if found is not None:
-            tx, receipt, location = found
-            return {
-                "tx_id": tx_id.hex(), "status": "committed", "height": location.height,
-                "index": location.index, "receipt": jsonview.receipt_to_json(receipt),
-                "transaction": jsonview.tx_to_json(tx),
-            }
-        pending = self.mempool.get(tx_id)
-        if pending is not None:
-            return {"tx_id": tx_id.hex(), "status": "pending",
-                    "transaction": jsonview.tx_to_json(pending)}
-        return None
+        return self.reads.transaction(tx_id)
 
     def block(self, height: int | None) -> dict[str, Any] | None:
-        head = self.chain.height
-        h = head if height is None else height
-        if not 1 <= h <= head:
-            return None
-        return jsonview.committed_block_to_json(self.chain.store.get(h))
+        return self.reads.block(height)
 
     def records(self, contract: str | None, municipality: str | None, kind: str | None,
                 after: str | None, limit: int) -> dict[str, Any]:
-        """Committed transactions, oldest first; at most ``RECORDS_SCAN_MAX`` are looked
-        at per request, so a filter matching little still answers quickly (with a
-        cursor to continue from)."""
-        cursor = _parse_cursor(after)
-        found: list[dict[str, Any]] = []
-        last: TxLocation | None = None
-        for location, tx, receipt in self._scan(contract, cursor):
-            last = location
-            if kind is not None and tx.action != kind:
-                continue
-            if municipality is not None and _municipality_of(tx) != municipality:
-                continue
-            found.append({
-                "tx_id": tx.tx_id.hex(), "height": location.height, "index": location.index,
-                "contract": tx.contract, "action": tx.action, "payload": tx.payload,
-                "signer": tx.signer.hex(), "receipt": jsonview.receipt_to_json(receipt),
-            })
-            if len(found) >= limit:
-                break
-        done = last is None or (len(found) < limit and self._scanned_all)
-        return {"records": found,
-                "next": None if done or last is None else f"{last.height}-{last.index}"}
-
-    def _scan(self, contract: str | None, after: TxLocation | None
-              ) -> Iterator[tuple[TxLocation, Transaction, Receipt]]:
-        self._scanned_all = False
-        store = self.chain.store
-        seen = 0
-        if contract is not None:
-            position = after
-            while True:
-                page = store.txs_by_contract(contract, after=position, limit=200)
-                for location in page:
-                    stored = store.get(location.height)
-                    yield (location, stored.block.transactions[location.index],
-                           stored.receipts[location.index])
-                    seen += 1
-                    if seen >= RECORDS_SCAN_MAX:
-                        return
-                if len(page) < 200:
-                    self._scanned_all = True
-                    return
-                position = page[-1]
-        start = 1 if after is None else after.height
-        for height in range(start, self.chain.height + 1):
-            stored = store.get(height)
-            for index, tx in enumerate(stored.block.transactions):
-                location = TxLocation(height, index)
-                if after is not None and location <= after:
-                    continue
-                yield location, tx, stored.receipts[index]
-                seen += 1
-                if seen >= RECORDS_SCAN_MAX:
-                    return
-        self._scanned_all = True
+        return self.reads.records(contract, municipality, kind, after, limit)
 
     def state(self, key: bytes, height: int | None) -> dict[str, Any]:
-        executed = self.chain.executed_height
-        version = executed if height is None else height
-        if version > executed:
-            raise ApiError(404, "unknown_height",
-                           f"the state is known up to height {executed}: ask for a lower "
-                           "height, or wait")
-        try:
-            value = self.chain.state.get(key, version)
-            proof = self.chain.state.prove(key, version)
-            root = self.chain.state.root(version)
-        except StoreError as exc:
-            raise ApiError(404, "unknown_height", str(exc)) from exc
-        certified_in = version + self.chain.lag
-        return {
-            "key": key.hex(), "height": version,
-            "value": None if value is None else value.hex(),
-            "state_root": root.hex(),
-            "proof": encode(proof.to_value()).hex(),
-            "header_height": certified_in if certified_in <= self.chain.height else None,
-        }
+        return self.reads.state(key, height)
 
     def _syncing(self) -> bool:
         return bool(self.replica.transfer_target > self.replica.tip)
@@ -717,30 +563,6 @@ class Node:
 
     def metrics(self) -> bytes:
         return self._metrics.render(self._snapshot)
-
-
-def _parse_cursor(after: str | None) -> TxLocation | None:
-    if after is None or after == "":
-        return None
-    # ASCII digits only ("²".isdigit() holds, int("²") fails) and within the u64 height
-    # and u32 index of a stored location: anything else is a client error, not a 500.
-    match = _CURSOR_RE.fullmatch(after)
-    if (match is None or not 1 <= int(match[1]) <= CURSOR_HEIGHT_MAX
-            or int(match[2]) > CURSOR_INDEX_MAX):
-        raise ApiError(400, "invalid_cursor",
-                       "after must be the 'next' value of a previous page (HEIGHT-INDEX)")
-    return TxLocation(int(match[1]), int(match[2]))
-
-
-def _municipality_of(tx: Transaction) -> str | None:
-    """The SIRET a transaction writes for: the payload field its action names."""
-    try:
-        action = engine.REGISTRY.lookup(tx.contract, tx.action)
-    except LedgerError:
-        return None
-    field = action.municipality_field
-    value = tx.payload.get(field) if field is not None else None
-    return value if isinstance(value, str) else None
 
 
 def _passphrase(config: NodeConfig) -> bytes:

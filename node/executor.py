@@ -1,0 +1,93 @@
+"""The replica's executor on a real node: block building and result checks over the chain.
+
+Rules:
+- It is what ``consensus.replica.Executor`` asks of the node, and nothing else: the
+  executed height, a block built from the replica's picks, the check of a block's lagged
+  results, signature verification (through the mempool's verified cache) and the
+  validator history (owned by the chain).
+- A proposal carries the replica's picks that can still commit at its time (not expired,
+  not beyond the expiry horizon, not already stored), cut to what this machine executes
+  in ``BLOCK_TIME_SHARE`` of the view timeout: the cap follows the measured execution
+  cost per transaction (``observe_execution``, a moving average), so blocks shrink when
+  the machine is busy and grow back to ``block_txs_max`` when it is not. A block must
+  execute well within the view timeout on every node, or backups start a view change
+  while it is still executing (and a loaded machine never commits again).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ledger.errors import InvalidBlock
+from ledger.records import Block, BlockHeader, Transaction
+from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, check_execution_roots, txs_root
+from ledger.validator_history import ValidatorHistory
+from node.chain import Chain
+from node.mempool import Mempool
+
+log = logging.getLogger("tabellion.node")
+
+BLOCK_TIME_SHARE = 0.2
+"""Share of the view timeout one block's execution may take."""
+BLOCK_TXS_MIN = 64
+EXEC_COST_WEIGHT = 0.2
+"""Weight of the newest block in the moving average of execution cost per transaction."""
+EXEC_S_PER_TX_INITIAL = 0.0005
+
+
+class ChainExecutor:
+    """The ``Executor`` of the node's replica."""
+
+    def __init__(self, chain: Chain, mempool: Mempool) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.exec_s_per_tx = EXEC_S_PER_TX_INITIAL
+
+    def executed_height(self) -> int:
+        return self.chain.executed_height
+
+    def observe_execution(self, block: Block, elapsed_s: float) -> None:
+        """A block executed in ``elapsed_s``: update the cost per transaction."""
+        if block.transactions:
+            per_tx = elapsed_s / len(block.transactions)
+            self.exec_s_per_tx += EXEC_COST_WEIGHT * (per_tx - self.exec_s_per_tx)
+
+    def build_block(self, *, height: int, view: int, prev_hash: bytes, time_ms: int,
+                    proposer: bytes, transactions: Sequence[Transaction]) -> Block:
+        """A block of the replica's picks that can still commit at ``time_ms``, cut to
+        ``block_cap`` (the rest stays pending for the next block)."""
+        txs = tuple(tx for tx in transactions[:self.block_cap()]
+                    if time_ms <= tx.expiry_ms <= time_ms + TX_EXPIRY_HORIZON_MS_MAX
+                    and not self.chain.store.has_tx(tx.tx_id))
+        results_root, state_root = self.chain.lagged_roots(height)
+        header = BlockHeader(
+            chain_id=self.chain.genesis.chain_id, height=height, prev_hash=prev_hash,
+            proposer=proposer, view=view, time_ms=time_ms, txs_root=txs_root(txs),
+            results_root=results_root, state_root=state_root,
+            validator_set_hash=self.chain.history.at(height).set_hash,
+        )
+        return Block(header, txs)
+
+    def block_cap(self) -> int:
+        """Most transactions to propose in one block (the module's rules)."""
+        params = self.chain.history.params_at(self.chain.height + 1)
+        budget_s = params.view_timeout_ms / 1000 * BLOCK_TIME_SHARE
+        cap = int(budget_s / max(self.exec_s_per_tx, 1e-6))
+        return max(BLOCK_TXS_MIN, min(params.block_txs_max, cap))
+
+    def check_results(self, block: Block) -> None:
+        """The lagged results and state roots (the replica ran ``validate_block``)."""
+        results_root, state_root = self.chain.lagged_roots(block.height)
+        try:
+            check_execution_roots(block.header, results_root, state_root)
+        except InvalidBlock as exc:
+            log.warning("refused the block proposed by %s… in view %d: %s",
+                        block.header.proposer.hex()[:16], block.header.view, exc)
+            raise
+
+    def verify_signature(self, tx: Transaction) -> bool:
+        return self.mempool.verify_signature(tx)
+
+    def validator_history(self) -> ValidatorHistory:
+        return self.chain.history
