@@ -117,6 +117,27 @@ VALIDATED_BLOCKS_MAX = 1024
 its pre-prepare is not checked again when it is delivered."""
 
 
+@dataclass(slots=True)
+class Transfer:
+    """State transfer in progress: catching up on committed blocks from peers."""
+
+    target: int = 0
+    """Highest height known to be committed by a quorum (or claimed by a peer) to reach."""
+    deadline: int | None = None
+    """When the request in flight is given up and the next peer asked."""
+    peer_index: int = 0
+    """Rotates the peer asked."""
+    buffer: dict[int, CommittedProof] = field(default_factory=dict)
+    """Blocks received ahead of the tip, by height (applied in order)."""
+    asked: tuple[bytes, int, int] | None = None
+    """(peer, first, last) of the block request in flight: the only answer accepted."""
+    source: bytes | None = None
+    """The peer whose blocks fill the buffer."""
+    shunned: bytes | None = None
+    """The last peer that served a block failing its certificate or the block check:
+    asked again only when no other peer is left."""
+
+
 @dataclass
 class Slot:
     """What this replica knows about one height in the current view."""
@@ -175,17 +196,7 @@ class Replica:
         self.my_checkpoint: Checkpoint | None = None
         self.pending: OrderedDict[bytes, Transaction] = OrderedDict()
         self.recent_committed: OrderedDict[bytes, None] = OrderedDict()
-        self.transfer_target = 0
-        self.transfer_deadline: int | None = None
-        self.transfer_peer_index = 0
-        self.transfer_buffer: dict[int, CommittedProof] = {}
-        self.transfer_asked: tuple[bytes, int, int] | None = None
-        """(peer, first, last) of the block request in flight: the only answer accepted."""
-        self.transfer_source: bytes | None = None
-        """The peer whose blocks fill the transfer buffer."""
-        self.transfer_shunned: bytes | None = None
-        """The last peer that served a block failing its certificate or the block check:
-        asked again only when no other peer is left."""
+        self.transfer = Transfer()
         self.validated: OrderedDict[bytes, Block] = OrderedDict()
         self.bodies: OrderedDict[bytes, Block] = OrderedDict()
         """Bodies by header hash: what BODY-REQUESTs are answered from (bounded)."""
@@ -462,10 +473,10 @@ class Replica:
         if isinstance(message, BlocksResponse):
             # Only the answer to the request in flight, from the peer asked, within the
             # heights asked: anything else is unsolicited and dropped unread.
-            asked = self.transfer_asked
+            asked = self.transfer.asked
             if message.chain_id == self.chain_id and asked is not None and asked[0] == sender:
-                self.transfer_asked = None
-                self.transfer_source = sender
+                self.transfer.asked = None
+                self.transfer.source = sender
                 self.on_blocks(tuple(p for p in message.blocks
                                      if asked[1] <= p.height <= asked[2]))
             return
@@ -921,10 +932,10 @@ class Replica:
         elif timer == TimerId.VIEW:
             self.on_view_timeout()
         elif timer == TimerId.TRANSFER:
-            self.transfer_deadline = None
-            if self.transfer_target > self.tip:
-                self.transfer_peer_index += 1
-                self._request_transfer(self.transfer_target, self._transfer_peers())
+            self.transfer.deadline = None
+            if self.transfer.target > self.tip:
+                self.transfer.peer_index += 1
+                self._request_transfer(self.transfer.target, self._transfer_peers())
 
     def on_view_timeout(self) -> None:
         """No progress in time: ask for the next view (a view change that itself stalls
@@ -963,9 +974,9 @@ class Replica:
         # validator could otherwise keep this node "catching up" forever).
         ahead = {k: h for k, h in self.peer_heights.items() if h > self.tip}
         # The peer that last served a bad block waits while any other peer is ahead.
-        others_ahead = any(k != self.transfer_shunned for k in ahead)
+        others_ahead = any(k != self.transfer.shunned for k in ahead)
         for peer, height in sorted(self.behind_seen.items()):
-            if peer == self.transfer_shunned and others_ahead:
+            if peer == self.transfer.shunned and others_ahead:
                 continue
             if ahead.get(peer, 0) >= height > self.tip:
                 self._request_transfer(height, (peer,), certified=False)
@@ -1405,22 +1416,22 @@ class Replica:
         Only a certified ``target`` (a stable checkpoint, a committed block) becomes the
         catch-up target; an uncertified one (a peer's STATUS) asks once."""
         if certified:
-            self.transfer_target = max(self.transfer_target, target)
-        if self.transfer_deadline is not None and self.now < self.transfer_deadline:
+            self.transfer.target = max(self.transfer.target, target)
+        if self.transfer.deadline is not None and self.now < self.transfer.deadline:
             return
         peers = tuple(p for p in peers if p != self.me) or self._transfer_peers()
-        peers = tuple(p for p in peers if p != self.transfer_shunned) or peers
+        peers = tuple(p for p in peers if p != self.transfer.shunned) or peers
         if not peers:
             return
-        peer = peers[self.transfer_peer_index % len(peers)]
+        peer = peers[self.transfer.peer_index % len(peers)]
         first = self.tip + 1
-        last = min(max(self.transfer_target, target), first + HEIGHTS_PER_REQUEST_MAX - 1)
+        last = min(max(self.transfer.target, target), first + HEIGHTS_PER_REQUEST_MAX - 1)
         if last < first:
             return
         request = BlocksRequest.make(self.key, self.chain_id, first, last)
-        self.transfer_asked = (peer, first, last)
-        self.transfer_deadline = self.now + self.timeout_ms
-        self._out.append(SetTimer(TimerId.TRANSFER, self.transfer_deadline))
+        self.transfer.asked = (peer, first, last)
+        self.transfer.deadline = self.now + self.timeout_ms
+        self._out.append(SetTimer(TimerId.TRANSFER, self.transfer.deadline))
         self._out.append(RequestStateTransfer(first, last, (peer,), encode_message(request)))
 
     def on_blocks_request(self, request: BlocksRequest) -> None:
@@ -1434,37 +1445,37 @@ class Replica:
         for proof in blocks[:BLOCKS_PER_RESPONSE_MAX]:
             height = proof.height
             if self.tip < height <= self.tip + BLOCKS_PER_RESPONSE_MAX:
-                self.transfer_buffer.setdefault(height, proof)
+                self.transfer.buffer.setdefault(height, proof)
         self._drain_transfer()
-        if self.transfer_deadline is not None:
-            self.transfer_deadline = None
+        if self.transfer.deadline is not None:
+            self.transfer.deadline = None
             self._out.append(CancelTimer(TimerId.TRANSFER))
-        if self.transfer_target > self.tip and not self.transfer_buffer:
-            self._request_transfer(self.transfer_target, self._transfer_peers())
-        elif (self.transfer_source not in (None, self.transfer_shunned)
-              and not self.transfer_buffer):
+        if self.transfer.target > self.tip and not self.transfer.buffer:
+            self._request_transfer(self.transfer.target, self._transfer_peers())
+        elif (self.transfer.source not in (None, self.transfer.shunned)
+              and not self.transfer.buffer):
             # The blocks a STATUS claim led to were certified and taken: keep asking that
             # peer while it claims more (each answer is checked as the first one was).
-            assert self.transfer_source is not None
-            claimed = self.behind_seen.get(self.transfer_source, 0)
+            assert self.transfer.source is not None
+            claimed = self.behind_seen.get(self.transfer.source, 0)
             if claimed > self.tip and blocks:
-                self._request_transfer(claimed, (self.transfer_source,), certified=False)
+                self._request_transfer(claimed, (self.transfer.source,), certified=False)
 
     def _refuse_transfer(self) -> None:
         """The buffered blocks failed a check: drop them all, and prefer other peers."""
-        self.transfer_buffer.clear()
-        self.transfer_shunned = self.transfer_source
+        self.transfer.buffer.clear()
+        self.transfer.shunned = self.transfer.source
 
     def _drain_transfer(self) -> None:
-        for height in [h for h in self.transfer_buffer if h <= self.tip]:
-            del self.transfer_buffer[height]
-        while self.tip + 1 in self.transfer_buffer:
+        for height in [h for h in self.transfer.buffer if h <= self.tip]:
+            del self.transfer.buffer[height]
+        while self.tip + 1 in self.transfer.buffer:
             height = self.tip + 1
             # The set in force at h is known once every block that could change it
             # (decided at or before h - 1 - D) has executed.
             if self._executed() < height - 1 - self.params.execution_lag:
                 return
-            proof = self.transfer_buffer.pop(height)
+            proof = self.transfer.buffer.pop(height)
             header = proof.block.header
             if (header.prev_hash != self.tip_hash or header.chain_id != self.chain_id
                     or header.time_ms <= self.tip_time

@@ -523,7 +523,7 @@ class Node:
         return self.reads.state(key, height)
 
     def _syncing(self) -> bool:
-        return bool(self.replica.transfer_target > self.replica.tip)
+        return bool(self.replica.transfer.target > self.replica.tip)
 
     def status(self) -> dict[str, Any]:
         view = self.replica.view
@@ -550,7 +550,7 @@ class Node:
             return False, "starting"
         if self._syncing():
             return False, (f"catching up: height {self.chain.height} of "
-                           f"{self.replica.transfer_target}")
+                           f"{self.replica.transfer.target}")
         return True, f"height {self.chain.height}, view {self.replica.view}"
 
     def _snapshot(self) -> Snapshot:

@@ -376,7 +376,7 @@ def lying_status(seed: int, factory: ReplicaFactory = Replica) -> Result:
     sim.run(1_500)
     sim.run_until_committed(LIVENESS_MS)
     top = max(n.replica.tip for n in sim.correct_nodes())
-    targets = max(n.replica.transfer_target for n in sim.correct_nodes())
+    targets = max(n.replica.transfer.target for n in sim.correct_nodes())
     return _result(sim, highest_target_over_tip=max(0, targets - top))
 
 
