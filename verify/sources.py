@@ -13,12 +13,14 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
@@ -64,6 +66,14 @@ CHECK_AHEAD_PER_WORKER = 3
 """Blocks queued per worker at level chain (bounds memory, keeps every worker busy)."""
 INDEX_FINDINGS_MAX = 100
 """Index entries reported as wrong, at most (a wiped index would otherwise flood)."""
+ANSWER_BYTES_MAX = 64 * 1024 * 1024
+"""Largest answer read from a node: a block of 8 MiB (the consensus message limit) in JSON,
+its bytes in hex and its field names, fits; the reading stops past it."""
+STATUS_BYTES_MAX = 1024 * 1024
+"""Largest status answer read (a few hundred bytes in practice)."""
+NODE_HEAD_HEIGHT_MAX = 10**9
+"""Highest head a node may report to be audited (a block a second for 31 years): the
+audit walks every height up to it, and a lying node must not make that endless."""
 HTTP_TIMEOUT_S = 30.0
 """Longest wait for one answer of a node: a block of 10,000 transactions takes a while."""
 
@@ -366,6 +376,26 @@ class NodeUnreachable(StoreError):
     """The node's API does not answer (or not as a Tabellion node): the audit cannot run."""
 
 
+class AnswerTooLarge(NodeUnreachable):
+    """The node sent more than the answer's limit (its reading stopped there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAnswer:
+    """One answer of a node, read whole (within its limit)."""
+
+    status: int
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON (``ValueError`` if it is not)."""
+        return json.loads(self.body)
+
+
 class NodeSource:
     """Blocks fetched from a node's HTTP API (``GET /v1/blocks/{h}``), in JSON."""
 
@@ -374,31 +404,55 @@ class NodeSource:
         the town's key, ``node.read_access``), so blocks come with their social-aid
         payments in full (public reads hide them)."""
         self._url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S,
-                                    event_hooks={"request": [sign]} if sign else None)
+        try:
+            self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S,
+                                        event_hooks={"request": [sign]} if sign else None)
+        except httpx.InvalidURL as exc:
+            raise NodeUnreachable(f"{url} is not a URL ({exc}): give the node's API address, "
+                                  "e.g. http://127.0.0.1:8080") from exc
         self.description = f"node {self._url}"
-        status = self.get_json("/v1/status")
+        try:
+            status = self.get_json("/v1/status", STATUS_BYTES_MAX)
+        except NodeUnreachable:
+            self.close()
+            raise
         if not isinstance(status, dict) or not isinstance(status.get("height"), int):
             self.close()
             raise NodeUnreachable(f"{self._url} does not answer like a Tabellion node")
         self._head = int(status["height"])
+        self._head_backed = False
         self._status = status
 
-    def get(self, path: str) -> httpx.Response:
-        """The answer of ``GET path``, whatever its status; ``NodeUnreachable`` if none."""
+    def fetch(self, path: str, bytes_max: int = ANSWER_BYTES_MAX) -> NodeAnswer:
+        """The answer of ``GET path``, whatever its status, read as a stream that stops at
+        ``bytes_max`` bytes (``AnswerTooLarge``): a node cannot make the auditor hold
+        more than that, whatever it announces. ``NodeUnreachable`` if no answer."""
         try:
-            return self._client.get(path)
+            with self._client.stream("GET", path) as answer:
+                announced = answer.headers.get("content-length", "")
+                if announced.isdigit() and int(announced) > bytes_max:
+                    raise AnswerTooLarge(self._too_large(path, bytes_max))
+                body = bytearray()
+                for chunk in answer.iter_bytes():
+                    body += chunk
+                    if len(body) > bytes_max:
+                        raise AnswerTooLarge(self._too_large(path, bytes_max))
+                return NodeAnswer(answer.status_code, bytes(body))
         except httpx.HTTPError as exc:
             raise NodeUnreachable(f"cannot reach {self._url}{path}: {exc}; is the node "
                                   "running and the URL right?") from exc
 
-    def get_json(self, path: str) -> Any:
+    def _too_large(self, path: str, bytes_max: int) -> str:
+        return (f"{self._url}{path} sent more than {bytes_max:,} bytes: it does not answer "
+                "like a Tabellion node")
+
+    def get_json(self, path: str, bytes_max: int = ANSWER_BYTES_MAX) -> Any:
         """The JSON answer of ``GET path``, ``None`` on 404; ``NodeUnreachable`` otherwise."""
-        answer = self.get(path)
-        if answer.status_code == 404:
+        answer = self.fetch(path, bytes_max)
+        if answer.status == 404:
             return None
-        if answer.status_code != 200:
-            raise NodeUnreachable(f"{self._url}{path} answered {answer.status_code}: "
+        if answer.status != 200:
+            raise NodeUnreachable(f"{self._url}{path} answered {answer.status}: "
                                   f"{answer.text[:200]}")
         try:
             return answer.json()
@@ -406,14 +460,34 @@ class NodeSource:
             raise NodeUnreachable(f"{self._url}{path} did not answer JSON") from exc
 
     def head_height(self) -> int:
+        """The head the node reports, refused (``NodeUnreachable``) above
+        ``NODE_HEAD_HEIGHT_MAX`` or when the node serves no block there: the audit walks
+        up to it, so a height the blocks do not back would walk a range of nothing."""
+        if self._head_backed:
+            return self._head
+        if not 0 <= self._head <= NODE_HEAD_HEIGHT_MAX:
+            raise NodeUnreachable(
+                f"{self._url} reports its head at height {self._head:,}, outside 0.."
+                f"{NODE_HEAD_HEIGHT_MAX:,}: it does not answer like a Tabellion node")
+        if self._head > 0 and self.get_json(f"/v1/blocks/{self._head}") is None:
+            raise NodeUnreachable(
+                f"{self._url} reports its head at height {self._head:,} but serves no block "
+                "there: the blocks do not back the height it reports; audit another node, "
+                "or a copy of its data directory (--data)")
+        self._head_backed = True
         return self._head
 
     def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
+        """Blocks in height order; the walk ends at the first height the node has no block
+        for (a hole below the head it reported is a finding, and nothing after it is read:
+        a node cannot make the audit walk a range of missing blocks)."""
         for height in range(start, stop):
             obj = self.get_json(f"/v1/blocks/{height}")
             if obj is None:
-                yield StoredBlock(height, None, f"the node has no block at height {height:,}")
-                continue
+                yield StoredBlock(height, None, f"the node has no block at height {height:,}, "
+                                  f"below the head it reports ({self._head:,}); the audit "
+                                  "stops here: the blocks after it were not read")
+                return
             if any(isinstance(tx, dict) and tx.get("redacted")
                    for tx in obj.get("transactions", [])):
                 yield StoredBlock(height, None, "the node hides social-aid payments from "
