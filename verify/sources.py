@@ -13,12 +13,13 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,11 @@ DECODE_AHEAD_BLOCKS = 4
 """Blocks decoded ahead of the audit by the decoder process (bounds memory)."""
 BLOCKS_PREFIX = block_key(0, "")[:2]
 """Inside the chain space: where the stored block parts are (``ledger.store.block_key``)."""
+TX_INDEX_PREFIX = b"t/"
+"""Inside the chain space: the transaction-id index (``ledger.store``: ``t/`` + id ->
+``TxLocation.key()``)."""
+HEIGHT_BYTES = 8
+"""The height part of ``TxLocation.key()`` (8 bytes big-endian, then the position)."""
 TABLE_FILE_SUFFIXES = (".ldb", ".sst")
 """LevelDB files that are never modified once written (see ``_link_or_copy``)."""
 CHECK_AHEAD_PER_WORKER = 3
@@ -189,7 +195,8 @@ class DataDirSource:
         self._state = PersistentState(self._store.kv.prefixed(STATE_PREFIX))
         self._decoder = ProcessPoolExecutor(1) if decoder else None
         self._chain = self._store.kv.prefixed(CHAIN_PREFIX)
-        self._locations: dict[bytes, tuple[int, int]] = {}
+        self._locations: dict[bytes, bytes] = {}
+        """Where each transaction read is: ``TxLocation.key()``, as the index stores it."""
         self.description = f"data directory {data}"
         self._nodes: ComparingNodeStore | None = None
         self._replayer: EngineReplayer | None = None
@@ -241,17 +248,27 @@ class DataDirSource:
     def _track_checked(self, checked: StoredBlock | CheckedBlock) -> StoredBlock | CheckedBlock:
         if isinstance(checked, StoredBlock):
             return self._track(checked)
-        for position, tx_id in enumerate(checked.facts.tx_ids):
-            self._locations.setdefault(tx_id, (checked.height, position))
+        self._locate(checked.height, checked.facts.tx_ids)
         return checked
+
+    def _locate(self, height: int, tx_ids: Sequence[bytes]) -> None:
+        """Remember where the transactions of block ``height`` are (the first place an id
+        appears wins: a transaction committed twice is the chain checker's finding)."""
+        at = TxLocation(height, 0).key()[:HEIGHT_BYTES]
+        where = [at + _position_key(position) for position in range(len(tx_ids))]
+        locations = self._locations
+        if locations.keys().isdisjoint(tx_ids) and len(set(tx_ids)) == len(tx_ids):
+            locations.update(zip(tx_ids, where, strict=True))
+            return
+        for tx_id, location in zip(tx_ids, where, strict=True):
+            locations.setdefault(tx_id, location)
 
     def _raw(self, height: int) -> dict[str, bytes | None]:
         return {part: self._chain.get(block_key(height, part)) for part in PARTS}
 
     def _track(self, stored: StoredBlock) -> StoredBlock:
         if stored.block is not None:
-            for position, tx in enumerate(stored.block.block.transactions):
-                self._locations.setdefault(tx.tx_id, (stored.height, position))
+            self._locate(stored.height, [tx.tx_id for tx in stored.block.block.transactions])
         return stored
 
     def other_network(self, genesis: Genesis) -> str | None:
@@ -341,35 +358,53 @@ class DataDirSource:
         transaction read has one (entries below ``start`` were judged by the audit that
         saved the point resumed from)."""
         reported = 0
-        for key, value in self._chain.items(prefix=b"t/"):
-            tx_id = key[2:]
-            where = self._locations.pop(tx_id, None)
-            at = TxLocation.from_key(value) if len(value) == 12 else None
-            if at is not None and where == (at.height, at.index):
-                continue
+        locations = self._locations
+        for key, value in self._chain.items(prefix=TX_INDEX_PREFIX):
+            tx_id = key[len(TX_INDEX_PREFIX):]
+            stored_at = locations.pop(tx_id, None)
+            if stored_at == value:
+                continue  # the one comparison most entries need: same 12 bytes
+            where = None if stored_at is None else _location(stored_at)
+            at = _location(value)
             if at is not None and where is None and at.height < start:
                 continue  # an older transaction, judged by the audit that saved the point
             reported += 1
             if reported <= INDEX_FINDINGS_MAX:
-                height = where[0] if where else (at.height if at else 0)
+                height = where.height if where else (at.height if at else 0)
                 pointed = ("nothing readable" if at is None
                            else f"height {at.height:,}, position {at.index}")
-                actual = (f", but the transaction is at height {where[0]:,}, position "
-                          f"{where[1]}" if where is not None
+                actual = (f", but the transaction is at height {where.height:,}, position "
+                          f"{where.index}" if where is not None
                           else ", where no such transaction is stored")
                 yield Finding(height, "block", f"the index entry of transaction "
                               f"{tx_id.hex()[:16]} points to {pointed}{actual}")
-        for tx_id, (height, position) in sorted(self._locations.items(), key=lambda i: i[1]):
+        missing = sorted((stored_at, tx_id) for tx_id, stored_at in locations.items())
+        for stored_at, tx_id in missing:
             reported += 1
             if reported <= INDEX_FINDINGS_MAX:
-                yield Finding(height, "block", "the transaction has no index entry",
-                              tx_id.hex(), position)
+                where = TxLocation.from_key(stored_at)
+                yield Finding(where.height, "block", "the transaction has no index entry",
+                              tx_id.hex(), where.index)
 
     def close(self) -> None:
         if self._decoder is not None:
             self._decoder.shutdown(cancel_futures=True)
         self._store.close()
         self._copy.cleanup()
+
+
+def _location(value: bytes) -> TxLocation | None:
+    """The location an index entry holds, or ``None`` if it is not one."""
+    try:
+        return TxLocation.from_key(value)
+    except DecodeError:
+        return None
+
+
+@functools.cache
+def _position_key(position: int) -> bytes:
+    """The position part of ``TxLocation.key()`` (the same few thousand, again and again)."""
+    return TxLocation(0, position).key()[HEIGHT_BYTES:]
 
 
 class NodeUnreachable(StoreError):
