@@ -80,6 +80,10 @@ STATUS_BYTES_MAX = 1024 * 1024
 NODE_HEAD_HEIGHT_MAX = 10**9
 """Highest head a node may report to be audited (a block a second for 31 years): the
 audit walks every height up to it, and a lying node must not make that endless."""
+NODE_FINDINGS_MAX = 1_000
+"""Findings after which an audit stops reading a node: past them the node is serving
+something else than a chain (junk at every height up to a head it claims), and each
+further block would only cost one more request. A data directory is read to its end."""
 HTTP_TIMEOUT_S = 30.0
 """Longest wait for one answer of a node: a block of 10,000 transactions takes a while."""
 

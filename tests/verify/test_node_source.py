@@ -26,7 +26,7 @@ from ledger.jsonview import committed_block_to_json
 from testkit.chainbuilder import BuilderSource, ChainBuilder
 from testkit.populate import build_chain
 from verify.receipt import RECEIPT_FILE_BYTES_MAX, ReceiptError, fetch_receipt
-from verify.sources import NODE_HEAD_HEIGHT_MAX
+from verify.sources import NODE_FINDINGS_MAX, NODE_HEAD_HEIGHT_MAX
 
 BLOCKS = 30
 LYING_HEAD = 10**12
@@ -44,6 +44,8 @@ class FakeNode:
     served: int
     hole: int | None = None
     receipt_bytes: int = 0
+    repeat_last: bool = False
+    """Above ``served``, answer the last real block again (a node serving junk forever)."""
     drop_blocks: bool = False
     """Close the connection instead of answering a block (the node died mid-walk)."""
     announce_length: bool = True
@@ -75,6 +77,8 @@ def _handler(node: FakeNode) -> type[BaseHTTPRequestHandler]:
                 if node.drop_blocks:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
+                elif node.repeat_last and height > node.served:
+                    self._json(200, committed_block_to_json(node.chain.blocks[node.served - 1]))
                 elif height > node.served or height == node.hole:
                     self._json(404, {"error": {"code": "unknown_block",
                                                "message": "no committed block"}})
@@ -184,6 +188,18 @@ def test_a_hole_below_the_head_ends_the_walk_with_a_finding(
     assert code == 1, out
     assert "height 12" in out and "the audit stops here" in out
     assert max(h for h in served.node.block_requests if h != BLOCKS) == 12
+
+
+def test_a_node_serving_junk_up_to_its_head_is_given_up_on(
+    serve: Any, genesis: Path
+) -> None:
+    # Every height answers (the same block again), so nothing stops the walk but a bound
+    # on what the audit reads from a node that keeps failing the checks.
+    served = serve(reported_head=NODE_HEAD_HEIGHT_MAX, served=BLOCKS, repeat_last=True)
+    code, out = audit_node(served.url, genesis)
+    assert code == 1, out
+    assert f"after {NODE_FINDINGS_MAX:,} findings" in out
+    assert len(served.node.block_requests) <= BLOCKS + 2 * NODE_FINDINGS_MAX
 
 
 def test_a_node_that_does_not_answer_exits_2_as_documented(genesis: Path) -> None:
