@@ -6,7 +6,8 @@ Rules:
 - The replica's working records (``p/``) are in the formats of ``consensus``; the command
   hands ``verify`` their checker (``node.stored_records``), the one layer allowed to know
   both.
-- Exit codes: 0 no finding; 1 integrity findings; 2 the audit could not run. A value that
+- Exit codes: 0 no finding; 1 integrity findings; 2 the audit could not run (a node that
+  cannot be reached included: audit has no code 3). A value that
   could not be checked is printed (and in ``--json``), and the word "intact" is printed
   only when nothing was left unchecked.
 """
@@ -129,7 +130,9 @@ def audit_command(
         start = load_point(point, gen) if since is not None and point is not None else None
         source = open_source(data, node, consensus_records=ConsensusRecords(gen),
                              sign=read_signer(reader_key(key, passphrase_file), gen.chain_id))
-    except (LedgerError, OSError) as exc:
+    except (LedgerError, OSError, httpx.HTTPError) as exc:
+        # httpx.HTTPError: the sources turn a node's silence into NodeUnreachable; one
+        # that slips through still means "could not run" (2), never the 3 of other commands.
         raise CliError(f"cannot run the audit: {exc}", EXIT_CANNOT_RUN) from exc
     mismatch = source.other_network(gen)
     if mismatch is not None:
@@ -138,7 +141,7 @@ def audit_command(
     try:
         report, reached = _run_with_progress(gen, source, chosen, start, since, workers,
                                              progress, console)
-    except LedgerError as exc:
+    except (LedgerError, httpx.HTTPError) as exc:
         raise CliError(f"cannot finish the audit: {exc}", EXIT_CANNOT_RUN) from exc
     finally:
         source.close()

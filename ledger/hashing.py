@@ -33,14 +33,20 @@ class Tag(Enum):
     STORED = b"tabellion/stored"
 
 
+def tag_prefix(tag: Tag) -> bytes:
+    """``tag || 0x00``: what precedes the data in ``tagged_hash`` and ``tagged_bytes`` (a
+    loop over millions of items takes it once instead of once per item)."""
+    return tag.value + b"\x00"
+
+
 def tagged_hash(tag: Tag, data: bytes) -> bytes:
     """Return ``SHA-256(tag || 0x00 || data)``."""
-    return hashlib.sha256(tag.value + b"\x00" + data).digest()
+    return hashlib.sha256(tag_prefix(tag) + data).digest()
 
 
 def tagged_bytes(tag: Tag, data: bytes) -> bytes:
     """The bytes a signature covers: the tag, a zero byte, then the canonical data."""
-    return tag.value + b"\x00" + data
+    return tag_prefix(tag) + data
 
 
 def sha256(data: bytes) -> bytes:

@@ -40,7 +40,7 @@ from verify.blocks import CheckedBlock
 from verify.chain import ChainAudit, DecisionSource, Replayer, Resume
 from verify.findings import AuditReport, Finding, StoredBlock, Summary, make_report
 from verify.signatures import SignaturePool
-from verify.sources import BlockSource, DataDirSource
+from verify.sources import NODE_FINDINGS_MAX, BlockSource, DataDirSource, NodeSource
 
 
 class Level(enum.StrEnum):
@@ -148,10 +148,12 @@ def run_audit(
     on_progress: Callable[[int, int], None] | None = None,
     source: str = "",
     resume: Resume | None = None,
+    give_up_after: int | None = None,
 ) -> tuple[ChainAudit, AuditReport]:
     """Feed every block to a ``ChainAudit``, verify signatures, run the source's own
     checks at the end (e.g. the stored state against the replayed one), build the report.
-    Without a replayer the level is ``chain``."""
+    Without a replayer the level is ``chain``. ``give_up_after``: stop reading blocks once
+    that many findings were made (said in one more finding)."""
     audit = ChainAudit(genesis, replayer, decisions=decisions, resume=resume)
     own_pool = pool is None
     pool = pool or SignaturePool(1)
@@ -162,6 +164,12 @@ def run_audit(
             if on_progress is not None:
                 on_progress(stored.height, stored.transactions
                             if isinstance(stored, CheckedBlock) else len(jobs))
+            if give_up_after is not None and audit.summary.findings >= give_up_after:
+                audit.report(Finding(
+                    stored.height, "block", f"the audit stopped after {give_up_after:,} "
+                    f"findings: the source keeps failing the checks, and the blocks after "
+                    f"height {stored.height:,} were not read"))
+                break
         audit.on_signature_failures(pool.finish())
     finally:
         if own_pool:
@@ -213,7 +221,8 @@ def audit_source(
             genesis, blocks, replayer, pool=pool,
             decisions=source if replayer is None else None,
             extra_checks=source.extra_checks, on_progress=on_progress,
-            source=source.description, resume=resume)
+            source=source.description, resume=resume,
+            give_up_after=NODE_FINDINGS_MAX if isinstance(source, NodeSource) else None)
     if report.summary["findings"] or audit.summary.head_height < 1:
         return report, None
     history = audit.history_if_complete()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any
 
 import msgpack
@@ -27,7 +28,7 @@ import msgpack
 from ledger import crypto
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError
-from ledger.hashing import HASH_BYTES, Tag, tagged_bytes, tagged_hash
+from ledger.hashing import HASH_BYTES, Tag, tag_prefix, tagged_hash
 from ledger.merkle import merkle_root
 from ledger.records import (
     Block,
@@ -118,28 +119,26 @@ def block_facts(
         findings.append(Finding(
             h, "block", "txs_root does not match the stored transactions: a transaction "
             "was altered, added, removed or reordered"))
-    jobs: list[SignatureJob] = []
     ids: list[bytes] = []
-    for position, (tx, body) in enumerate(zip(txs, bodies, strict=True)):
-        tx_id = tagged_hash(Tag.TX_ID, body)
-        ids.append(tx_id)
-        hexid = tx_id.hex()
-        if tx.chain_id != chain_id:
-            findings.append(Finding(
-                h, "transaction", f"signed for network {tx.chain_id!r}", hexid, position))
-        if tx.expiry_ms < header.time_ms:
-            findings.append(Finding(
-                h, "transaction", "committed after its expiry", hexid, position))
-        elif tx.expiry_ms > header.time_ms + TX_EXPIRY_HORIZON_MS_MAX:
-            findings.append(Finding(
-                h, "transaction", "expiry more than 7 days after the block", hexid,
-                position))
-        jobs.append(SignatureJob(
-            h, position, tx_id, tx.signer, tagged_bytes(Tag.TX_SIGN, body), tx.signature))
+    signed: list[tuple[bytes, bytes, bytes]] = []
+    time_ms = header.time_ms
+    latest_ms = time_ms + TX_EXPIRY_HORIZON_MS_MAX
+    tx_id_tag, sign_tag = tag_prefix(Tag.TX_ID), tag_prefix(Tag.TX_SIGN)
+    for tx, body in zip(txs, bodies, strict=True):
+        # tagged_hash and tagged_bytes with their prefix taken once: once per transaction.
+        ids.append(sha256(tx_id_tag + body).digest())
+        signed.append((tx.signer, sign_tag + body, tx.signature))
+        if tx.chain_id != chain_id or not time_ms <= tx.expiry_ms <= latest_ms:
+            findings.extend(_transaction_findings(h, len(ids) - 1, ids[-1], tx, chain_id,
+                                                  time_ms))
+    jobs: list[SignatureJob] = []
     if verify_signatures:
-        findings.extend(signature_failure(job) for job in jobs
-                        if not crypto.verify(job.signer, job.message, job.signature))
-        jobs = []
+        findings.extend(signature_failure(SignatureJob(h, position, ids[position],
+                                                       *signed[position]))
+                        for position in crypto.invalid_signatures(signed))
+    else:
+        jobs = [SignatureJob(h, position, tx_id, *triple)
+                for position, (tx_id, triple) in enumerate(zip(ids, signed, strict=True))]
     receipts = block.receipts
     if len(receipts) != len(txs):
         findings.append(Finding(
@@ -154,6 +153,23 @@ def block_facts(
     receipts_root = merkle_root(list(stored_receipts) if stored_receipts is not None
                                 else [r.encode() for r in receipts])
     return BlockFacts(tuple(ids), receipts_root, tuple(findings)), jobs
+
+
+def _transaction_findings(h: int, position: int, tx_id: bytes, tx: Transaction,
+                          chain_id: str, time_ms: int) -> list[Finding]:
+    """What is wrong with a transaction's network or expiry in block ``h``."""
+    hexid = tx_id.hex()
+    findings = []
+    if tx.chain_id != chain_id:
+        findings.append(Finding(
+            h, "transaction", f"signed for network {tx.chain_id!r}", hexid, position))
+    if tx.expiry_ms < time_ms:
+        findings.append(Finding(
+            h, "transaction", "committed after its expiry", hexid, position))
+    elif tx.expiry_ms > time_ms + TX_EXPIRY_HORIZON_MS_MAX:
+        findings.append(Finding(
+            h, "transaction", "expiry more than 7 days after the block", hexid, position))
+    return findings
 
 
 def signature_failure(job: SignatureJob) -> Finding:

@@ -51,7 +51,13 @@ from ledger.store import ChainStore
 from ledger.validation import verify_certificate
 from ledger.validator_history import ValidatorHistory
 from verify.proofs import validators_from_value, verify_validators_proof
-from verify.sources import NodeSource, NodeUnreachable, PrivateCopy, RequestSigner
+from verify.sources import (
+    AnswerTooLarge,
+    NodeSource,
+    NodeUnreachable,
+    PrivateCopy,
+    RequestSigner,
+)
 
 FORMAT = "tabellion-receipt/1"
 RECEIPT_FILE_BYTES_MAX = 4 * 1024 * 1024
@@ -629,25 +635,27 @@ def fetch_receipt(url: str, tx_id: bytes, sign: RequestSigner | None = None) -> 
     certified yet); ``NodeUnreachable`` if the node does not answer as a node."""
     node = NodeSource(url, sign)
     try:
-        answer = node.get(RECEIPT_ROUTE.format(tx_id=tx_id.hex()))
+        # Streamed and cut at the limit: a node cannot make the reader hold more.
+        answer = node.fetch(RECEIPT_ROUTE.format(tx_id=tx_id.hex()), RECEIPT_FILE_BYTES_MAX)
+    except AnswerTooLarge as exc:
+        raise ReceiptError("file", f"the node sent more than {RECEIPT_FILE_BYTES_MAX:,} "
+                           "bytes for one receipt: it is not a receipt") from exc
     finally:
         node.close()
-    if answer.status_code in (401, 403):
+    if answer.status in (401, 403):
         raise ReceiptError("record", f"the node refuses this read ({answer.text[:300]}): a "
                            "social-aid payment's receipt needs --key (a member of the paying "
                            "town, or an auditor)")
-    if answer.status_code in (404, 409):
+    if answer.status in (404, 409):
         try:
             message = answer.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = answer.text[:200]
-        error = ReceiptNotFound if answer.status_code == 404 else ReceiptNotReady
+        error = ReceiptNotFound if answer.status == 404 else ReceiptNotReady
         raise error("record", str(message))
-    if answer.status_code != 200:
-        raise NodeUnreachable(f"{url} answered {answer.status_code} for the receipt: "
+    if answer.status != 200:
+        raise NodeUnreachable(f"{url} answered {answer.status} for the receipt: "
                               f"{answer.text[:200]}")
-    if len(answer.content) > RECEIPT_FILE_BYTES_MAX:
-        raise ReceiptError("file", f"the node sent more than {RECEIPT_FILE_BYTES_MAX} bytes")
     return load_receipt_text(answer.text)
 
 

@@ -13,12 +13,15 @@ Rules:
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
@@ -58,12 +61,29 @@ DECODE_AHEAD_BLOCKS = 4
 """Blocks decoded ahead of the audit by the decoder process (bounds memory)."""
 BLOCKS_PREFIX = block_key(0, "")[:2]
 """Inside the chain space: where the stored block parts are (``ledger.store.block_key``)."""
+TX_INDEX_PREFIX = b"t/"
+"""Inside the chain space: the transaction-id index (``ledger.store``: ``t/`` + id ->
+``TxLocation.key()``)."""
+HEIGHT_BYTES = 8
+"""The height part of ``TxLocation.key()`` (8 bytes big-endian, then the position)."""
 TABLE_FILE_SUFFIXES = (".ldb", ".sst")
 """LevelDB files that are never modified once written (see ``_link_or_copy``)."""
 CHECK_AHEAD_PER_WORKER = 3
 """Blocks queued per worker at level chain (bounds memory, keeps every worker busy)."""
 INDEX_FINDINGS_MAX = 100
 """Index entries reported as wrong, at most (a wiped index would otherwise flood)."""
+ANSWER_BYTES_MAX = 64 * 1024 * 1024
+"""Largest answer read from a node: a block of 8 MiB (the consensus message limit) in JSON,
+its bytes in hex and its field names, fits; the reading stops past it."""
+STATUS_BYTES_MAX = 1024 * 1024
+"""Largest status answer read (a few hundred bytes in practice)."""
+NODE_HEAD_HEIGHT_MAX = 10**9
+"""Highest head a node may report to be audited (a block a second for 31 years): the
+audit walks every height up to it, and a lying node must not make that endless."""
+NODE_FINDINGS_MAX = 1_000
+"""Findings after which an audit stops reading a node: past them the node is serving
+something else than a chain (junk at every height up to a head it claims), and each
+further block would only cost one more request. A data directory is read to its end."""
 HTTP_TIMEOUT_S = 30.0
 """Longest wait for one answer of a node: a block of 10,000 transactions takes a while."""
 
@@ -179,7 +199,8 @@ class DataDirSource:
         self._state = PersistentState(self._store.kv.prefixed(STATE_PREFIX))
         self._decoder = ProcessPoolExecutor(1) if decoder else None
         self._chain = self._store.kv.prefixed(CHAIN_PREFIX)
-        self._locations: dict[bytes, tuple[int, int]] = {}
+        self._locations: dict[bytes, bytes] = {}
+        """Where each transaction read is: ``TxLocation.key()``, as the index stores it."""
         self.description = f"data directory {data}"
         self._nodes: ComparingNodeStore | None = None
         self._replayer: EngineReplayer | None = None
@@ -231,17 +252,27 @@ class DataDirSource:
     def _track_checked(self, checked: StoredBlock | CheckedBlock) -> StoredBlock | CheckedBlock:
         if isinstance(checked, StoredBlock):
             return self._track(checked)
-        for position, tx_id in enumerate(checked.facts.tx_ids):
-            self._locations.setdefault(tx_id, (checked.height, position))
+        self._locate(checked.height, checked.facts.tx_ids)
         return checked
+
+    def _locate(self, height: int, tx_ids: Sequence[bytes]) -> None:
+        """Remember where the transactions of block ``height`` are (the first place an id
+        appears wins: a transaction committed twice is the chain checker's finding)."""
+        at = TxLocation(height, 0).key()[:HEIGHT_BYTES]
+        where = [at + _position_key(position) for position in range(len(tx_ids))]
+        locations = self._locations
+        if locations.keys().isdisjoint(tx_ids) and len(set(tx_ids)) == len(tx_ids):
+            locations.update(zip(tx_ids, where, strict=True))
+            return
+        for tx_id, location in zip(tx_ids, where, strict=True):
+            locations.setdefault(tx_id, location)
 
     def _raw(self, height: int) -> dict[str, bytes | None]:
         return {part: self._chain.get(block_key(height, part)) for part in PARTS}
 
     def _track(self, stored: StoredBlock) -> StoredBlock:
         if stored.block is not None:
-            for position, tx in enumerate(stored.block.block.transactions):
-                self._locations.setdefault(tx.tx_id, (stored.height, position))
+            self._locate(stored.height, [tx.tx_id for tx in stored.block.block.transactions])
         return stored
 
     def other_network(self, genesis: Genesis) -> str | None:
@@ -331,29 +362,33 @@ class DataDirSource:
         transaction read has one (entries below ``start`` were judged by the audit that
         saved the point resumed from)."""
         reported = 0
-        for key, value in self._chain.items(prefix=b"t/"):
-            tx_id = key[2:]
-            where = self._locations.pop(tx_id, None)
-            at = TxLocation.from_key(value) if len(value) == 12 else None
-            if at is not None and where == (at.height, at.index):
-                continue
+        locations = self._locations
+        for key, value in self._chain.items(prefix=TX_INDEX_PREFIX):
+            tx_id = key[len(TX_INDEX_PREFIX):]
+            stored_at = locations.pop(tx_id, None)
+            if stored_at == value:
+                continue  # the one comparison most entries need: same 12 bytes
+            where = None if stored_at is None else _location(stored_at)
+            at = _location(value)
             if at is not None and where is None and at.height < start:
                 continue  # an older transaction, judged by the audit that saved the point
             reported += 1
             if reported <= INDEX_FINDINGS_MAX:
-                height = where[0] if where else (at.height if at else 0)
+                height = where.height if where else (at.height if at else 0)
                 pointed = ("nothing readable" if at is None
                            else f"height {at.height:,}, position {at.index}")
-                actual = (f", but the transaction is at height {where[0]:,}, position "
-                          f"{where[1]}" if where is not None
+                actual = (f", but the transaction is at height {where.height:,}, position "
+                          f"{where.index}" if where is not None
                           else ", where no such transaction is stored")
                 yield Finding(height, "block", f"the index entry of transaction "
                               f"{tx_id.hex()[:16]} points to {pointed}{actual}")
-        for tx_id, (height, position) in sorted(self._locations.items(), key=lambda i: i[1]):
+        missing = sorted((stored_at, tx_id) for tx_id, stored_at in locations.items())
+        for stored_at, tx_id in missing:
             reported += 1
             if reported <= INDEX_FINDINGS_MAX:
-                yield Finding(height, "block", "the transaction has no index entry",
-                              tx_id.hex(), position)
+                where = TxLocation.from_key(stored_at)
+                yield Finding(where.height, "block", "the transaction has no index entry",
+                              tx_id.hex(), where.index)
 
     def close(self) -> None:
         if self._decoder is not None:
@@ -362,8 +397,42 @@ class DataDirSource:
         self._copy.cleanup()
 
 
+def _location(value: bytes) -> TxLocation | None:
+    """The location an index entry holds, or ``None`` if it is not one."""
+    try:
+        return TxLocation.from_key(value)
+    except DecodeError:
+        return None
+
+
+@functools.cache
+def _position_key(position: int) -> bytes:
+    """The position part of ``TxLocation.key()`` (the same few thousand, again and again)."""
+    return TxLocation(0, position).key()[HEIGHT_BYTES:]
+
+
 class NodeUnreachable(StoreError):
     """The node's API does not answer (or not as a Tabellion node): the audit cannot run."""
+
+
+class AnswerTooLarge(NodeUnreachable):
+    """The node sent more than the answer's limit (its reading stopped there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAnswer:
+    """One answer of a node, read whole (within its limit)."""
+
+    status: int
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON (``ValueError`` if it is not)."""
+        return json.loads(self.body)
 
 
 class NodeSource:
@@ -374,31 +443,55 @@ class NodeSource:
         the town's key, ``node.read_access``), so blocks come with their social-aid
         payments in full (public reads hide them)."""
         self._url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S,
-                                    event_hooks={"request": [sign]} if sign else None)
+        try:
+            self._client = httpx.Client(base_url=self._url, timeout=HTTP_TIMEOUT_S,
+                                        event_hooks={"request": [sign]} if sign else None)
+        except httpx.InvalidURL as exc:
+            raise NodeUnreachable(f"{url} is not a URL ({exc}): give the node's API address, "
+                                  "e.g. http://127.0.0.1:8080") from exc
         self.description = f"node {self._url}"
-        status = self.get_json("/v1/status")
+        try:
+            status = self.get_json("/v1/status", STATUS_BYTES_MAX)
+        except NodeUnreachable:
+            self.close()
+            raise
         if not isinstance(status, dict) or not isinstance(status.get("height"), int):
             self.close()
             raise NodeUnreachable(f"{self._url} does not answer like a Tabellion node")
         self._head = int(status["height"])
+        self._head_backed = False
         self._status = status
 
-    def get(self, path: str) -> httpx.Response:
-        """The answer of ``GET path``, whatever its status; ``NodeUnreachable`` if none."""
+    def fetch(self, path: str, bytes_max: int = ANSWER_BYTES_MAX) -> NodeAnswer:
+        """The answer of ``GET path``, whatever its status, read as a stream that stops at
+        ``bytes_max`` bytes (``AnswerTooLarge``): a node cannot make the auditor hold
+        more than that, whatever it announces. ``NodeUnreachable`` if no answer."""
         try:
-            return self._client.get(path)
+            with self._client.stream("GET", path) as answer:
+                announced = answer.headers.get("content-length", "")
+                if announced.isdigit() and int(announced) > bytes_max:
+                    raise AnswerTooLarge(self._too_large(path, bytes_max))
+                body = bytearray()
+                for chunk in answer.iter_bytes():
+                    body += chunk
+                    if len(body) > bytes_max:
+                        raise AnswerTooLarge(self._too_large(path, bytes_max))
+                return NodeAnswer(answer.status_code, bytes(body))
         except httpx.HTTPError as exc:
             raise NodeUnreachable(f"cannot reach {self._url}{path}: {exc}; is the node "
                                   "running and the URL right?") from exc
 
-    def get_json(self, path: str) -> Any:
+    def _too_large(self, path: str, bytes_max: int) -> str:
+        return (f"{self._url}{path} sent more than {bytes_max:,} bytes: it does not answer "
+                "like a Tabellion node")
+
+    def get_json(self, path: str, bytes_max: int = ANSWER_BYTES_MAX) -> Any:
         """The JSON answer of ``GET path``, ``None`` on 404; ``NodeUnreachable`` otherwise."""
-        answer = self.get(path)
-        if answer.status_code == 404:
+        answer = self.fetch(path, bytes_max)
+        if answer.status == 404:
             return None
-        if answer.status_code != 200:
-            raise NodeUnreachable(f"{self._url}{path} answered {answer.status_code}: "
+        if answer.status != 200:
+            raise NodeUnreachable(f"{self._url}{path} answered {answer.status}: "
                                   f"{answer.text[:200]}")
         try:
             return answer.json()
@@ -406,14 +499,34 @@ class NodeSource:
             raise NodeUnreachable(f"{self._url}{path} did not answer JSON") from exc
 
     def head_height(self) -> int:
+        """The head the node reports, refused (``NodeUnreachable``) above
+        ``NODE_HEAD_HEIGHT_MAX`` or when the node serves no block there: the audit walks
+        up to it, so a height the blocks do not back would walk a range of nothing."""
+        if self._head_backed:
+            return self._head
+        if not 0 <= self._head <= NODE_HEAD_HEIGHT_MAX:
+            raise NodeUnreachable(
+                f"{self._url} reports its head at height {self._head:,}, outside 0.."
+                f"{NODE_HEAD_HEIGHT_MAX:,}: it does not answer like a Tabellion node")
+        if self._head > 0 and self.get_json(f"/v1/blocks/{self._head}") is None:
+            raise NodeUnreachable(
+                f"{self._url} reports its head at height {self._head:,} but serves no block "
+                "there: the blocks do not back the height it reports; audit another node, "
+                "or a copy of its data directory (--data)")
+        self._head_backed = True
         return self._head
 
     def blocks(self, start: int, stop: int) -> Iterator[StoredBlock]:
+        """Blocks in height order; the walk ends at the first height the node has no block
+        for (a hole below the head it reported is a finding, and nothing after it is read:
+        a node cannot make the audit walk a range of missing blocks)."""
         for height in range(start, stop):
             obj = self.get_json(f"/v1/blocks/{height}")
             if obj is None:
-                yield StoredBlock(height, None, f"the node has no block at height {height:,}")
-                continue
+                yield StoredBlock(height, None, f"the node has no block at height {height:,}, "
+                                  f"below the head it reports ({self._head:,}); the audit "
+                                  "stops here: the blocks after it were not read")
+                return
             if any(isinstance(tx, dict) and tx.get("redacted")
                    for tx in obj.get("transactions", [])):
                 yield StoredBlock(height, None, "the node hides social-aid payments from "
