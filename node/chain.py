@@ -23,6 +23,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ from ledger.validation import receipts_root
 from ledger.validator_history import Governed, ValidatorHistory
 from verify.receipt import ChainReceiptSource, gather_receipt, validator_changes_json
 
+RECENT_ROOTS_MAX = 1024
+"""Executed blocks whose roots stay in memory (more than any execution lag and window)."""
 HISTORY_MARK_EVERY = 256
 """Executed blocks between two writes of the validator-history cache (bounds the scan a
 restart does)."""
@@ -84,6 +87,9 @@ class Chain:
         self.history = ValidatorHistory.from_genesis(genesis)
         """Every validator-set decision of the executed blocks (see the module rules)."""
         self._history_mark = 0
+        self._recent_roots: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+        """(results_root, state_root) of the last executed blocks: every proposal and
+        every pre-prepare checked needs those of block h - D (no block read, no hashing)."""
 
     @staticmethod
     def open(data_dir: Path, genesis: Genesis) -> Chain:
@@ -213,7 +219,11 @@ class Chain:
         if (result.validator_set is not None or result.consensus_params is not None
                 or block.height >= self._history_mark + HISTORY_MARK_EVERY):
             self._save_history()
-        return Executed(block.height, result.receipts, receipts_root(result.receipts), root,
+        results = receipts_root(result.receipts)
+        self._recent_roots[block.height] = (results, root)
+        while len(self._recent_roots) > RECENT_ROOTS_MAX:
+            self._recent_roots.popitem(last=False)
+        return Executed(block.height, result.receipts, results, root,
                         result.validator_set, result.consensus_params)
 
     # ------------------------------------------------------------------ roots
@@ -224,6 +234,9 @@ class Chain:
             return EMPTY_ROOT, self.state.root(0)
         if source > self.executed_height:
             raise StoreError(f"block {source} is not executed yet (header {height} needs it)")
+        known = self._recent_roots.get(source)
+        if known is not None:
+            return known
         return receipts_root(self.store.get(source).receipts), self.state.root(source)
 
     def consensus_params(self, version: int) -> Governed:

@@ -68,6 +68,26 @@ def test_blocks_execute_in_order_and_roots_follow_the_lag(tmp_path: Path) -> Non
         chain.close()
 
 
+def test_lagged_roots_are_the_same_from_memory_and_after_a_restart(tmp_path: Path) -> None:
+    net = _net(tmp_path)
+    chain = Chain.open(tmp_path / "data", net.genesis)
+    lag = net.genesis.consensus.execution_lag
+    try:
+        for h in range(1, 8):
+            chain.execute(*_block(net, chain, h, 2))
+        remembered = [chain.lagged_roots(h) for h in range(1, 8 + 1)]
+        expected = [(receipts_root(chain.store.get(h - lag).receipts), chain.state.root(h - lag))
+                    if h > lag else (EMPTY_ROOT, chain.state.root(0)) for h in range(1, 8 + 1)]
+        assert remembered == expected
+    finally:
+        chain.close()
+    reopened = Chain.open(tmp_path / "data", net.genesis)  # nothing in memory: from disk
+    try:
+        assert [reopened.lagged_roots(h) for h in range(1, 8 + 1)] == remembered
+    finally:
+        reopened.close()
+
+
 def test_a_crash_between_store_and_state_is_replayed_on_open(tmp_path: Path) -> None:
     net = _net(tmp_path)
     reference = Chain.open(tmp_path / "ref", net.genesis)
