@@ -117,6 +117,15 @@ VALIDATED_BLOCKS_MAX = 1024
 its pre-prepare is not checked again when it is delivered."""
 
 
+@dataclass(frozen=True, slots=True)
+class ChainPoint:
+    """A block the replica builds on: its height, hash and time."""
+
+    height: int
+    hash: bytes
+    time_ms: int
+
+
 @dataclass(slots=True)
 class Transfer:
     """State transfer in progress: catching up on committed blocks from peers."""
@@ -176,13 +185,11 @@ class Replica:
         self.view_attempts = 0
         self.view_deadline: int | None = None
         self.new_view_msg: NewView | None = None
-        self.low = 0
-        self.low_hash = genesis.genesis_hash
-        self.low_time = genesis.genesis_time_ms
+        self.low_point = ChainPoint(0, genesis.genesis_hash, genesis.genesis_time_ms)
+        """The last stable checkpoint (the low watermark): genesis at first."""
         self.stable_proof: tuple[Checkpoint, ...] = ()
-        self.tip = 0
-        self.tip_hash = genesis.genesis_hash
-        self.tip_time = genesis.genesis_time_ms
+        self.tip_point = ChainPoint(0, genesis.genesis_hash, genesis.genesis_time_ms)
+        """The last block committed in order (delivered or known final)."""
         self.slots: dict[int, Slot] = {}
         self.prepared: dict[int, PreparedCertificate] = {}
         self.committed: dict[int, CommittedProof] = {}
@@ -245,6 +252,16 @@ class Replica:
     # ------------------------------------------------------------------ helpers
 
     @property
+    def low(self) -> int:
+        """Height of the low watermark (the last stable checkpoint)."""
+        return self.low_point.height
+
+    @property
+    def tip(self) -> int:
+        """Height of the last block committed in order."""
+        return self.tip_point.height
+
+    @property
     def window(self) -> int:
         return self.params.watermark_window
 
@@ -300,11 +317,11 @@ class Replica:
     def _final_hash(self, height: int) -> tuple[bytes, int] | None:
         """(hash, time) of the final block at ``height``, if this replica knows it."""
         if height == self.low:
-            return self.low_hash, self.low_time
+            return self.low_point.hash, self.low_point.time_ms
         if height == 0:
             return self.genesis.genesis_hash, self.genesis.genesis_time_ms
         if height == self.tip:
-            return self.tip_hash, self.tip_time
+            return self.tip_point.hash, self.tip_point.time_ms
         proof = self.committed.get(height)
         if proof is not None:
             return header_hash(proof.block.header), proof.block.header.time_ms
@@ -411,7 +428,7 @@ class Replica:
         # The node executed at least up to the stable checkpoint unless it adopted one
         # from its peers before catching up; then it fetches the blocks again.
         if self.low and self._executed() >= self.low:
-            self.tip, self.tip_hash, self.tip_time = self.low, self.low_hash, self.low_time
+            self.tip_point = self.low_point
         # Slots of the current view come back from this replica's own persisted votes.
         for (height, view), pp in self.my_pre_prepares.items():
             if view == self.view and height > self.low:
@@ -760,14 +777,14 @@ class Replica:
         while self.tip + 1 in self.committed:
             proof = self.committed[self.tip + 1]
             header = proof.block.header
-            if header.prev_hash != self.tip_hash:
+            if header.prev_hash != self.tip_point.hash:
                 # Cannot happen with at most f faulty validators (ADR 0008); refuse to
                 # deliver a block that does not chain rather than corrupt the node's chain.
                 return
             if header.height > executed:
                 if executed < header.height - 1 - self.params.execution_lag:
                     return  # its validator set is not known yet: after execution
-                if not self._body_valid(proof.block, self.tip_hash, self.tip_time):
+                if not self._body_valid(proof.block, self.tip_point.hash, self.tip_point.time_ms):
                     # A persisted body that fails the block check (a damaged record):
                     # never deliver it; forget it and fetch the certified block again.
                     del self.committed[header.height]
@@ -775,8 +792,7 @@ class Replica:
                                   None)
                     self._request_transfer(header.height, self._transfer_peers())
                     return
-            self.tip, self.tip_hash, self.tip_time = header.height, header_hash(header), \
-                header.time_ms
+            self.tip_point = ChainPoint(header.height, header_hash(header), header.time_ms)
             if self.tip > executed:
                 self._out.append(Deliver(proof.block, proof.certificate))
             if proof.block.transactions:
@@ -1086,7 +1102,7 @@ class Replica:
         first = proof[0]
         if first.height <= self.low:
             return
-        self.low, self.low_hash, self.low_time = first.height, first.block_hash, first.time_ms
+        self.low_point = ChainPoint(first.height, first.block_hash, first.time_ms)
         self.stable_proof = proof
 
     def _garbage_collect(self) -> None:
@@ -1477,9 +1493,9 @@ class Replica:
                 return
             proof = self.transfer.buffer.pop(height)
             header = proof.block.header
-            if (header.prev_hash != self.tip_hash or header.chain_id != self.chain_id
-                    or header.time_ms <= self.tip_time
-                    or (height == self.low and header_hash(header) != self.low_hash)):
+            if (header.prev_hash != self.tip_point.hash or header.chain_id != self.chain_id
+                    or header.time_ms <= self.tip_point.time_ms
+                    or (height == self.low and header_hash(header) != self.low_point.hash)):
                 self._refuse_transfer()
                 return
             try:
@@ -1488,7 +1504,7 @@ class Replica:
             except InvalidCertificate:
                 self._refuse_transfer()
                 return
-            if not self._body_valid(proof.block, self.tip_hash, self.tip_time):
+            if not self._body_valid(proof.block, self.tip_point.hash, self.tip_point.time_ms):
                 self._refuse_transfer()  # a Byzantine server's body: ask another peer
                 return
             self._add_committed(proof)
