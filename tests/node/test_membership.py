@@ -1,6 +1,8 @@
 """On-chain membership with real processes: a municipality removed by governance is
 refused by every remaining validator's peer transport once the new validator set is in
-force, without a restart or a configuration change; the others keep committing."""
+force, without a restart or a configuration change; the others keep committing. A
+municipality added by governance, with its validator's address on chain, is dialled by
+every validator (none lists it in its configuration) and takes part in consensus."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 from ledger.genesis import ConsensusParams
 from ledger.records import Transaction
+from node.devnet import TOWNS, joiner
 from testkit.wait import wait_for
 from tests.node.cluster import Cluster
 
@@ -22,6 +25,13 @@ CONSENSUS = ConsensusParams(view_timeout_ms=1000, checkpoint_interval=4, waterma
 def five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("membership"), n=5, consensus=CONSENSUS)
     with c:  # all nodes started and answering; every process killed on exit
+        yield c
+
+
+@pytest.fixture()
+def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("joining"), n=4, consensus=CONSENSUS)
+    with c:
         yield c
 
 
@@ -74,3 +84,49 @@ def test_a_removed_validator_is_refused_by_its_peers_without_a_restart(five: Clu
     _commit(c, 1, [tx])
     assert all(c.committed(i, tx) for i in range(4))
     assert c.procs[gone].poll() is None  # nobody was restarted: it still runs, alone
+
+
+def test_a_validator_added_by_governance_is_dialled_at_its_on_chain_address(
+        four: Cluster) -> None:
+    c = four
+    c.net = joiner(c.net, TOWNS[4])
+    new = 4
+    node = c.net.nodes[new]
+    new_key = node.validator_key.public_key.hex()
+    assert all(p.validator_key.hex() != new_key for i in range(4)
+               for p in c.net.nodes[i].config.peers)  # nobody's configuration names it
+    propose = _governance(c, 0, "propose", {
+        "kind": "add_municipality", "municipality_name": node.name,
+        "municipality_siret": node.siret, "validator_key": new_key,
+        "admin_key": node.members["admin"].public_key.hex(),
+        "validator_address": node.config.listen_peer, "reason": "joins the network"})
+    assert _commit(c, 0, [propose])["results"][0]["receipt"]["code"] == "ok"
+    approvals = [_governance(c, i, "approve", {"proposal_id": propose.tx_id.hex()})
+                 for i in (1, 2)]
+    receipts = _commit(c, 1, approvals)["results"]
+    assert receipts[-1]["receipt"]["data"]["status"] == "passed"
+
+    c.start(new)  # its genesis, its key, and the genesis validators as peers: no chain
+    c.wait_ready([new])
+
+    def added_in_force() -> bool:
+        _commit(c, 0, [c.anchor(0)])  # blocks move the checkpoints forward
+        return all(new_key in (c.status(i) or {}).get("validators", []) for i in range(4))
+    wait_for(added_in_force, 60, "the validator set with the new validator", poll_s=0.01)
+
+    def linked_both_ways() -> bool:
+        for i in range(4):
+            peers = {p["validator_key"]: p for p in (c.status(i) or {}).get("peers", [])}
+            if not peers.get(new_key, {}).get("connected", False):
+                return False
+        return True
+    wait_for(linked_both_ways, 30, "every validator to dial the new one and be dialled")
+    peer = next(p for p in (c.status(0) or {})["peers"] if p["validator_key"] == new_key)
+    assert peer["address"] == node.config.listen_peer  # the address it read on chain
+    wait_for(lambda: c.height(new) >= c.height(0) > 0, 30, "the new validator to catch up")
+
+    # With one of the original four stopped, a quorum of five (4) needs the new one's votes.
+    c.kill(3)
+    tx = c.anchor(1)
+    assert _commit(c, 0, [tx])["results"][0]["receipt"]["code"] == "ok"
+    wait_for(lambda: c.committed(new, tx), 30, "the new validator to commit it too")
