@@ -227,7 +227,9 @@ class Node:
         for task in (owner, reporter, stop):
             task.cancel()
         for task in (owner, reporter, stop):
-            with contextlib.suppress(asyncio.CancelledError):
+            # A store that fails (a full disk) ends the owner with a LedgerError: stop in
+            # order all the same (API, peers), then raise it below.
+            with contextlib.suppress(asyncio.CancelledError, LedgerError):
                 await task
         for handle in self._timers.values():
             handle.cancel()
@@ -236,6 +238,7 @@ class Node:
         await self.transport.close()
         failure = owner.exception() if not owner.cancelled() else None
         if failure is not None:
+            log.error("stopped: %s", failure)
             raise failure
 
     def stop(self) -> None:

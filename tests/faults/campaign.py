@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import tomllib
@@ -36,6 +37,8 @@ from testkit.wait import wait_for
 from tests.faults.proxy import ProxyNet
 from tests.node.cluster import Cluster
 
+DISK_FULL_LOG_ROOM_BYTES = 64 * 1024
+"""Room left for the node's log when its disk fills (the log shares the file-size limit)."""
 RECOVERY_DEADLINE_S = 120
 """A network healed from any single fault of the list commits again within this."""
 SUBMIT_EVERY_S = 0.1
@@ -119,6 +122,14 @@ class Load:
 
 def _peer_port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
+
+
+def node_pid(wrapper: subprocess.Popen[bytes]) -> int:
+    """The node's own process: the one child of ``timeout``, which the cluster started."""
+    pid = wrapper.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, f"expected one child of timeout {pid}, got {children}"
+    return int(children[0])
 
 
 def route_through(c: Cluster, proxies: ProxyNet) -> None:
@@ -247,6 +258,36 @@ class Campaign:
         self.load.set_live(victim, True)
         self._recovered(f"node {victim} restarted from an old copy", time.monotonic())
 
+    def disk_full(self) -> None:
+        """One node's disk fills up under load (its file-size limit is lowered to just
+        above its log, so the next write of its store fails as on a full disk): it must
+        stop by itself with a line naming the full disk and what to do; restarted with
+        room again, it resumes from what it stored and the network loses nothing."""
+        victim = self.rng.randrange(4)
+        node = self.c.net.nodes[victim]
+        room = (node.directory / "node.log").stat().st_size + DISK_FULL_LOG_ROOM_BYTES
+        subprocess.run(["prlimit", f"--pid={node_pid(self.c.procs[victim])}", f"--fsize={room}"],
+                       check=True, timeout=10)
+        proc = self.c.procs[victim]
+        try:
+            wait_for(lambda: proc.poll() is not None, RECOVERY_DEADLINE_S,
+                     f"node {victim} to stop on its full disk", poll_s=0.2)
+        except AssertionError as exc:
+            self.report.problems.append(str(exc))
+            return
+        self.load.set_live(victim, False)
+        self.c.kill(victim)  # already stopped: closes the cluster's bookkeeping
+        log = self.c.log_of(victim)
+        if proc.returncode != 2 or "is full" not in log or "Free space" not in log:
+            self.report.problems.append(
+                f"node {victim} on a full disk exited {proc.returncode} without saying so; "
+                f"the end of its log: {log[-1500:]}")
+        self.c.start(victim)  # room again
+        self.c.wait_ready([victim], timeout_s=60)
+        self.load.set_live(victim, True)
+        self._recovered(f"node {victim} stopped on a full disk, restarted with room",
+                        time.monotonic())
+
     def pause_primary(self) -> None:
         p = self.primary()
         self.load.set_live(p, False)
@@ -261,7 +302,7 @@ class Campaign:
     SHORT: tuple[str, ...] = ("isolate_primary", "kill_restart", "pause_primary")
     LONG: tuple[str, ...] = ("partition_2_2", "isolate_primary", "one_way", "flapping",
                              "delays", "kill_restart", "pause_primary", "empty_restart",
-                             "old_copy_restart")
+                             "old_copy_restart", "disk_full")
 
     # ------------------------------------------------------------------ run
     def run(self, scenarios: tuple[str, ...], rounds: int = 1,
