@@ -180,7 +180,7 @@ def test_a_full_disk_is_a_clear_error_and_loses_no_acknowledged_write(tmp_path: 
     # ENOSPC; it applies to a child process, not to the test runner.
     child = subprocess.run([sys.executable, "-c", _FILL_UNTIL_FULL, str(tmp_path / "db")],
                            capture_output=True, text=True, timeout=60, check=True,
-                           cwd=Path(__file__).resolve().parents[1])
+                           cwd=Path(__file__).resolve().parents[2])
     acknowledged, message = child.stdout.splitlines()[:2]
     assert 0 < int(acknowledged) < 10_000, child.stdout + child.stderr
     assert message.startswith(f"the disk holding the data directory {tmp_path / 'db'} is full")

@@ -10,7 +10,7 @@ import pytest
 from ledger.validator_history import ValidatorHistory
 from node.config import PeerConfig
 from node.membership import PeerDirectory
-from tests.test_contracts_governance import add_payload, pass_proposal, rotate_payload
+from tests.contracts.test_governance import add_payload, pass_proposal, rotate_payload
 from tests.vectors.contracts.scenario import Chain, key
 
 K, D = 4, 1
