@@ -163,7 +163,8 @@ class PeerStats:
     key: bytes
     address: str
     outbound: str = "connecting"
-    """``connecting``, ``connected``, ``backoff`` or ``stopped``."""
+    """``connecting``, ``connected``, ``backoff``, ``stopped`` (no longer dialled) or
+    ``not dialled`` (admitted, but no address is known for it)."""
     inbound: bool = False
     """Whether the peer currently holds an authenticated connection to us."""
     frames_sent: int = 0
