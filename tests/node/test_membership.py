@@ -165,7 +165,8 @@ def test_a_rotated_validator_key_takes_over_and_the_old_key_no_longer_counts(
             peers = {p["validator_key"]: p for p in (c.status(i) or {}).get("peers", [])}
             if not peers.get(new_key, {}).get("connected", False):
                 return False
-            if peers.get(old_key, {}).get("inbound", False):
+            old = peers.get(old_key, {"inbound": False, "outbound": "stopped"})
+            if old["inbound"] or old["outbound"] != "stopped":  # refused, and not dialled
                 return False
         return True
     wait_for(new_linked_old_refused, 30, "the new key linked and the old one refused")
