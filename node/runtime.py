@@ -79,6 +79,7 @@ from contracts import engine
 from ledger.crypto import SigningKey, load_key, weak_reason
 from ledger.encoding import Limits as DecodeLimits
 from ledger.encoding import decode, encode
+from ledger.errors import LedgerError
 from ledger.genesis import Genesis, load_genesis
 from ledger.layout import CONSENSUS_PREFIX
 from ledger.records import Transaction
