@@ -104,8 +104,9 @@ class Cluster:
             if m.passphrase_file:
                 env[self.network.passphrase_env] = passphrase_from_file(
                     self.network.passphrase_of(m)).decode()
-            else:
-                passphrase_from_env(self.network.passphrase_env)  # fail early if unset
+            else:  # each town's validator passphrase, from the variable init read
+                env[self.network.passphrase_env] = passphrase_from_env(
+                    self.network.passphrase_env_of(m)).decode()
             log = (self.network.dir_of(m) / "node.log").open("ab")
             try:
                 process = subprocess.Popen(
@@ -269,7 +270,7 @@ def _keys(network: Network, m: MunicipalityFiles) -> dict[str, SigningKey]:
     def passphrase(role: str) -> bytes:  # one passphrase per key holder
         if m.passphrase_file:
             return passphrase_from_file(network.passphrase_of(m, role))
-        return passphrase_from_env(network.passphrase_env_of(role))
+        return passphrase_from_env(network.passphrase_env_of(m, role))
     roles = ["admin", "clerk", "social_aid_agent"]
     if network.key_of(m, "meter_gateway").exists():  # networks made before metering lack it
         roles.append("meter_gateway")

@@ -22,8 +22,10 @@ Rules:
 - Nothing is ever overwritten: ``init`` refuses a directory that is not empty.
 - Every key is encrypted, each with the passphrase of its holder (the validator's
   operator, the admin, the clerk, ...): whoever runs the node cannot sign as the admin.
-  The passphrases come from the environment (``--passphrase-env VAR``: VAR for the
-  validators, ``VAR_<ROLE>`` for each member role; then they are written nowhere), or,
+  The passphrases come from the environment (``--passphrase-env VAR``: ``VAR_<TOWN>``
+  for a town's validator, ``VAR_<TOWN>_<ROLE>`` for each of its member roles, TOWN being
+  the town's directory name in capitals with ``_`` for ``-``; all different, so no
+  holder of one town can open another town's key; then they are written nowhere), or,
   for local and demo networks, are generated per key and written next to it with mode
   0600 (ADR 0010: convenient, but whoever can read the directory can use the keys).
 - Ports: municipality i (0-based) serves its API on ``base_port + 10*i`` and its peer
@@ -172,10 +174,11 @@ class Network:
         name = PASSPHRASE_FILE if role == VALIDATOR_ROLE else f"{role}{PASSPHRASE_SUFFIX}"
         return self.root / m.slug / name
 
-    def passphrase_env_of(self, role: str = VALIDATOR_ROLE) -> str:
-        """The environment variable holding ``role``'s passphrase when none was generated:
-        ``passphrase_env`` for the validator, ``<passphrase_env>_<ROLE>`` for a member."""
-        return passphrase_env_for(self.passphrase_env, role)
+    def passphrase_env_of(self, m: MunicipalityFiles, role: str = VALIDATOR_ROLE) -> str:
+        """The environment variable that held ``role``'s passphrase of town ``m`` at init
+        when none was generated (``passphrase_env_for``). The node itself reads its
+        validator passphrase from ``passphrase_env`` (node.toml) on its own machine."""
+        return passphrase_env_for(self.passphrase_env, role, m.slug)
 
     @property
     def genesis_file(self) -> Path:
@@ -267,20 +270,29 @@ def _ports(count: int, base_port: int) -> list[tuple[int, int]]:
             for i in range(count)]
 
 
-def passphrase_env_for(base: str, holder: str) -> str:
-    """``TABELLION_PASSPHRASE`` for the validator, ``TABELLION_PASSPHRASE_CLERK``, ..."""
-    return base if holder == VALIDATOR_ROLE else f"{base}_{holder.upper()}"
+def passphrase_env_for(base: str, holder: str, slug: str) -> str:
+    """The variable of one key holder of one town: ``TABELLION_PASSPHRASE_MONTREUIL`` for
+    its validator, ``TABELLION_PASSPHRASE_MONTREUIL_CLERK``, ... for its members."""
+    town = f"{base}_{slug.upper().replace('-', '_')}"
+    return town if holder == VALIDATOR_ROLE else f"{town}_{holder.upper()}"
 
 
-def check_distinct_passphrases(passphrases: dict[str, bytes]) -> None:
-    """Every key holder has a passphrase of its own (else whoever runs the node could
-    sign as the admin or the aid agent)."""
-    missing = [h for h in KEY_HOLDERS if h not in passphrases]
-    if missing:
-        usage_error(f"no passphrase for {', '.join(missing)}: every key holder needs one")
-    if len({passphrases[h] for h in KEY_HOLDERS}) != len(KEY_HOLDERS):
-        usage_error("two key holders were given the same passphrase; give each of "
-                    f"{', '.join(KEY_HOLDERS)} its own, so none can use another's key")
+def passphrases_from_env(base: str, slugs: list[str]) -> dict[str, dict[str, bytes]]:
+    """Town -> key holder -> passphrase, from ``passphrase_env_for`` variables; every
+    holder of every town has one of its own (else whoever runs one node, or holds one
+    town's role, could sign as another holder or for another town)."""
+    found = {slug: {holder: passphrase_from_env(passphrase_env_for(base, holder, slug))
+                    for holder in KEY_HOLDERS} for slug in slugs}
+    owners: dict[bytes, str] = {}
+    for slug, by_holder in found.items():
+        for holder, secret in by_holder.items():
+            name = passphrase_env_for(base, holder, slug)
+            if secret in owners:
+                usage_error(f"{owners[secret]} and {name} hold the same passphrase; give "
+                            "each key holder of each town its own, so none can use "
+                            "another's key")
+            owners[secret] = name
+    return found
 
 
 def init_network(
@@ -289,16 +301,15 @@ def init_network(
     *,
     chain_id: str = "tabellion-local",
     base_port: int = DEFAULT_BASE_PORT,
-    passphrases: dict[str, bytes] | None = None,
+    passphrases: dict[str, dict[str, bytes]] | None = None,
     passphrase_env: str = PASSPHRASE_ENV_DEFAULT,
     compose: bool = False,
     consensus: ConsensusParams | None = None,
 ) -> Network:
-    """Generate a network in ``out``. ``passphrases`` maps each key holder
-    (``KEY_HOLDERS``: the validator and every member role) to its passphrase; ``None``
-    generates one per key and writes it next to the key (mode 0600)."""
-    if passphrases is not None:
-        check_distinct_passphrases(passphrases)
+    """Generate a network in ``out``. ``passphrases`` maps each town's directory name
+    (``slug_of``) and each of its key holders (``KEY_HOLDERS``: the validator and every
+    member role) to its passphrase (``passphrases_from_env``); ``None`` generates one per
+    key and writes it next to the key (mode 0600)."""
     if not MUNICIPALITIES_MIN <= len(municipalities) <= MUNICIPALITIES_MAX:
         usage_error(f"a network needs {MUNICIPALITIES_MIN} to {MUNICIPALITIES_MAX} "
                     f"municipalities (got {len(municipalities)}): with n = 3f + 1 "
@@ -328,7 +339,7 @@ def init_network(
                              else f"{holder}{PASSPHRASE_SUFFIX}")
                 write_secret(muni_dir / file_name, secret[holder] + b"\n")
             else:
-                secret[holder] = passphrases[holder]
+                secret[holder] = passphrases[slug][holder]
         save_keys(muni_dir, k, secret)
         write_secret(muni_dir / TAG_KEY_FILE, secrets.token_bytes(TAG_KEY_BYTES).hex().encode()
                      + b"\n")
@@ -420,7 +431,7 @@ def compose_document(network: Network, network_dir: str, build_context: str | No
             service["secrets"] = [{"source": secret, "target": "passphrase"}]
             passphrase_target = "/run/secrets/passphrase"
         else:
-            env_name = f"{m.slug.upper().replace('-', '_')}_PASSPHRASE"
+            env_name = network.passphrase_env_of(m)  # the variable init read it from
             service["environment"] = {network.passphrase_env: f"${{{env_name}:?set {env_name}}}"}
         service.update({
             "command": node_command(CONTAINER_CONFIG, passphrase_target),
@@ -486,9 +497,10 @@ def network_init(
     ] = DEFAULT_BASE_PORT,
     passphrase_env: Annotated[str | None, typer.Option(
         "--passphrase-env", metavar="VAR",
-        help="Take the passphrases from the environment (written nowhere): the validator "
-        "keys' from VAR, each member role's from VAR_<ROLE> (VAR_ADMIN, VAR_CLERK, ...: "
-        "one per role), all different. Without it, one passphrase "
+        help="Take the passphrases from the environment (written nowhere): each town's "
+        "validator key's from VAR_<TOWN> (VAR_MONTREUIL), each of its member keys' from "
+        "VAR_<TOWN>_<ROLE> (VAR_MONTREUIL_ADMIN, ...), all different; the nodes then read "
+        "their validator passphrase from VAR. Without it, one passphrase "
         "per key is generated and written next to it (DIR/<name>/passphrase, "
         "DIR/<name>/<role>.passphrase, mode 0600): fine for a local or demo network.")
     ] = None,
@@ -501,12 +513,11 @@ def network_init(
     Example: tabellion network init --out net -m "Montreuil:21930048000015"
     -m "Bagnolet:21930006000015" -m "Vincennes:21940080000013" -m "Romainville:21930063000015"
     """
+    parsed = [parse_municipality(text) for text in municipality]
     secrets_by_holder = None
     if passphrase_env:
-        secrets_by_holder = {holder: passphrase_from_env(passphrase_env_for(passphrase_env,
-                                                                            holder))
-                             for holder in KEY_HOLDERS}
-    parsed = [parse_municipality(text) for text in municipality]
+        secrets_by_holder = passphrases_from_env(passphrase_env,
+                                                 [slug_of(name) for name, _ in parsed])
     network = init_network(out, parsed, chain_id=chain_id, base_port=base_port,
                            passphrases=secrets_by_holder,
                            passphrase_env=passphrase_env or PASSPHRASE_ENV_DEFAULT,
@@ -528,7 +539,8 @@ def print_network(network: Network, console: Console) -> None:
     if first.passphrase_file:
         start += f" --passphrase-file {network.passphrase_of(first)}"
     else:
-        start = f"{network.passphrase_env}=... {start}"
+        start = (f"{network.passphrase_env}=\"${network.passphrase_env_of(first)}\" "
+                 f"{start}")
     console.print("Next: start every node, one per municipality, e.g.", highlight=False)
     console.print(f"  {start}", highlight=False, soft_wrap=True)
     console.print(f"or all four at once: tabellion demo --dir {network.root}",

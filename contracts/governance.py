@@ -1,9 +1,16 @@
 """Governance: proposals that a qualified majority of municipalities approves.
 
 Rules:
-- A proposal adds a municipality (name, SIRET, validator key, first admin key), removes
-  one, or changes a parameter of ``PARAMETERS``. Its id is the hex id of the proposing
-  transaction (known to the proposer before submitting).
+- A proposal adds a municipality (name, SIRET, validator key, first admin key, and the
+  validator's network address), removes one, replaces a municipality's validator key
+  (``replace_validator_key``: the old key leaves the set, is retired and never comes
+  back), or changes a parameter of ``PARAMETERS``.
+- ``validator_address`` (``host:port``, ``ledger.address``) is optional, so proposals
+  made before it existed stay valid and replay identically; it is stored only when
+  given. The nodes dial a validator at its on-chain address (a node's configured peer
+  address, if any, wins); without one, every node must list it in its configuration.
+- A proposal's id is the hex id of the proposing transaction (known to the proposer
+  before submitting).
 - Only an admin votes, once per municipality, for its own municipality; proposing counts
   as the proposer municipality's approval.
 - A proposal passes as soon as ``approvals >= ceil(numerator * n / denominator)`` where n
@@ -13,8 +20,10 @@ Rules:
   transaction; if it can no longer apply (the SIRET was added meanwhile), the approving
   transaction is refused with the reason and the proposal stays open.
 - A proposal expires ``PROPOSAL_LIFETIME_MS`` after it was made (block time).
-- Adding or removing a municipality changes ``sys/validators``; the engine reports the new
-  set in ``BlockResult.validator_set`` and consensus applies it at a checkpoint boundary.
+- Adding or removing a municipality, or replacing its validator key, changes
+  ``sys/validators``; the engine reports the new set in ``BlockResult.validator_set``
+  and consensus applies it at a checkpoint boundary (``ledger.validator_history``): from
+  that height on, only the new key's votes count.
 """
 
 from __future__ import annotations
@@ -35,6 +44,12 @@ from contracts.registry import (
     text,
 )
 from contracts.view import Overlay, StateView
+from ledger.address import (
+    ADDRESS_HINT,
+    PEER_ADDRESS_BYTES_MAX,
+    PEER_ADDRESS_RE,
+    peer_address_problem,
+)
 from ledger.encoding import Value
 from ledger.genesis import (
     APPROVAL_DENOMINATOR_MAX,
@@ -49,7 +64,7 @@ from ledger.records import NAME_BYTES_MAX
 
 PROPOSAL_LIFETIME_MS = 30 * 24 * 3600 * 1000
 """A proposal not passed within 30 days (block time) expires."""
-KINDS = ("add_municipality", "remove_municipality", "set_parameter")
+KINDS = ("add_municipality", "remove_municipality", "replace_validator_key", "set_parameter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +132,15 @@ def proposal(state: StateView, proposal_id: str) -> dict[str, Any] | None:
 _KIND_FIELDS = {
     "add_municipality": ("municipality_name", "municipality_siret", "validator_key", "admin_key"),
     "remove_municipality": ("municipality_siret",),
+    "replace_validator_key": ("municipality_siret", "validator_key"),
     "set_parameter": ("parameter", "value"),
 }
+_KIND_OPTIONAL = {
+    "add_municipality": ("validator_address",),
+    "replace_validator_key": ("validator_address",),
+}
+"""Fields a kind accepts without needing them; a proposal's record holds them only when
+given (a proposal without them is stored exactly as before they existed)."""
 
 
 def _check_applicable(state: StateView, p: dict[str, Any]) -> None:
@@ -137,12 +159,14 @@ def _check_applicable(state: StateView, p: dict[str, Any]) -> None:
             reject("invalid_payload",
                    "validator_key and admin_key must differ: a validator signs votes, "
                    "an admin signs records")
-        if p["validator_key"] in identity.validator_keys(state) or identity.member(
-            state, p["validator_key"]
-        ) is not None:
-            reject("key_already_enrolled",
-                   f"validator_key {p['validator_key'][:16]}… is already in use")
+        identity.check_new_validator_key(state, p["validator_key"])
         identity.check_new_key(state, p["admin_key"], "admin_key")
+    elif kind == "replace_validator_key":
+        siret = p["municipality_siret"]
+        existing = identity.municipality(state, siret)
+        if existing is None or not existing["active"]:
+            reject("unknown_municipality", f"municipality {siret} is not in the network")
+        identity.check_new_validator_key(state, p["validator_key"])
     elif kind == "remove_municipality":
         siret = p["municipality_siret"]
         existing = identity.municipality(state, siret)
@@ -172,7 +196,11 @@ def _enact(state: Overlay, p: dict[str, Any], height: int) -> None:
     kind = p["kind"]
     if kind == "add_municipality":
         identity.add_municipality(state, p["municipality_name"], p["municipality_siret"],
-                                  p["validator_key"], [p["admin_key"]], height)
+                                  p["validator_key"], [p["admin_key"]], height,
+                                  p.get("validator_address"))
+    elif kind == "replace_validator_key":
+        identity.replace_validator_key(state, p["municipality_siret"], p["validator_key"],
+                                       p.get("validator_address"), height)
     elif kind == "remove_municipality":
         identity.remove_municipality(state, p["municipality_siret"], height)
     else:
@@ -188,11 +216,13 @@ def _count(state: StateView, approvals: list[str]) -> int:
 def _validate_propose(ctx: Context) -> None:
     kind = ctx.payload["kind"]
     wanted = _KIND_FIELDS[kind]
-    for name in sorted(n for names in _KIND_FIELDS.values() for n in names):
+    accepted = (*wanted, *_KIND_OPTIONAL.get(kind, ()))
+    every = {n for names in (*_KIND_FIELDS.values(), *_KIND_OPTIONAL.values()) for n in names}
+    for name in sorted(every):
         present = ctx.payload.get(name) is not None
         if name in wanted and not present:
             reject("invalid_payload", f"the field {name} is missing; a {kind} proposal needs it")
-        if present and name not in wanted:
+        if present and name not in accepted:
             reject("invalid_payload", f"the field {name} has no meaning in a {kind} proposal; "
                    "remove it")
     if kind == "set_parameter" and ctx.payload["parameter"] not in _BY_NAME:
@@ -206,7 +236,9 @@ def _validate_propose(ctx: Context) -> None:
 
 def _proposal_args(ctx: Context) -> dict[str, Any]:
     kind = ctx.payload["kind"]
-    return {"kind": kind, **{n: ctx.payload[n] for n in _KIND_FIELDS[kind]}}
+    optional = {n: ctx.payload[n] for n in _KIND_OPTIONAL.get(kind, ())
+                if ctx.payload.get(n) is not None}
+    return {"kind": kind, **{n: ctx.payload[n] for n in _KIND_FIELDS[kind]}, **optional}
 
 
 def _decide(ctx: Context, pid: str, record: dict[str, Any]) -> dict[str, Value]:
@@ -270,12 +302,18 @@ def _apply_approve(ctx: Context) -> dict[str, Value]:
 CONTRACT = Contract("governance", (
     Action("propose", (
         SIRET,
-        text("kind", 32, choices=KINDS, doc="add_municipality, remove_municipality or "
-             "set_parameter."),
+        text("kind", 32, choices=KINDS, doc="add_municipality, remove_municipality, "
+             "replace_validator_key or set_parameter."),
         text("municipality_name", NAME_BYTES_MAX, required=False,
              doc="add_municipality: official name."),
-        siret("municipality_siret", "add/remove_municipality: its SIRET.", required=False),
-        hex64("validator_key", required=False, doc="add_municipality: its validator key."),
+        siret("municipality_siret", "add/remove_municipality, replace_validator_key: its "
+              "SIRET.", required=False),
+        hex64("validator_key", required=False, doc="add_municipality: its validator key; "
+              "replace_validator_key: the new validator key."),
+        text("validator_address", PEER_ADDRESS_BYTES_MAX, required=False,
+             pattern=PEER_ADDRESS_RE, hint=ADDRESS_HINT, value_check=peer_address_problem,
+             doc="add_municipality, replace_validator_key (optional): host:port where the "
+                 "other validators dial its validator."),
         hex64("admin_key", required=False, doc="add_municipality: its first admin key."),
         text("parameter", 64, required=False, doc="set_parameter: name (see PARAMETERS)."),
         integer("value", 0, 2**32, required=False, doc="set_parameter: new value."),

@@ -11,6 +11,13 @@ Rules:
   (``registry.load_signer``) refuses it at any height >= its revocation height.
 - A municipality keeps at least one active admin (``last_admin``): otherwise nobody could
   ever enroll a key for it again.
+- A municipality's validator key is replaced only by governance
+  (``governance.replace_validator_key``): the old key is retired for good
+  (``retired_validator``) and never enrolled or used as a validator again.
+- A municipality record may carry ``validator_address`` (``host:port``, checked by
+  ``ledger.address``), written by the governance decision that adds it or replaces its
+  key: where the other validators dial it. The field is absent, not null, when no
+  decision gave one (municipalities of genesis or added before addresses went on chain).
 - Records are never deleted: revocation sets ``revoked_height`` (and ``replaced_by`` for a
   rotation), so the history of who could sign what stays queryable.
 - A member is a person, not a key: each record carries ``person``, the hex of the first
@@ -137,12 +144,16 @@ def revoke_key(state: Overlay, key_hex: str, height: int, replaced_by: str | Non
 
 
 def add_municipality(state: Overlay, name: str, siret: str, validator_hex: str,
-                     admin_hexes: list[str], height: int) -> None:
+                     admin_hexes: list[str], height: int,
+                     validator_address: str | None = None) -> None:
     """Write (or reactivate) a municipality with its validator and admin keys."""
-    keys.write(state, keys.municipality_key(siret), {
+    record: dict[str, Value] = {
         "name": name, "siret": siret, "validator_key": validator_hex, "active": True,
         "added_height": height, "removed_height": None,
-    })
+    }
+    if validator_address is not None:  # absent, not null: older records stay identical
+        record["validator_address"] = validator_address
+    keys.write(state, keys.municipality_key(siret), record)
     keys.write(state, keys.MUNICIPALITIES_KEY,
                _sorted_insert(active_municipalities(state), siret))
     keys.write(state, keys.VALIDATORS_KEY, _sorted_insert(validator_keys(state), validator_hex))
@@ -165,8 +176,54 @@ def remove_municipality(state: Overlay, siret: str, height: int) -> None:
             revoke_key(state, info.key_hex, height, None)
 
 
+def replace_validator_key(state: Overlay, siret: str, new_hex: str,
+                          validator_address: str | None, height: int) -> None:
+    """Hand a municipality's validator role to ``new_hex``: the old key leaves the set
+    and is retired for good; the address changes only if a new one is given."""
+    record = municipality(state, siret)
+    assert record is not None and record["active"], "validated before"
+    old_hex = record["validator_key"]
+    updated = {**record, "validator_key": new_hex}
+    if validator_address is not None:
+        updated["validator_address"] = validator_address
+    keys.write(state, keys.municipality_key(siret), updated)
+    keys.write(state, keys.VALIDATORS_KEY,
+               sorted({*(k for k in validator_keys(state) if k != old_hex), new_hex}))
+    keys.write(state, keys.retired_validator_key(old_hex),
+               {"siret": siret, "retired_height": height, "replaced_by": new_hex})
+
+
+def retired_validator(state: StateView, key_hex: str) -> dict[str, Any] | None:
+    """The retirement record of a validator key replaced by governance, or ``None``."""
+    return keys.read_map(state, keys.retired_validator_key(key_hex))
+
+
+def validator_addresses(state: StateView) -> dict[str, str]:
+    """Validator key (hex) -> ``host:port`` recorded on chain, for the active
+    municipalities that have one (at most ``MUNICIPALITIES_MAX`` reads)."""
+    found: dict[str, str] = {}
+    for siret in active_municipalities(state):
+        record = municipality(state, siret)
+        if record is not None and isinstance(record.get("validator_address"), str):
+            found[str(record["validator_key"])] = record["validator_address"]
+    return found
+
+
+def check_new_validator_key(state: StateView, key_hex: str) -> None:
+    """Refuse a validator key already in the set, enrolled as a member, or retired."""
+    if key_hex in validator_keys(state) or member(state, key_hex) is not None:
+        reject("key_already_enrolled",
+               f"validator_key {key_hex[:16]}… is already in use")
+    retired = retired_validator(state, key_hex)
+    if retired is not None:
+        reject("key_already_enrolled",
+               f"validator_key {key_hex[:16]}… was retired at height "
+               f"{retired['retired_height']} (municipality {retired['siret']}); a retired "
+               "key never comes back: generate a new key")
+
+
 def check_new_key(state: StateView, key_hex: str, field_name: str) -> None:
-    """Refuse a key already enrolled (even revoked) or used by a validator."""
+    """Refuse a key already enrolled (even revoked) or used (even once) by a validator."""
     existing = member(state, key_hex)
     if existing is not None:
         reject("key_already_enrolled",
@@ -176,6 +233,10 @@ def check_new_key(state: StateView, key_hex: str, field_name: str) -> None:
     if key_hex in validator_keys(state):
         reject("key_already_enrolled",
                f"{field_name}: the key {key_hex[:16]}… is a validator key; "
+               "members sign records with their own keys: generate a new key")
+    if retired_validator(state, key_hex) is not None:
+        reject("key_already_enrolled",
+               f"{field_name}: the key {key_hex[:16]}… was a validator key (retired); "
                "members sign records with their own keys: generate a new key")
 
 

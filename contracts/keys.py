@@ -62,6 +62,12 @@ def municipality_key(siret: str) -> bytes:
     return _key("id", "muni", siret)
 
 
+def retired_validator_key(public_key_hex: str) -> bytes:
+    """``id/retired_validator/<key hex>`` -> {siret, retired_height, replaced_by}: a
+    validator key replaced by governance (``replace_validator_key``), never used again."""
+    return _key("id", "retired_validator", public_key_hex)
+
+
 def roster_key(siret: str) -> bytes:
     """``id/roster/<siret>`` -> {enrolled, active_admins}: counters of a municipality."""
     return _key("id", "roster", siret)

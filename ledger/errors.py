@@ -54,3 +54,8 @@ class StoreError(LedgerError):
 
 class CorruptionError(StoreError):
     """Stored data does not match its hash: the data directory was damaged or altered."""
+
+
+class DiskFullError(StoreError):
+    """A write failed because the disk (or the process's file-size limit) is full: what
+    was stored before it is intact; the node must stop until there is room again."""

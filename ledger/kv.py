@@ -3,7 +3,9 @@
 Rules:
 - No ``plyvel`` exception escapes: a locked, missing or unreadable database becomes a
   ``StoreError`` whose message tells the operator what to do; a LevelDB corruption report
-  becomes a ``CorruptionError``.
+  becomes a ``CorruptionError``; a write refused for want of room (no space left, file
+  too large for the process's limit, quota) becomes a ``DiskFullError``. LevelDB keeps
+  every write acknowledged before it: after the operator makes room, reopening finds them.
 - ``prefixed`` views share the one open database, so the chain, the state and the
   consensus log live in one directory under their own prefixes.
 - ``batch`` is atomic: everything written inside it lands together on successful exit, or
@@ -20,13 +22,17 @@ from typing import Any
 
 import plyvel
 
-from ledger.errors import CorruptionError, StoreError
+from ledger.errors import CorruptionError, DiskFullError, StoreError
 
 KEY_BYTES_MAX = 1024
 VALUE_BYTES_MAX = 64 * 1024 * 1024
 BLOOM_FILTER_BITS = 10
 """Bits per key of LevelDB's bloom filter: a lookup of an absent key (the replay check of
 ``ChainStore.append``, ``has_tx`` from the mempool) rarely touches the disk."""
+
+
+_DISK_FULL_TEXTS = ("no space left on device", "file too large", "disk quota exceeded")
+"""LevelDB's status text for ENOSPC, EFBIG (RLIMIT_FSIZE) and EDQUOT (strerror)."""
 
 
 def _message(exc: BaseException) -> str:
@@ -45,6 +51,13 @@ def _translate(exc: BaseException, path: Path) -> StoreError:
     if isinstance(exc, RuntimeError) and "closed" in text:
         return StoreError(f"the store in {path} is closed; reopen it")
     lowered = text.lower()
+    if any(full in lowered for full in _DISK_FULL_TEXTS):
+        return DiskFullError(
+            f"the disk holding the data directory {path} is full ({text}): the node stops "
+            "here; everything it stored before is intact. Free space on that disk (or grow "
+            "the volume, or raise the file-size limit), then start the node again: it "
+            "resumes from what it stored and catches up from its peers"
+        )
     if "lock" in lowered and ("held" in lowered or "unavailable" in lowered):
         return StoreError(
             f"the data directory {path} is locked by another process "

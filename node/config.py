@@ -23,13 +23,13 @@ from typing import Any
 
 import tomli_w
 
+from ledger.address import split_host_port as split_host_port
 from ledger.files import read_text_bounded
 from node.errors import ConfigError
 
 CONFIG_FILE_BYTES_MAX = 1024 * 1024
 PEERS_MAX = 256
 LOG_LEVELS = ("debug", "info", "warning", "error")
-_HOST_PORT_RE = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>[0-9]{1,5})$")
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -191,17 +191,6 @@ class NodeConfig:
     """The file this configuration was read from (for messages), if any."""
     open311: Open311Config | None = None
     """The town's Open311 intake, if this node files reports for it."""
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:7001"`` -> ``("127.0.0.1", 7001)``; raise ``ValueError`` otherwise."""
-    match = _HOST_PORT_RE.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not host:port")
-    port = int(match.group("port"))
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range")
-    return match.group("host").strip("[]"), port
 
 
 def _require(obj: dict[str, Any], name: str, kind: type, where: str) -> Any:

@@ -9,6 +9,9 @@ Rules:
 - Member keys (admin, clerk, social-aid agent, auditor per municipality) are enrolled in
   genesis and returned in memory: the test or benchmark signs with them directly.
   (``tabellion network init`` is the operator's tool and writes them to key files.)
+- ``joiner`` adds a validator that is NOT in genesis (to be added by governance): its
+  key, its directory and a configuration listing the genesis validators as peers; the
+  genesis validators' configurations do not list it (they learn its address on chain).
 - Keys, genesis and configurations come from node/netgen.py, the one generator that
   ``tabellion network init`` uses too; this module only chooses the layout.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ledger.crypto import SigningKey
@@ -115,3 +118,26 @@ def generate(
         nodes.append(DevNode(k.name, k.siret, directory, config_path, config, k.validator,
                              k.members))
     return DevNet(root, genesis, genesis_path, tuple(nodes), passphrase)
+
+
+def joiner(net: DevNet, name: str, *, limits: Limits | None = None,
+           log_level: str = "info") -> DevNet:
+    """``net`` with one more node, ``name``, whose municipality is not in genesis: the
+    last of ``nodes``, with a fresh validator key and member keys (to enrol through
+    governance), the same genesis and passphrase, and the genesis validators as peers."""
+    index = len(net.nodes)
+    (k,) = new_keys([(name, generated_siret(index))])
+    directory = net.root / f"node{index}"
+    directory.mkdir(parents=True, exist_ok=True)
+    save_keys(directory, k, {VALIDATOR_ROLE: net.passphrase.encode()})
+    peer_port, api_port = free_ports(2)
+    config = node_config(
+        directory, passphrase_env=PASSPHRASE_ENV_DEFAULT, data_dir=directory / "data",
+        listen_host=LOOPBACK, api_port=api_port, peer_port=peer_port,
+        peers=[(n.validator_key.public_key, n.config.listen_peer) for n in net.nodes],
+        genesis_file=net.genesis_path, limits=limits, log_level=log_level,
+    )
+    config_path = directory / CONFIG_FILE
+    write_config(config_path, config)
+    node = DevNode(k.name, k.siret, directory, config_path, config, k.validator, k.members)
+    return replace(net, nodes=(*net.nodes, node))

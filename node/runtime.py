@@ -79,6 +79,7 @@ from contracts import engine
 from ledger.crypto import SigningKey, load_key, weak_reason
 from ledger.encoding import Limits as DecodeLimits
 from ledger.encoding import decode, encode
+from ledger.errors import LedgerError
 from ledger.genesis import Genesis, load_genesis
 from ledger.layout import CONSENSUS_PREFIX
 from ledger.records import Transaction
@@ -88,6 +89,7 @@ from node.config import NodeConfig, load_config, split_host_port
 from node.errors import ConfigError, MempoolRejection, TransportError
 from node.executor import ChainExecutor
 from node.inbox import InboxBytes
+from node.membership import PeerDirectory
 from node.mempool import Mempool
 from node.metrics import Metrics, Snapshot
 from node.reads import ChainReads
@@ -158,9 +160,10 @@ class Node:
         self._persist_kv = self.chain.store.kv.prefixed(PERSIST_PREFIX)
         self.mempool = Mempool(self.chain_id, self._limits, self.chain.store.has_tx,
                                self._admissible)
+        self._peers = PeerDirectory(key.public_key, config.peers)
         self.transport = Transport(key, self.chain_id, config.peers,
                                    split_host_port(config.listen_peer), self._limits,
-                                   self._on_frame, admit=self._validator_in_force)
+                                   self._on_frame, admit=self._peers.admits)
         self._inbox: asyncio.Queue[Event | _Feed] = asyncio.Queue(self._limits.inbox_max)
         self._inbox_bytes = InboxBytes(self._limits.inbox_bytes_max,
                                        self._limits.peer_inbox_bytes_max)
@@ -196,6 +199,7 @@ class Node:
             log.info("stopped cleanly at height %d", self.chain.height)
 
     async def _serve(self) -> None:
+        self._follow_validators()
         await self.transport.start()
         host, port = split_host_port(self.config.listen_api)
         server = _ApiServer(uvicorn.Config(
@@ -224,7 +228,9 @@ class Node:
         for task in (owner, reporter, stop):
             task.cancel()
         for task in (owner, reporter, stop):
-            with contextlib.suppress(asyncio.CancelledError):
+            # A store that fails (a full disk) ends the owner with a LedgerError: stop in
+            # order all the same (API, peers), then raise it below.
+            with contextlib.suppress(asyncio.CancelledError, LedgerError):
                 await task
         for handle in self._timers.values():
             handle.cancel()
@@ -233,6 +239,7 @@ class Node:
         await self.transport.close()
         failure = owner.exception() if not owner.cancelled() else None
         if failure is not None:
+            log.error("stopped: %s", failure)
             raise failure
 
     def stop(self) -> None:
@@ -251,6 +258,7 @@ class Node:
                     continue
                 item = fed
             self._carry_out(self.replica.step(item))
+            self._follow_validators()
             if self.replica.view != self._last_view:
                 if self.replica.view > self._last_view:
                     self._metrics.view_changes.inc(self.replica.view - self._last_view)
@@ -357,16 +365,12 @@ class Node:
                     future.set_result(None)
 
     # ================================================================== peers
-    def _validator_in_force(self, key: bytes) -> bool:
-        """Whom the transport admits (at every handshake and frame): the validators of
-        the on-chain set in force, and of a set already decided for a later height (a
-        validator added by governance connects and catches up before its set takes
-        over). A removed validator is refused as soon as its removal is in force."""
-        replica = self.replica
-        if key in replica.active_set.keys:
-            return True
-        return any(start > replica.low + 1 and key in vset.keys
-                   for start, vset in self.chain.history.changes())
+    def _follow_validators(self) -> None:
+        """Admit and dial the on-chain validators (``node.membership``)."""
+        peers = self._peers.follow(self.replica.active_set, self.chain.history,
+                                   self.replica.low, self.chain.state.latest_view)
+        if peers is not None:
+            self.transport.set_peers(peers)
 
     async def _on_frame(self, sender: bytes, data: bytes) -> None:
         channel, body = data[0], data[1:]

@@ -27,6 +27,10 @@ Rules:
 - Admission follows the validator set in force: ``admit(key)`` is asked at every
   handshake and for every frame, so a validator removed by governance is refused and
   disconnected without a restart, and a configured peer added back is accepted again.
+- Whom it dials follows the validator set too: ``set_peers`` (the runtime calls it when
+  the set in force or a decided set changes, ``node.membership``) starts dialling a new
+  validator, stops dialling (and drops the queue of) one that left, and moves a dialler
+  to a validator's new address at its next attempt.
 - Bounded memory: per-peer send queues are bounded in frames and bytes and drop their
   *oldest* frame when full (PBFT tolerates message loss; the newest votes are the useful
   ones; a disconnect would drop the whole queue and cost a handshake). Inbound frames
@@ -159,7 +163,8 @@ class PeerStats:
     key: bytes
     address: str
     outbound: str = "connecting"
-    """``connecting``, ``connected``, ``backoff`` or ``stopped``."""
+    """``connecting``, ``connected``, ``backoff``, ``stopped`` (no longer dialled) or
+    ``not dialled`` (admitted, but no address is known for it)."""
     inbound: bool = False
     """Whether the peer currently holds an authenticated connection to us."""
     frames_sent: int = 0
@@ -244,6 +249,9 @@ class Transport:
         self._admit = admit if admit is not None else self._peers.__contains__
         self.stats = {k: PeerStats(k, p.address) for k, p in self._peers.items()}
         self._outboxes = {k: _Outbox() for k in self._peers}
+        self._dialers: dict[bytes, asyncio.Task[None]] = {}
+        """The dialling task of each peer (one per key in ``_peers`` once started)."""
+        self._started = False
         self._inbound: dict[bytes, asyncio.StreamWriter] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[int, _Pending] = {}
@@ -259,8 +267,48 @@ class Transport:
         self._server = await asyncio.start_server(
             self._on_inbound, self._listen[0], self._listen[1]
         )
+        self._started = True
         for key in self._peers:
-            self._spawn(self._dial_forever(key), f"dial-{key.hex()[:8]}")
+            self._start_dialling(key)
+
+    def _start_dialling(self, key: bytes) -> None:
+        self._dialers[key] = self._spawn(self._dial_forever(key), f"dial-{key.hex()[:8]}")
+
+    def set_peers(self, peers: Sequence[PeerConfig]) -> None:
+        """Dial exactly ``peers`` from now on (our own key is ignored): new ones are
+        dialled at once, those no longer listed stop being dialled and lose their queue,
+        a new address is used from the next dial attempt."""
+        wanted = {p.validator_key: p for p in peers if p.validator_key != self._me}
+        for key in [k for k in self._peers if k not in wanted]:
+            del self._peers[key]
+            self._outboxes.pop(key, None)
+            dialer = self._dialers.pop(key, None)
+            if dialer is not None:
+                dialer.cancel()
+            stats = self.stats.get(key)
+            if stats is not None and not stats.inbound:
+                del self.stats[key]
+            elif stats is not None:
+                stats.outbound = "stopped"
+            log.info("stopped dialling %s…: no longer a validator in force or decided",
+                     key.hex()[:16])
+        for key, peer in wanted.items():
+            known = self._peers.get(key)
+            self._peers[key] = peer
+            if known is not None:
+                if known.address != peer.address:
+                    self.stats[key].address = peer.address
+                    log.info("peer %s… moves to %s", key.hex()[:16], peer.address)
+                continue
+            self._outboxes[key] = _Outbox()
+            stats = self.stats.get(key)
+            if stats is None:
+                self.stats[key] = PeerStats(key, peer.address)
+            else:  # it dialled us first (inbound only until now)
+                stats.address, stats.outbound = peer.address, "connecting"
+            log.info("dialling validator %s… at %s", key.hex()[:16], peer.address)
+            if self._started and not self._closing:
+                self._start_dialling(key)
 
     @property
     def port(self) -> int:
@@ -285,11 +333,12 @@ class Transport:
         for stats in self.stats.values():
             stats.outbound = "stopped"
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ sending
     def send(self, peer: bytes, data: bytes) -> bool:
@@ -321,10 +370,10 @@ class Transport:
 
     # ------------------------------------------------------------------ dialling
     async def _dial_forever(self, peer: bytes) -> None:
-        config = self._peers[peer]
         stats = self.stats[peer]
         backoff_ms = self._limits.reconnect_backoff_ms_min
         while not self._closing:
+            config = self._peers[peer]  # set_peers may have moved it to a new address
             stats.outbound = "connecting"
             writer: asyncio.StreamWriter | None = None
             try:
@@ -511,12 +560,12 @@ class Transport:
         return pending
 
     def _stats_of(self, peer: bytes) -> PeerStats:
-        """A configured peer's stats, or new ones for a validator admitted but not
-        configured (added by governance: it dials us; we cannot dial it)."""
+        """A dialled peer's stats, or new ones for a validator admitted but not dialled
+        (no address known for it, on chain or configured: it dials us; we cannot dial it)."""
         stats = self.stats.get(peer)
         if stats is None:
-            stats = self.stats[peer] = PeerStats(peer, "(inbound only: not configured)",
-                                                 outbound="not configured")
+            stats = self.stats[peer] = PeerStats(peer, "(inbound only: no address known)",
+                                                 outbound="not dialled")
         return stats
 
     async def _listener_handshake(

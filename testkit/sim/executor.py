@@ -9,7 +9,9 @@ Rules:
   a new validator set (the simulator's governance); it takes effect at the boundary given
   by ``ledger.validator_history`` (the last decision before a boundary wins). A
   transaction of contract ``"params"`` (payload: some of ``GOVERNED_PARAMETERS``) decides
-  new governed consensus parameters by the same rule.
+  new governed consensus parameters by the same rule. An executor with
+  ``follows_governance`` off ignores validator-set decisions (a stale or Byzantine
+  holder of a key that governance retired, which still believes itself a validator).
 - Signatures are verified for real, through a bounded cache shared by the simulated nodes
   (as the node's verified-signature cache, keyed by the whole encoding).
 - Blocks execute strictly in order; executing a height twice is ignored (``Deliver`` is
@@ -47,6 +49,7 @@ class SimExecutor:
         self.results: dict[int, tuple[bytes, bytes]] = {}
         self.state_root = genesis_state_root(genesis)
         self.history = ValidatorHistory.from_genesis(genesis)
+        self.follows_governance = True
 
     def set_at(self, height: int) -> ValidatorSet:
         return self.history.at(height)
@@ -101,7 +104,7 @@ class SimExecutor:
         for tx in block.transactions:
             if tx.contract == "validators" and isinstance(tx.payload.get("keys"), list):
                 decided = ValidatorSet.of([bytes.fromhex(k) for k in tx.payload["keys"]])
-        if decided is not None:
+        if decided is not None and self.follows_governance:
             self.history = self.history.record(height, decided)
         for tx in block.transactions:
             # The simulator's parameter governance: {"view_timeout_ms": n} and the others of

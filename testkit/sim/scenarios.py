@@ -235,6 +235,35 @@ def validators_change(seed: int) -> Result:
                    added_tip=sim.nodes[4].replica.tip)
 
 
+def validator_key_rotation(seed: int) -> Result:
+    """Under load, municipality 0 replaces its validator key by governance: validator 4
+    (the new key) takes the place of validator 0 (the old key). The old key's replica
+    keeps running and ignores the decision: it goes on voting as a validator of the old
+    set. The others go on with the new key, and no certificate past the change carries
+    the old key."""
+    sim = Simulation(seed, scenario="validator_key_rotation", extra_nodes=1)
+    sim.nodes[0].executor.follows_governance = False
+    sim.faulty.add(0)
+    keys = [k.public_key.hex() for k in sim.keys]
+    old, new = sim.keys[0].public_key, sim.keys[4].public_key
+    _load(sim, 20, 100, 4)
+    sim.at(150, lambda: sim.submit(1, "validators", {"keys": keys[1:5]}))
+    sim.run(2_200)
+    sim.run_until_committed(LIVENESS_MS, nodes=[n for n in sim.nodes if n.index != 0])
+    observer = sim.nodes[1]
+    rotated_at = next(h for h in range(1, sim.heights() + 2)
+                      if old not in observer.replica.set_at(h).keys)
+    chain = observer.delivered
+    signers = {h: {s.voter for s in p.certificate.signatures} for h, p in chain.items()}
+    return _result(sim, rotated_at=rotated_at,
+                   signed_by_old_after=sum(1 for h, v in signers.items()
+                                           if h >= rotated_at and old in v),
+                   signed_by_new_after=sum(1 for h, v in signers.items()
+                                           if h >= rotated_at and new in v),
+                   validators_at_tip=observer.replica.set_at(sim.heights() + 1).n,
+                   new_key_tip=sim.nodes[4].replica.tip)
+
+
 def forged_messages(seed: int) -> Result:
     """A Byzantine validator adds garbage, bit flips, replays and forged votes."""
     sim = Simulation(seed, scenario="forged_messages")
@@ -319,6 +348,7 @@ SCENARIOS: dict[str, Callable[[int], Result]] = {
     "n7_two_faulty_primaries": n7_two_faulty_primaries,
     "lagging_state_transfer": lagging_state_transfer,
     "validators_change": validators_change,
+    "validator_key_rotation": validator_key_rotation,
     "forged_messages": forged_messages,
     "silent_replica": silent_replica,
     "rolling_restarts": rolling_restarts,

@@ -28,6 +28,7 @@ from cli.network import (
     load_network,
     load_tag_key,
     reference_compose,
+    slug_of,
 )
 from ledger.crypto import load_key
 from ledger.errors import KeyFileError
@@ -149,28 +150,50 @@ def test_dockerfile_default_command_is_the_compose_command(network: Network) -> 
     assert f"127.0.0.1:{CONTAINER_API_PORT}/healthz" in text
 
 
+def _holders(base: str = "PW") -> dict[str, str]:
+    """A distinct passphrase for every key holder of every demo town."""
+    env = {}
+    for name, _ in DEMO_MUNICIPALITIES:
+        town = f"{base}_{slug_of(name).upper().replace('-', '_')}"
+        env[town] = f"{name}'s operator passphrase"
+        env.update({f"{town}_{role.upper()}": f"{name}'s {role} own secret" for role in ROLES})
+    return env
+
+
 def test_init_with_passphrase_env_writes_no_passphrase(runner: CliRunner,
                                                        tmp_path: Path) -> None:
     out = tmp_path / "prod"
-    holders = {"PW": "a long operator passphrase", "PW_ADMIN": "the admin's own secret",
-               **{f"PW_{role.upper()}": f"the {role}'s own secret"
-                  for role in ROLES if role != "admin"}}
     result = runner.invoke(app, _args(out, "--passphrase-env", "PW", "--base-port", "0",
                                       "--compose", "--chain-id", "prod.net"),
-                           env={**holders, "COLUMNS": "200"})
+                           env={**_holders(), "COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     network = load_network(out)
     assert network.chain_id == "prod.net"
     assert not list(out.rglob("*passphrase"))
     m = network.municipalities[1]
-    assert load_key(network.key_of(m, "admin"), b"the admin's own secret")
-    assert load_key(network.dir_of(m) / "validator.key", b"a long operator passphrase")
+    assert load_key(network.key_of(m, "admin"), b"Bagnolet's admin own secret")
+    assert load_key(network.dir_of(m) / "validator.key", b"Bagnolet's operator passphrase")
     with pytest.raises(KeyFileError):
-        load_key(network.key_of(m, "admin"), b"a long operator passphrase")
+        load_key(network.key_of(m, "admin"), b"Bagnolet's operator passphrase")
+    assert load_config(network.config_of(m)).passphrase_env == "PW"  # what the node reads
     service = json.loads((out / "compose.yaml").read_text())["services"][m.slug]
-    assert service["environment"] == {"PW":
-                                      "${BAGNOLET_PASSPHRASE:?set BAGNOLET_PASSPHRASE}"}
+    assert service["environment"] == {"PW": "${PW_BAGNOLET:?set PW_BAGNOLET}"}
     assert "Next:" in result.stdout and "Bagnolet" in result.stdout
+
+
+def test_with_passphrase_env_no_role_shares_its_passphrase_across_towns(
+        runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "towns"
+    result = runner.invoke(app, _args(out, "--passphrase-env", "PW", "--base-port", "0"),
+                           env=_holders())
+    assert result.exit_code == 0, result.output
+    network = load_network(out)
+    first, second = network.municipalities[0], network.municipalities[1]
+    assert load_key(network.key_of(first, "clerk"), b"Montreuil's clerk own secret")
+    with pytest.raises(KeyFileError):  # Montreuil's clerk cannot open Bagnolet's clerk key
+        load_key(network.key_of(second, "clerk"), b"Montreuil's clerk own secret")
+    with pytest.raises(KeyFileError):
+        load_key(network.dir_of(second) / "validator.key", b"Montreuil's operator passphrase")
 
 
 def test_init_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
@@ -192,15 +215,17 @@ def test_init_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
 
 def test_init_refuses_one_passphrase_for_two_key_holders(runner: CliRunner,
                                                          tmp_path: Path) -> None:
-    same = {**{f"PW_{role.upper()}": f"the {role}'s own secret" for role in ROLES},
-            "PW": "a long operator passphrase", "PW_ADMIN": "a long operator passphrase"}
+    same = {**_holders(), "PW_MONTREUIL_ADMIN": "Montreuil's operator passphrase"}
     result = runner.invoke(app, _args(tmp_path / "x", "--passphrase-env", "PW"), env=same)
     assert result.exit_code == 2
-    assert "same passphrase" in result.output
-    missing = {k: v for k, v in same.items() if k != "PW_CLERK"}
-    missing["PW_ADMIN"] = "the admin's own secret"
+    assert "PW_MONTREUIL and PW_MONTREUIL_ADMIN hold the same passphrase" in result.output
+    across = {**_holders(), "PW_BAGNOLET_CLERK": "Montreuil's clerk own secret"}
+    result = runner.invoke(app, _args(tmp_path / "z", "--passphrase-env", "PW"), env=across)
+    assert result.exit_code == 2
+    assert "PW_MONTREUIL_CLERK and PW_BAGNOLET_CLERK hold the same passphrase" in result.output
+    missing = {k: v for k, v in _holders().items() if k != "PW_VINCENNES_CLERK"}
     result = runner.invoke(app, _args(tmp_path / "y", "--passphrase-env", "PW"), env=missing)
-    assert result.exit_code == 2 and "PW_CLERK" in result.output
+    assert result.exit_code == 2 and "PW_VINCENNES_CLERK" in result.output
 
 
 def test_a_tag_key_path_that_is_not_a_file_is_named_as_such(tmp_path: Path) -> None:

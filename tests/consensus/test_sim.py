@@ -112,6 +112,17 @@ def test_validator_added_and_one_removed_under_load(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_a_validator_key_replaced_by_governance_while_the_old_key_keeps_voting(
+        seed: int) -> None:
+    result = scenarios.validator_key_rotation(seed)
+    assert result.extra["rotated_at"] < result.heights  # the change took effect under load
+    assert result.extra["signed_by_new_after"] > 0
+    assert result.extra["signed_by_old_after"] == 0
+    assert result.extra["validators_at_tip"] == 4
+    assert result.extra["new_key_tip"] == result.heights
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_forged_replayed_and_stale_messages(seed: int) -> None:
     scenarios.forged_messages(seed)
 

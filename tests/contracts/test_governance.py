@@ -5,9 +5,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
 from contracts.engine import validator_set
 from contracts.governance import needed_approvals
-from contracts.queries import active_municipalities, member_roles, parameter, proposal
+from contracts.identity import validator_addresses
+from contracts.queries import (
+    active_municipalities,
+    member_roles,
+    municipality,
+    parameter,
+    proposal,
+)
 from ledger.genesis import APPROVAL_DENOMINATOR_MAX, genesis_from_json
 from ledger.records import Receipt
 from tests.vectors.contracts.scenario import Chain, key, make_genesis, pub, siret
@@ -156,3 +165,115 @@ def test_governance_reaches_every_approval_fraction_a_genesis_may_hold() -> None
                                    "value": APPROVAL_DENOMINATOR_MAX + 1})
     assert too_large.code == "invalid_parameter"
     assert f"between 1 and {APPROVAL_DENOMINATOR_MAX}" in too_large.message
+
+
+# ---------------------------------------------------------------- on-chain addresses
+def test_an_added_validators_address_is_on_chain_for_the_others_to_dial() -> None:
+    chain = Chain()
+    pid, _ = propose(chain, add_payload(validator_address="rosny.example.fr:7001"))
+    approve(chain, "bagnolet", pid)
+    assert approve(chain, "pantin", pid).data["status"] == "passed"
+    record = municipality(chain.state, NEW_SIRET)
+    assert record is not None and record["validator_address"] == "rosny.example.fr:7001"
+    assert validator_addresses(chain.state) == {pub("rosny.validator"): "rosny.example.fr:7001"}
+
+
+def test_a_proposal_without_an_address_is_stored_as_before_addresses_existed() -> None:
+    chain = Chain()
+    pid, _ = propose(chain, add_payload())
+    record = proposal(chain.state, pid)
+    assert record is not None and "validator_address" not in record
+    approve(chain, "bagnolet", pid)
+    approve(chain, "pantin", pid)
+    added = municipality(chain.state, NEW_SIRET)
+    assert added is not None and set(added) == {
+        "name", "siret", "validator_key", "active", "added_height", "removed_height"}
+    assert validator_addresses(chain.state) == {}
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    ("rosny.example.fr", "must be host:port"),
+    ("rosny.example.fr:0", "names its port (1..65535), not 0"),
+    ("192.0.2.1:70000", "port 70000 is out of range"),
+    ("hôtel-de-ville.fr:7001", "must be host:port"),
+    ("a" * 254 + ":7001", "must be host:port"),
+    ("a" * 300 + ":7001", "1 to 259 bytes"),
+    ("host:7001; rm -rf /", "must be host:port"),
+])
+def test_a_bad_validator_address_is_refused_with_the_reason(address: str, why: str) -> None:
+    chain = Chain()
+    _, receipt = propose(chain, add_payload(validator_address=address))
+    assert receipt.code == "invalid_payload"
+    assert "validator_address" in receipt.message and why in receipt.message
+
+
+def test_an_address_has_no_meaning_in_a_removal() -> None:
+    chain = Chain()
+    _, receipt = propose(chain, {"siret": siret("montreuil"), "kind": "remove_municipality",
+                                 "municipality_siret": siret("pantin"),
+                                 "validator_address": "192.0.2.1:7001"})
+    assert receipt.code == "invalid_payload"
+    assert "validator_address has no meaning in a remove_municipality proposal" in receipt.message
+
+
+# ---------------------------------------------------------------- validator-key rotation
+def rotate_payload(town: str = "vincennes", new: str = "vincennes.validator2",
+                   **extra: Any) -> dict[str, Any]:
+    return {"siret": siret("montreuil"), "kind": "replace_validator_key",
+            "municipality_siret": siret(town), "validator_key": pub(new), **extra}
+
+
+def pass_proposal(chain: Chain, payload: dict[str, Any]) -> Receipt:
+    pid, receipt = propose(chain, payload)
+    assert receipt.code == "ok", receipt.message
+    approve(chain, "bagnolet", pid)
+    return approve(chain, "pantin", pid)
+
+
+def test_a_validator_key_is_replaced_by_governance_and_the_old_one_retired() -> None:
+    chain = Chain()
+    old, new = key("vincennes.validator").public_key, key("vincennes.validator2").public_key
+    passed = pass_proposal(chain, rotate_payload(validator_address="192.0.2.7:7001"))
+    assert passed.code == "ok" and passed.data["status"] == "passed"
+    new_set = chain.results[-1].validator_set
+    assert new_set is not None and new in new_set.keys and old not in new_set.keys
+    assert new_set.n == 4 and new_set == validator_set(chain.state)
+    record = municipality(chain.state, siret("vincennes"))
+    assert record is not None and record["validator_key"] == new.hex()
+    assert record["active"] and validator_addresses(chain.state) == {new.hex(): "192.0.2.7:7001"}
+    # the municipality's members are untouched: only its validator changed
+    assert member_roles(chain.state, pub("vincennes.admin")) == ("admin",)
+
+
+def test_a_retired_validator_key_never_comes_back() -> None:
+    chain = Chain()
+    pass_proposal(chain, rotate_payload())
+    _, back = propose(chain, rotate_payload(new="vincennes.validator"))
+    assert back.code == "key_already_enrolled"
+    assert "was retired at height" in back.message and "generate a new key" in back.message
+    _, readded = propose(chain, add_payload(validator_key=pub("vincennes.validator")))
+    assert readded.code == "key_already_enrolled"
+    enrol = chain.do("montreuil.admin", "identity", "enroll",
+                     {"siret": siret("montreuil"), "key": pub("vincennes.validator"),
+                      "roles": ["clerk"]})
+    assert enrol.code == "key_already_enrolled"
+
+
+def test_a_rotation_keeps_the_address_unless_it_gives_one() -> None:
+    chain = Chain()
+    pass_proposal(chain, rotate_payload(validator_address="192.0.2.7:7001"))
+    pass_proposal(chain, rotate_payload(new="vincennes.validator3"))
+    assert validator_addresses(chain.state) == {pub("vincennes.validator3"): "192.0.2.7:7001"}
+
+
+@pytest.mark.parametrize(("payload", "code"), [
+    (rotate_payload(new="bagnolet.validator"), "key_already_enrolled"),
+    (rotate_payload(new="bagnolet.clerk"), "key_already_enrolled"),
+    (rotate_payload(new="vincennes.validator"), "key_already_enrolled"),
+    ({**rotate_payload(), "municipality_siret": NEW_SIRET}, "unknown_municipality"),
+    ({**rotate_payload(), "admin_key": pub("x.admin")}, "invalid_payload"),
+])
+def test_a_rotation_that_cannot_apply_is_refused(payload: dict[str, Any], code: str) -> None:
+    chain = Chain()
+    _, receipt = propose(chain, payload)
+    assert receipt.code == code, receipt.message

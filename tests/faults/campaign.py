@@ -2,7 +2,9 @@
 (``tests.faults.proxy``), under a steady load of client submissions, through a list of
 faults — partitions (2|2, 3|1 around the primary, one-way, flapping), delays, kill -9 and
 restart, SIGSTOP/SIGCONT of the primary, a restart from an empty directory and one from an
-old copy of the node's directory.
+old copy of the node's directory, a disk that fills up (the node must stop cleanly and
+lose nothing), kill -9 loops, and one node's clock minutes ahead or behind (libfaketime:
+Debian's ``faketime``, which .ci/run installs).
 
 Checker, after every scenario and at the end: the network commits again (the recovery
 time is measured from the end of the fault to the commit of a probe on every running
@@ -19,6 +21,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import tomllib
@@ -36,6 +39,12 @@ from testkit.wait import wait_for
 from tests.faults.proxy import ProxyNet
 from tests.node.cluster import Cluster
 
+DISK_FULL_LOG_ROOM_BYTES = 64 * 1024
+"""Room left for the node's log when its disk fills (the log shares the file-size limit)."""
+KILL_LOOP_ROUNDS = 6
+SKEW_S = 180
+"""Clock skew of the clock scenarios: minutes, three times the block-time tolerance."""
+SKEW_HOLD_S = 6
 RECOVERY_DEADLINE_S = 120
 """A network healed from any single fault of the list commits again within this."""
 SUBMIT_EVERY_S = 0.1
@@ -119,6 +128,14 @@ class Load:
 
 def _peer_port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
+
+
+def node_pid(wrapper: subprocess.Popen[bytes]) -> int:
+    """The node's own process: the one child of ``timeout``, which the cluster started."""
+    pid = wrapper.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, f"expected one child of timeout {pid}, got {children}"
+    return int(children[0])
 
 
 def route_through(c: Cluster, proxies: ProxyNet) -> None:
@@ -247,6 +264,92 @@ class Campaign:
         self.load.set_live(victim, True)
         self._recovered(f"node {victim} restarted from an old copy", time.monotonic())
 
+    def disk_full(self) -> None:
+        """One node's disk fills up under load (its file-size limit is lowered to just
+        above its log, so the next write of its store fails as on a full disk): it must
+        stop by itself with a line naming the full disk and what to do; restarted with
+        room again, it resumes from what it stored and the network loses nothing."""
+        victim = self.rng.randrange(4)
+        node = self.c.net.nodes[victim]
+        room = (node.directory / "node.log").stat().st_size + DISK_FULL_LOG_ROOM_BYTES
+        subprocess.run(["prlimit", f"--pid={node_pid(self.c.procs[victim])}", f"--fsize={room}"],
+                       check=True, timeout=10)
+        proc = self.c.procs[victim]
+        try:
+            wait_for(lambda: proc.poll() is not None, RECOVERY_DEADLINE_S,
+                     f"node {victim} to stop on its full disk", poll_s=0.2)
+        except AssertionError as exc:
+            self.report.problems.append(str(exc))
+            return
+        self.load.set_live(victim, False)
+        self.c.kill(victim)  # already stopped: closes the cluster's bookkeeping
+        log = self.c.log_of(victim)
+        if proc.returncode != 2 or "is full" not in log or "Free space" not in log:
+            self.report.problems.append(
+                f"node {victim} on a full disk exited {proc.returncode} without saying so; "
+                f"the end of its log: {log[-1500:]}")
+        self.c.start(victim)  # room again
+        self.c.wait_ready([victim], timeout_s=60)
+        self.load.set_live(victim, True)
+        self._recovered(f"node {victim} stopped on a full disk, restarted with room",
+                        time.monotonic())
+
+    def kill_loop(self) -> None:
+        """kill -9 of a random node, restarted at once, again and again under load: a
+        node is often killed while it is still catching up from the previous kill."""
+        victims = []
+        for _ in range(KILL_LOOP_ROUNDS):
+            victim = self.rng.randrange(4)
+            victims.append(victim)
+            self.load.set_live(victim, False)
+            self.c.kill(victim)
+            time.sleep(self.rng.uniform(0.2, 1.5))  # how long it stays down (the fault)
+            self.c.start(victim)
+            self.c.wait_ready([victim], timeout_s=60)
+            self.load.set_live(victim, True)
+            time.sleep(self.rng.uniform(0.2, 1.5))  # how long until the next kill
+        self._recovered(f"{KILL_LOOP_ROUNDS} kill -9 of nodes {victims}, each restarted",
+                        time.monotonic())
+
+    def _skew(self, offset_s: int) -> None:
+        """One node (never the first primary's only backup: any) runs with its clock
+        ``offset_s`` off (libfaketime) for a while under load; the network must commit
+        throughout; the node is then restarted with the right clock and catches up."""
+        victim = self.rng.randrange(4)
+        self.load.set_live(victim, False)
+        self.c.kill(victim)
+        self.c.start(victim, wrapper=["faketime", "-f", f"{offset_s:+d}s"],
+                     env={"FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+        self.c.wait_ready([victim], timeout_s=60)
+        self.load.set_live(victim, True)
+        others = [i for i in range(4) if i != victim]
+        probe = self.load.anchor(others[0])
+        skewed_at = time.monotonic()
+        r = self.c.submit(others[0], [probe])
+        try:
+            wait_for(lambda: r.status_code == 202 and all(self.c.committed(i, probe)
+                                                          for i in others),
+                     RECOVERY_DEADLINE_S, "a commit with one clock off", poll_s=0.2)
+        except AssertionError as exc:
+            self.report.problems.append(f"clock {offset_s:+d} s on node {victim}: {exc}")
+            return
+        self.load.acknowledge(probe)
+        self.report.recoveries_s[f"commit with node {victim}'s clock {offset_s:+d} s off"] = (
+            round(time.monotonic() - skewed_at, 1))
+        time.sleep(SKEW_HOLD_S)  # the fault's duration: the load goes on meanwhile
+        self.load.set_live(victim, False)
+        self.c.kill(victim)
+        self.c.start(victim)
+        self.c.wait_ready([victim], timeout_s=60)
+        self.load.set_live(victim, True)
+        self._recovered(f"node {victim}'s clock back from {offset_s:+d} s", time.monotonic())
+
+    def clock_ahead(self) -> None:
+        self._skew(+SKEW_S)
+
+    def clock_behind(self) -> None:
+        self._skew(-SKEW_S)
+
     def pause_primary(self) -> None:
         p = self.primary()
         self.load.set_live(p, False)
@@ -261,7 +364,8 @@ class Campaign:
     SHORT: tuple[str, ...] = ("isolate_primary", "kill_restart", "pause_primary")
     LONG: tuple[str, ...] = ("partition_2_2", "isolate_primary", "one_way", "flapping",
                              "delays", "kill_restart", "pause_primary", "empty_restart",
-                             "old_copy_restart")
+                             "old_copy_restart", "disk_full", "kill_loop", "clock_ahead",
+                             "clock_behind")
 
     # ------------------------------------------------------------------ run
     def run(self, scenarios: tuple[str, ...], rounds: int = 1,

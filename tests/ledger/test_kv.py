@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +154,36 @@ def test_items_match_a_sorted_model(
     if reverse:
         expected.reverse()
     assert got == [(k, b"v" + view + k) for k in expected]
+
+
+_FILL_UNTIL_FULL = """
+import resource, sys
+from ledger.errors import DiskFullError
+from ledger.kv import KV
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+with KV.open(sys.argv[1]) as kv:
+    n = 0
+    try:
+        while n < 10_000:
+            with kv.batch() as batch:
+                batch.put(b"k%05d" % n, bytes(1000))
+            n += 1  # acknowledged: the synced batch returned
+    except DiskFullError as exc:
+        print(n)
+        print(exc)
+"""
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_no_acknowledged_write(tmp_path: Path
+                                                                      ) -> None:
+    # RLIMIT_FSIZE makes the write fail with EFBIG exactly as a full disk fails it with
+    # ENOSPC; it applies to a child process, not to the test runner.
+    child = subprocess.run([sys.executable, "-c", _FILL_UNTIL_FULL, str(tmp_path / "db")],
+                           capture_output=True, text=True, timeout=60, check=True,
+                           cwd=Path(__file__).resolve().parents[2])
+    acknowledged, message = child.stdout.splitlines()[:2]
+    assert 0 < int(acknowledged) < 10_000, child.stdout + child.stderr
+    assert message.startswith(f"the disk holding the data directory {tmp_path / 'db'} is full")
+    assert "File too large" in message and "Free space on that disk" in message
+    with KV.open(tmp_path / "db") as kv:  # room again: every acknowledged write is there
+        assert [k for k, _ in kv.items()] == [b"k%05d" % n for n in range(int(acknowledged))]

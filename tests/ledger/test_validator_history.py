@@ -111,3 +111,13 @@ def test_governed_parameters_follow_the_same_effective_height_rule() -> None:
     assert h.params_at(9).block_txs_max == 500
     assert h.params_at(9).checkpoint_interval == h.genesis_params.checkpoint_interval
     assert h.record_params(7, (600, 1 << 20, 9_000)).params_at(17).block_txs_max == 600
+
+
+def test_a_key_rotation_swaps_the_key_at_the_boundary_and_the_old_key_stops_counting() -> None:
+    rotated = ValidatorSet.of([*KEYS[1:4], KEYS[5]])  # KEYS[0] replaced by KEYS[5]
+    history = _history().record(3, rotated)
+    start = effective_height(3, K, D)
+    assert KEYS[0] in history.at(start - 1).keys and KEYS[5] not in history.at(start - 1).keys
+    assert KEYS[5] in history.at(start).keys and KEYS[0] not in history.at(start).keys
+    assert history.at(start).n == 4  # a rotation, not an addition: the quorum is unchanged
+    assert history.ever_member(KEYS[0])  # its older certificates still verify

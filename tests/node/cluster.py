@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -57,15 +58,18 @@ class Cluster:
         self._nonce = int(time.time() * 1000)
 
     # ------------------------------------------------------------------ processes
-    def start(self, i: int, module: str = "node") -> None:
-        """Start node ``i``; ``module`` is the program (a Byzantine build in some tests)."""
+    def start(self, i: int, module: str = "node", *, wrapper: Sequence[str] = (),
+              env: Mapping[str, str] | None = None) -> None:
+        """Start node ``i``; ``module`` is the program (a Byzantine build in some tests);
+        ``wrapper`` runs it (``faketime -f +3m``) with ``env`` added to its environment."""
         node = self.net.nodes[i]
         log = open(node.directory / "node.log", "ab")  # noqa: SIM115  # closed in stop/close
         self._logs[i] = log
         self.procs[i] = subprocess.Popen(
-            ["timeout", "-k", "5", str(CHILD_LIFETIME_S), sys.executable, "-m", module,
-             "--config", str(node.config_path)],
-            cwd=ROOT, env=self.net.env(), stdout=log, stderr=subprocess.STDOUT,
+            ["timeout", "-k", "5", str(CHILD_LIFETIME_S), *wrapper, sys.executable, "-m",
+             module, "--config", str(node.config_path)],
+            cwd=ROOT, env={**self.net.env(), **(env or {})}, stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
