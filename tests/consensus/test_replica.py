@@ -140,6 +140,31 @@ def test_a_duplicate_commit_never_counts_twice() -> None:
     assert not any(isinstance(e, Deliver) for e in effects)  # own + one other = 2 < 3
 
 
+def test_votes_of_a_key_outside_the_set_in_force_never_count() -> None:
+    """A retired key (rotated out or removed by governance) is not in the set in force:
+    its prepares and commits, however well signed, never make a quorum."""
+    replica, _ = _replica()
+    outsider = SigningKey(b"\x07" * 32)
+    assert outsider.public_key not in GENESIS.validator_set.keys
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, _block())
+    effects = _receive(replica, KEYS[0], encode_message(pp))
+    effects += _receive(replica, outsider, encode_message(
+        Vote.make(outsider, CHAIN, Phase.PREPARE, 0, 1, pp.block_hash)))
+    assert _votes(effects, Phase.COMMIT) == []  # pre-prepare + own prepare: 1 of 2f = 2
+    effects += _receive(replica, KEYS[2], encode_message(
+        Vote.make(KEYS[2], CHAIN, Phase.PREPARE, 0, 1, pp.block_hash)))
+    assert len(_votes(effects, Phase.COMMIT)) == 1
+    for key in (KEYS[0], outsider):
+        effects += _receive(replica, key, encode_message(
+            Vote.make(key, CHAIN, Phase.COMMIT, 0, 1, pp.block_hash)))
+    assert not any(isinstance(e, Deliver) for e in effects)  # own + KEYS[0] + outsider
+    effects = _receive(replica, KEYS[2], encode_message(
+        Vote.make(KEYS[2], CHAIN, Phase.COMMIT, 0, 1, pp.block_hash)))
+    delivered = [e for e in effects if isinstance(e, Deliver)]
+    assert len(delivered) == 1
+    assert outsider.public_key not in {s.voter for s in delivered[0].certificate.signatures}
+
+
 def test_rejects_bad_input_without_effects_or_state() -> None:
     replica, _ = _replica()
     outsider = SigningKey(b"\x07" * 32)

@@ -124,6 +124,11 @@ class WebSocket:
             self.sock.close()
 
 
+WAIT_S = 60.0
+"""How long a page may take to render: generous, a loaded 2-core CI machine runs the
+browser beside four nodes and other tests (20 s was once not enough there)."""
+
+
 class Browser:
     """One Chromium process and one page target, driven by CDP commands."""
 
@@ -197,7 +202,7 @@ class Browser:
             raise CdpError(f"JavaScript failed: {text}")
         return result["result"].get("value")
 
-    def wait(self, expression: str, timeout_s: float = 20.0, what: str = "") -> Any:
+    def wait(self, expression: str, timeout_s: float = WAIT_S, what: str = "") -> Any:
         deadline = time.monotonic() + timeout_s
         while True:
             value = self.evaluate(expression)
