@@ -117,6 +117,25 @@ VALIDATED_BLOCKS_MAX = 1024
 its pre-prepare is not checked again when it is delivered."""
 
 
+@dataclass(slots=True)
+class ViewChanging:
+    """The view-change machinery: what this replica and the others asked and sent."""
+
+    attempts: int = 0
+    """View changes tried since the last commit (each doubles the view timeout)."""
+    mine: ViewChange | None = None
+    """This replica's VIEW-CHANGE for the view it is moving to."""
+    received: dict[bytes, ViewChange] = field(default_factory=dict)
+    """The latest VIEW-CHANGE of each validator."""
+    requests: dict[bytes, int] = field(default_factory=dict)
+    """Highest view each validator asked to move to (VIEW-CHANGE-REQUEST, the pre-vote)."""
+    new_view: NewView | None = None
+    """The NEW-VIEW that started the current view (re-sent to validators left behind)."""
+    new_view_sent: dict[bytes, int] = field(default_factory=dict)
+    """When this replica last sent its NEW-VIEW to each peer (at most once per view
+    timeout per peer)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChainPoint:
     """A block the replica builds on: its height, hash and time."""
@@ -182,9 +201,9 @@ class Replica:
         self.executor = executor
         self.view = 0
         self.view_active = True
-        self.view_attempts = 0
         self.view_deadline: int | None = None
-        self.new_view_msg: NewView | None = None
+        """When the view timer fires (None: not running)."""
+        self.changing = ViewChanging()
         self.low_point = ChainPoint(0, genesis.genesis_hash, genesis.genesis_time_ms)
         """The last stable checkpoint (the low watermark): genesis at first."""
         self.stable_proof: tuple[Checkpoint, ...] = ()
@@ -195,10 +214,6 @@ class Replica:
         self.committed: dict[int, CommittedProof] = {}
         self.my_votes: dict[tuple[int, int, int], bytes] = {}
         self.my_pre_prepares: dict[tuple[int, int], PrePrepare | Proposal] = {}
-        self.my_view_change: ViewChange | None = None
-        self.view_changes: dict[bytes, ViewChange] = {}
-        self.view_requests: dict[bytes, int] = {}
-        """Highest view each validator asked to move to (VIEW-CHANGE-REQUEST)."""
         self.checkpoints: dict[bytes, dict[int, Checkpoint]] = {}
         self.my_checkpoint: Checkpoint | None = None
         self.pending: OrderedDict[bytes, Transaction] = OrderedDict()
@@ -214,9 +229,6 @@ class Replica:
         self.busy_height = 0
         """Highest height known to hold transactions: its results are certified by header
         ``busy_height + D``, so an idle primary proposes empty blocks up to there."""
-        self.new_view_sent: dict[bytes, int] = {}
-        """When this replica last sent its NEW-VIEW to each peer (at most once per view
-        timeout per peer)."""
         self.peer_heights: dict[bytes, int] = {}
         self.behind_seen: dict[bytes, int] = {}
         self.peer_tips: dict[bytes, int] = {}
@@ -395,12 +407,12 @@ class Replica:
         if keys.KEY_NEW_VIEW in records:
             nv = decode_message(records[keys.KEY_NEW_VIEW])
             if isinstance(nv, NewView) and nv.view == self.view:
-                self.new_view_msg = nv
+                self.changing.new_view = nv
         if keys.KEY_VIEW_CHANGE in records:
             vc = decode_message(records[keys.KEY_VIEW_CHANGE])
             if isinstance(vc, ViewChange):
-                self.my_view_change = vc
-                self.view_changes[self.me] = vc
+                self.changing.mine = vc
+                self.changing.received[self.me] = vc
         for key, value in sorted(records.items()):
             if key.startswith(keys.PREFIX_VOTE):
                 height, view, phase = keys.parse_vote_key(key)
@@ -439,7 +451,7 @@ class Replica:
                     slot.candidate, slot.trusted = pp, True
         # Re-proposals of the NEW-VIEW this replica entered but had not accepted yet (it
         # crashed while their bodies were on the way) hold their heights again.
-        entered = self.new_view_msg
+        entered = self.changing.new_view
         if entered is not None and self.view_active and entered.view == self.view:
             for proposal in entered.pre_prepares:
                 if proposal.height <= self.low:
@@ -463,12 +475,12 @@ class Replica:
         self._try_accept(self._lowest_waiting())
         for height in sorted(self.slots):
             self._maybe_prepare(height)
-        nv = self.new_view_msg
+        nv = self.changing.new_view
         if not self.view_active and nv is not None and nv.sender == self.me:
             self._enter_new_view(nv)  # it crashed between its NEW-VIEW and the view record
             self._broadcast(nv)
-        if not self.view_active and self.my_view_change is not None:
-            self._broadcast(self.my_view_change)
+        if not self.view_active and self.changing.mine is not None:
+            self._broadcast(self.changing.mine)
         self._out.append(SetTimer(TimerId.TICK, self.now + self._tick_ms()))
         self._broadcast_status()
 
@@ -801,7 +813,7 @@ class Replica:
                 delivered.append(tx_id)
                 self.pending.pop(tx_id, None)
                 self.recent_committed[tx_id] = None
-            self.view_attempts = 0
+            self.changing.attempts = 0
             self.view_deadline = None  # progress: the view timer restarts below
         while len(self.recent_committed) > RECENT_COMMITTED_IDS_MAX:
             self.recent_committed.popitem(last=False)
@@ -928,7 +940,7 @@ class Replica:
         return any(h > self.tip and s.pre_prepare is not None for h, s in self.slots.items())
 
     def _view_timeout_ms(self) -> int:
-        return self.timeout_ms << min(self.view_attempts, 10)
+        return self.timeout_ms << min(self.changing.attempts, 10)
 
     def _arm_view_timer(self) -> None:
         """Run the view timer while work waits (or a view change is under way); a node
@@ -965,17 +977,17 @@ class Replica:
         if self.view_active:
             # Pre-vote: ask first; leave the view only once f + 1 validators asked.
             target = self.view + 1
-            self.view_requests[self.me] = target
+            self.changing.requests[self.me] = target
             self._broadcast(ViewChangeRequest.make(self.key, self.chain_id, target))
             self._maybe_leave_view()
             return
         # A validator asking for a higher view also gave up on this one: counting only
         # exact matches let the replicas split between views v and v + 1 for ever.
-        given_up = [vc for vc in self.view_changes.values() if vc.new_view >= self.view]
+        given_up = [vc for vc in self.changing.received.values() if vc.new_view >= self.view]
         if len(given_up) >= self.active_set.quorum:
             self._start_view_change(self.view + 1)
-        elif self.my_view_change is not None:
-            self._broadcast(self.my_view_change)
+        elif self.changing.mine is not None:
+            self._broadcast(self.changing.mine)
 
     def on_tick(self) -> None:
         """Heartbeat: status, and retransmission of this replica's current messages so
@@ -1002,8 +1014,8 @@ class Replica:
         slowest = min(self.peer_tips.values(), default=self.tip)
         self.behind_seen, self.peer_heights, self.peer_tips = ahead, {}, {}
         if not self.view_active:
-            if self.my_view_change is not None:
-                self._broadcast(self.my_view_change)
+            if self.changing.mine is not None:
+                self._broadcast(self.changing.mine)
             return
         self.body_attempts += 1
         for height in sorted(self.slots):
@@ -1133,7 +1145,7 @@ class Replica:
     def _start_view_change(self, new_view: int) -> None:
         """Stop accepting messages of lower views and ask for ``new_view``."""
         self.view, self.view_active = new_view, False
-        self.view_attempts += 1
+        self.changing.attempts += 1
         self.view_deadline = None
         self.slots = {}
         self._persist(keys.KEY_VIEW, encode([self.view, False]))
@@ -1147,8 +1159,8 @@ class Replica:
                           for h in sorted(self.committed) if self.low < h <= top)
         vc = ViewChange.make(self.key, self.chain_id, new_view, self.stable_proof, prepared,
                              committed)
-        self.my_view_change = vc
-        self.view_changes[self.me] = vc
+        self.changing.mine = vc
+        self.changing.received[self.me] = vc
         self._persist(keys.KEY_VIEW_CHANGE, encode_message(vc))
         self._broadcast(vc)
         self._maybe_new_view()
@@ -1161,14 +1173,14 @@ class Replica:
             return
         if vc.new_view < self.view:
             return
-        known = self.view_changes.get(vc.sender)
+        known = self.changing.received.get(vc.sender)
         if known is not None and known.new_view >= vc.new_view:
             return
         if not self._view_change_valid(vc):
             return
-        self.view_changes[vc.sender] = vc
+        self.changing.received[vc.sender] = vc
         self._adopt_checkpoint(vc.checkpoint)
-        higher = sorted(v.new_view for v in self.view_changes.values()
+        higher = sorted(v.new_view for v in self.changing.received.values()
                         if v.new_view > self.view)
         if len(higher) >= self.active_set.f + 1 and (self.view_active or higher[0] > self.view):
             # f + 1 validators want a higher view: at least one is correct; join the
@@ -1178,10 +1190,10 @@ class Replica:
 
     def on_view_change_request(self, request: ViewChangeRequest) -> None:
         if (request.sender not in self.active_set.keys or request.new_view <= self.view
-                or request.new_view <= self.view_requests.get(request.sender, 0)
+                or request.new_view <= self.changing.requests.get(request.sender, 0)
                 or not signature_valid(request)):
             return
-        self.view_requests[request.sender] = request.new_view
+        self.changing.requests[request.sender] = request.new_view
         self._maybe_leave_view()
 
     def _maybe_leave_view(self) -> None:
@@ -1190,7 +1202,7 @@ class Replica:
         if not self.view_active:
             return
         target = self.view + 1
-        asking = [k for k, v in self.view_requests.items()
+        asking = [k for k, v in self.changing.requests.items()
                   if v == target and k in self.active_set.keys]
         if len(asking) >= self.active_set.f + 1:
             self._start_view_change(target)
@@ -1198,13 +1210,13 @@ class Replica:
     def _send_new_view(self, peer: bytes) -> None:
         """Help a peer that missed the NEW-VIEW of this view: at most once per view
         timeout per peer (a NEW-VIEW holds q VIEW-CHANGEs; never on every message)."""
-        nv = self.new_view_msg
+        nv = self.changing.new_view
         if nv is None or nv.view != self.view:
             return
-        last = self.new_view_sent.get(peer)
+        last = self.changing.new_view_sent.get(peer)
         if last is not None and self.now - last < self.timeout_ms:
             return
-        self.new_view_sent[peer] = self.now
+        self.changing.new_view_sent[peer] = self.now
         self._send(peer, nv)
 
     def _view_change_valid(self, vc: ViewChange) -> bool:
@@ -1266,12 +1278,12 @@ class Replica:
         """As primary of a pending view with a quorum of VIEW-CHANGEs, start it."""
         if self.view_active or self.primary(self.view) != self.me:
             return
-        same = sorted((vc for vc in self.view_changes.values() if vc.new_view == self.view),
+        same = sorted((vc for vc in self.changing.received.values() if vc.new_view == self.view),
                       key=lambda vc: vc.sender)
         quorum = self.active_set.quorum
-        if len(same) < quorum or self.view_changes.get(self.me) not in same:
+        if len(same) < quorum or self.changing.received.get(self.me) not in same:
             return
-        chosen = [self.view_changes[self.me]] + [vc for vc in same if vc.sender != self.me]
+        chosen = [self.changing.received[self.me]] + [vc for vc in same if vc.sender != self.me]
         chosen = sorted(chosen[:quorum], key=lambda vc: vc.sender)
         o = self._compute_o(tuple(chosen))
         pre_prepares = tuple(Proposal.make(self.key, self.chain_id, self.view, header)
@@ -1306,7 +1318,7 @@ class Replica:
         for vc in nv.view_changes:
             if vc.new_view != nv.view or vc.chain_id != self.chain_id:
                 return
-            if self.view_changes.get(vc.sender) != vc and not self._view_change_valid(vc):
+            if self.changing.received.get(vc.sender) != vc and not self._view_change_valid(vc):
                 return
         for pp in nv.pre_prepares:
             if pp.view != nv.view or pp.sender != nv.sender or pp.chain_id != self.chain_id:
@@ -1323,8 +1335,8 @@ class Replica:
         # its view change and re-enters this same NEW-VIEW (never one with another O).
         self._persist(keys.KEY_NEW_VIEW, encode_message(nv))
         self.view, self.view_active = nv.view, True
-        self.new_view_msg = nv
-        self.view_requests = {k: v for k, v in self.view_requests.items() if v > nv.view}
+        self.changing.new_view = nv
+        self.changing.requests = {k: v for k, v in self.changing.requests.items() if v > nv.view}
         self.slots = {}
         self.view_deadline = None
         self._persist(keys.KEY_VIEW, encode([self.view, True]))
