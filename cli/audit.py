@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import CliError, guarded_failing_with
+from cli.common import CliError, PassphraseFile, guarded_failing_with
 from cli.submit import load_signing_key
 from ledger.crypto import SigningKey
 from ledger.errors import LedgerError
@@ -97,8 +97,7 @@ def audit_command(
     key: Annotated[Path | None, typer.Option(
         "--key", help="With --node: an auditor's key file, to read social-aid payments "
         "(public reads hide them).")] = None,
-    passphrase_file: Annotated[Path | None, typer.Option(
-        "--passphrase-file", help="The passphrase of --key.")] = None,
+    passphrase_file: PassphraseFile = None,
 ) -> None:
     """Verify a whole chain while trusting nothing but the genesis file.
 

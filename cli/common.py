@@ -21,7 +21,7 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import httpx
 import typer
@@ -199,3 +199,11 @@ def write_secret(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+# Options shared by every command that opens a key file (one declaration, one help text).
+PassphraseEnv = Annotated[str | None, typer.Option(
+    "--passphrase-env", metavar="VAR",
+    help="Read the key passphrase from this environment variable instead of a prompt.")]
+PassphraseFile = Annotated[Path | None, typer.Option(
+    "--passphrase-file", help="Read the key passphrase from this file (mode 0600).")]

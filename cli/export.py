@@ -25,8 +25,15 @@ from typing import Annotated, Any
 import typer
 
 from cli.client import NodeClient
-from cli.common import EXIT_CODES_HELP, EXIT_FAILED, CliError, guarded
-from cli.submit import NodeUrl, PassphraseEnv, PassphraseFile, load_signing_key
+from cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    CliError,
+    PassphraseEnv,
+    PassphraseFile,
+    guarded,
+)
+from cli.submit import NodeUrl, load_signing_key
 from contracts import opendata
 from ledger.jsonview import committed_block_from_json
 

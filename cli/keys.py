@@ -15,7 +15,14 @@ from typing import Annotated
 
 import typer
 
-from cli.common import EXIT_CODES_HELP, EXIT_USAGE, CliError, guarded, read_passphrase
+from cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_USAGE,
+    CliError,
+    PassphraseEnv,
+    guarded,
+    read_passphrase,
+)
 from ledger.crypto import SigningKey, load_key, rekey, save_key, weak_reason
 
 app = typer.Typer(
@@ -24,9 +31,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-PassphraseEnv = Annotated[str | None, typer.Option(
-    "--passphrase-env", metavar="VAR",
-    help="Read the passphrase from this environment variable instead of a prompt.")]
 
 
 @app.command("new", epilog=EXIT_CODES_HELP)

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from cli.audit import read_signer, reader_key
-from cli.common import CliError, guarded_failing_with
+from cli.common import CliError, PassphraseFile, guarded_failing_with
 from ledger.errors import LedgerError
 from ledger.genesis import load_genesis
 from verify.receipt import (
@@ -95,8 +95,7 @@ def get_command(
     key: Annotated[Path | None, typer.Option(
         "--key", help="With --node: your key file (member of the paying town, or an "
         "auditor), to read the receipt of a social-aid payment.")] = None,
-    passphrase_file: Annotated[Path | None, typer.Option(
-        "--passphrase-file", help="The passphrase of --key.")] = None,
+    passphrase_file: PassphraseFile = None,
 ) -> None:
     """Write a self-contained receipt for one committed transaction.
 

@@ -29,6 +29,8 @@ from cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
     CliError,
+    PassphraseEnv,
+    PassphraseFile,
     guarded,
     passphrase_from_file,
     read_input_file,
@@ -49,10 +51,6 @@ WAIT_MS_DEFAULT = 30_000
 NodeUrl = Annotated[str, typer.Option(
     "--node", envvar="TABELLION_NODE", help="Base URL of a node's API (env TABELLION_NODE).")]
 KeyFile = Annotated[Path, typer.Option("--key", help="Your encrypted key file.")]
-PassphraseEnv = Annotated[str | None, typer.Option(
-    "--passphrase-env", metavar="VAR", help="Read the key passphrase from this variable.")]
-PassphraseFile = Annotated[Path | None, typer.Option(
-    "--passphrase-file", help="Read the key passphrase from this file (mode 0600).")]
 Wait = Annotated[bool, typer.Option("--wait", help="Wait for the commit; print the receipt.")]
 ChainId = Annotated[str | None, typer.Option(
     "--chain-id", help="Network id (default: the one the node reports).")]
