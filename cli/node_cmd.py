@@ -53,3 +53,4 @@ def node_start(
     # Imported here: the runtime pulls in FastAPI and uvicorn, needed only to start.
     runtime = importlib.import_module("node.runtime")
     runtime.run_node(config)
+    runtime.end_process(0)  # stopped cleanly (see end_process)

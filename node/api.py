@@ -36,6 +36,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.encoding import Limits as DecodeLimits
@@ -252,6 +253,17 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is invalid"
 
 
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {
+    "tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+    "auto_configure": False,
+}
+"""FastAPI's own OpenTelemetry is off: the node's metrics are its Prometheus ones
+(``node.metrics``); the framework's logs would record exception messages and request
+data, which may hold personal data, and could be exported by an environment variable
+alone; its per-request spans cost CPU on every call; and its exit hook printed an
+"Error in sys.excepthook" on every clean stop."""
+
+
 def create_app(node: NodeFacade) -> FastAPI:
     """The FastAPI application serving ``node``."""
     app = FastAPI(
@@ -259,6 +271,7 @@ def create_app(node: NodeFacade) -> FastAPI:
         version="1",
         description="Submit signed municipal records, follow them to commit, read blocks, "
         "records and proven state. Errors: {\"error\": {\"code\", \"message\"}}.",
+        telemetry=NO_FRAMEWORK_TELEMETRY,
     )
 
     app.add_middleware(ClientRateLimit, limits=node.limits)

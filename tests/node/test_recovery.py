@@ -100,6 +100,9 @@ def test_kill_primary_view_change_restart_and_empty_data_dir(cluster: Cluster) -
     # A node stopped cleanly (exit 0), wiped, restarted: catches up, then votes.
     wiped = others[0]
     assert c.terminate(wiped) == 0
+    log = c.log_of(wiped)
+    assert "stopped cleanly" in log.splitlines()[-1]  # the last word an operator reads
+    assert "Error in sys.excepthook" not in log  # printed once at every clean stop
     c.wipe(wiped)
     c.start(wiped)
     wait_for(lambda: _caught_up(c, wiped, primary), 90, "the wiped node to catch up")
