@@ -233,6 +233,10 @@ class Replica:
         self.behind_seen: dict[bytes, int] = {}
         self.peer_tips: dict[bytes, int] = {}
         self.tx_id_cache: dict[bytes, tuple[bytes, ...]] = {}
+        self.clock_refusals = 0
+        """Proposals refused for a time more than ``TIME_AHEAD_MS_MAX`` ahead of this
+        replica's clock; ``clock_ahead_ms`` is by how much the last one was."""
+        self.clock_ahead_ms = 0
         self.now = 0
         self._out: list[Effect] = []
         if persisted is not None:
@@ -623,6 +627,10 @@ class Replica:
             return False  # retried after execution
         if not slot.trusted and header.time_ms > self.now + TIME_AHEAD_MS_MAX:
             slot.candidate = None
+            # Either the primary's clock runs fast or this one's runs slow; if the others
+            # accept the block, it is this one: the node tells its operator (node.runtime).
+            self.clock_refusals += 1
+            self.clock_ahead_ms = header.time_ms - self.now
             return False
         valid = header.height == height and self._body_valid(pp.block, *parent)
         if valid and not slot.trusted:

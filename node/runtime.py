@@ -75,7 +75,7 @@ from consensus.messages import (
     encode_message,
 )
 from consensus.persist import PersistedState
-from consensus.replica import PENDING_TXS_MAX, Replica
+from consensus.replica import PENDING_TXS_MAX, TIME_AHEAD_MS_MAX, Replica
 from contracts import engine
 from ledger.crypto import SigningKey, load_key, weak_reason
 from ledger.encoding import Limits as DecodeLimits
@@ -179,6 +179,8 @@ class Node:
         self._committed_total = 0
         self._last_view = 0
         self._recent_large: OrderedDict[bytes, int] = OrderedDict()
+        self._clock_refusals_told = 0
+        self._clock_told_at = -STATUS_LOG_INTERVAL_S
         persisted = PersistedState.from_records(self._persist_kv.items())
         self.executor = ChainExecutor(self.chain, self.mempool)
         self.reads = ChainReads(self.chain, self.mempool)
@@ -259,6 +261,8 @@ class Node:
                     continue
                 item = fed
             self._carry_out(self.replica.step(item))
+            if self.replica.clock_refusals != self._clock_refusals_told:
+                self._tell_clock_skew()
             self._follow_validators()
             if self.replica.view != self._last_view:
                 if self.replica.view > self._last_view:
@@ -266,6 +270,22 @@ class Node:
                 log.info("view %d (primary %s…)", self.replica.view,
                          self.replica.primary(self.replica.view).hex()[:16])
                 self._last_view = self.replica.view
+
+    def _tell_clock_skew(self) -> None:
+        """The replica refused proposals dated too far in its future: say so at once,
+        then at most every ``STATUS_LOG_INTERVAL_S`` (a slow clock silently costs the
+        network this node's votes)."""
+        now = time.monotonic()
+        if now - self._clock_told_at < STATUS_LOG_INTERVAL_S:
+            return
+        log.warning(
+            "refused %d proposals dated up to %.0f s ahead of this machine's clock (the "
+            "limit is %d s): if the other validators commit them, this clock is behind and "
+            "this node does not vote; synchronise it (NTP)",
+            self.replica.clock_refusals - self._clock_refusals_told,
+            self.replica.clock_ahead_ms / 1000, TIME_AHEAD_MS_MAX // 1000)
+        self._clock_refusals_told = self.replica.clock_refusals
+        self._clock_told_at = now
 
     async def _report(self) -> None:
         """A line an operator can read, every few seconds."""
