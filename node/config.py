@@ -68,8 +68,9 @@ class Limits:
     client_backlog_ms: int = 3_000
     """Pending transactions a node holds before it answers clients 429 ``busy``, in
     milliseconds of its measured commit rate (the latency a new submission would queue)."""
-    client_backlog_txs_min: int = 1_000
-    """The same bound, in transactions, when little or nothing was committed lately."""
+    client_backlog_txs_min: int = 2_000
+    """The same bound's floor, in transactions (one full block at the default
+    ``block_txs_max``): what a node admits when little or nothing was committed lately."""
     verified_cache_max: int = 200_000
     """Transaction signatures remembered as verified (LRU)."""
     api_body_bytes_max: int = 8 * 1024 * 1024
