@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, Self
 
@@ -50,8 +51,11 @@ VERSION_MAX = 2**64 - 1
 KEY_BITS = 8 * HASH_BYTES
 PROOF_SIBLINGS_MAX = KEY_BITS
 NIBBLES_MAX = KEY_BITS // 4
-NODE_CACHE_ENTRIES_MAX = 4096
-"""Decoded internal nodes kept in memory per tree (about 3 KB each at most)."""
+NODE_CACHE_ENTRIES_MAX = 16_384
+"""Decoded internal nodes kept in memory per tree, least recently used evicted first.
+Enough for the nodes every update of a tree of about 500,000 keys reads (root, 16,
+256, 4,096 nodes, and the written versions that replace them); at most about 3.5 KB
+each (16 children and 15 inner hashes), so at most about 57 MB per tree."""
 
 PLACEHOLDER_HASH = tagged_hash(Tag.STATE_NODE, b"")
 """Hash of an empty subtree. Its input (0 bytes) can never be a node's input (64 bytes)."""
@@ -132,7 +136,10 @@ def node_key(version: int, path: str) -> bytes:
     """Store key of the node at ``path`` (hex nibbles) written at ``version``:
     version (8 bytes big-endian) || nibble count (1 byte) || nibbles packed two per byte."""
     packed = bytes.fromhex(path + "0") if len(path) & 1 else bytes.fromhex(path)
-    return version.to_bytes(8, "big") + bytes((len(path),)) + packed
+    return version.to_bytes(8, "big") + _COUNT_BYTE[len(path)] + packed
+
+
+_COUNT_BYTE = [bytes((count,)) for count in range(NIBBLES_MAX + 1)]
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -153,42 +160,68 @@ _Child = tuple[int, bytes, bool]
 """A reference from an internal node to the child stored at (version, path + nibble):
 (version, hash, is_leaf). A plain tuple: thousands are built per update."""
 
-_Children = dict[int, _Child]
-_Node = _Leaf | _Children | None  # None: the empty tree (only ever a root)
+# The binary hashes inside an internal node, in heap order: slot 1 is the node itself, the
+# halves of slot s are slots 2s and 2s + 1, and the 16 child slots are 16-31. They live in
+# one bytearray (one object: cheap to copy, nothing for the garbage collector to scan):
+# the hash of slot s at bytes [32 s, 32 s + 32), and at byte s (in the room of the unused
+# slot 0) what the range of slot s holds (_EMPTY, _ONE_LEAF, _MANY).
+_INNER_BYTES = 32 * HASH_BYTES
+_FIRST_CHILD_SLOT = 16
+_EMPTY_INNER = bytearray(_INNER_BYTES)
+for _slot in range(1, 32):
+    _EMPTY_INNER[32 * _slot : 32 * _slot + 32] = PLACEHOLDER_HASH  # held: _EMPTY (0)
+
+
+class _Internal(dict[int, _Child]):
+    """A decoded internal node: its children by nibble, and, once ``_inner`` computed them,
+    the binary hashes inside it (``inner``, laid out as above).
+
+    The inner hashes are kept because an update that changes some children then recomputes
+    only the slots above the changed ones (at most 4 per child) instead of all 15. Nodes
+    are shared by the reader's cache: once built, nothing mutates one (updates copy)."""
+
+    __slots__ = ("inner",)
+    inner: bytearray
+
+
+_Node = _Leaf | _Internal | None  # None: the empty tree (only ever a root)
 
 
 def _new_leaf(key: bytes, value: bytes) -> _Leaf:
     return _Leaf(key_hash(key), value_hash(value), key, value)
 
 
+_VERSIONS = [struct.Struct(f">{count}Q") for count in range(17)]
+"""Packers of an internal node's child versions, by child count."""
+
+
 def _encode_node(node: _Node) -> bytes:
     if node is None:
         return bytes((_NULL,))
     if isinstance(node, _Leaf):
-        return (
-            bytes((_LEAF,))
-            + node.key_hash
-            + node.value_hash
-            + len(node.key).to_bytes(2, "big")
-            + node.key
-            + node.value
+        return b"".join(
+            (
+                bytes((_LEAF,)),
+                node.key_hash,
+                node.value_hash,
+                len(node.key).to_bytes(2, "big"),
+                node.key,
+                node.value,
+            )
         )
     bitmap = leafmask = 0
-    versions = []
-    hashes = []
-    for nibble in sorted(node):
-        version, hash_, is_leaf = node[nibble]
+    children = sorted(node.items())
+    for nibble, (_, _, is_leaf) in children:
         bitmap |= 1 << nibble
         if is_leaf:
             leafmask |= 1 << nibble
-        versions.append(version)
-        hashes.append(hash_)
-    return (
-        bytes((_INTERNAL,))
-        + bitmap.to_bytes(2, "big")
-        + leafmask.to_bytes(2, "big")
-        + struct.pack(f">{len(versions)}Q", *versions)
-        + b"".join(hashes)
+    return b"".join(
+        (
+            bytes((_INTERNAL,)),
+            (bitmap << 16 | leafmask).to_bytes(4, "big"),
+            _VERSIONS[len(children)].pack(*[child[0] for _, child in children]),
+            *[child[1] for _, child in children],
+        )
     )
 
 
@@ -243,57 +276,85 @@ def _decode_node(key: bytes, data: bytes) -> _Node:
         count = len(nibbles)
         if leafmask & ~bitmap or len(data) != 5 + 40 * count or not count:
             raise _damaged(key, "bad internal node layout")
-        versions = struct.unpack_from(f">{count}Q", data, 5)
+        versions = _VERSIONS[count].unpack_from(data, 5)
         base = 5 + 8 * count
-        return {
-            n: (versions[i], data[base + 32 * i : base + 32 * i + 32], leafmask >> n & 1 == 1)
-            for i, n in enumerate(nibbles)
-        }
+        return _Internal(
+            zip(
+                nibbles,
+                zip(
+                    versions,
+                    [data[at : at + 32] for at in range(base, base + 32 * count, 32)],
+                    [leafmask >> n & 1 == 1 for n in nibbles],
+                    strict=True,
+                ),
+                strict=True,
+            )
+        )
     raise _damaged(key, f"unknown node kind {kind}")
 
 
-def _levels(children: _Children) -> list[list[tuple[bytes, int]]]:
-    """Binary hashes inside one internal node: levels[0] holds the 16 child slots,
-    levels[4] the node itself; each entry is (hash, what the range holds)."""
-    level: list[tuple[bytes, int]] = [(PLACEHOLDER_HASH, _EMPTY)] * 16
-    for n, (_, hash_, is_leaf) in children.items():
-        level[n] = (hash_, _ONE_LEAF if is_leaf else _MANY)
-    levels = [level]
-    while len(level) > 1:
-        nxt: list[tuple[bytes, int]] = []
-        for i in range(0, len(level), 2):
-            left, right = level[i], level[i + 1]
-            if left[1] == _EMPTY and right[1] != _MANY:
-                nxt.append(right)  # empty or a lone leaf moves up unchanged
-            elif right[1] == _EMPTY and left[1] == _ONE_LEAF:
-                nxt.append(left)
-            else:
-                nxt.append((node_hash(left[0], right[0]), _MANY))
-        levels.append(nxt)
-        level = nxt
-    return levels
+def _fold(inner: bytearray, slots: list[int]) -> None:
+    """Recompute the inner ``slots`` (all of one level, in any order) and every slot above
+    them, each from its two halves, by the compression rules of the module docstring: an
+    empty range or a lone leaf moves up unchanged. Inlined: the hot path of updates."""
+    sha256_, prefix = hashlib.sha256, _NODE_PREFIX
+    while True:
+        for slot in slots:
+            left = slot << 1
+            left_held, right_held = inner[left], inner[left + 1]
+            at = slot << 5
+            if left_held == _EMPTY and right_held != _MANY:
+                inner[at : at + 32] = inner[(left + 1) << 5 : (left + 2) << 5]
+                inner[slot] = right_held
+            elif right_held == _EMPTY and left_held == _ONE_LEAF:
+                inner[at : at + 32] = inner[left << 5 : (left + 1) << 5]
+                inner[slot] = _ONE_LEAF
+            else:  # the two halves are adjacent: one slice holds left || right
+                inner[at : at + 32] = sha256_(prefix + inner[left << 5 : (left + 2) << 5]).digest()
+                inner[slot] = _MANY
+        if slots[0] == 1:
+            return
+        slots = list({slot >> 1 for slot in slots})
 
 
-def _internal_hash(children: _Children) -> bytes:
-    """The node's hash: ``_levels(children)[-1][0][0]``, folded in place (hot path)."""
-    hashes = [PLACEHOLDER_HASH] * 16
-    held = [_EMPTY] * 16
-    for n, (_, hash_, is_leaf) in children.items():
-        hashes[n] = hash_
-        held[n] = _ONE_LEAF if is_leaf else _MANY
-    width = 16
-    while width > 1:
-        for i in range(0, width, 2):
-            left, right = held[i], held[i + 1]
-            if left == _EMPTY and right != _MANY:
-                hashes[i >> 1], held[i >> 1] = hashes[i + 1], right
-            elif right == _EMPTY and left == _ONE_LEAF:
-                hashes[i >> 1], held[i >> 1] = hashes[i], left
-            else:
-                hashes[i >> 1] = node_hash(hashes[i], hashes[i + 1])
-                held[i >> 1] = _MANY
-        width >>= 1
-    return hashes[0]
+def _set_child(inner: bytearray, nibble: int, child: _Child | None) -> None:
+    slot = _FIRST_CHILD_SLOT + nibble
+    if child is None:
+        inner[slot << 5 : (slot + 1) << 5] = PLACEHOLDER_HASH
+        inner[slot] = _EMPTY
+    else:
+        inner[slot << 5 : (slot + 1) << 5] = child[1]
+        inner[slot] = _ONE_LEAF if child[2] else _MANY
+
+
+def _inner(node: _Internal) -> bytearray:
+    """The node's inner hashes (see ``_Internal``), all 15 computed on first use and kept."""
+    try:
+        return node.inner
+    except AttributeError:
+        pass
+    inner = _EMPTY_INNER[:]
+    for nibble, child in node.items():
+        _set_child(inner, nibble, child)
+    _fold(inner, list(range(_FIRST_CHILD_SLOT // 2, _FIRST_CHILD_SLOT)))
+    node.inner = inner
+    return inner
+
+
+def _inner_hash(inner: bytearray, slot: int) -> bytes:
+    return bytes(inner[slot << 5 : (slot + 1) << 5])
+
+
+def _inner_from(node: _Internal, base: _Internal, changed: list[int]) -> bytes:
+    """Give ``node`` (``base`` with the children at ``changed`` nibbles replaced or
+    removed) its inner hashes by recomputing only the slots above the changed children
+    (at most 4 per child, instead of up to 15 for the node); return the node's hash."""
+    inner = _inner(base)[:]
+    for nibble in changed:
+        _set_child(inner, nibble, node.get(nibble))
+    _fold(inner, list({(_FIRST_CHILD_SLOT + nibble) >> 1 for nibble in changed}))
+    node.inner = inner
+    return _inner_hash(inner, 1)
 
 
 def _node_hash(node: _Node) -> bytes:
@@ -301,7 +362,7 @@ def _node_hash(node: _Node) -> bytes:
         return EMPTY_STATE_ROOT
     if isinstance(node, _Leaf):
         return node.hash
-    return _internal_hash(node)
+    return _inner_hash(_inner(node), 1)
 
 
 # ----------------------------------------------------------------------------- proofs
@@ -438,43 +499,59 @@ def _groups(items: list[_Change], depth: int) -> list[tuple[int, list[_Change]]]
 
 
 class _Reader:
-    """Reads and decodes stored nodes, keeping recently read internal nodes.
+    """Reads and decodes stored nodes, keeping internal nodes in a bounded LRU cache.
 
     A stored node never changes (its key holds the version that wrote it, and a version is
     written once), so a cached node is always current. Only internal nodes are kept: the
     upper levels are read by every update and proof; leaves carry values and are read once.
-    The decoded dicts are shared, so nothing may mutate them (updates copy them first)."""
+    The nodes an update writes enter the cache (``remember``) only after the store
+    accepted them, so a failed write leaves nothing behind that was never stored.
+    The decoded nodes are shared, so nothing may mutate them (updates copy them first)."""
 
-    __slots__ = ("cache", "store")
+    __slots__ = ("cache", "entries_max", "store")
 
-    def __init__(self, store: NodeStore) -> None:
+    def __init__(self, store: NodeStore, entries_max: int = NODE_CACHE_ENTRIES_MAX) -> None:
         self.store = store
-        self.cache: dict[bytes, _Children] = {}
+        self.entries_max = entries_max
+        self.cache: OrderedDict[bytes, _Internal] = OrderedDict()
 
     def read(self, key: bytes) -> _Node:
         cached = self.cache.get(key)
         if cached is not None:
+            self.cache.move_to_end(key)
             return cached
         data = self.store.get_node(key)
         if data is None:
             raise _damaged(key, "missing node")
         node = _decode_node(key, data)
-        if isinstance(node, dict):
-            if len(self.cache) >= NODE_CACHE_ENTRIES_MAX:
-                del self.cache[next(iter(self.cache))]  # oldest first
-            self.cache[key] = node
+        if isinstance(node, _Internal):
+            self.remember({key: node})
         return node
+
+    def remember(self, nodes: Mapping[bytes, _Internal], superseded: Iterable[bytes] = ()) -> None:
+        """Cache ``nodes``, which the store holds, evicting the least recently used.
+        ``superseded`` nodes (replaced by ``nodes`` in the latest version, so read again
+        only for an older version) leave the cache first."""
+        cache = self.cache
+        for key in superseded:
+            cache.pop(key, None)
+        cache.update(nodes)
+        while len(cache) > self.entries_max:
+            cache.popitem(last=False)
 
 
 class _Update:
-    """One application of changes at ``version``; collects the nodes to write."""
+    """One application of changes at ``version``; collects the nodes to write, and the
+    internal nodes among them in decoded form (``internal``) for the reader's cache."""
 
-    __slots__ = ("reader", "version", "writes")
+    __slots__ = ("internal", "reader", "superseded", "version", "writes")
 
     def __init__(self, reader: _Reader, version: int) -> None:
         self.reader = reader
         self.version = version
         self.writes: dict[bytes, bytes] = {}
+        self.internal: dict[bytes, _Internal] = {}
+        self.superseded: list[bytes] = []
 
     def load(self, version: int, path: str) -> _Node:
         key = node_key(version, path)
@@ -497,12 +574,14 @@ class _Update:
         if ref is None:
             return self.update_leaf(path, None, None, changes)
         version, _, is_leaf = ref
-        node = self.load(version, path)
+        key = node_key(version, path)
+        data = self.writes.get(key)
+        node = self.reader.read(key) if data is None else _decode_node(key, data)
         if isinstance(node, _Leaf) and is_leaf:
             return self.update_leaf(path, node, version, changes)
-        if isinstance(node, dict) and not is_leaf:
-            return self.update_internal(path, node, ref, changes)
-        raise _damaged(node_key(version, path), "node kind differs from its reference")
+        if isinstance(node, _Internal) and not is_leaf:
+            return self.update_internal(path, node, key, ref, changes)
+        raise _damaged(key, "node kind differs from its reference")
 
     def update_leaf(
         self, path: str, leaf: _Leaf | None, at: int | None, changes: list[_Change]
@@ -532,7 +611,7 @@ class _Update:
         depth = len(path)
         if depth >= NIBBLES_MAX:
             raise StoreError("two different state keys share a 256-bit hash")
-        children: _Children = {}
+        children = _Internal()
         start = 0
         while start < len(items):
             nibble = items[start][0][depth]
@@ -543,24 +622,36 @@ class _Update:
             assert sub is not None  # a non-empty group builds a non-empty subtree
             children[int(nibble, 16)] = self.place(path + nibble, sub)
             start = end
-        return self.write_internal(path, children)
+        return self.write_internal(path, children, _inner_hash(_inner(children), 1))
 
-    def write_internal(self, path: str, children: _Children) -> _Child:
-        self.writes[node_key(self.version, path)] = _encode_node(children)
-        return (self.version, _internal_hash(children), False)
+    def write_internal(self, path: str, children: _Internal, hash_: bytes) -> _Child:
+        """Write ``children`` (its inner hashes computed: ``hash_`` is its hash)."""
+        key = node_key(self.version, path)
+        self.writes[key] = _encode_node(children)
+        self.internal[key] = children
+        return (self.version, hash_, False)
 
     def update_internal(
-        self, path: str, children: _Children, ref: _Child, changes: list[_Change]
+        self, path: str, children: _Internal, key: bytes, ref: _Child, changes: list[_Change]
     ) -> _Result:
-        new = dict(children)
+        """Apply changes to the internal node ``children``, stored at ``key`` and
+        referenced by ``ref``."""
+        new = _Internal(children)
+        changed: list[int] = []
         for nibble, group in _groups(changes, len(path)):
             sub_path = path + format(nibble, "x")
-            result = self.update_child(sub_path, children.get(nibble), group)
+            old = children.get(nibble)
+            result = self.update_child(sub_path, old, group)
             if result is None:
-                new.pop(nibble, None)
+                if old is not None:
+                    del new[nibble]
+                    changed.append(nibble)
             else:
-                new[nibble] = self.place(sub_path, result)
-        if new == children:
+                placed = self.place(sub_path, result)
+                if placed != old:
+                    new[nibble] = placed
+                    changed.append(nibble)
+        if not changed:
             return ref
         if not new:
             return None
@@ -574,7 +665,8 @@ class _Update:
                 if only_version == self.version:
                     del self.writes[node_key(only_version, sub_path)]  # never left orphaned
                 return _Placed(node, None, None)
-        return self.write_internal(path, new)
+        self.superseded.append(key)
+        return self.write_internal(path, new, _inner_from(new, children, changed))
 
 
 class StateTree:
@@ -619,7 +711,7 @@ class StateTree:
         path = key_hash(key)
         hex_ = path.hex()
         depth = 0
-        while isinstance(node, dict):
+        while isinstance(node, _Internal):
             child = node.get(int(hex_[depth], 16))
             if child is None:
                 return None
@@ -640,7 +732,7 @@ class StateTree:
             node, path = stack.pop()
             if isinstance(node, _Leaf):
                 yield node.key, node.value
-            elif isinstance(node, dict):
+            elif isinstance(node, _Internal):
                 for nibble in sorted(node, reverse=True):  # popped in ascending order
                     child_path = path + format(nibble, "x")
                     stack.append((self._load(node[nibble][0], child_path), child_path))
@@ -651,15 +743,15 @@ class StateTree:
         hex_ = key_hash(key).hex()
         siblings: list[bytes] = []
         depth = 0
-        while isinstance(node, dict):
+        while isinstance(node, _Internal):
             nibble = int(hex_[depth], 16)
-            levels = _levels(node)
-            for level in (4, 3, 2, 1):
+            inner = _inner(node)
+            for level in (4, 3, 2, 1):  # binary levels inside the node, top down
                 index = nibble >> level
-                held = levels[level][index][1]
-                if held != _MANY:  # the path ends inside this node
+                if inner[(_FIRST_CHILD_SLOT >> level) + index] != _MANY:  # the path ends here
                     return self._proof_end(node, hex_[:depth], index << level, 1 << level, siblings)
-                siblings.append(levels[level - 1][(nibble >> (level - 1)) ^ 1][0])
+                sibling = (nibble >> (level - 1)) ^ 1
+                siblings.append(_inner_hash(inner, (_FIRST_CHILD_SLOT >> (level - 1)) + sibling))
             child = node.get(nibble)
             if child is None:
                 return StateProof(None, tuple(siblings))
@@ -670,7 +762,7 @@ class StateTree:
         return StateProof(None, tuple(siblings))
 
     def _proof_end(
-        self, children: _Children, path: str, first: int, width: int, siblings: list[bytes]
+        self, children: _Internal, path: str, first: int, width: int, siblings: list[bytes]
     ) -> StateProof:
         """The path ends in a range of slots holding nothing or one leaf."""
         present = [n for n in range(first, first + width) if n in children]
@@ -703,9 +795,9 @@ class StateTree:
             result = update.update_leaf("", None, None, items)
         else:
             base = self._root_node(latest)
-            if isinstance(base, dict):
+            if isinstance(base, _Internal):
                 base_ref = (latest, b"", False)  # hash filled in below if unchanged
-                result = update.update_internal("", base, base_ref, items)
+                result = update.update_internal("", base, node_key(latest, ""), base_ref, items)
             else:
                 result = update.update_leaf("", base, latest if base is not None else None, items)
         root_key = node_key(version, "")
@@ -718,12 +810,16 @@ class StateTree:
         else:
             result_version, root, _ = result
             if result_version != version:  # unchanged root: copy it to the new version
+                assert isinstance(base, _Internal)  # result is then the base root's reference
                 data = self.store.get_node(node_key(result_version, ""))
                 assert data is not None
                 update.writes[root_key] = data
-                root = _node_hash(_decode_node(root_key, data))
+                update.internal[root_key] = base
+                root = _node_hash(base)
         update.writes[LATEST_VERSION_KEY] = version.to_bytes(8, "big")
         self.store.write_nodes(update.writes, version=version)
+        # Only now, the store holding them, may the written nodes serve later reads.
+        self._reader.remember(update.internal, update.superseded)
         return root
 
 
