@@ -674,9 +674,15 @@ class StateTree:
 
     __slots__ = ("_reader", "store")
 
-    def __init__(self, store: NodeStore) -> None:
+    def __init__(
+        self, store: NodeStore, *, cache_entries_max: int = NODE_CACHE_ENTRIES_MAX
+    ) -> None:
+        """``cache_entries_max``: internal nodes kept decoded in memory (tests use tiny
+        caches to exercise eviction; the default suits a node)."""
+        if not 0 <= cache_entries_max <= NODE_CACHE_ENTRIES_MAX:
+            raise StoreError(f"the node cache holds 0 to {NODE_CACHE_ENTRIES_MAX} entries")
         self.store = store
-        self._reader = _Reader(store)
+        self._reader = _Reader(store, cache_entries_max)
 
     def latest_version(self) -> int | None:
         """The last version applied, or None before the first ``apply``."""

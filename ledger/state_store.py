@@ -10,7 +10,9 @@ Rules:
     ``i/`` + state key         the value of that key in the latest version (flat index).
   ``apply`` writes the new nodes, the index changes and the latest-version marker in ONE
   synced batch, so after a crash the index, the tree and the recorded version always
-  agree: either the whole version is there or none of it.
+  agree: either the whole version is there or none of it. That batch is the tree's own
+  ``write_nodes`` call, so the tree caches the nodes of a version only once the batch
+  holding them (and the index) was written.
 - Reading the latest value of a key is one LevelDB read (``get_latest``); reading at an
   older version, or proving, walks the tree (O(depth) reads).
 - Nothing is ever deleted from the tree: every version stays provable (no pruning yet,
@@ -61,22 +63,37 @@ class KVNodeStore:
                 batch.put(key, data)
 
 
-class _StagedNodes:
-    """Reads through to the stored nodes, keeps the writes of one ``apply`` aside so
-    that ``PersistentState`` can put them in the same batch as the index."""
+class _NodesWithIndex:
+    """The tree's ``NodeStore`` inside ``PersistentState``: reads go to the stored nodes;
+    the one ``write_nodes`` call of an ``apply`` writes the nodes, the latest-version
+    marker and that version's index changes (``index_changes``, set by ``apply`` for the
+    duration of the call) in ONE synced batch."""
 
-    __slots__ = ("base", "pending")
+    __slots__ = ("index_changes", "kv", "nodes")
 
-    def __init__(self, base: KVNodeStore) -> None:
-        self.base = base
-        self.pending: dict[bytes, bytes] = {}
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+        self.nodes = KVNodeStore(kv.prefixed(NODES_PREFIX))
+        self.index_changes: Mapping[bytes, bytes | None] | None = None
 
     def get_node(self, node_key: bytes) -> bytes | None:
-        data = self.pending.get(node_key)
-        return data if data is not None else self.base.get_node(node_key)
+        return self.nodes.get_node(node_key)
 
     def write_nodes(self, nodes: Mapping[bytes, bytes], *, version: int) -> None:
-        self.pending.update(nodes)
+        changes = self.index_changes
+        if changes is None:
+            raise StoreError("the state is written through PersistentState.apply only")
+        if LATEST_VERSION_KEY not in nodes:
+            raise AssertionError("StateTree.apply always records the new version")
+        with self.kv.batch(sync=True) as batch:
+            for node_key, data in nodes.items():
+                batch.put(NODES_PREFIX + node_key, data)
+            for key in sorted(changes):
+                value = changes[key]
+                if value is None:
+                    batch.delete(INDEX_PREFIX + key)
+                else:
+                    batch.put(INDEX_PREFIX + key, value)
 
 
 class LatestView:
@@ -94,13 +111,13 @@ class LatestView:
 class PersistentState:
     """The versioned authenticated state of a node, on LevelDB."""
 
-    __slots__ = ("_index", "_kv", "_latest", "_staged", "_tree")
+    __slots__ = ("_index", "_kv", "_latest", "_nodes", "_tree")
 
     def __init__(self, kv: KV) -> None:
         self._kv = kv
         self._index = kv.prefixed(INDEX_PREFIX)
-        self._staged = _StagedNodes(KVNodeStore(kv.prefixed(NODES_PREFIX)))
-        self._tree = StateTree(self._staged)
+        self._nodes = _NodesWithIndex(kv)
+        self._tree = StateTree(self._nodes)
         # This object is the only writer of its KV space, so the version it last
         # committed is the stored one; cached to spare a read on every ``get``.
         self._latest = self._tree.latest_version()
@@ -168,22 +185,10 @@ class PersistentState:
     def apply(self, version: int, changes: Mapping[bytes, bytes | None]) -> bytes:
         """Build ``version`` from the previous one (see ``StateTree.apply``) and commit
         nodes, index and version marker in one synced batch; return the new root."""
-        self._staged.pending.clear()
+        self._nodes.index_changes = changes
         try:
             root = self._tree.apply(version, changes)
-            nodes = self._staged.pending
-            if LATEST_VERSION_KEY not in nodes:
-                raise AssertionError("StateTree.apply always records the new version")
-            with self._kv.batch(sync=True) as batch:
-                for node_key, data in nodes.items():
-                    batch.put(NODES_PREFIX + node_key, data)
-                for key in sorted(changes):
-                    value = changes[key]
-                    if value is None:
-                        batch.delete(INDEX_PREFIX + key)
-                    else:
-                        batch.put(INDEX_PREFIX + key, value)
-            self._latest = version
         finally:
-            self._staged.pending.clear()
+            self._nodes.index_changes = None
+        self._latest = version
         return root
