@@ -52,10 +52,12 @@ KEY_BITS = 8 * HASH_BYTES
 PROOF_SIBLINGS_MAX = KEY_BITS
 NIBBLES_MAX = KEY_BITS // 4
 NODE_CACHE_ENTRIES_MAX = 16_384
-"""Decoded internal nodes kept in memory per tree, least recently used evicted first.
-Enough for the nodes every update of a tree of about 500,000 keys reads (root, 16,
-256, 4,096 nodes, and the written versions that replace them); at most about 3.5 KB
-each (16 children and 15 inner hashes), so at most about 57 MB per tree."""
+"""Decoded internal nodes kept in memory per tree (with their inner hashes), the least
+recently used evicted first. Holds what every update of a tree of about 100,000 keys
+reads (root, 16, 256 and 4,096 nodes) and part of the level below. Measured
+(tracemalloc): about 4.7 KB for a node of 16 children, 1.9 KB on average in a tree of
+100,000 keys (30 MB in all); at most about 80 MB, when every cached node is full
+(trees of a million keys and more). See docs/adr/0006-authenticated-state.md."""
 
 PLACEHOLDER_HASH = tagged_hash(Tag.STATE_NODE, b"")
 """Hash of an empty subtree. Its input (0 bytes) can never be a node's input (64 bytes)."""
