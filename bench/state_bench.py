@@ -1,13 +1,16 @@
 """Cost of the authenticated state: updates per key, proof size, proof verification.
 
-Run: ``.venv/bin/python -m bench.state_bench [--keys 100000] [--seed 1]``
+Run: ``.venv/bin/python -m bench.state_bench [--keys 100000] [--seed 1] [--warm-keys 0]``
 
 Rules: prints figures, asserts nothing about time. A tree of ``--keys`` keys is built
 (in memory, and on LevelDB through ``PersistentState`` in a temporary directory), then
 batches of 1, 100 and 1000 keys (three quarters overwrites of existing keys, one quarter
 new keys) are applied as successive versions; the figures are per key, including
 hashing, node encoding and, on LevelDB, the one synced batch per version (fsync) that
-holds the nodes and the latest-value index. Each figure is given as wall time and as CPU
+holds the nodes and the latest-value index. With ``--warm-keys N``, each batch size is
+first applied, unmeasured, until about N keys were written that way: a node applies
+versions all day, so its node cache is warm; without it, the first batches after the
+build measure a cold cache. Each figure is given as wall time and as CPU
 time of this process: on a busy shared machine the CPU figure is the steadier one, and
 wall minus CPU is mostly waiting for the disk (fsync) or for a core.
 """
@@ -65,14 +68,17 @@ def _build(target: _Target, keys: int, rnd: random.Random) -> tuple[int, float]:
     return version, (time.perf_counter() - start) / keys * 1e6
 
 
-def _updates(target: _Target, version: int, keys: int, rnd: random.Random) -> tuple[int, bytes]:
+def _updates(
+    target: _Target, version: int, keys: int, rnd: random.Random, warm_keys: int
+) -> tuple[int, bytes]:
     """Apply the measured batches, print µs per key; return (last version, its root)."""
     next_new = keys
     root = b""
     for batch, rounds in BATCHES:
         timings: list[float] = []
         cpu: list[float] = []
-        for _ in range(rounds):
+        warm_rounds = warm_keys // batch if batch else 0
+        for round_ in range(warm_rounds + rounds):
             change: dict[bytes, bytes | None] = {}
             while len(change) < batch:
                 if rnd.random() < 0.25:
@@ -82,10 +88,12 @@ def _updates(target: _Target, version: int, keys: int, rnd: random.Random) -> tu
                     change[_key(rnd.randrange(keys))] = _value(rnd)
             start, start_cpu = time.perf_counter(), time.process_time()
             root = target.apply(version, change)
+            version += 1
+            if round_ < warm_rounds:
+                continue
             per = max(batch, 1)
             timings.append((time.perf_counter() - start) / per * 1e6)
             cpu.append((time.process_time() - start_cpu) / per * 1e6)
-            version += 1
         what = "empty version (fixed cost)" if batch == 0 else f"update, {batch:>4} keys/version"
         unit = "µs/version" if batch == 0 else "µs/key"
         print(
@@ -125,14 +133,20 @@ def _proofs(target: _Target, root: bytes, version: int, values: Mapping[bytes, b
     print(f"  {target.name:8} build a proof: {statistics.median(prove_us):.1f} µs (median)")
 
 
-def _run(target: _Target, keys: int, seed: int, read: Callable[[bytes], bytes | None]) -> None:
+def _run(
+    target: _Target,
+    keys: int,
+    seed: int,
+    read: Callable[[bytes], bytes | None],
+    warm_keys: int = 0,
+) -> None:
     rnd = random.Random(seed)
     version, build_us = _build(target, keys, rnd)
     print(
         f"  {target.name:8} build {keys} keys, {BUILD_CHUNK_KEYS} per version: "
         f"{build_us:.1f} µs/key"
     )
-    version, root = _updates(target, version, keys, rnd)
+    version, root = _updates(target, version, keys, rnd, warm_keys)
     sample = sorted({_key(rnd.randrange(keys)) for _ in range(PROOF_SAMPLES)})
     values: dict[bytes, bytes] = {}
     start = time.perf_counter()
@@ -150,12 +164,15 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=100_000, help="keys in the tree")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--memory-only", action="store_true", help="skip LevelDB")
+    parser.add_argument(
+        "--warm-keys", type=int, default=0, help="keys applied unmeasured before each batch size"
+    )
     args = parser.parse_args()
 
     print(f"state tree with {args.keys} keys, values of 100 bytes")
     tree = StateTree(MemoryNodeStore())
     memory = _Target("memory", tree.apply, tree.prove)
-    _run(memory, args.keys, args.seed, lambda key: _latest_in_tree(tree, key))
+    _run(memory, args.keys, args.seed, lambda key: _latest_in_tree(tree, key), args.warm_keys)
     if args.memory_only:
         return
     with tempfile.TemporaryDirectory(prefix="tabellion-state-bench-") as folder:
@@ -163,7 +180,7 @@ def main() -> None:
         try:
             state = PersistentState(kv.prefixed(b"s/"))
             disk = _Target("leveldb", state.apply, state.prove)
-            _run(disk, args.keys, args.seed, state.get_latest)
+            _run(disk, args.keys, args.seed, state.get_latest, args.warm_keys)
         finally:
             kv.close()
 

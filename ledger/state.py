@@ -25,6 +25,10 @@ Rules (docs/adr/0006-authenticated-state.md gives the reasons):
   (the tree's own order, whatever the mapping's order) and hands every new node, plus
   the latest-version marker, to ONE ``write_nodes`` call.
 - Stored node bytes are checked when read; damaged bytes raise ``CorruptionError``.
+- Decoded internal nodes are cached with their inner binary hashes, so an update rehashes
+  only above the children it changed; the nodes an update wrote enter the cache only
+  after ``write_nodes`` returned (a failed write leaves nothing cached). The cache never
+  changes a byte, a root or a proof.
 - Proofs list the sibling hashes from the root down to the point where the key's path
   ends (in a leaf or an empty subtree); a proof verifies against a root alone.
 This module is pure: no I/O besides the ``NodeStore`` handed to it.
