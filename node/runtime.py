@@ -4,13 +4,16 @@ Rules:
 - Single owner. Every input (peer messages, admitted transactions, timer expiries,
   executed blocks) becomes an event; the owner task feeds events to ``Replica.step`` one
   at a time and carries out the returned effects *in order* and synchronously: there is
-  no ``await`` between two effects, so a shutdown (cancelling the task) lands between
-  events, never half-way through an effect list.
-- Persist before send: ``Persist`` effects are written to disk (prefix ``p/`` of the
-  chain store) before the next effect of the same list that is not a ``Persist`` runs.
-  Consecutive ``Persist`` effects go in ONE synced LevelDB batch: as durable as one write
-  each (the batch is atomic, and nothing was sent in between), for one disk flush
-  instead of several (a checkpoint's clean-up deletes dozens of records at once).
+  no ``await`` between two steps of a group nor between two effects, so a shutdown
+  (cancelling the task) lands between groups, never half-way through an effect list.
+- Persist before send, with group commit: the owner task takes the events ready at
+  once (up to ``GROUP_EVENTS_MAX``), steps the replica through them one at a time,
+  then writes every ``Persist`` record of the group in ONE synced LevelDB batch (prefix
+  ``p/`` of the chain store) and only then carries out the other effects, in order. No
+  message leaves before the records it depends on are on disk; a record written
+  earlier than it had to be is never wrong (the replica already decided it). Under load
+  this is one disk flush per group instead of one per event (a flush costs about 2 ms
+  of a blocked event loop here; a checkpoint's clean-up alone deletes dozens of records).
 - Execution in height order: ``Deliver`` executes the block with the contracts
   (``node.chain``), stores it with its certificate and receipts, applies the state,
   answers waiting clients and reports ``BlockExecuted`` back to the replica before any
@@ -42,7 +45,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -110,25 +113,21 @@ REPEAT_BYTES_MIN = 16 * 1024
 """Consensus messages at least this large are checked for repeats (see _seen_recently)."""
 REPEAT_WINDOW_MS = 2_000
 REPEATS_TRACKED_MAX = 1_024
+GROUP_EVENTS_MAX = 64
+"""Events stepped before their effects are carried out (one disk flush per group)."""
 RESPONSE_BYTES_MAX = MESSAGE_BYTES_MAX - 64 * 1024
 """State-transfer answers stay under the consensus message limit (with room for framing)."""
 
 
-def persist_batches(effects: Sequence[Effect]
-                    ) -> Iterator[tuple[PersistRecord, ...] | Effect]:
-    """The effects in order, each run of consecutive ``Persist`` effects replaced by the
-    tuple of their records (one synced write: see the rules above)."""
-    run: list[PersistRecord] = []
-    for effect in effects:
-        if isinstance(effect, Persist):
-            run.append(effect.record)
-            continue
-        if run:
-            yield tuple(run)
-            run = []
-        yield effect
-    if run:
-        yield tuple(run)
+def split_persists(effects: Sequence[Effect]
+                   ) -> tuple[tuple[PersistRecord, ...], tuple[Effect, ...]]:
+    """The records of the ``Persist`` effects, in order, and the other effects, in order:
+    the records are written first, in one synced batch, then the rest is carried out
+    (see the rules above: a record durable earlier than needed is never wrong; a message
+    sent before its record is)."""
+    records = tuple(e.record for e in effects if isinstance(e, Persist))
+    others = tuple(e for e in effects if not isinstance(e, Persist))
+    return records, others
 
 
 def now_ms() -> int:
@@ -168,7 +167,7 @@ class Node:
         self._inbox: asyncio.Queue[Event | _Feed] = asyncio.Queue(self._limits.inbox_max)
         self._inbox_bytes = InboxBytes(self._limits.inbox_bytes_max,
                                        self._limits.peer_inbox_bytes_max)
-        self._local: deque[Event] = deque()
+        self._local: deque[Event | _Feed] = deque()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._waiter_count = 0
@@ -249,27 +248,55 @@ class Node:
         self._stopping.set()
 
     async def _drive(self) -> None:
-        """The owner task: one event at a time, its effects in order."""
+        """The owner task: the events ready now (a group), one at a time through the
+        replica, then their effects (group commit: see the module's rules)."""
         while True:
-            item = self._local.popleft() if self._local else await self._inbox.get()
-            if isinstance(item, MessageReceived):  # only peers' messages are counted
-                self._inbox_bytes.release(item.sender, len(item.data))
-            if isinstance(item, _Feed):
-                self._feed_pending = False
-                fed = self._feed_event()
-                if fed is None:
-                    continue
-                item = fed
-            self._carry_out(self.replica.step(item))
-            if self.replica.clock_refusals != self._clock_refusals_told:
-                self._tell_clock_skew()
-            self._follow_validators()
-            if self.replica.view != self._last_view:
-                if self.replica.view > self._last_view:
-                    self._metrics.view_changes.inc(self.replica.view - self._last_view)
-                log.info("view %d (primary %s…)", self.replica.view,
-                         self.replica.primary(self.replica.view).hex()[:16])
-                self._last_view = self.replica.view
+            item: Event | _Feed | None = (
+                self._local.popleft() if self._local else await self._inbox.get())
+            effects: list[Effect] = []
+            for _ in range(GROUP_EVENTS_MAX):
+                assert item is not None
+                effects.extend(self._step(item))
+                item = self._ready_event()
+                if item is None:
+                    break
+            if item is not None:
+                self._local.appendleft(item)  # the group is full: first of the next one
+            self._carry_out(effects)
+
+    def _ready_event(self) -> Event | _Feed | None:
+        """The next event already waiting, without waiting for one."""
+        if self._local:
+            return self._local.popleft()
+        try:
+            return self._inbox.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    def _step(self, item: Event | _Feed) -> list[Effect]:
+        """One event through the replica; its effects, to carry out with the group's."""
+        if isinstance(item, MessageReceived):  # only peers' messages are counted
+            self._inbox_bytes.release(item.sender, len(item.data))
+        if isinstance(item, _Feed):
+            self._feed_pending = False
+            fed = self._feed_event()
+            if fed is None:
+                return []
+            item = fed
+        effects = self.replica.step(item)
+        self._after_step()
+        return effects
+
+    def _after_step(self) -> None:
+        if self.replica.clock_refusals != self._clock_refusals_told:
+            self._tell_clock_skew()
+        self._follow_validators()
+        if self.replica.view != self._last_view:
+            if self.replica.view > self._last_view:
+                self._metrics.view_changes.inc(self.replica.view - self._last_view)
+            log.info("view %d (primary %s…)", self.replica.view,
+                     self.replica.primary(self.replica.view).hex()[:16])
+            self._last_view = self.replica.view
 
     def _tell_clock_skew(self) -> None:
         """The replica refused proposals dated too far in its future: say so at once,
@@ -301,10 +328,11 @@ class Node:
 
     # ================================================================== effects
     def _carry_out(self, effects: Sequence[Effect]) -> None:
-        for effect in persist_batches(effects):
-            if isinstance(effect, tuple):
-                self._persist(effect)
-            elif isinstance(effect, Send):
+        records, others = split_persists(effects)
+        if records:
+            self._persist(records)
+        for effect in others:
+            if isinstance(effect, Send):
                 self.transport.send(effect.to, bytes([CH_CONSENSUS]) + effect.data)
             elif isinstance(effect, Broadcast):
                 self.transport.broadcast(bytes([CH_CONSENSUS]) + effect.data)
