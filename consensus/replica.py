@@ -1270,7 +1270,13 @@ class Replica:
         if pp.chain_id != self.chain_id or pp.sender != members.primary(pp.view):
             return False
         header = pp.header
-        if header.view != pp.view or header.proposer != pp.sender:
+        # A fresh proposal carries its primary's own header of that view; a NEW-VIEW
+        # re-proposal keeps the header of the earlier view it was proposed in (its hash
+        # binds view and proposer). Both are prepared the same way: by 2f prepares of
+        # distinct validators, at least one correct, which voted under the rules.
+        if header.view > pp.view or header.proposer not in members.keys:
+            return False
+        if header.view == pp.view and header.proposer != pp.sender:
             return False
         voters = [v.voter for v in cert.prepares]
         if len(set(voters)) != len(voters) or len(voters) < members.quorum - 1:

@@ -144,6 +144,17 @@ def test_partitions_that_change_over_time(seed: int) -> None:
     assert result.heights >= 10
 
 
+def test_a_view_change_carrying_a_prepared_re_proposal_completes() -> None:
+    """Found by a fresh-seed soak (shifting_partitions, seed 40039): a block re-proposed
+    in a NEW-VIEW keeps its header of the earlier view, so a prepared certificate on it
+    names a proposal whose header view and proposer differ from the proposal's own. Every
+    replica refused VIEW-CHANGEs carrying such a certificate as invalid: the replicas
+    split between views 3 and 4, each waiting for VIEW-CHANGEs it had refused, and the
+    network never committed again."""
+    result = scenarios.shifting_partitions(40039)
+    assert result.heights >= 10
+
+
 @pytest.mark.parametrize("seed", (2, 13))
 def test_chaos_of_loss_crashes_pauses_and_partitions(seed: int) -> None:
     result = scenarios.chaos(seed)
