@@ -29,6 +29,14 @@ VALUE_BYTES_MAX = 64 * 1024 * 1024
 BLOOM_FILTER_BITS = 10
 """Bits per key of LevelDB's bloom filter: a lookup of an absent key (the replay check of
 ``ChainStore.append``, ``has_tx`` from the mempool) rarely touches the disk."""
+OPEN_TABLES_MAX = 64
+"""Table files LevelDB keeps open, with their index and filter blocks in memory. Its
+default (1,000) let a node's memory grow with its data directory: executing 64,000
+transactions grew a process from 130 to 274 MB, flat at about 130 MB with 64 (a chain
+of 178,702 transactions reached a gigabyte per node). Reads of old data then reopen a
+table now and then; recent data, which the node reads most, stays in the open ones."""
+BLOCK_CACHE_BYTES = 8 * 1024 * 1024
+"""LevelDB's cache of uncompressed data blocks (its default, stated so it is bounded)."""
 
 
 _DISK_FULL_TEXTS = ("no space left on device", "file too large", "disk quota exceeded")
@@ -134,7 +142,8 @@ class KV:
                 raise FileExistsError(path)
             db = plyvel.DB(
                 str(path), create_if_missing=create, paranoid_checks=True,
-                bloom_filter_bits=BLOOM_FILTER_BITS,
+                bloom_filter_bits=BLOOM_FILTER_BITS, max_open_files=OPEN_TABLES_MAX,
+                lru_cache_size=BLOCK_CACHE_BYTES,
             )
         except FileExistsError as exc:  # from mkdir or the check above: a file is in the way
             raise StoreError(
