@@ -13,8 +13,6 @@ of the correct clocks.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -22,6 +20,7 @@ import pytest
 
 from consensus.replica import TIME_AHEAD_MS_MAX
 from ledger.genesis import ConsensusParams
+from testkit.system import require_program
 from testkit.wait import wait_for
 from tests.node.cluster import Cluster
 
@@ -30,14 +29,8 @@ FAKETIME = "faketime"
 
 
 def require_faketime() -> str:
-    """Debian's faketime (libfaketime); in CI its absence fails instead of skipping."""
-    found = shutil.which(FAKETIME)
-    if found is not None:
-        return found
-    message = "faketime is missing: apt-get install -y faketime (.ci/run does it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """Debian's faketime (libfaketime), required the testkit way (fails in CI if absent)."""
+    return str(require_program(FAKETIME, "faketime"))
 
 
 def start_skewed(c: Cluster, i: int, offset_s: int) -> None:

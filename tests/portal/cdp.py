@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import pytest
+from testkit.system import require_program
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 START_TIMEOUT_S = 30.0
@@ -41,13 +41,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def require_chromium() -> Path:
-    """The browser binary; in CI its absence fails the run instead of skipping."""
-    if CHROMIUM.is_file():
-        return CHROMIUM
-    message = f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """The browser binary, required the testkit way (fails in CI if absent)."""
+    return require_program(str(CHROMIUM), "chromium")
 
 
 class CdpError(RuntimeError):
