@@ -218,6 +218,11 @@ class Browser:
 
     def go(self, hash_route: str) -> None:
         """Follow an in-page route (``#/...``) and wait until it has rendered."""
+        if not self.evaluate("typeof document.body?.dataset.page === 'string'"):
+            # Without this, a route on a page that is not the portal (about:blank in a
+            # fresh browser) waits the whole render timeout for nothing.
+            raise CdpError(f"cannot follow {hash_route}: the portal is not open in the "
+                           "browser; call open() first")
         self.evaluate(f"""document.body.dataset.ready = 'false';
             if (location.hash === {json.dumps(hash_route)})
                 window.dispatchEvent(new HashChangeEvent('hashchange'));

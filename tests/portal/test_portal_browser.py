@@ -45,6 +45,13 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+@pytest.fixture(autouse=True)
+def portal_home(browser: Browser, net: PortalNetwork) -> None:
+    """Each test starts on the portal's home page, whatever ran before it in this worker
+    (pytest-xdist may hand any test of this module to a worker on its own)."""
+    browser.open(net.url + "/")
+
+
 @pytest.fixture(scope="module")
 def receipt_file(net: PortalNetwork, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tx_id = net.seeded_tx("deliberation", "Montreuil")
@@ -71,7 +78,6 @@ def verify_in_browser(browser: Browser, receipt: Path, genesis: Path) -> dict[st
 def test_a_deliberation_is_found_and_its_receipt_verifies_green(
     browser: Browser, net: PortalNetwork, receipt_file: Path
 ) -> None:
-    browser.open(net.url + "/")
     assert browser.evaluate("document.body.dataset.page") == "deliberations"
     montreuil = next(m for m in net.network.municipalities if m.name == "Montreuil")
     browser.go(f"#/deliberations?commune={montreuil.siret}&q=energie")
@@ -314,7 +320,6 @@ def test_no_page_shows_personal_data(browser: Browser, net: PortalNetwork) -> No
     tags = {tx["payload"]["beneficiary"] for b in blocks for tx in b["transactions"]
             if tx["contract"] == "social_aid" and "beneficiary" in tx["payload"]}
     assert tags, "the demo seeds aid payments"
-    browser.open(net.url + "/")  # on its own: no earlier test has to have opened it
     for route in PAGES:
         browser.go(f"#/{route}")
         html = browser.evaluate("document.documentElement.outerHTML")
