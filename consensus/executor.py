@@ -29,6 +29,13 @@ class Executor(Protocol):
         state roots of block ``height - execution_lag``, ``validator_set_hash``)."""
         ...
 
+    def proposal_room(self, in_flight: int) -> int:
+        """Most transactions the next proposal may carry while ``in_flight`` transactions
+        are proposed and not yet committed; 0: wait for a commit (the primary's pacing,
+        so a block commits within a share of the view timeout even when the machines are
+        saturated: what is proposed early only waits behind the blocks before it)."""
+        ...
+
     def check_results(self, block: Block) -> None:
         """Raise ``ledger.errors.InvalidBlock`` unless the header carries the results and
         state roots of block ``height - execution_lag``."""

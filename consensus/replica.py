@@ -899,6 +899,11 @@ class Replica:
                 pp = remembered
             else:
                 txs = self._pick_transactions(height)
+                if txs:
+                    room = self.executor.proposal_room(len(self._in_flight_ids()))
+                    if room <= 0:
+                        return  # paced: proposed when a block before it commits
+                    del txs[room:]
                 if not txs and not self._empty_block_due(height, parent[1]):
                     return
                 block = self.executor.build_block(
@@ -947,7 +952,8 @@ class Replica:
             return True
         return any(h > self.tip and s.pre_prepare is not None for h, s in self.slots.items())
 
-    def _view_timeout_ms(self) -> int:
+    def view_timeout_ms(self) -> int:
+        """The view timer's length now (doubled by each failed view change)."""
         return self.timeout_ms << min(self.changing.attempts, 10)
 
     def _arm_view_timer(self) -> None:
@@ -959,7 +965,7 @@ class Replica:
                 self._out.append(CancelTimer(TimerId.VIEW))
             return
         if self.view_deadline is None:
-            self.view_deadline = self.now + self._view_timeout_ms()
+            self.view_deadline = self.now + self.view_timeout_ms()
             self._out.append(SetTimer(TimerId.VIEW, self.view_deadline))
 
     def on_timer(self, timer: str) -> None:

@@ -71,8 +71,10 @@ class Limits:
     client_backlog_txs_min: int = 2_000
     """The same bound's floor, in transactions (one full block at the default
     ``block_txs_max``): what a node admits when little or nothing was committed lately."""
-    verified_cache_max: int = 200_000
-    """Transaction signatures remembered as verified (LRU)."""
+    verified_cache_max: int = 100_000
+    """Transaction signatures remembered as verified (LRU): twice the mempool, so a
+    pending transaction is verified once, at admission (each entry costs about 250 bytes
+    of memory)."""
     api_body_bytes_max: int = 8 * 1024 * 1024
     """Largest HTTP request body; a larger one is refused before it is read."""
     api_batch_txs_max: int = 2_000

@@ -6,12 +6,16 @@ Rules:
   results, signature verification (through the mempool's verified cache) and the
   validator history (owned by the chain).
 - A proposal carries the replica's picks that can still commit at its time (not expired,
-  not beyond the expiry horizon, not already stored), cut to what this machine executes
-  in ``BLOCK_TIME_SHARE`` of the view timeout: the cap follows the measured execution
-  cost per transaction (``observe_execution``, a moving average), so blocks shrink when
-  the machine is busy and grow back to ``block_txs_max`` when it is not. A block must
-  execute well within the view timeout on every node, or backups start a view change
-  while it is still executing (and a loaded machine never commits again).
+  not beyond the expiry horizon, not already stored).
+- Pacing (``proposal_room``): a block carries at most what this machine executes in
+  ``BLOCK_TIME_SHARE`` of the view timeout (the cap follows the measured execution cost
+  per transaction, ``observe_execution``, a moving average: blocks shrink when the
+  machine is busy and grow back to ``block_txs_max`` when it is not), and the primary
+  keeps at most ``PROPOSED_BLOCKS_MAX`` caps' worth proposed and not yet committed. A
+  block must commit well within the view timeout on every node, or backups start a view
+  change while it waits (and a loaded machine never commits again); transactions
+  proposed early only wait behind the blocks before them, on every node, while small
+  blocks cut to fit the room left would cost consensus rounds for little.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from node.mempool import Mempool
 
 log = logging.getLogger("tabellion.node")
 
-BLOCK_TIME_SHARE = 0.2
+BLOCK_TIME_SHARE = 0.1
 """Share of the view timeout one block's execution may take."""
 BLOCK_TXS_MIN = 64
+PROPOSED_BLOCKS_MAX = 2
+"""Full blocks' worth of transactions a primary keeps proposed and not yet committed."""
 EXEC_COST_WEIGHT = 0.2
 """Weight of the newest block in the moving average of execution cost per transaction."""
 EXEC_S_PER_TX_INITIAL = 0.0005
@@ -47,17 +53,18 @@ class ChainExecutor:
     def executed_height(self) -> int:
         return self.chain.executed_height
 
-    def observe_execution(self, block: Block, elapsed_s: float) -> None:
-        """A block executed in ``elapsed_s``: update the cost per transaction."""
-        if block.transactions:
-            per_tx = elapsed_s / len(block.transactions)
+    def observe_execution(self, transactions: int, elapsed_s: float) -> None:
+        """A block of ``transactions`` executed in ``elapsed_s``: update the cost per
+        transaction."""
+        if transactions:
+            per_tx = elapsed_s / transactions
             self.exec_s_per_tx += EXEC_COST_WEIGHT * (per_tx - self.exec_s_per_tx)
 
     def build_block(self, *, height: int, view: int, prev_hash: bytes, time_ms: int,
                     proposer: bytes, transactions: Sequence[Transaction]) -> Block:
         """A block of the replica's picks that can still commit at ``time_ms``, cut to
         ``block_cap`` (the rest stays pending for the next block)."""
-        txs = tuple(tx for tx in transactions[:self.block_cap()]
+        txs = tuple(tx for tx in transactions
                     if time_ms <= tx.expiry_ms <= time_ms + TX_EXPIRY_HORIZON_MS_MAX
                     and not self.chain.store.has_tx(tx.tx_id))
         results_root, state_root = self.chain.lagged_roots(height)
@@ -75,6 +82,12 @@ class ChainExecutor:
         budget_s = params.view_timeout_ms / 1000 * BLOCK_TIME_SHARE
         cap = int(budget_s / max(self.exec_s_per_tx, 1e-6))
         return max(BLOCK_TXS_MIN, min(params.block_txs_max, cap))
+
+    def proposal_room(self, in_flight: int) -> int:
+        """A full block's worth while at most one such block waits uncommitted, else 0
+        (the module's rules)."""
+        cap = self.block_cap()
+        return cap if in_flight + cap <= PROPOSED_BLOCKS_MAX * cap else 0
 
     def check_results(self, block: Block) -> None:
         """The lagged results and state roots (the replica ran ``validate_block``)."""

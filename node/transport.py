@@ -33,7 +33,9 @@ Rules:
   to a validator's new address at its next attempt.
 - Bounded memory: per-peer send queues are bounded in frames and bytes and drop their
   *oldest* frame when full (PBFT tolerates message loss; the newest votes are the useful
-  ones; a disconnect would drop the whole queue and cost a handshake). Inbound frames
+  ones; a disconnect would drop the whole queue and cost a handshake). A frame sent
+  while nothing waits in a peer's queue is written at once (``send`` is synchronous and
+  the node's owner task may not yield for a while after it). Inbound frames
   are handed to an async callback, which may block: TCP flow control then slows the
   sender down instead of the node buffering for it.
 - Unauthenticated connections are capped per source address and in total, and must
@@ -83,6 +85,9 @@ SEAL_BYTES = 16
 """Poly1305 tag added to every sealed frame."""
 HANDSHAKE_FRAME_BYTES_MAX = 1024
 CONNECT_TIMEOUT_MS = 3_000
+WRITE_BUFFER_BYTES_MAX = 1 << 20
+"""Bytes written to a connection and not yet taken by the kernel before the writer
+waits for them to drain (a slow peer then queues in its bounded outbox)."""
 _HEADER = struct.Struct(">I")
 _HANDSHAKE_LIMITS = DecodeLimits(input_bytes_max=HANDSHAKE_FRAME_BYTES_MAX, depth_max=2)
 
@@ -196,6 +201,10 @@ class _Outbox:
     frames: deque[bytes] = field(default_factory=deque)
     size_bytes: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    live: tuple[asyncio.StreamWriter, Seal] | None = None
+    """The established connection, while its writer task runs: with nothing queued, a
+    frame is written at once (the owner task sends its votes, then executes a block for
+    hundreds of milliseconds without yielding; queued, the votes would wait for it)."""
 
 
 @dataclass(slots=True)
@@ -347,6 +356,14 @@ class Transport:
         outbox = self._outboxes.get(peer)
         if outbox is None or not data or len(data) > self._limits.frame_bytes_max:
             return False
+        if outbox.live is not None and not outbox.frames:
+            writer, seal = outbox.live
+            # Everything queued before was already written: writing now keeps the order.
+            if (not writer.is_closing() and self._admit(peer)
+                    and writer.transport.get_write_buffer_size() <= WRITE_BUFFER_BYTES_MAX):
+                writer.write(seal.seal(data))
+                self.stats[peer].frames_sent += 1
+                return True
         outbox.frames.append(data)
         outbox.size_bytes += len(data)
         while (len(outbox.frames) > self._limits.send_queue_max
@@ -445,6 +462,7 @@ class Transport:
         outbox = self._outboxes[peer]
         stats = self.stats[peer]
         watch = asyncio.ensure_future(reader.read(1))
+        outbox.live = (writer, seal)
         try:
             while True:
                 while outbox.frames:
@@ -454,7 +472,7 @@ class Transport:
                     outbox.size_bytes -= len(data)
                     writer.write(seal.seal(data))
                     stats.frames_sent += 1
-                    if writer.transport.get_write_buffer_size() > 1 << 20:
+                    if writer.transport.get_write_buffer_size() > WRITE_BUFFER_BYTES_MAX:
                         await writer.drain()
                 await writer.drain()
                 if watch.done():
@@ -466,6 +484,7 @@ class Transport:
                 await asyncio.wait({waiter, watch}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
         finally:
+            outbox.live = None
             watch.cancel()
             if watch.done() and not watch.cancelled():
                 watch.exception()  # retrieved: a reset connection is not an error to log

@@ -82,6 +82,10 @@ class SimExecutor:
             validator_set_hash=self.set_at(height).set_hash)
         return Block(header, tuple(transactions))
 
+    def proposal_room(self, in_flight: int) -> int:
+        # No pacing in the simulator: its blocks cost nothing to execute.
+        return self.params.block_txs_max
+
     def check_results(self, block: Block) -> None:
         header = block.header
         if (header.results_root, header.state_root) != self._lagged(header.height):

@@ -276,6 +276,44 @@ def test_primary_builds_bounded_blocks_from_pending_transactions() -> None:
     assert len(ids) == len(set(ids))
 
 
+class _PacedExecutor(SimExecutor):
+    """Room for one block of ``room`` transactions while nothing is in flight."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__(GENESIS)
+        self.room = room
+        self.asked: list[int] = []
+
+    def proposal_room(self, in_flight: int) -> int:
+        self.asked.append(in_flight)
+        return self.room if in_flight == 0 else 0
+
+
+def test_a_paced_primary_proposes_within_the_room_and_again_only_after_a_commit() -> None:
+    executor = _PacedExecutor(room=4)
+    primary = Replica(key=KEYS[0], genesis=GENESIS, executor=executor)
+    primary.step(Start(T0))
+    txs = tuple(make_transaction(n) for n in range(1, 12))
+    effects = primary.step(TransactionsAvailable(T0 + 1, txs))
+    (first,) = [m for m in _sent(effects) if isinstance(m, PrePrepare)]
+    assert first.height == 1 and len(first.block.transactions) == 4
+    assert executor.asked[-1] == 4  # asked again with block 1 in flight: no room
+    # More transactions while block 1 is in flight: still nothing proposed.
+    effects = primary.step(TransactionsAvailable(T0 + 2, (make_transaction(50),)))
+    assert not [m for m in _sent(effects) if isinstance(m, PrePrepare)]
+    for key in (KEYS[1], KEYS[2]):
+        prepare = Vote.make(key, CHAIN, Phase.PREPARE, 0, 1, first.block_hash)
+        effects += _receive(primary, key, encode_message(prepare))
+    for key in (KEYS[1], KEYS[2]):
+        commit = Vote.make(key, CHAIN, Phase.COMMIT, 0, 1, first.block_hash)
+        effects += _receive(primary, key, encode_message(commit))
+    assert [e.block for e in effects if isinstance(e, Deliver)] == [first.block]
+    (second,) = [m for m in _sent(effects) if isinstance(m, PrePrepare)]
+    assert second.height == 2 and len(second.block.transactions) == 4
+    assert not {tx.tx_id for tx in second.block.transactions} & {
+        tx.tx_id for tx in first.block.transactions}
+
+
 def test_a_damaged_persisted_state_is_refused_with_an_operator_message() -> None:
     damaged = PersistedState({b"view": b"\x92\x01"})  # truncated msgpack
     with pytest.raises(DecodeError, match="restore the node's data directory"):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import struct
+import time
 from dataclasses import replace
 
 from ledger.crypto import SigningKey
@@ -72,6 +73,26 @@ def test_frames_reach_every_peer_with_the_authenticated_sender() -> None:
             assert net.got[0] == []
             status = net.nodes[0].stats[net.keys[1].public_key].to_json()
             assert status["connected"] is True and status["frames_sent"] == 1
+        finally:
+            await net.close()
+    asyncio.run(main())
+
+
+def test_frames_to_a_connected_peer_leave_before_the_sender_yields_and_in_order() -> None:
+    # A node sends its votes, then executes a block for hundreds of milliseconds without
+    # yielding: the votes must already be on their way, not waiting in a queue for it.
+    async def main() -> None:
+        net = Net(2)
+        await net.start()
+        try:
+            await until(net.all_connected, what="connected")
+            peer = net.keys[1].public_key
+            for n in range(100):
+                assert net.nodes[0].send(peer, b"vote %d" % n)
+            assert net.nodes[0].stats[peer].frames_sent == 100  # written, not queued
+            time.sleep(0.2)  # the sender's event loop is busy executing
+            await until(lambda: len(net.got[1]) == 100, what="the frames")
+            assert [data for _, data in net.got[1]] == [b"vote %d" % n for n in range(100)]
         finally:
             await net.close()
     asyncio.run(main())
