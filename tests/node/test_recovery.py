@@ -90,6 +90,11 @@ def test_kill_primary_view_change_restart_and_empty_data_dir(cluster: Cluster) -
         wait_for(lambda: all(c.height(i) >= killed_at + 3 for i in others), 90,
                  "commits after the primary died")
         assert _primary(c, others[0]) != primary
+        # The backups said why they asked (the operator's first question).
+        asked = [line for i in others for line in c.log_of(i).splitlines()
+                 if "asked to move to view" in line]
+        assert asked and all("no block committed here for" in line
+                             and "transactions waiting" in line for line in asked), asked
         accepted = len(stream.accepted)
         wait_for(lambda: c.committed(others[0], stream.accepted[accepted - 1]), 60,
                  "a submission after the view change to commit")
