@@ -898,9 +898,10 @@ class Replica:
             if remembered is not None:
                 pp = remembered
             else:
-                txs = self._pick_transactions(height)
+                in_flight = self._in_flight_ids()
+                txs = self._pick_transactions(height, in_flight)
                 if txs:
-                    room = self.executor.proposal_room(len(self._in_flight_ids()))
+                    room = self.executor.proposal_room(len(in_flight))
                     if room <= 0:
                         return  # paced: proposed when a block before it commits
                     del txs[room:]
@@ -929,9 +930,10 @@ class Replica:
         return (0 < self.busy_height < height <= self.busy_height + self.params.execution_lag
                 and self.now >= parent_time_ms + IDLE_EMPTY_BLOCK_MS)
 
-    def _pick_transactions(self, height: int) -> list[Transaction]:
+    def _pick_transactions(self, height: int, busy: set[bytes]) -> list[Transaction]:
+        """Pending transactions not in ``busy`` (already in a block above the tip), within
+        the governed block limits."""
         limits = self.governed(height)
-        busy = self._in_flight_ids()
         picked: list[Transaction] = []
         size = 0
         for tx_id, tx in self.pending.items():

@@ -62,8 +62,8 @@ class ChainExecutor:
 
     def build_block(self, *, height: int, view: int, prev_hash: bytes, time_ms: int,
                     proposer: bytes, transactions: Sequence[Transaction]) -> Block:
-        """A block of the replica's picks that can still commit at ``time_ms``, cut to
-        ``block_cap`` (the rest stays pending for the next block)."""
+        """A block of the replica's picks (already cut to ``proposal_room``) that can
+        still commit at ``time_ms``."""
         txs = tuple(tx for tx in transactions
                     if time_ms <= tx.expiry_ms <= time_ms + TX_EXPIRY_HORIZON_MS_MAX
                     and not self.chain.store.has_tx(tx.tx_id))
