@@ -3,11 +3,9 @@
 Rules:
 - Single owner. Every input (peer messages, admitted transactions, timer expiries,
   executed blocks) becomes an event; the owner task feeds events to ``Replica.step`` one
-  at a time, each stamped with the time it is handled (the replica's clock: its view
-  timer must not count the time an event waited in the inbox), and carries out the
-  returned effects synchronously: there is no ``await`` between two steps of a group
-  nor between two effects, so a shutdown (cancelling the task) lands between groups,
-  never half-way through an effect list.
+  at a time and carries out the returned effects synchronously: there is no ``await``
+  between two steps of a group nor between two effects, so a shutdown (cancelling the
+  task) lands between groups, never half-way through an effect list.
 - Persist before send, with group commit: the owner task takes the events ready at
   once (up to ``GROUP_EVENTS_MAX``), steps the replica through them one at a time,
   then writes every ``Persist`` record of the group in ONE synced LevelDB batch (prefix
@@ -54,7 +52,7 @@ import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -305,11 +303,7 @@ class Node:
             if fed is None:
                 return []
             item = fed
-        # The replica's clock is the time an event is handled, not the time it was
-        # queued: stamped at arrival, a commit vote that waited behind a block's
-        # execution restarted the view timer that much in the past, and a loaded node
-        # asked for a view change 0.6 s after its last commit with a 4 s timer.
-        effects = self.replica.step(replace(item, now_ms=now_ms()))
+        effects = self.replica.step(item)
         self._after_step()
         return effects
 
