@@ -60,7 +60,10 @@ def reference_root(items: Mapping[bytes, bytes]) -> bytes:
     return subtree(leaves, 0)
 
 
-def applied(state: dict[bytes, bytes], change: Mapping[bytes, bytes | None]) -> dict[bytes, bytes]:
+def applied(
+    state: Mapping[bytes, bytes], change: Mapping[bytes, bytes | None]
+) -> dict[bytes, bytes]:
+    """The state after ``change`` (``None``: the key is deleted), as a plain dict."""
     new = dict(state)
     for key, value in change.items():
         if value is None:

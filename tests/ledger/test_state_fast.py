@@ -40,6 +40,7 @@ from ledger.state import (
     verify_state_proof,
 )
 from ledger.state_store import PersistentState
+from tests.ledger.test_state import applied
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PLACEHOLDER = tagged_hash(Tag.STATE_NODE, b"")
@@ -68,18 +69,6 @@ POOL = (
 )
 changes = st.dictionaries(st.sampled_from(POOL), st.none() | st.binary(max_size=6), max_size=16)
 cache_sizes = st.sampled_from([0, 1, 3, NODE_CACHE_ENTRIES_MAX])
-
-
-def applied(
-    state: Mapping[bytes, bytes], change: Mapping[bytes, bytes | None]
-) -> dict[bytes, bytes]:
-    new = dict(state)
-    for key, value in change.items():
-        if value is None:
-            new.pop(key, None)
-        else:
-            new[key] = value
-    return new
 
 
 # ----------------------------------------------------------------------------- reference

@@ -25,6 +25,7 @@ from ledger.state import (
     verify_state_proof,
 )
 from ledger.state_store import KVNodeStore, PersistentState
+from tests.ledger.test_state import applied
 
 ROOT = Path(__file__).resolve().parents[2]
 CRASH_DEADLINE_S = 120
@@ -49,12 +50,7 @@ def states_of(changes: list[dict[bytes, bytes | None]]) -> list[dict[bytes, byte
     states: list[dict[bytes, bytes]] = []
     state: dict[bytes, bytes] = {}
     for change in changes:
-        state = dict(state)
-        for key, value in change.items():
-            if value is None:
-                state.pop(key, None)
-            else:
-                state[key] = value
+        state = applied(state, change)
         states.append(state)
     return states
 
