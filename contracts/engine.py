@@ -13,9 +13,14 @@ Rules:
   consumes its id, so the same signed bytes can never be committed twice.
 - Guards do not accumulate forever: each id is also filed in the bucket of the hour its
   expiry falls in, and at the start of every block the buckets of the hours that ended
-  before the block's hour are deleted with their guards. A transaction in such a bucket
-  expired before the block's time, so ``ledger.validation.check_transaction`` refuses it
-  anyway (its expiry is covered by its id: the same id always falls in the same bucket).
+  before the block's hour are deleted with their guards, at most
+  ``PRUNED_IDS_PER_BLOCK_MAX`` guards per block (oldest hour first; the next blocks take
+  the rest): deleting a busy hour's guards at once would make one block take seconds on
+  every validator. A transaction in such a bucket expired before the block's time, so
+  ``ledger.validation.check_transaction`` refuses it anyway (its expiry is covered by its
+  id: the same id always falls in the same bucket), and a guard kept a little longer
+  changes nothing. No new id enters a bucket being pruned: its hour is over, and an
+  expired transaction is never executed.
 - Signatures, chain id and expiry are checked before execution by
   ``ledger.validation.check_transaction`` (block validation and mempool): the engine
   trusts them and does not spend time re-verifying.
@@ -126,6 +131,11 @@ def _already(tx_id: bytes) -> Receipt:
 
 EXPIRY_BUCKET_MS = 3_600_000
 """Committed ids are pruned by the hour of their expiry."""
+PRUNED_IDS_PER_BLOCK_MAX = 1_000
+"""Guards one block deletes at most (see the module rules): about the state work of a
+block of 700 transactions."""
+PRUNED_HOURS_PER_BLOCK_MAX = 1_000
+"""Expiry hours one block looks at, at most (a read of an absent bucket each)."""
 
 
 def _guard(block: Overlay, tx_id: bytes, expiry_ms: int) -> None:
@@ -138,23 +148,37 @@ def _guard(block: Overlay, tx_id: bytes, expiry_ms: int) -> None:
 
 
 def prune_expired(block: Overlay, time_ms: int) -> int:
-    """Delete the guards of ids that expired in hours before ``time_ms``'s hour; return
-    how many. Work is proportional to the ids pruned plus the hours elapsed."""
+    """Delete the guards of ids that expired in hours before ``time_ms``'s hour, oldest
+    hour first, at most ``PRUNED_IDS_PER_BLOCK_MAX`` of them; return how many. A bucket
+    is emptied from its end, its count lowered as it goes, so the next block resumes where
+    this one stopped; ``sys/tx_pruned_hour`` moves past a bucket once it is gone. At most
+    ``PRUNED_HOURS_PER_BLOCK_MAX`` hours are looked at, so a chain idle for months
+    catches up over a few blocks instead of one."""
     now = time_ms // EXPIRY_BUCKET_MS
-    start = keys.read(block, keys.PRUNED_HOUR_KEY)
-    if start == now:
+    hour = keys.read(block, keys.PRUNED_HOUR_KEY)
+    if hour is None:
+        keys.write(block, keys.PRUNED_HOUR_KEY, now)
         return 0
-    pruned = 0
-    for hour in range(now if start is None else start, now):
+    if hour >= now:
+        return 0
+    budget, pruned = PRUNED_IDS_PER_BLOCK_MAX, 0
+    last = min(now, hour + PRUNED_HOURS_PER_BLOCK_MAX)
+    while hour < last and budget > 0:
         count = keys.read(block, keys.expiry_bucket_key(hour)) or 0
-        for n in range(count):
+        taken = min(count, budget)
+        for n in range(count - taken, count):
             item = keys.expiry_item_key(hour, n)
             block.delete(keys.tx_key(bytes.fromhex(str(keys.read(block, item)))))
             block.delete(item)
+        pruned += taken
+        budget -= taken
+        if taken < count:
+            keys.write(block, keys.expiry_bucket_key(hour), count - taken)
+            break
         if count:
             block.delete(keys.expiry_bucket_key(hour))
-        pruned += count
-    keys.write(block, keys.PRUNED_HOUR_KEY, now)
+        hour += 1
+    keys.write(block, keys.PRUNED_HOUR_KEY, hour)
     return pruned
 
 

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from contracts import keys
 from contracts.engine import (
+    PRUNED_HOURS_PER_BLOCK_MAX,
+    PRUNED_IDS_PER_BLOCK_MAX,
     BlockEnv,
     DictState,
     Overlay,
@@ -103,6 +105,46 @@ def test_guards_are_pruned_once_their_transactions_expired() -> None:
     assert not any(k.startswith(b"txexp/") for k in chain.state)
     with pytest.raises(InvalidTransaction, match="expired"):
         check_transaction(tx, chain.genesis.chain_id, chain.env().time_ms)
+
+
+def test_pruning_after_a_busy_hour_is_spread_over_blocks() -> None:
+    """A block that had to delete every guard of a busy hour at once would take seconds to
+    execute on every validator (a view change) and could exceed what one state version
+    may change: pruning takes at most PRUNED_IDS_PER_BLOCK_MAX ids per block, oldest hour
+    first, and the next blocks take the rest."""
+    chain = Chain()
+    busy = PRUNED_IDS_PER_BLOCK_MAX * 5 // 2
+    txs = [chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"%d" % i))
+           for i in range(busy)]
+    assert all(r.ok for r in chain.block(*txs))
+    chain.time_ms = (txs[0].expiry_ms // 3_600_000 + 1) * 3_600_000  # the next hour has begun
+    left = []
+    for _ in range(3):
+        before = sum(1 for k in chain.state if k.startswith(b"tx/"))
+        chain.block()
+        deleted = [k for k, v in chain.results[-1].changes.items() if v is None]
+        assert len(deleted) <= 2 * PRUNED_IDS_PER_BLOCK_MAX + 1  # guard + item, + a bucket
+        left.append(sum(1 for k in chain.state if k.startswith(b"tx/")))
+        assert before - left[-1] == min(before, PRUNED_IDS_PER_BLOCK_MAX)
+    assert left == [busy - PRUNED_IDS_PER_BLOCK_MAX, busy - 2 * PRUNED_IDS_PER_BLOCK_MAX, 0]
+    assert not any(k.startswith(b"txexp/") for k in chain.state)
+    assert all(chain.run(tx).code != "ok" for tx in txs[:3])  # expired: never again
+
+
+def test_a_chain_idle_for_months_catches_up_its_pruning_over_a_few_blocks() -> None:
+    chain = Chain()
+    tx = chain.tx("montreuil.clerk", "notary", "anchor", anchor())
+    assert chain.run(tx).ok
+    start = keys.read(chain.state, keys.PRUNED_HOUR_KEY)
+    idle_hours = 2 * PRUNED_HOURS_PER_BLOCK_MAX + 500
+    chain.time_ms += idle_hours * 3_600_000
+    chain.block()
+    assert keys.read(chain.state, keys.PRUNED_HOUR_KEY) == start + PRUNED_HOURS_PER_BLOCK_MAX
+    assert chain.state.get(keys.tx_key(tx.tx_id)) is None  # its hour was among the first
+    chain.block()
+    chain.block()
+    now = (chain.time_ms) // 3_600_000
+    assert keys.read(chain.state, keys.PRUNED_HOUR_KEY) == now
 
 
 def test_the_same_transaction_twice_in_one_block_commits_once() -> None:
