@@ -10,7 +10,8 @@ Rules:
   consensus log live in one directory under their own prefixes.
 - ``batch`` is atomic: everything written inside it lands together on successful exit, or
   nothing does. ``sync=True`` (the default) waits for the disk, so a committed batch
-  survives a power cut or ``kill -9``.
+  survives a power cut or ``kill -9``. ``joined`` lets another view of the same database
+  write into an open batch (a block and its state in one write, one fsync).
 """
 
 from __future__ import annotations
@@ -95,9 +96,10 @@ def _after(prefix: bytes) -> bytes | None:
 class Batch:
     """Writes collected for one atomic ``KV.batch``; keys are relative to the view."""
 
-    __slots__ = ("_prefix", "_wb")
+    __slots__ = ("_db", "_prefix", "_wb")
 
-    def __init__(self, wb: Any, prefix: bytes) -> None:
+    def __init__(self, db: Any, wb: Any, prefix: bytes) -> None:
+        self._db = db
         self._wb = wb
         self._prefix = prefix
 
@@ -183,11 +185,18 @@ class KV:
             wb = self._db.write_batch(sync=sync)
         except (plyvel.Error, RuntimeError) as exc:
             raise _translate(exc, self._path) from exc
-        yield Batch(wb, self._prefix)
+        yield Batch(self._db, wb, self._prefix)
         try:
             wb.write()
         except (plyvel.Error, RuntimeError) as exc:
             raise _translate(exc, self._path) from exc
+
+    def joined(self, batch: Batch) -> Batch:
+        """``batch`` (open, of this database) seen from this view: what is written through
+        the result lands in the same atomic write, under this view's prefix."""
+        if batch._db is not self._db:
+            raise StoreError("a write batch can only be joined by a view of its own database")
+        return Batch(self._db, batch._wb, self._prefix)
 
     def items(
         self,

@@ -12,7 +12,9 @@ Rules:
   synced batch, so after a crash the index, the tree and the recorded version always
   agree: either the whole version is there or none of it. That batch is the tree's own
   ``write_nodes`` call, so the tree caches the nodes of a version only once the batch
-  holding them (and the index) was written.
+  holding them (and the index) was written. A caller may add its own writes to that
+  batch (``also``: the node stores the block that produced the version with it, so a
+  block costs one fsync and a crash never separates a block from its state).
 - Reading the latest value of a key is one LevelDB read (``get_latest``); reading at an
   older version, or proving, walks the tree (O(depth) reads).
 - Nothing is ever deleted from the tree: every version stays provable (no pruning yet,
@@ -21,10 +23,10 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from ledger.errors import CorruptionError, StoreError
-from ledger.kv import KV
+from ledger.kv import KV, Batch
 from ledger.layout import STATE_INDEX_PREFIX, STATE_NODES_PREFIX
 from ledger.state import (
     KEY_BYTES_MAX,
@@ -67,14 +69,15 @@ class _NodesWithIndex:
     """The tree's ``NodeStore`` inside ``PersistentState``: reads go to the stored nodes;
     the one ``write_nodes`` call of an ``apply`` writes the nodes, the latest-version
     marker and that version's index changes (``index_changes``, set by ``apply`` for the
-    duration of the call) in ONE synced batch."""
+    duration of the call), and the caller's own writes (``also``), in ONE synced batch."""
 
-    __slots__ = ("index_changes", "kv", "nodes")
+    __slots__ = ("also", "index_changes", "kv", "nodes")
 
     def __init__(self, kv: KV) -> None:
         self.kv = kv
         self.nodes = KVNodeStore(kv.prefixed(NODES_PREFIX))
         self.index_changes: Mapping[bytes, bytes | None] | None = None
+        self.also: Callable[[Batch], None] | None = None
 
     def get_node(self, node_key: bytes) -> bytes | None:
         return self.nodes.get_node(node_key)
@@ -86,6 +89,8 @@ class _NodesWithIndex:
         if LATEST_VERSION_KEY not in nodes:
             raise AssertionError("StateTree.apply always records the new version")
         with self.kv.batch(sync=True) as batch:
+            if self.also is not None:
+                self.also(batch)
             for node_key, data in nodes.items():
                 batch.put(NODES_PREFIX + node_key, data)
             for key in sorted(changes):
@@ -182,13 +187,24 @@ class PersistentState:
             )
         return tree_count
 
-    def apply(self, version: int, changes: Mapping[bytes, bytes | None]) -> bytes:
+    def apply(
+        self,
+        version: int,
+        changes: Mapping[bytes, bytes | None],
+        *,
+        also: Callable[[Batch], None] | None = None,
+    ) -> bytes:
         """Build ``version`` from the previous one (see ``StateTree.apply``) and commit
-        nodes, index and version marker in one synced batch; return the new root."""
+        nodes, index and version marker in one synced batch; return the new root.
+        ``also`` adds the caller's writes to that batch (a ``Batch`` of this state's KV,
+        which another view of the same database can ``join``); if it raises, nothing is
+        written."""
         self._nodes.index_changes = changes
+        self._nodes.also = also
         try:
             root = self._tree.apply(version, changes)
         finally:
             self._nodes.index_changes = None
+            self._nodes.also = None
         self._latest = version
         return root

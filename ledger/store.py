@@ -3,7 +3,10 @@
 Rules:
 - One block is written as ONE synced write batch: its header, transactions, certificate,
   receipts, every index entry and the head pointer land together or not at all, so after
-  a crash the head is always a complete block with consistent indexes.
+  a crash the head is always a complete block with consistent indexes. ``append`` writes
+  that batch itself; ``stage`` adds the same writes to a caller's batch (the node writes
+  a block and the state version it produced together: one fsync per block), and
+  ``appended`` moves the head once that batch is written.
 - Every stored value carries its own checksum (``tagged_hash(Tag.STORED, body)``); on read
   the checksum, the transactions root and the certificate's block hash are checked, and a
   mismatch raises ``CorruptionError`` naming the height and the part. Damaged data is never
@@ -42,7 +45,7 @@ from ledger.crypto import PUBLIC_KEY_BYTES
 from ledger.encoding import decode, encode
 from ledger.errors import CorruptionError, DecodeError, StoreError
 from ledger.hashing import HASH_BYTES, Tag, tagged_hash
-from ledger.kv import KV
+from ledger.kv import KV, Batch
 from ledger.layout import CHAIN_PREFIX
 from ledger.records import (
     BLOCK_TXS_MAX,
@@ -163,6 +166,14 @@ class ChainStore:
         certificate is for its header, its receipts pair with its transactions, and (above
         height 1) it links to the stored head. Signatures are the caller's business
         (``ledger.validation``); block 1's link to genesis too."""
+        with self.kv.batch(sync=True) as batch:
+            self.stage(block, batch)
+        self.appended(block.block.header.height)
+
+    def stage(self, block: CommittedBlock, batch: Batch) -> None:
+        """Check the next block as ``append`` does and add its writes to ``batch``, an open
+        batch of this store's database (the node's state version goes in the same one);
+        once the batch is written, ``appended`` makes the block the head."""
         header = block.block.header
         height = header.height
         if height != self._head + 1:
@@ -195,20 +206,25 @@ class ChainStore:
                     f"the stored chain for {previous.chain_id!r}"
                 )
         first_seen = self._first_commits(ids)
-        with self._chain.batch(sync=True) as batch:
-            batch.put(block_key(height, "h"), seal(header.encode()))
-            batch.put(block_key(height, "t"), seal(encode_transactions(txs)))
-            batch.put(block_key(height, "c"), seal(block.certificate.encode()))
-            batch.put(
-                block_key(height, "r"), seal(encode([r.to_value() for r in block.receipts]))
-            )
-            for index, (tx, tx_id) in enumerate(zip(txs, ids, strict=True)):
-                location = TxLocation(height, index).key()
-                if index in first_seen:
-                    batch.put(_TX + tx_id, location)
-                batch.put(signer_index_prefix(tx.signer) + location, b"")
-                batch.put(contract_index_prefix(tx.contract) + location, b"")
-            batch.put(_HEAD, _h8(height))
+        batch = self._chain.joined(batch)
+        batch.put(block_key(height, "h"), seal(header.encode()))
+        batch.put(block_key(height, "t"), seal(encode_transactions(txs)))
+        batch.put(block_key(height, "c"), seal(block.certificate.encode()))
+        batch.put(
+            block_key(height, "r"), seal(encode([r.to_value() for r in block.receipts]))
+        )
+        for index, (tx, tx_id) in enumerate(zip(txs, ids, strict=True)):
+            location = TxLocation(height, index).key()
+            if index in first_seen:
+                batch.put(_TX + tx_id, location)
+            batch.put(signer_index_prefix(tx.signer) + location, b"")
+            batch.put(contract_index_prefix(tx.contract) + location, b"")
+        batch.put(_HEAD, _h8(height))
+
+    def appended(self, height: int) -> None:
+        """The batch holding the block ``stage`` checked at ``height`` was written."""
+        if height != self._head + 1:
+            raise StoreError(f"block {height} is not the next one (head {self._head})")
         self._head = height
 
     def _first_commits(self, ids: list[bytes]) -> set[int]:

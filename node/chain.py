@@ -7,10 +7,11 @@ Rules:
   the genesis hash the directory was created for: a directory of another network is
   refused instead of being mixed with this one.
 - Blocks execute strictly in height order. Executing block ``h`` runs the contracts over
-  the state at version ``h - 1``, appends the committed block (receipts included) to the
-  chain store, then applies the changes as state version ``h``. A crash between the two
-  writes leaves the state one version behind the chain: ``open`` re-executes the missing
-  blocks and checks that they reproduce the stored receipts.
+  the state at version ``h - 1``, then writes the committed block (receipts included) and
+  the changes as state version ``h`` in ONE synced batch: one fsync per block, and a
+  crash keeps both or neither. A directory written before that rule may hold a block
+  whose state version was not written: ``open`` re-executes such blocks and checks that
+  they reproduce the stored receipts.
 - Header ``h`` carries the results of block ``h - D`` (``D = execution_lag``):
   ``lagged_roots(h)`` gives them, from the stored receipts and the state tree.
 - The validator history (``ledger.validator_history``) is derived from the state: a
@@ -210,8 +211,10 @@ class Chain:
         """Execute the next block, store it with its certificate and receipts, apply its
         state changes."""
         result = self._run(block)
-        self.store.append(CommittedBlock(block, certificate, result.receipts))
-        root = self.state.apply(block.height, result.changes)
+        committed = CommittedBlock(block, certificate, result.receipts)
+        root = self.state.apply(block.height, result.changes,
+                                also=lambda batch: self.store.stage(committed, batch))
+        self.store.appended(block.height)
         if result.validator_set is not None:
             self.history = self.history.record(block.height, result.validator_set)
         if result.consensus_params is not None:
