@@ -3,12 +3,14 @@
 Rules:
 - The replica never executes transactions and never imports ``contracts``: the node
   builds and checks block contents behind this protocol.
-- ``build_block`` and ``check_results`` are only called for a height ``h`` when
+- ``build_block`` and ``check_proposal`` are only called for a height ``h`` when
   ``executed_height() >= h - execution_lag``, so the lagged roots are known.
 - The replica runs the one block check, ``ledger.validation.validate_block`` (link,
   proposer, set hash, limits, ``txs_root``, every transaction through
-  ``verify_signature``), on every body at every door; ``check_results`` checks only what
-  needs execution: the lagged results and state roots (``InvalidBlock`` otherwise).
+  ``verify_signature``), on every body at every door; ``check_proposal`` checks, before
+  this replica votes for a fresh proposal, what only the node knows: the lagged results
+  and state roots, and that every payload fits its contract's schema (``InvalidBlock``
+  otherwise).
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ class Executor(Protocol):
         saturated: what is proposed early only waits behind the blocks before it)."""
         ...
 
-    def check_results(self, block: Block) -> None:
+    def check_proposal(self, block: Block) -> None:
         """Raise ``ledger.errors.InvalidBlock`` unless the header carries the results and
-        state roots of block ``height - execution_lag``."""
+        state roots of block ``height - execution_lag`` and every transaction's payload
+        fits its action's schema (checked before a vote for a fresh proposal only: a
+        certified block is final, and a NEW-VIEW re-proposal was prepared by a quorum)."""
         ...
 
     def verify_signature(self, tx: Transaction) -> bool:

@@ -635,7 +635,7 @@ class Replica:
         valid = header.height == height and self._body_valid(pp.block, *parent)
         if valid and not slot.trusted:
             try:
-                self.executor.check_results(pp.block)
+                self.executor.check_proposal(pp.block)
             except LedgerError:  # InvalidBlock by contract; any ledger error means invalid
                 valid = False
         if not valid:

@@ -2,9 +2,15 @@
 
 Rules:
 - It is what ``consensus.replica.Executor`` asks of the node, and nothing else: the
-  executed height, a block built from the replica's picks, the check of a block's lagged
-  results, signature verification (through the mempool's verified cache) and the
+  executed height, a block built from the replica's picks, the check of a proposal
+  before a vote, signature verification (through the mempool's verified cache) and the
   validator history (owned by the chain).
+- Before this replica votes for a fresh proposal, its lagged results and state roots
+  must be this node's, and every transaction's payload must fit its action's schema
+  (``contracts.engine.check_schema``: no unknown field). An honest mempool never
+  admits such a payload, so only a faulty primary proposes one; voting for it would put
+  its bytes (a field no schema has is where a name or a case number would be smuggled)
+  in the chain for ever, even though execution would refuse it.
 - A proposal carries the replica's picks that can still commit at its time (not expired,
   not beyond the expiry horizon, not already stored).
 - Pacing (``proposal_room``): a block carries at most what this machine executes in
@@ -23,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from contracts.engine import check_schema
 from ledger.errors import InvalidBlock
 from ledger.records import Block, BlockHeader, Transaction
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX, check_execution_roots, txs_root
@@ -89,11 +96,17 @@ class ChainExecutor:
         cap = self.block_cap()
         return cap if in_flight + cap <= PROPOSED_BLOCKS_MAX * cap else 0
 
-    def check_results(self, block: Block) -> None:
-        """The lagged results and state roots (the replica ran ``validate_block``)."""
+    def check_proposal(self, block: Block) -> None:
+        """The lagged results and state roots, and every payload against its action's
+        schema (the replica ran ``validate_block``)."""
         results_root, state_root = self.chain.lagged_roots(block.height)
         try:
             check_execution_roots(block.header, results_root, state_root)
+            for position, tx in enumerate(block.transactions):
+                refusal = check_schema(tx)
+                if refusal is not None:
+                    raise InvalidBlock(block.height, f"transaction {position}: "
+                                       f"{refusal.message} (a faulty primary's proposal)")
         except InvalidBlock as exc:
             log.warning("refused the block proposed by %s… in view %d: %s",
                         block.header.proposer.hex()[:16], block.header.view, exc)

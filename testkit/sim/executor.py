@@ -4,7 +4,7 @@ Rules:
 - Roots are fake but deterministic: the state root after block h is
   ``H(state root after h - 1 || block hash)``, the receipts root ``H("r" || block hash)``;
   so two replicas that executed the same chain report the same roots, and a block with
-  wrong lagged roots is rejected by ``check_results`` exactly as the real executor would.
+  wrong lagged roots is rejected by ``check_proposal`` exactly as the real executor would.
 - A transaction of contract ``"validators"`` with payload ``{"keys": [hex, ...]}`` decides
   a new validator set (the simulator's governance); it takes effect at the boundary given
   by ``ledger.validator_history`` (the last decision before a boundary wins). A
@@ -86,7 +86,7 @@ class SimExecutor:
         # No pacing in the simulator: its blocks cost nothing to execute.
         return self.params.block_txs_max
 
-    def check_results(self, block: Block) -> None:
+    def check_proposal(self, block: Block) -> None:
         header = block.header
         if (header.results_root, header.state_root) != self._lagged(header.height):
             raise InvalidBlock(header.height, "lagged roots differ from this executor's results")
