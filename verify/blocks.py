@@ -6,9 +6,12 @@ Rules:
   undecodable part names the transaction or receipt that breaks it.
 - ``block_facts`` is every check of a block that needs nothing but the block itself:
   transaction ids, the transactions root, the network and expiry of each transaction,
-  the receipts against the transactions, the receipts root and (optionally) every
-  transaction signature. It is pure, so the chain checker runs it in-process (level
-  full, where the block is replayed anyway) and ``check_stored_block`` runs it in
+  its payload against its action's schema (a field no schema has is where personal
+  data would be smuggled: validators refuse to vote for such a block, and the audit
+  names any that was certified anyway), the receipts against the transactions, the
+  receipts root and (optionally) every transaction signature. It is pure, so the chain
+  checker runs it in-process (level full, where the block is replayed anyway) and
+  ``check_stored_block`` runs it in
   worker processes (level chain), handing back only the header, the certificate and
   the facts: the transactions never cross a process boundary.
 - Transaction ids and Merkle leaves are computed from the stored bytes themselves (the
@@ -25,6 +28,7 @@ from typing import Any
 
 import msgpack
 
+from contracts.engine import check_schema
 from ledger import crypto
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError
@@ -131,6 +135,14 @@ def block_facts(
         if tx.chain_id != chain_id or not time_ms <= tx.expiry_ms <= latest_ms:
             findings.extend(_transaction_findings(h, len(ids) - 1, ids[-1], tx, chain_id,
                                                   time_ms))
+        refusal = check_schema(tx)
+        if refusal is not None:
+            findings.append(Finding(
+                h, "transaction", f"the payload does not fit its action's schema "
+                f"({refusal.message}): a field no schema has may hold personal data, "
+                "which the chain cannot erase: tell the data protection officer "
+                "(docs/operators.md)",
+                ids[-1].hex(), len(ids) - 1))
     jobs: list[SignatureJob] = []
     if verify_signatures:
         findings.extend(signature_failure(SignatureJob(h, position, ids[position],

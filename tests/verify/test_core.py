@@ -19,7 +19,15 @@ from ledger.records import (
     Transaction,
 )
 from ledger.validator_history import effective_height
-from testkit.chainbuilder import REMOVED_TOWN, ChainBuilder, key_for, stored_blocks
+from testkit.chainbuilder import (
+    REMOVED_TOWN,
+    SIGNER_KEYS,
+    ChainBuilder,
+    anchor_payload,
+    key_for,
+    signed_tx,
+    stored_blocks,
+)
 from testkit.populate import build_chain
 from verify.audit import run_audit
 from verify.chain import ChainAudit
@@ -194,3 +202,22 @@ def test_an_altered_header_breaks_its_certificate_and_the_next_link(
     findings = audit(chain, blocks).findings
     assert any(f.part == "certificate" for f in at(findings, 80))
     assert any("prev_hash" in f.message for f in at(findings, 81, "header"))
+
+
+def test_a_certified_payload_with_a_field_no_schema_has_is_reported() -> None:
+    """Blocks certified before validators checked schemas (or by a faulty quorum) may hold
+    a transaction smuggling a field, where personal data could hide: the audit names it,
+    even though its receipt (invalid_payload) is what execution gives."""
+    builder = build_chain(6)
+    clerk = SIGNER_KEYS[0]
+    payload = {**anchor_payload(clerk, 99), "beneficiary": "Jeanne Dupont"}
+    smuggled = signed_tx(clerk, 99, payload=payload,
+                         expiry_ms=builder.time_ms + 3_600_000)
+    blk = builder.add_block([smuggled])
+    assert blk.receipts[0].code == "invalid_payload"
+    result, report = run_audit(builder.net.genesis, stored_blocks(builder.blocks),
+                               EngineReplayer(builder.net.genesis))
+    (finding,) = result.findings
+    assert (finding.height, finding.part, finding.position) == (blk.height, "transaction", 0)
+    assert "beneficiary" in finding.message and "personal data" in finding.message
+    assert not report.intact
