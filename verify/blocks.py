@@ -11,9 +11,9 @@ Rules:
   names any that was certified anyway), the receipts against the transactions, the
   receipts root and (optionally) every transaction signature. It is pure, so the chain
   checker runs it in-process (level full, where the block is replayed anyway) and
-  ``check_stored_block`` runs it in
-  worker processes (level chain), handing back only the header, the certificate and
-  the facts: the transactions never cross a process boundary.
+  ``check_stored_block`` runs it in worker processes (level chain), handing back only
+  the header, the certificate and the facts: the transactions never cross a process
+  boundary.
 - Transaction ids and Merkle leaves are computed from the stored bytes themselves (the
   canonical encoding of each element of the stored array, found by ``element_bytes``)
   instead of re-encoding every record: the bytes that were hashed are the bytes stored.
