@@ -75,10 +75,11 @@ from cli.network import (
     init_network,
     load_tag_key,
 )
-from cli.submit import build_transaction
+from cli.submit import EXPIRY_MS_DEFAULT, build_transaction
 from contracts.social_aid import CENTS_MAX, beneficiary_tag
 from ledger.crypto import SigningKey, load_key
 from ledger.encoding import encode
+from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX
 
 WARMUP_S_MAX = 5.0
 DRAIN_S_MAX = 15.0
@@ -130,6 +131,13 @@ def run_budget_s(duration_s: float) -> float:
     """Longest the measured phases can take (start-up and pre-signing excluded)."""
     return (warmup_s(duration_s) + duration_s + REQUEST_TIMEOUT_S + drain_s(duration_s)
             + latency_window_s(duration_s) + LATENCY_TIMEOUT_MS / 1000 + 2 * STATUS_TIMEOUT_S)
+
+
+def pool_lifetime_ms(duration_s: float) -> int:
+    """Expiry of the pre-signed pool, from its signing: the whole run and an hour more
+    (signing a million transactions takes minutes), within the expiry horizon."""
+    return min(TX_EXPIRY_HORIZON_MS_MAX - EXPIRY_MS_DEFAULT,
+               int(run_budget_s(duration_s) * 1000) + 2 * EXPIRY_MS_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +228,9 @@ class SubmitterPlan:
     period: str
     parent_pid: int = 0
     """The bench's pid: the submitter dies with it (0: do not arm, as in unit tests)."""
+    lifetime_ms: int = EXPIRY_MS_DEFAULT
+    """How long after signing the transactions expire: longer than the run (a pool signed
+    at start-up for a run of hours must not expire before it is submitted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +258,8 @@ def _sign_pool(plan: SubmitterPlan) -> list[tuple[int, list[bytes]]]:
                 "amount_cents": 100 + n % 900,
                 "beneficiary": beneficiary_tag(tag_key, f"bench-{n}"),
             }
-            tx = build_transaction(plan.chain_id, "social_aid", "disburse", payload, key)
+            tx = build_transaction(plan.chain_id, "social_aid", "disburse", payload, key,
+                                   expiry_ms=plan.lifetime_ms)
             txs.append(tx.encode())
         encoded.append(txs)
     index = 0
@@ -659,7 +671,8 @@ def run_bench(duration_s: float, batch: int, clients: int, console: Console,
                 network.chain_id, urls,
                 tuple((a.seed, m.siret, load_tag_key(network.tag_key_of(m)))
                       for a, m in zip(agents, network.municipalities, strict=True)),
-                count, batch, clients, now.strftime("%Y-%m"), parent_pid=os.getpid())
+                count, batch, clients, now.strftime("%Y-%m"), parent_pid=os.getpid(),
+                lifetime_ms=pool_lifetime_ms(duration_s))
             console.print(f"pre-signing {count:,} disbursements in the submitter process…")
             context = multiprocessing.get_context("spawn")
             parent, child = context.Pipe()

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from cli.bench import (
     _sign_pool,
     cpu_seconds,
     percentile,
+    pool_lifetime_ms,
     remove_stale_runs,
     rss_mb,
     run_budget_s,
@@ -33,6 +35,7 @@ from cli.submit import check_action
 from ledger.crypto import SigningKey
 from ledger.records import Transaction
 from ledger.siret import complete_siret
+from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX
 
 
 def test_pool_holds_valid_distinct_disbursements_round_robin() -> None:
@@ -52,6 +55,20 @@ def test_pool_holds_valid_distinct_disbursements_round_robin() -> None:
         check_action(tx.contract, tx.action, tx.payload)
     sizes = [len(tx.encode()) for tx in txs]
     assert 250 <= sum(sizes) / len(sizes) <= 350  # "about 300 bytes" (issue 6)
+
+
+def test_a_pool_for_a_run_of_hours_outlives_the_run() -> None:
+    """A million transactions take hours: signed at start-up with the one-hour default,
+    the later half expired before it was submitted."""
+    agents = ((SigningKey.generate().seed, complete_siret("2193004800001"), bytes(32)),)
+    duration_s = 7200.0
+    plan = SubmitterPlan("tabellion-bench", ("a",), agents, count=2, batch=1, clients=1,
+                         period="2026-11", lifetime_ms=pool_lifetime_ms(duration_s))
+    signed_ms = time.time() * 1000
+    for _, chunk in _sign_pool(plan):
+        tx = Transaction.decode(chunk[0])
+        assert tx.expiry_ms >= signed_ms + run_budget_s(duration_s) * 1000 + 3_600_000
+        assert tx.expiry_ms <= signed_ms + TX_EXPIRY_HORIZON_MS_MAX + 60_000
 
 
 def test_percentile_and_verify_rate() -> None:
