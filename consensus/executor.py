@@ -31,11 +31,13 @@ class Executor(Protocol):
         state roots of block ``height - execution_lag``, ``validator_set_hash``)."""
         ...
 
-    def proposal_room(self, in_flight: int) -> int:
-        """Most transactions the next proposal may carry while ``in_flight`` transactions
-        are proposed and not yet committed; 0: wait for a commit (the primary's pacing,
-        so a block commits within a share of the view timeout even when the machines are
-        saturated: what is proposed early only waits behind the blocks before it)."""
+    def proposal_room(self, in_flight: int, blocks_in_flight: int) -> int:
+        """Most transactions the next proposal may carry while ``in_flight`` transactions,
+        in ``blocks_in_flight`` blocks, are proposed and not yet committed; 0: wait for a
+        commit (the primary's pacing, so a block commits within a share of the view
+        timeout even when the machines are saturated: what is proposed early only waits
+        behind the blocks before it; and so a trickle of transactions gathers into a few
+        blocks instead of one block each, whose fixed costs would queue them all)."""
         ...
 
     def check_proposal(self, block: Block) -> None:

@@ -847,16 +847,21 @@ class Replica:
         for tx_id in [i for i, tx in self.pending.items() if tx.expiry_ms < self.now]:
             del self.pending[tx_id]
 
-    def _in_flight_ids(self) -> set[bytes]:
+    def _in_flight(self) -> tuple[set[bytes], int]:
+        """The transaction ids of the blocks proposed or committed above the delivered tip,
+        and how many such blocks there are."""
         ids: set[bytes] = set()
+        heights: set[int] = set()
         for height, slot in self.slots.items():
             for pp in (slot.pre_prepare, slot.candidate):
                 if isinstance(pp, PrePrepare) and height > self.tip:
                     ids.update(self._tx_ids(pp.block))
+                    heights.add(height)
         for height, proof in self.committed.items():
             if height > self.tip:
                 ids.update(self._tx_ids(proof.block))
-        return ids
+                heights.add(height)
+        return ids, len(heights)
 
     def _tx_ids(self, block: Block) -> tuple[bytes, ...]:
         """Transaction ids of a block, memoised per header (ids cost a canonical encoding)."""
@@ -898,10 +903,10 @@ class Replica:
             if remembered is not None:
                 pp = remembered
             else:
-                in_flight = self._in_flight_ids()
+                in_flight, blocks_in_flight = self._in_flight()
                 txs = self._pick_transactions(height, in_flight)
                 if txs:
-                    room = self.executor.proposal_room(len(in_flight))
+                    room = self.executor.proposal_room(len(in_flight), blocks_in_flight)
                     if room <= 0:
                         return  # paced: proposed when a block before it commits
                     del txs[room:]

@@ -282,10 +282,10 @@ class _PacedExecutor(SimExecutor):
     def __init__(self, room: int) -> None:
         super().__init__(GENESIS)
         self.room = room
-        self.asked: list[int] = []
+        self.asked: list[tuple[int, int]] = []
 
-    def proposal_room(self, in_flight: int) -> int:
-        self.asked.append(in_flight)
+    def proposal_room(self, in_flight: int, blocks_in_flight: int) -> int:
+        self.asked.append((in_flight, blocks_in_flight))
         return self.room if in_flight == 0 else 0
 
 
@@ -297,7 +297,7 @@ def test_a_paced_primary_proposes_within_the_room_and_again_only_after_a_commit(
     effects = primary.step(TransactionsAvailable(T0 + 1, txs))
     (first,) = [m for m in _sent(effects) if isinstance(m, PrePrepare)]
     assert first.height == 1 and len(first.block.transactions) == 4
-    assert executor.asked[-1] == 4  # asked again with block 1 in flight: no room
+    assert executor.asked[-1] == (4, 1)  # asked again with block 1 in flight: no room
     # More transactions while block 1 is in flight: still nothing proposed.
     effects = primary.step(TransactionsAvailable(T0 + 2, (make_transaction(50),)))
     assert not [m for m in _sent(effects) if isinstance(m, PrePrepare)]
