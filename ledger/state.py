@@ -62,6 +62,14 @@ reads (root, 16, 256 and 4,096 nodes) and part of the level below. Measured
 (tracemalloc): about 4.7 KB for a node of 16 children, 1.9 KB on average in a tree of
 100,000 keys (30 MB in all); at most about 80 MB, when every cached node is full
 (trees of a million keys and more). See docs/adr/0006-authenticated-state.md."""
+STORED_NODE_CACHE_BYTES_MAX = 40 * 1024 * 1024
+"""The lean tier below the decoded nodes: stored bytes of internal nodes, per tree, the
+least recently used evicted first (``_Reader``)."""
+STORED_ENTRY_OVERHEAD_BYTES = 190
+"""What an entry of the stored-bytes tier costs besides its bytes, counted against
+``STORED_NODE_CACHE_BYTES_MAX``: the bytes object's header, its key (a bytes object of 9
+to 41 bytes) and its ordered-dict slot. Measured (tracemalloc): 182 bytes per entry for
+50,000 entries of 11-byte keys."""
 
 PLACEHOLDER_HASH = tagged_hash(Tag.STATE_NODE, b"")
 """Hash of an empty subtree. Its input (0 bytes) can never be a node's input (64 bytes)."""
@@ -190,6 +198,8 @@ def _new_leaf(key: bytes, value: bytes) -> _Leaf:
 
 _VERSIONS = [struct.Struct(f">{count}Q") for count in range(17)]
 """Packers of an internal node's child versions, by child count."""
+_LAYOUTS = [struct.Struct(f">{count}Q" + "32s" * count) for count in range(17)]
+"""Readers of an internal node's versions and hashes at once, by child count."""
 _LEAF_KIND = bytes((_LEAF,))
 _INTERNAL_KIND = bytes((_INTERNAL,))
 
@@ -275,13 +285,9 @@ def _decode_node(key: bytes, data: bytes) -> _Node:
         count = len(nibbles)
         if leafmask & ~bitmap or len(data) != 5 + 40 * count or not count:
             raise _damaged(key, "bad internal node layout")
-        versions = _VERSIONS[count].unpack_from(data, 5)
-        base = 5 + 8 * count
-        node: _Children = {}
-        for i, nibble in enumerate(nibbles):
-            at = base + 32 * i
-            node[nibble] = (versions[i], data[at : at + 32], leafmask >> nibble & 1 == 1)
-        return node
+        fields = _LAYOUTS[count].unpack_from(data, 5)  # count versions, then count hashes
+        leaves = [leafmask >> nibble & 1 == 1 for nibble in nibbles]
+        return dict(zip(nibbles, zip(fields[:count], fields[count:], leaves, strict=True)))
     raise _damaged(key, f"unknown node kind {kind}")
 
 
@@ -496,34 +502,54 @@ def _groups(items: list[_Change], depth: int) -> list[tuple[int, list[_Change]]]
 
 
 class _Reader:
-    """Reads and decodes stored nodes, keeping internal nodes in a bounded LRU cache.
+    """Reads and decodes stored nodes, keeping internal nodes in two bounded LRU tiers.
 
     A stored node never changes (its key holds the version that wrote it, and a version is
     written once), so a cached node is always current. Only internal nodes are kept: the
     upper levels are read by every update and proof; leaves carry values and are read once.
-    The nodes an update writes enter the cache (``remember``) only after the store
+    - ``cache``: decoded nodes, with their inner hashes once an update computed them (None
+      before), at most ``entries_max`` of them: the levels every update reads.
+    - ``stored``: the stored bytes of internal nodes, at most ``stored_bytes_max`` bytes
+      counted as ``len(data) + STORED_ENTRY_OVERHEAD_BYTES``: about six times as many
+      nodes as the decoded tier in the same memory, so the levels below it are decoded
+      from memory instead of read from the store again.
+    The nodes an update writes enter both tiers (``remember``) only after the store
     accepted them, so a failed write leaves nothing behind that was never stored.
-    With a node, its inner hashes once an update computed them (None before).
     The decoded nodes are shared, so nothing may mutate them (updates copy them first)."""
 
-    __slots__ = ("cache", "entries_max", "store")
+    __slots__ = ("cache", "entries_max", "store", "stored", "stored_bytes", "stored_bytes_max")
 
-    def __init__(self, store: NodeStore, entries_max: int = NODE_CACHE_ENTRIES_MAX) -> None:
+    def __init__(
+        self,
+        store: NodeStore,
+        entries_max: int = NODE_CACHE_ENTRIES_MAX,
+        stored_bytes_max: int = STORED_NODE_CACHE_BYTES_MAX,
+    ) -> None:
         self.store = store
         self.entries_max = entries_max
         self.cache: OrderedDict[bytes, tuple[_Children, _Inner | None]] = OrderedDict()
+        self.stored_bytes_max = stored_bytes_max
+        self.stored: OrderedDict[bytes, bytes] = OrderedDict()
+        self.stored_bytes = 0
 
     def read(self, key: bytes) -> _Node:
         cached = self.cache.get(key)
         if cached is not None:
             self.cache.move_to_end(key)
             return cached[0]
-        data = self.store.get_node(key)
-        if data is None:
-            raise _damaged(key, "missing node")
+        data = self.stored.get(key)
+        if data is not None:
+            self.stored.move_to_end(key)
+        else:
+            data = self.store.get_node(key)
+            if data is None:
+                raise _damaged(key, "missing node")
         node = _decode_node(key, data)
         if isinstance(node, dict):
-            self.remember({key: (node, None)})
+            self.cache[key] = (node, None)
+            if len(self.cache) > self.entries_max:
+                self.cache.popitem(last=False)
+            self._keep(key, data)
         return node
 
     def inner(self, key: bytes) -> _Inner | None:
@@ -534,17 +560,37 @@ class _Reader:
     def remember(
         self,
         nodes: Mapping[bytes, tuple[_Children, _Inner | None]],
-        superseded: Iterable[bytes] = (),
+        superseded: Iterable[bytes],
+        stored: Mapping[bytes, bytes],
     ) -> None:
-        """Cache ``nodes``, which the store holds, evicting the least recently used.
-        ``superseded`` nodes (replaced by ``nodes`` in the latest version, so read again
-        only for an older version) leave the cache first."""
-        cache = self.cache
+        """Cache ``nodes``, which the store holds as ``stored`` (their stored bytes),
+        evicting the least recently used. ``superseded`` nodes (replaced by ``nodes`` in
+        the latest version, so read again only for an older version) leave first."""
+        cache, lean = self.cache, self.stored
         for key in superseded:
             cache.pop(key, None)
+            dropped = lean.pop(key, None)
+            if dropped is not None:
+                self.stored_bytes -= len(dropped) + STORED_ENTRY_OVERHEAD_BYTES
         cache.update(nodes)
         while len(cache) > self.entries_max:
             cache.popitem(last=False)
+        for key, data in stored.items():
+            self._keep(key, data)
+
+    def _keep(self, key: bytes, data: bytes) -> None:
+        """Keep the stored bytes of the internal node at ``key`` in the lean tier."""
+        lean = self.stored
+        if key in lean:  # the same bytes: a node is written once
+            lean.move_to_end(key)
+            return
+        if not self.stored_bytes_max:
+            return
+        lean[key] = data
+        self.stored_bytes += len(data) + STORED_ENTRY_OVERHEAD_BYTES
+        while self.stored_bytes > self.stored_bytes_max:
+            _, dropped = lean.popitem(last=False)
+            self.stored_bytes -= len(dropped) + STORED_ENTRY_OVERHEAD_BYTES
 
 
 class _Update:
@@ -682,14 +728,23 @@ class StateTree:
     __slots__ = ("_reader", "store")
 
     def __init__(
-        self, store: NodeStore, *, cache_entries_max: int = NODE_CACHE_ENTRIES_MAX
+        self,
+        store: NodeStore,
+        *,
+        cache_entries_max: int = NODE_CACHE_ENTRIES_MAX,
+        stored_cache_bytes_max: int = STORED_NODE_CACHE_BYTES_MAX,
     ) -> None:
-        """``cache_entries_max``: internal nodes kept decoded in memory (tests use tiny
-        caches to exercise eviction; the default suits a node)."""
+        """``cache_entries_max``: internal nodes kept decoded in memory;
+        ``stored_cache_bytes_max``: bytes of stored internal nodes kept below them (tests
+        use tiny caches to exercise eviction; the defaults suit a node)."""
         if not 0 <= cache_entries_max <= NODE_CACHE_ENTRIES_MAX:
             raise StoreError(f"the node cache holds 0 to {NODE_CACHE_ENTRIES_MAX} entries")
+        if not 0 <= stored_cache_bytes_max <= STORED_NODE_CACHE_BYTES_MAX:
+            raise StoreError(
+                f"the stored-node cache holds 0 to {STORED_NODE_CACHE_BYTES_MAX} bytes"
+            )
         self.store = store
-        self._reader = _Reader(store, cache_entries_max)
+        self._reader = _Reader(store, cache_entries_max, stored_cache_bytes_max)
 
     def latest_version(self) -> int | None:
         """The last version applied, or None before the first ``apply``."""
@@ -838,7 +893,11 @@ class StateTree:
         update.writes[LATEST_VERSION_KEY] = version.to_bytes(8, "big")
         self.store.write_nodes(update.writes, version=version)
         # Only now, the store holding them, may the written nodes serve later reads.
-        self._reader.remember(update.internal, update.superseded)
+        self._reader.remember(
+            update.internal,
+            update.superseded,
+            stored={key: update.writes[key] for key in update.internal},
+        )
         return root
 
 
