@@ -55,16 +55,28 @@ VERSION_MAX = 2**64 - 1
 KEY_BITS = 8 * HASH_BYTES
 PROOF_SIBLINGS_MAX = KEY_BITS
 NIBBLES_MAX = KEY_BITS // 4
-NODE_CACHE_ENTRIES_MAX = 16_384
+NODE_CACHE_ENTRIES_MAX = 8_192
 """Decoded internal nodes kept in memory per tree (with their inner hashes), the least
-recently used evicted first. Holds what every update of a tree of about 100,000 keys
-reads (root, 16, 256 and 4,096 nodes) and part of the level below. Measured
-(tracemalloc): about 4.7 KB for a node of 16 children, 1.9 KB on average in a tree of
-100,000 keys (30 MB in all); at most about 80 MB, when every cached node is full
-(trees of a million keys and more). See docs/adr/0006-authenticated-state.md."""
+recently used evicted first: the upper tier of the node cache, for nodes at most
+``DECODED_DEPTH_MAX`` nibbles deep (root, 16, 256 and 4,096 nodes: what every update
+reads) and room for those of older versions read by proofs. Measured (tracemalloc):
+about 4.7 KB for a node of 16 children, so at most about 38 MB.
+See docs/adr/0006-authenticated-state.md."""
+DECODED_DEPTH_MAX = 3
+"""Deepest nodes (in nibbles) kept decoded. Below, a node is touched by an update once in
+many versions (a tree of 1,000,000 keys has 65,536 nodes at depth 4): kept decoded, they
+would push the upper levels out; as stored bytes they take about a sixth of the room."""
 STORED_NODE_CACHE_BYTES_MAX = 40 * 1024 * 1024
-"""The lean tier below the decoded nodes: stored bytes of internal nodes, per tree, the
-least recently used evicted first (``_Reader``)."""
+"""The lean tier below the decoded nodes: stored bytes of internal nodes at most
+``STORED_DEPTH_MAX`` nibbles deep, per tree, the least recently used evicted first
+(``_Reader``). A hit costs a decode instead of a store read. With the decoded tier, at
+most about 78 MB: no more than the single decoded tier of 16,384 nodes it replaced."""
+STORED_DEPTH_MAX = 4
+"""Deepest nodes (in nibbles) kept as stored bytes: depth 4 holds at most 65,536 nodes
+(all of it fits, at about 0.8 KB per full node, for trees up to about 2,000,000 keys).
+Deeper nodes are far more numerous than the bound (a tree of 3,000,000 keys has about
+800,000 at depth 5), each touched about once in a thousand versions: caching them would
+only evict the ones above."""
 STORED_ENTRY_OVERHEAD_BYTES = 190
 """What an entry of the stored-bytes tier costs besides its bytes, counted against
 ``STORED_NODE_CACHE_BYTES_MAX``: the bytes object's header, its key (a bytes object of 9
@@ -154,6 +166,8 @@ def node_key(version: int, path: str) -> bytes:
 
 
 _COUNT_BYTE = [bytes((count,)) for count in range(NIBBLES_MAX + 1)]
+_DEPTH_AT = 8
+"""Where a node key holds its nibble count (the node's depth)."""
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -546,9 +560,10 @@ class _Reader:
                 raise _damaged(key, "missing node")
         node = _decode_node(key, data)
         if isinstance(node, dict):
-            self.cache[key] = (node, None)
-            if len(self.cache) > self.entries_max:
-                self.cache.popitem(last=False)
+            if key[_DEPTH_AT] <= DECODED_DEPTH_MAX:
+                self.cache[key] = (node, None)
+                if len(self.cache) > self.entries_max:
+                    self.cache.popitem(last=False)
             self._keep(key, data)
         return node
 
@@ -572,7 +587,9 @@ class _Reader:
             dropped = lean.pop(key, None)
             if dropped is not None:
                 self.stored_bytes -= len(dropped) + STORED_ENTRY_OVERHEAD_BYTES
-        cache.update(nodes)
+        for key, entry in nodes.items():
+            if key[_DEPTH_AT] <= DECODED_DEPTH_MAX:
+                cache[key] = entry
         while len(cache) > self.entries_max:
             cache.popitem(last=False)
         for key, data in stored.items():
@@ -584,7 +601,7 @@ class _Reader:
         if key in lean:  # the same bytes: a node is written once
             lean.move_to_end(key)
             return
-        if not self.stored_bytes_max:
+        if not self.stored_bytes_max or key[_DEPTH_AT] > STORED_DEPTH_MAX:
             return
         lean[key] = data
         self.stored_bytes += len(data) + STORED_ENTRY_OVERHEAD_BYTES
