@@ -1,0 +1,151 @@
+"""The two tiers of the state tree's node cache (ledger.state, ADR 0006).
+
+Decoded nodes (with inner hashes) for the upper levels, stored bytes for the level below:
+both bounded, both filled only with what the store holds, neither changes a root, a
+proof or a stored byte. The checks of stored versions are those of test_state_fast
+(every inner hash recomputed from the stored bytes by an independent decoder).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.errors import StoreError
+from ledger.state import (
+    DECODED_DEPTH_MAX,
+    EMPTY_STATE_ROOT,
+    STORED_DEPTH_MAX,
+    STORED_ENTRY_OVERHEAD_BYTES,
+    STORED_NODE_CACHE_BYTES_MAX,
+    MemoryNodeStore,
+    StateTree,
+    compute_root,
+    verify_state_proof,
+)
+from tests.ledger.test_state import applied
+from tests.ledger.test_state_fast import (
+    POOL,
+    PROPERTY,
+    FailingStore,
+    changes,
+    check_stored_version,
+)
+
+stored_sizes = st.sampled_from([0, 1, 600, STORED_NODE_CACHE_BYTES_MAX])
+
+
+class CountingStore(MemoryNodeStore):
+    """Counts reads of internal nodes (first byte 2) that the tiers may hold (depth at
+    most ``STORED_DEPTH_MAX``)."""
+
+    __slots__ = ("internal_reads",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.internal_reads = 0
+
+    def get_node(self, node_key: bytes) -> bytes | None:
+        data = super().get_node(node_key)
+        if data is not None and data[:1] == b"\x02" and node_key[8] <= STORED_DEPTH_MAX:
+            self.internal_reads += 1
+        return data
+
+
+def _check_tiers(tree: StateTree, store: MemoryNodeStore, stored_bytes_max: int) -> None:
+    """What the tiers hold: only bytes the store holds under the same key, within bounds."""
+    reader = tree._reader
+    counted = 0
+    for key, data in reader.stored.items():
+        assert store.nodes.get(key) == data, "the stored tier holds bytes the store has not"
+        assert key[8] <= STORED_DEPTH_MAX
+        counted += len(data) + STORED_ENTRY_OVERHEAD_BYTES
+    assert counted == reader.stored_bytes <= stored_bytes_max
+    assert len(reader.cache) <= reader.entries_max
+    assert all(key in store.nodes and key[8] <= DECODED_DEPTH_MAX for key in reader.cache)
+
+
+@PROPERTY
+@given(st.lists(changes, min_size=1, max_size=8), stored_sizes)
+def test_the_stored_tier_alone_changes_no_root_proof_or_byte(
+    sequence: list[dict[bytes, bytes | None]], stored_bytes_max: int
+) -> None:
+    """No decoded tier: every internal node comes from the stored tier or the store."""
+    store = MemoryNodeStore()
+    tree = StateTree(store, cache_entries_max=0, stored_cache_bytes_max=stored_bytes_max)
+    history: list[dict[bytes, bytes]] = []
+    state: dict[bytes, bytes] = {}
+    for version, change in enumerate(sequence):
+        state = applied(state, change)
+        tree.apply(version, change)
+        history.append(state)
+        check_stored_version(store, tree, version, state)
+        _check_tiers(tree, store, stored_bytes_max)
+    for version, expected in enumerate(history):
+        root = tree.root(version)
+        for key in POOL[::5]:
+            assert tree.get(key, version) == expected.get(key)
+            verify_state_proof(root, key, expected.get(key), tree.prove(key, version))
+
+
+@PROPERTY
+@given(st.lists(changes, min_size=1, max_size=6), changes, changes, stored_sizes)
+def test_a_failed_write_leaves_nothing_in_the_stored_tier(
+    sequence: list[dict[bytes, bytes | None]],
+    lost: dict[bytes, bytes | None],
+    retried: dict[bytes, bytes | None],
+    stored_bytes_max: int,
+) -> None:
+    store = FailingStore()
+    tree = StateTree(store, cache_entries_max=0, stored_cache_bytes_max=stored_bytes_max)
+    state: dict[bytes, bytes] = {}
+    for version, change in enumerate(sequence):
+        tree.apply(version, change)
+        state = applied(state, change)
+    failed = len(sequence)
+    store.fail_next = True
+    with pytest.raises(StoreError, match="disk full"):
+        tree.apply(failed, lost)
+    _check_tiers(tree, store, stored_bytes_max)
+    retried_state = applied(state, retried)
+    root = tree.apply(failed, retried)
+    assert root == (compute_root(retried_state) if retried_state else EMPTY_STATE_ROOT)
+    check_stored_version(store, tree, failed, retried_state)
+    _check_tiers(tree, store, stored_bytes_max)
+
+
+def _grown_tree(stored_bytes_max: int) -> tuple[StateTree, CountingStore, list[bytes]]:
+    """A tree of 6,000 keys grown in versions of 400 new keys (depth 4 is populated)."""
+    rnd = random.Random(5)
+    store = CountingStore()
+    tree = StateTree(store, stored_cache_bytes_max=stored_bytes_max)
+    keys = [b"key/%d" % n for n in range(6_000)]
+    for version in range(15):
+        tree.apply(version, {key: rnd.randbytes(20) for key in keys[version * 400 :][:400]})
+    return tree, store, keys
+
+
+def test_the_stored_tier_spares_store_reads_of_internal_nodes() -> None:
+    """Updates of a grown tree read internal nodes from memory, not from the store,
+    with the same roots as without the tier."""
+    with_tier, with_store, keys = _grown_tree(STORED_NODE_CACHE_BYTES_MAX)
+    without_tier, without_store, _ = _grown_tree(0)
+    with_store.internal_reads = without_store.internal_reads = 0
+    for version in range(15, 20):
+        change: dict[bytes, bytes | None] = {key: b"new" for key in keys[version::97]}
+        assert with_tier.apply(version, change) == without_tier.apply(version, change)
+    assert without_store.internal_reads > 0
+    assert with_store.internal_reads == 0
+
+
+def test_the_stored_tier_is_bounded() -> None:
+    tree, store, _ = _grown_tree(5_000)
+    _check_tiers(tree, store, 5_000)
+    assert tree._reader.stored, "a few nodes fit"
+    with pytest.raises(StoreError, match="stored-node cache"):
+        StateTree(MemoryNodeStore(), stored_cache_bytes_max=STORED_NODE_CACHE_BYTES_MAX + 1)
+    with pytest.raises(StoreError, match="stored-node cache"):
+        StateTree(MemoryNodeStore(), stored_cache_bytes_max=-1)
