@@ -11,13 +11,15 @@ versions go through ``PersistentState.apply`` on a real LevelDB in a temporary d
 (one synced batch per version, as a node writes them).
 
 At every ``--checkpoint`` keys it prints, for the versions since the previous checkpoint:
-CPU µs of this process per changed key (``time.process_time``: on a shared machine the
-steady figure; it includes LevelDB's background compaction thread), CPU µs of the thread
-that applies (``time.thread_time``: the tree's own work, its reads and its batch), wall
-µs per changed key (wall minus CPU is mostly waiting for fsync or a core), LevelDB reads of tree nodes per version (counted by a wrapper around the KV that
+CPU µs of this process per changed key (``time.process_time``; it includes LevelDB's
+background compaction thread), CPU µs of the thread that applies (``time.thread_time``:
+the tree's own work, its reads and its batch; on a shared machine the steadiest figure),
+wall µs per changed key (wall minus CPU is mostly waiting for fsync or a core), LevelDB
+reads of tree nodes per version (counted by a wrapper around the KV that
 ``PersistentState`` is given, here only), and the process's RSS. ``--profile-at N`` runs
 cProfile over the ``--profile-versions`` versions after the tree reached N keys and prints
-the top functions by self time.
+the top functions by self time (those versions count in the figures, profiler included:
+profile in a separate run).
 """
 
 from __future__ import annotations

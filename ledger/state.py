@@ -25,10 +25,15 @@ Rules (docs/adr/0006-authenticated-state.md gives the reasons):
   (the tree's own order, whatever the mapping's order) and hands every new node, plus
   the latest-version marker, to ONE ``write_nodes`` call.
 - Stored node bytes are checked when read; damaged bytes raise ``CorruptionError``.
-- Decoded internal nodes are cached with their inner binary hashes, so an update rehashes
-  only above the children it changed; the nodes an update wrote enter the cache only
-  after ``write_nodes`` returned (a failed write leaves nothing cached). The cache never
-  changes a byte, a root or a proof.
+- Internal nodes are cached in two bounded tiers: the upper levels (at most
+  ``DECODED_DEPTH_MAX`` nibbles deep) decoded, with their inner binary hashes, so an
+  update rehashes only above the children it changed (``NODE_CACHE_ENTRIES_MAX``
+  nodes); the level below as the stored bytes of its nodes, so an update decodes them
+  from memory instead of reading them from the store (``STORED_NODE_CACHE_BYTES_MAX``
+  bytes). A tier holds only what the store holds: the nodes an update wrote enter both
+  only after ``write_nodes`` returned (a failed write leaves nothing cached), the stored
+  tier holds the very bytes written or read. The caches never change a byte, a root or
+  a proof.
 - Proofs list the sibling hashes from the root down to the point where the key's path
   ends (in a leaf or an empty subtree); a proof verifies against a root alone.
 This module is pure: no I/O besides the ``NodeStore`` handed to it.
@@ -301,7 +306,8 @@ def _decode_node(key: bytes, data: bytes) -> _Node:
             raise _damaged(key, "bad internal node layout")
         fields = _LAYOUTS[count].unpack_from(data, 5)  # count versions, then count hashes
         leaves = [leafmask >> nibble & 1 == 1 for nibble in nibbles]
-        return dict(zip(nibbles, zip(fields[:count], fields[count:], leaves, strict=True)))
+        children = zip(fields[:count], fields[count:], leaves, strict=True)
+        return dict(zip(nibbles, children, strict=True))
     raise _damaged(key, f"unknown node kind {kind}")
 
 
