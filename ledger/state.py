@@ -80,8 +80,8 @@ STORED_DEPTH_MAX = 4
 """Deepest nodes (in nibbles) kept as stored bytes: depth 4 holds at most 65,536 nodes
 (all of it fits, at about 0.8 KB per full node, for trees up to about 2,000,000 keys).
 Deeper nodes are far more numerous than the bound (a tree of 3,000,000 keys has about
-800,000 at depth 5), each touched about once in a thousand versions: caching them would
-only evict the ones above."""
+800,000 at depth 5), each touched about once in two thousand versions: caching them
+would only evict the ones above."""
 STORED_ENTRY_OVERHEAD_BYTES = 190
 """What an entry of the stored-bytes tier costs besides its bytes, counted against
 ``STORED_NODE_CACHE_BYTES_MAX``: the bytes object's header, its key (a bytes object of 9
