@@ -75,7 +75,8 @@ STORED_NODE_CACHE_BYTES_MAX = 40 * 1024 * 1024
 """The lean tier below the decoded nodes: stored bytes of internal nodes at most
 ``STORED_DEPTH_MAX`` nibbles deep, per tree, the least recently used evicted first
 (``_Reader``). A hit costs a decode instead of a store read. With the decoded tier, at
-most about 78 MB: no more than the single decoded tier of 16,384 nodes it replaced."""
+most about 80 MB (38 MB and 40 MiB): the bound of the single decoded tier of 16,384
+nodes they replaced."""
 STORED_DEPTH_MAX = 4
 """Deepest nodes (in nibbles) kept as stored bytes: depth 4 holds at most 65,536 nodes
 (all of it fits, at about 0.8 KB per full node, for trees up to about 2,000,000 keys).
