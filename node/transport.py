@@ -46,6 +46,9 @@ Rules:
 - Redial with exponential backoff, capped at ``limits.reconnect_backoff_ms_max``.
 - Nothing a peer sends raises out of this module: every connection is a task whose
   errors are logged and end that connection only.
+- ``close`` ends: it cancels the connection tasks again until they stop, a bounded
+  number of times (a cancellation can be swallowed by ``asyncio.wait_for`` on Python
+  3.11), so a node asked to stop never hangs on a connection.
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ SEAL_BYTES = 16
 """Poly1305 tag added to every sealed frame."""
 HANDSHAKE_FRAME_BYTES_MAX = 1024
 CONNECT_TIMEOUT_MS = 3_000
+CLOSE_ROUND_MS = 200
+"""How long ``close`` waits for the cancelled connection tasks before cancelling again."""
+CLOSE_ROUNDS_MAX = 25
+"""Rounds of cancellation ``close`` makes before it gives up on a task (and says so)."""
 WRITE_BUFFER_BYTES_MAX = 1 << 20
 """Bytes written to a connection and not yet taken by the kernel before the writer
 waits for them to drain (a slow peer then queues in its bounded outbox)."""
@@ -331,11 +338,24 @@ class Transport:
             self._server.close()
         for writer in list(self._inbound.values()):
             writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        stopped: set[asyncio.Task[None]] = set()
+        for _ in range(CLOSE_ROUNDS_MAX):
+            tasks = {task for task in self._tasks if not task.done()}
+            if not tasks:
+                break
+            for task in tasks:
+                task.cancel()
+            # Cancelled again each round: asyncio.wait_for (Python 3.11) can swallow a
+            # cancellation that arrives as its inner await completes, and the task then
+            # carries on (a dialer that had just connected pumped for ever).
+            done, _ = await asyncio.wait(tasks, timeout=CLOSE_ROUND_MS / 1000)
+            stopped |= done
+        else:
+            log.warning("%d connection tasks did not stop; closing anyway",
+                        sum(1 for task in self._tasks if not task.done()))
+        for task in stopped:
+            if not task.cancelled():
+                task.exception()  # retrieved: a failed connection is not an error to log
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)

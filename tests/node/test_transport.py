@@ -403,3 +403,31 @@ def test_a_validator_removed_from_the_set_in_force_is_refused_and_readmitted() -
         finally:
             await net.close()
     asyncio.run(main())
+
+
+def test_close_ends_even_when_a_task_swallowed_its_cancellation() -> None:
+    """Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that arrives as its
+    inner await completes; a dialer that then connected pumped for ever, and ``close``
+    (which awaited every task once cancelled) never returned: seen once in CI, where a
+    transport test hung for 300 s, and a node asked to stop would hang the same way."""
+    async def main() -> None:
+        net = Net(2)
+        await net.start()
+        try:
+            await until(net.all_connected, what="both connected")
+            stubborn_started = asyncio.Event()
+
+            async def stubborn() -> None:  # what a swallowed cancellation looks like
+                stubborn_started.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.Event().wait()
+                await asyncio.Event().wait()  # carries on, until cancelled again
+
+            net.nodes[0]._spawn(stubborn(), "stubborn")
+            await stubborn_started.wait()
+            started = time.monotonic()
+            await asyncio.wait_for(net.nodes[0].close(), 30)
+            assert time.monotonic() - started < 10
+        finally:
+            await net.nodes[1].close()
+    asyncio.run(main())
