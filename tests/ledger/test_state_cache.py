@@ -16,26 +16,21 @@ from hypothesis import strategies as st
 
 from ledger.errors import StoreError
 from ledger.state import (
-    DECODED_DEPTH_MAX,
-    EMPTY_STATE_ROOT,
     STORED_DEPTH_MAX,
-    STORED_ENTRY_OVERHEAD_BYTES,
     STORED_NODE_CACHE_BYTES_MAX,
     MemoryNodeStore,
     StateTree,
-    compute_root,
     verify_state_proof,
 )
 from tests.ledger.test_state import applied
 from tests.ledger.test_state_fast import (
     POOL,
     PROPERTY,
-    FailingStore,
     changes,
     check_stored_version,
+    check_tiers,
+    stored_sizes,
 )
-
-stored_sizes = st.sampled_from([0, 1, 600, STORED_NODE_CACHE_BYTES_MAX])
 
 
 class CountingStore(MemoryNodeStore):
@@ -55,19 +50,6 @@ class CountingStore(MemoryNodeStore):
         return data
 
 
-def _check_tiers(tree: StateTree, store: MemoryNodeStore, stored_bytes_max: int) -> None:
-    """What the tiers hold: only bytes the store holds under the same key, within bounds."""
-    reader = tree._reader
-    counted = 0
-    for key, data in reader.stored.items():
-        assert store.nodes.get(key) == data, "the stored tier holds bytes the store has not"
-        assert key[8] <= STORED_DEPTH_MAX
-        counted += len(data) + STORED_ENTRY_OVERHEAD_BYTES
-    assert counted == reader.stored_bytes <= stored_bytes_max
-    assert len(reader.cache) <= reader.entries_max
-    assert all(key in store.nodes and key[8] <= DECODED_DEPTH_MAX for key in reader.cache)
-
-
 @PROPERTY
 @given(st.lists(changes, min_size=1, max_size=8), stored_sizes)
 def test_the_stored_tier_alone_changes_no_root_proof_or_byte(
@@ -83,38 +65,12 @@ def test_the_stored_tier_alone_changes_no_root_proof_or_byte(
         tree.apply(version, change)
         history.append(state)
         check_stored_version(store, tree, version, state)
-        _check_tiers(tree, store, stored_bytes_max)
+        check_tiers(tree, store, stored_bytes_max)
     for version, expected in enumerate(history):
         root = tree.root(version)
         for key in POOL[::5]:
             assert tree.get(key, version) == expected.get(key)
             verify_state_proof(root, key, expected.get(key), tree.prove(key, version))
-
-
-@PROPERTY
-@given(st.lists(changes, min_size=1, max_size=6), changes, changes, stored_sizes)
-def test_a_failed_write_leaves_nothing_in_the_stored_tier(
-    sequence: list[dict[bytes, bytes | None]],
-    lost: dict[bytes, bytes | None],
-    retried: dict[bytes, bytes | None],
-    stored_bytes_max: int,
-) -> None:
-    store = FailingStore()
-    tree = StateTree(store, cache_entries_max=0, stored_cache_bytes_max=stored_bytes_max)
-    state: dict[bytes, bytes] = {}
-    for version, change in enumerate(sequence):
-        tree.apply(version, change)
-        state = applied(state, change)
-    failed = len(sequence)
-    store.fail_next = True
-    with pytest.raises(StoreError, match="disk full"):
-        tree.apply(failed, lost)
-    _check_tiers(tree, store, stored_bytes_max)
-    retried_state = applied(state, retried)
-    root = tree.apply(failed, retried)
-    assert root == (compute_root(retried_state) if retried_state else EMPTY_STATE_ROOT)
-    check_stored_version(store, tree, failed, retried_state)
-    _check_tiers(tree, store, stored_bytes_max)
 
 
 def _grown_tree(stored_bytes_max: int) -> tuple[StateTree, CountingStore, list[bytes]]:
@@ -143,7 +99,7 @@ def test_the_stored_tier_spares_store_reads_of_internal_nodes() -> None:
 
 def test_the_stored_tier_is_bounded() -> None:
     tree, store, _ = _grown_tree(5_000)
-    _check_tiers(tree, store, 5_000)
+    check_tiers(tree, store, 5_000)
     assert tree._reader.stored, "a few nodes fit"
     with pytest.raises(StoreError, match="stored-node cache"):
         StateTree(MemoryNodeStore(), stored_cache_bytes_max=STORED_NODE_CACHE_BYTES_MAX + 1)

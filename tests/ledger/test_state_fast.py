@@ -30,8 +30,12 @@ from ledger.errors import StoreError
 from ledger.hashing import Tag, sha256, tagged_hash
 from ledger.kv import KV, Batch
 from ledger.state import (
+    DECODED_DEPTH_MAX,
     EMPTY_STATE_ROOT,
     NODE_CACHE_ENTRIES_MAX,
+    STORED_DEPTH_MAX,
+    STORED_ENTRY_OVERHEAD_BYTES,
+    STORED_NODE_CACHE_BYTES_MAX,
     MemoryNodeStore,
     StateTree,
     compute_root,
@@ -69,6 +73,7 @@ POOL = (
 )
 changes = st.dictionaries(st.sampled_from(POOL), st.none() | st.binary(max_size=6), max_size=16)
 cache_sizes = st.sampled_from([0, 1, 3, NODE_CACHE_ENTRIES_MAX])
+stored_sizes = st.sampled_from([0, 1, 600, STORED_NODE_CACHE_BYTES_MAX])
 
 
 # ----------------------------------------------------------------------------- reference
@@ -186,6 +191,19 @@ def dict_copy(store: MemoryNodeStore) -> MemoryNodeStore:
     return copy
 
 
+def check_tiers(tree: StateTree, store: MemoryNodeStore, stored_bytes_max: int) -> None:
+    """What the tiers hold: only bytes the store holds under the same key, within bounds."""
+    reader = tree._reader
+    counted = 0
+    for key, data in reader.stored.items():
+        assert store.nodes.get(key) == data, "the stored tier holds bytes the store has not"
+        assert key[8] <= STORED_DEPTH_MAX
+        counted += len(data) + STORED_ENTRY_OVERHEAD_BYTES
+    assert counted == reader.stored_bytes <= stored_bytes_max
+    assert len(reader.cache) <= reader.entries_max
+    assert all(key in store.nodes and key[8] <= DECODED_DEPTH_MAX for key in reader.cache)
+
+
 class FailingStore(MemoryNodeStore):
     """A store whose next ``write_nodes`` fails (a full disk, a closed database)."""
 
@@ -203,17 +221,20 @@ class FailingStore(MemoryNodeStore):
 
 
 @PROPERTY
-@given(st.lists(changes, min_size=1, max_size=6), changes, changes, cache_sizes)
+@given(st.lists(changes, min_size=1, max_size=6), changes, changes, cache_sizes, stored_sizes)
 def test_a_failed_write_leaves_nothing_in_the_cache(
     sequence: list[dict[bytes, bytes | None]],
     lost: dict[bytes, bytes | None],
     retried: dict[bytes, bytes | None],
     cache_entries_max: int,
+    stored_bytes_max: int,
 ) -> None:
-    """The nodes of a version whose write failed are never read back: the retried
-    version (other changes, same node keys) reads as written, at every height."""
+    """The nodes of a version whose write failed are never read back, from either cache
+    tier: the retried version (other changes, same node keys) reads as written, at every
+    height."""
     store = FailingStore()
-    tree = StateTree(store, cache_entries_max=cache_entries_max)
+    tree = StateTree(store, cache_entries_max=cache_entries_max,
+                     stored_cache_bytes_max=stored_bytes_max)
     state: dict[bytes, bytes] = {}
     for version, change in enumerate(sequence):
         tree.apply(version, change)
@@ -224,6 +245,7 @@ def test_a_failed_write_leaves_nothing_in_the_cache(
     with pytest.raises(StoreError, match="disk full"):
         tree.apply(failed, lost)
     assert store.nodes == before
+    check_tiers(tree, store, stored_bytes_max)
     assert tree.latest_version() == failed - 1
     with pytest.raises(StoreError, match="no state at height"):
         tree.root(failed)
@@ -233,6 +255,7 @@ def test_a_failed_write_leaves_nothing_in_the_cache(
     root = tree.apply(failed, retried)
     assert root == (compute_root(retried_state) if retried_state else EMPTY_STATE_ROOT)
     check_stored_version(store, tree, failed, retried_state)
+    check_tiers(tree, store, stored_bytes_max)
     for key in POOL:
         assert tree.get(key, failed) == retried_state.get(key)
         verify_state_proof(root, key, retried_state.get(key), tree.prove(key, failed))
