@@ -11,8 +11,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from ledger.errors import StoreError
 from ledger.state import (
@@ -20,16 +18,9 @@ from ledger.state import (
     STORED_NODE_CACHE_BYTES_MAX,
     MemoryNodeStore,
     StateTree,
-    verify_state_proof,
 )
-from tests.ledger.test_state import applied
 from tests.ledger.test_state_fast import (
-    POOL,
-    PROPERTY,
-    changes,
-    check_stored_version,
     check_tiers,
-    stored_sizes,
 )
 
 
@@ -48,29 +39,6 @@ class CountingStore(MemoryNodeStore):
         if data is not None and data[:1] == b"\x02" and node_key[8] <= STORED_DEPTH_MAX:
             self.internal_reads += 1
         return data
-
-
-@PROPERTY
-@given(st.lists(changes, min_size=1, max_size=8), stored_sizes)
-def test_the_stored_tier_alone_changes_no_root_proof_or_byte(
-    sequence: list[dict[bytes, bytes | None]], stored_bytes_max: int
-) -> None:
-    """No decoded tier: every internal node comes from the stored tier or the store."""
-    store = MemoryNodeStore()
-    tree = StateTree(store, cache_entries_max=0, stored_cache_bytes_max=stored_bytes_max)
-    history: list[dict[bytes, bytes]] = []
-    state: dict[bytes, bytes] = {}
-    for version, change in enumerate(sequence):
-        state = applied(state, change)
-        tree.apply(version, change)
-        history.append(state)
-        check_stored_version(store, tree, version, state)
-        check_tiers(tree, store, stored_bytes_max)
-    for version, expected in enumerate(history):
-        root = tree.root(version)
-        for key in POOL[::5]:
-            assert tree.get(key, version) == expected.get(key)
-            verify_state_proof(root, key, expected.get(key), tree.prove(key, version))
 
 
 def _grown_tree(stored_bytes_max: int) -> tuple[StateTree, CountingStore, list[bytes]]:

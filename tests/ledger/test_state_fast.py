@@ -143,12 +143,15 @@ def check_stored_version(
 
 
 @PROPERTY
-@given(st.lists(changes, min_size=1, max_size=10), cache_sizes)
+@given(st.lists(changes, min_size=1, max_size=10), cache_sizes, stored_sizes)
 def test_every_version_matches_a_recomputation_from_scratch(
-    sequence: list[dict[bytes, bytes | None]], cache_entries_max: int
+    sequence: list[dict[bytes, bytes | None]], cache_entries_max: int, stored_bytes_max: int
 ) -> None:
+    """Whatever the sizes of the two cache tiers (either may be 0): the same roots,
+    proofs and stored bytes, and the tiers hold only what the store holds."""
     store = MemoryNodeStore()
-    tree = StateTree(store, cache_entries_max=cache_entries_max)
+    tree = StateTree(store, cache_entries_max=cache_entries_max,
+                     stored_cache_bytes_max=stored_bytes_max)
     history: list[dict[bytes, bytes]] = []
     state: dict[bytes, bytes] = {}
     for version, change in enumerate(sequence):
@@ -156,6 +159,7 @@ def test_every_version_matches_a_recomputation_from_scratch(
         root = tree.apply(version, change)
         history.append(state)
         check_stored_version(store, tree, version, state)
+        check_tiers(tree, store, stored_bytes_max)
         assert root == tree.root(version)
     for version, expected in enumerate(history):  # older versions, read after newer ones
         check_stored_version(store, tree, version, expected)
