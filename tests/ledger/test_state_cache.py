@@ -1,9 +1,10 @@
 """The two tiers of the state tree's node cache (ledger.state, ADR 0006).
 
 Decoded nodes (with inner hashes) for the upper levels, stored bytes for the level below:
-both bounded, both filled only with what the store holds, neither changes a root, a
-proof or a stored byte. The checks of stored versions are those of test_state_fast
-(every inner hash recomputed from the stored bytes by an independent decoder).
+here, that the stored tier spares store reads and stays within its bound. That neither
+tier changes a root, a proof or a stored byte, and that both hold only what the store
+holds (also after a failed write), are test_state_fast's property tests, which draw the
+sizes of both tiers.
 """
 
 from __future__ import annotations
