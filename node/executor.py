@@ -48,7 +48,8 @@ BLOCK_TIME_SHARE = 0.1
 """Share of the view timeout one block's execution may take."""
 BLOCK_TXS_MIN = 64
 PROPOSED_BLOCKS_MAX = 2
-"""Full blocks' worth of transactions a primary keeps proposed and not yet committed."""
+"""Blocks, and full blocks' worth of transactions, a primary keeps proposed and not yet
+committed."""
 EXEC_COST_WEIGHT = 0.2
 """Weight of the newest block in the moving average of execution cost per transaction."""
 EXEC_S_PER_TX_INITIAL = 0.0005
@@ -98,9 +99,9 @@ class ChainExecutor:
     def proposal_room(self, in_flight: int, blocks_in_flight: int) -> int:
         """A full block's worth while fewer than ``PROPOSED_BLOCKS_MAX`` blocks, holding at
         most one full block's worth, wait uncommitted, else 0 (the module's rules)."""
-        cap = self.block_cap()
         if blocks_in_flight >= PROPOSED_BLOCKS_MAX:
             return 0
+        cap = self.block_cap()
         return cap if in_flight + cap <= PROPOSED_BLOCKS_MAX * cap else 0
 
     def check_proposal(self, block: Block) -> None:
