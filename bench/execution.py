@@ -15,7 +15,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from contracts.engine import BlockEnv, BlockResult, DictState, execute_block, genesis_changes
+from contracts.engine import (
+    BlockEnv,
+    BlockResult,
+    DictState,
+    RecentCommits,
+    execute_block,
+    genesis_changes,
+)
 from ledger.genesis import Genesis
 from ledger.records import Transaction
 from ledger.state import MemoryNodeStore, StateTree
@@ -37,6 +44,7 @@ class MemoryLedger:
 
     def __init__(self, genesis: Genesis) -> None:
         self.state = DictState()
+        self.recent = RecentCommits()
         self.tree = StateTree(MemoryNodeStore())
         changes = genesis_changes(genesis)
         self.state.apply(changes)
@@ -45,7 +53,8 @@ class MemoryLedger:
     def execute(self, env: BlockEnv, txs: Sequence[Transaction]) -> TimedBlock:
         """Execute the block ``env`` holding ``txs``; every receipt must be ``ok``."""
         began = time.perf_counter()
-        result = execute_block(self.state, env, txs)
+        result = execute_block(self.state, env, txs, self.recent)
+        self.recent.record(env.time_ms, txs)
         self.state.apply(result.changes)
         executed = time.perf_counter()
         self.tree.apply(env.height, result.changes)

@@ -7,20 +7,17 @@ Rules:
 - Transactions run in block order, each in its own overlay over the block's overlay: on
   success its writes are merged and its receipt says ``ok``; on a rejection its writes are
   dropped and its receipt carries the rule's stable code and a message for the clerk.
-- Replay guard: before running, the id of every transaction is recorded under
-  ``tx/<id hex>`` (value: its expiry); an id already there is refused
-  (``already_committed``) and leaves the state untouched. A rejected transaction still
-  consumes its id, so the same signed bytes can never be committed twice.
-- Guards do not accumulate forever: each id is also filed in the bucket of the hour its
-  expiry falls in, and at the start of every block the buckets of the hours that ended
-  before the block's hour are deleted with their guards, at most
-  ``PRUNED_IDS_PER_BLOCK_MAX`` guards per block (oldest hour first; the next blocks take
-  the rest): deleting a busy hour's guards at once would make one block take seconds on
-  every validator. A transaction in such a bucket expired before the block's time, so
-  ``ledger.validation.check_transaction`` refuses it anyway (its expiry is covered by its
-  id: the same id always falls in the same bucket), and a guard kept a little longer
-  changes nothing. No new id enters a bucket being pruned: its hour is over, and an
-  expired transaction is never executed.
+- Replay guard: a transaction whose id an earlier block of the chain already holds, or
+  an earlier position of the same block, is refused (``already_committed``) and leaves
+  the state untouched; a refused transaction consumes its id too, so the same signed
+  bytes are committed once. Which ids earlier blocks hold is the chain's own record,
+  handed to ``execute_block`` as ``committed_before`` (a node asks its transaction-id
+  index; a replay from genesis keeps a ``RecentCommits``). Guards are not state: written
+  in the authenticated tree they cost two leaves per transaction and two more to prune
+  them, about two thirds of the tree's work (ADR 0007). Only the expiry horizon matters:
+  a transaction is valid only while ``block time <= expiry`` (``ledger.validation``), so
+  an id whose expiry has passed can be forgotten by an implementation that keeps ids in
+  memory; a refused replay of it is refused as expired before execution.
 - Signatures, chain id and expiry are checked before execution by
   ``ledger.validation.check_transaction`` (block validation and mempool): the engine
   trusts them and does not spend time re-verifying.
@@ -32,7 +29,8 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from contracts import (
@@ -55,8 +53,10 @@ __all__ = [
     "REGISTRY",
     "BlockEnv",
     "BlockResult",
+    "CommittedBefore",
     "DictState",
     "Overlay",
+    "RecentCommits",
     "StateView",
     "check_admissible",
     "check_schema",
@@ -129,65 +129,46 @@ def _already(tx_id: bytes) -> Receipt:
                    "a signed transaction is recorded once", {})
 
 
-EXPIRY_BUCKET_MS = 3_600_000
-"""Committed ids are pruned by the hour of their expiry."""
-PRUNED_IDS_PER_BLOCK_MAX = 1_000
-"""Guards one block deletes at most (see the module rules): about the state work of a
-block of 700 transactions."""
-PRUNED_HOURS_PER_BLOCK_MAX = 1_000
-"""Expiry hours one block looks at, at most (a read of an absent bucket each)."""
+CommittedBefore = Callable[[bytes], bool]
+"""Whether a transaction id is held by a block below the one executing (the replay guard's
+question; see the module rules)."""
 
 
-def _guard(block: Overlay, tx_id: bytes, expiry_ms: int) -> None:
-    """Record a committed id, and file it for pruning after it expires."""
-    keys.write(block, keys.tx_key(tx_id), expiry_ms)
-    hour = expiry_ms // EXPIRY_BUCKET_MS
-    count = keys.read(block, keys.expiry_bucket_key(hour)) or 0
-    keys.write(block, keys.expiry_item_key(hour, count), tx_id.hex())
-    keys.write(block, keys.expiry_bucket_key(hour), count + 1)
+class RecentCommits:
+    """The ids a replay from genesis must remember: those of executed blocks whose
+    transaction may still be valid, i.e. whose expiry has not passed the chain's time.
+    Memory is bounded by the traffic of the expiry horizon, not by the chain's length.
+    Call it as ``committed_before`` and ``record`` every executed block after it."""
 
+    __slots__ = ("_by_expiry", "_expiry")
 
-def prune_expired(block: Overlay, time_ms: int) -> int:
-    """Delete the guards of ids that expired in hours before ``time_ms``'s hour, oldest
-    hour first, at most ``PRUNED_IDS_PER_BLOCK_MAX`` of them; return how many. A bucket
-    is emptied from its end, its count lowered as it goes, so the next block resumes where
-    this one stopped; ``sys/tx_pruned_hour`` moves past a bucket once it is gone. At most
-    ``PRUNED_HOURS_PER_BLOCK_MAX`` hours are looked at, so a chain idle for months
-    catches up over a few blocks instead of one."""
-    now = time_ms // EXPIRY_BUCKET_MS
-    hour = keys.read(block, keys.PRUNED_HOUR_KEY)
-    if hour is None:
-        keys.write(block, keys.PRUNED_HOUR_KEY, now)
-        return 0
-    if hour >= now:
-        return 0
-    budget, pruned = PRUNED_IDS_PER_BLOCK_MAX, 0
-    last = min(now, hour + PRUNED_HOURS_PER_BLOCK_MAX)
-    while hour < last and budget > 0:
-        count = keys.read(block, keys.expiry_bucket_key(hour)) or 0
-        taken = min(count, budget)
-        for n in range(count - taken, count):
-            item = keys.expiry_item_key(hour, n)
-            block.delete(keys.tx_key(bytes.fromhex(str(keys.read(block, item)))))
-            block.delete(item)
-        pruned += taken
-        budget -= taken
-        if taken < count:
-            keys.write(block, keys.expiry_bucket_key(hour), count - taken)
-            break
-        if count:
-            block.delete(keys.expiry_bucket_key(hour))
-        hour += 1
-    keys.write(block, keys.PRUNED_HOUR_KEY, hour)
-    return pruned
+    def __init__(self) -> None:
+        self._expiry: dict[bytes, int] = {}
+        self._by_expiry: list[tuple[int, bytes]] = []
+        """A min-heap of (expiry, id): forgetting takes the earliest first."""
+
+    def __call__(self, tx_id: bytes) -> bool:
+        return tx_id in self._expiry
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def record(self, time_ms: int, txs: Sequence[Transaction]) -> None:
+        """Remember the ids of a block executed at ``time_ms``; forget those expired before
+        it: no later block (its time is later) may hold their transactions."""
+        while self._by_expiry and self._by_expiry[0][0] < time_ms:
+            _, tx_id = heapq.heappop(self._by_expiry)
+            del self._expiry[tx_id]
+        for tx in txs:
+            if tx.tx_id not in self._expiry:
+                self._expiry[tx.tx_id] = tx.expiry_ms
+                heapq.heappush(self._by_expiry, (tx.expiry_ms, tx.tx_id))
 
 
 def execute_transaction(block: Overlay, env: BlockEnv, tx: Transaction) -> Receipt:
-    """Run one transaction against the block's overlay; merge its writes only if ok."""
+    """Run one transaction against the block's overlay; merge its writes only if ok. The
+    replay guard is the caller's (``execute_block``)."""
     tx_id = tx.tx_id
-    if block.get(keys.tx_key(tx_id)) is not None:
-        return _already(tx_id)
-    _guard(block, tx_id, tx.expiry_ms)
     scratch = Overlay(block)
     try:
         action, signer = admit(REGISTRY, block, tx, env.height)
@@ -200,28 +181,37 @@ def execute_transaction(block: Overlay, env: BlockEnv, tx: Transaction) -> Recei
     return Receipt(tx_id, "ok", "", data)
 
 
-def execute_block(state: StateView, env: BlockEnv, txs: Sequence[Transaction]) -> BlockResult:
-    """Execute ``txs`` in order over ``state`` (left untouched) for the block ``env``."""
+def execute_block(state: StateView, env: BlockEnv, txs: Sequence[Transaction],
+                  committed_before: CommittedBefore) -> BlockResult:
+    """Execute ``txs`` in order over ``state`` (left untouched) for the block ``env``;
+    ``committed_before`` says which ids blocks below ``env.height`` hold."""
     block = Overlay(state)
-    prune_expired(block, env.time_ms)
     before = block.get(keys.VALIDATORS_KEY)
     params_before = consensus_params(block)
-    receipts = tuple(execute_transaction(block, env, tx) for tx in txs)
+    seen: set[bytes] = set()
+    receipts = []
+    for tx in txs:
+        tx_id = tx.tx_id
+        if tx_id in seen or committed_before(tx_id):
+            receipts.append(_already(tx_id))
+            continue
+        seen.add(tx_id)
+        receipts.append(execute_transaction(block, env, tx))
     changed = block.get(keys.VALIDATORS_KEY) != before
     params = consensus_params(block)
-    return BlockResult(receipts, block.changes(), validator_set(block) if changed else None,
+    return BlockResult(tuple(receipts), block.changes(),
+                       validator_set(block) if changed else None,
                        params if params != params_before else None)
 
 
 def check_admissible(state: StateView, tx: Transaction, time_ms: int) -> Receipt | None:
     """Cheap mempool pre-check, without executing: ``None`` if ``tx`` may be proposed,
-    else the rejection receipt (already committed, unknown contract or action, signer
-    not enrolled or revoked, malformed payload, missing role or wrong municipality).
+    else the rejection receipt (unknown contract or action, signer not enrolled or
+    revoked, malformed payload, missing role or wrong municipality). An id already
+    committed is the mempool's check (the chain's index), not the state's.
     ``time_ms`` is the node's current time, accepted for rules that depend on it."""
     del time_ms  # no admission rule depends on time yet; expiry is ledger.validation's
     tx_id = tx.tx_id
-    if state.get(keys.tx_key(tx_id)) is not None:
-        return _already(tx_id)
     try:
         admit(REGISTRY, state, tx, U64_MAX)
     except Rejection as rejection:

@@ -29,23 +29,6 @@ def _key(*parts: str) -> bytes:
 
 
 # ---------------------------------------------------------------- engine and identity
-def tx_key(tx_id: bytes) -> bytes:
-    """``tx/<id hex>`` -> expiry_ms (int): a committed transaction id (replay guard)."""
-    return _key("tx", tx_id.hex())
-
-
-def expiry_bucket_key(hour: int) -> bytes:
-    """``txexp/<hour>`` -> int: how many committed ids expire in that hour (since epoch)."""
-    return _key("txexp", str(hour))
-
-
-def expiry_item_key(hour: int, n: int) -> bytes:
-    """``txexp/<hour>/<n>`` -> the n-th id (hex text) expiring in that hour."""
-    return _key("txexp", str(hour), str(n))
-
-
-PRUNED_HOUR_KEY = b"sys/tx_pruned_hour"
-"""``sys/tx_pruned_hour`` -> int: every expiry bucket before this hour has been pruned."""
 VALIDATORS_KEY = b"sys/validators"
 """``sys/validators`` -> sorted list of validator public keys (hex) in force."""
 MUNICIPALITIES_KEY = b"sys/municipalities"

@@ -350,6 +350,13 @@ class ChainStore:
         """Whether ``tx_id`` is committed (its first commit; a replay is never a second)."""
         return self.tx_location(tx_id) is not None
 
+    def committed_below(self, tx_id: bytes, height: int) -> bool:
+        """Whether a block below ``height`` holds ``tx_id``: the engine's replay guard
+        (``contracts.engine``) for block ``height``, exact even when blocks above it are
+        stored already, since the index keeps the first commit."""
+        location = self.tx_location(tx_id)
+        return location is not None and location.height < height
+
     def transaction(self, tx_id: bytes) -> tuple[Transaction, Receipt, TxLocation] | None:
         """The committed transaction ``tx_id`` with its receipt and location, or None."""
         location = self.tx_location(tx_id)

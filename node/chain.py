@@ -205,7 +205,9 @@ class Chain:
             raise StoreError(f"cannot execute block {header.height}: the state is at "
                              f"{self.executed_height}")
         env = BlockEnv(header.chain_id, header.height, header.time_ms, header.proposer)
-        return engine.execute_block(self.state.latest_view(), env, block.transactions)
+        return engine.execute_block(
+            self.state.latest_view(), env, block.transactions,
+            lambda tx_id: self.store.committed_below(tx_id, header.height))
 
     def execute(self, block: Block, certificate: CommitCertificate) -> Executed:
         """Execute the next block, store it with its certificate and receipts, apply its

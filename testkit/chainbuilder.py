@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from contracts.engine import DictState, execute_block, genesis_changes
+from contracts.engine import DictState, RecentCommits, execute_block, genesis_changes
 from contracts.keys import VALIDATORS_KEY
 from contracts.view import BlockEnv
 from ledger.crypto import SigningKey
@@ -191,6 +191,7 @@ class ChainBuilder:
             raise ValueError("only a ledger-only chain can continue after a stored block: "
                              "an executed one needs the state of every block before")
         self.state = DictState()
+        self.recent = RecentCommits()
         changes = genesis_changes(g)
         self.state.apply(changes)
         self.tree: TreeLike = (
@@ -247,7 +248,8 @@ class ChainBuilder:
         changes: dict[bytes, bytes | None] = {}
         if self.execute:
             result = execute_block(self.state, BlockEnv(g.chain_id, h, self.time_ms,
-                                                        header.proposer), txs)
+                                                        header.proposer), txs, self.recent)
+            self.recent.record(self.time_ms, txs)
             changes = dict(result.changes)
             self.state.apply(result.changes)
             receipts = tuple(result.receipts)

@@ -15,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
-from contracts.engine import BlockEnv, DictState, execute_block, genesis_changes
+from contracts.engine import (
+    BlockEnv,
+    CommittedBefore,
+    DictState,
+    RecentCommits,
+    execute_block,
+    genesis_changes,
+)
 from contracts.identity import active_municipalities
 from ledger.genesis import Genesis
 from ledger.records import BlockHeader, Transaction
@@ -41,11 +48,20 @@ class EngineReplayer:
     that compares every node with a node's stored state (``--data``)."""
 
     def __init__(self, genesis: Genesis, nodes: NodeStore | None = None, *,
-                 start: tuple[int, Mapping[bytes, bytes]] | None = None) -> None:
+                 start: tuple[int, Mapping[bytes, bytes]] | None = None,
+                 committed_up_to_start: CommittedBefore | None = None) -> None:
         """``start``: resume after block ``version`` from that version's state (its
         items; its tree nodes are those ``nodes`` already holds); ``genesis_root`` is
-        then the root of that version, to be judged against the certified header."""
+        then the root of that version, to be judged against the certified header.
+        ``committed_up_to_start`` then says which ids blocks up to ``version`` hold (the
+        replay guard, ``contracts.engine``): a replay that did not see those blocks cannot
+        know them. A wrong answer changes receipts, which the certified headers judge."""
         self._chain_id = genesis.chain_id
+        self._recent = RecentCommits()
+        earlier = committed_up_to_start
+        self._committed: CommittedBefore = (
+            self._recent if earlier is None
+            else lambda tx_id: self._recent(tx_id) or earlier(tx_id))
         self._state = DictState()
         self._tree = StateTree(nodes if nodes is not None else MemoryNodeStore())
         if start is None:
@@ -66,7 +82,8 @@ class EngineReplayer:
 
     def execute(self, header: BlockHeader, txs: Sequence[Transaction]) -> Execution:
         env = BlockEnv(self._chain_id, header.height, header.time_ms, header.proposer)
-        result = execute_block(self._state, env, txs)
+        result = execute_block(self._state, env, txs, self._committed)
+        self._recent.record(header.time_ms, txs)
         self._state.apply(result.changes)
         root = self._tree.apply(header.height, result.changes)
         self.last_written.update(dict.fromkeys(result.changes, header.height))

@@ -291,7 +291,10 @@ class DataDirSource:
         else:
             self._nodes = ComparingNodeStore(stored, from_version=after)
             items = dict(self._state.tree.items(after))
-            self._replayer = EngineReplayer(genesis, self._nodes, start=(after, items))
+            self._replayer = EngineReplayer(
+                genesis, self._nodes, start=(after, items),
+                committed_up_to_start=lambda tx_id: self._store.committed_below(tx_id,
+                                                                                after + 1))
         return self._replayer
 
     def header(self, height: int) -> BlockHeader:
@@ -370,8 +373,12 @@ class DataDirSource:
                 continue  # the one comparison most entries need: same 12 bytes
             where = None if stored_at is None else _location(stored_at)
             at = _location(value)
-            if at is not None and where is None and at.height < start:
-                continue  # an older transaction, judged by the audit that saved the point
+            if at is not None and at.height < start and (
+                    where is None or self._holds(at, tx_id)):
+                # an older transaction, judged by the audit that saved the point; or a
+                # replay of it after the point, refused by the engine: the entry keeps the
+                # first commit, which the block it points to must hold
+                continue
             reported += 1
             if reported <= INDEX_FINDINGS_MAX:
                 height = where.height if where else (at.height if at else 0)
@@ -389,6 +396,14 @@ class DataDirSource:
                 where = TxLocation.from_key(stored_at)
                 yield Finding(where.height, "block", "the transaction has no index entry",
                               tx_id.hex(), where.index)
+
+    def _holds(self, at: TxLocation, tx_id: bytes) -> bool:
+        """Whether the stored block ``at.height`` holds ``tx_id`` at ``at.index``."""
+        try:
+            txs = self._store.get(at.height).block.transactions
+        except LedgerError:
+            return False
+        return at.index < len(txs) and txs[at.index].tx_id == tx_id
 
     def close(self) -> None:
         if self._decoder is not None:

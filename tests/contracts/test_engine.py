@@ -8,10 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts import keys
 from contracts.engine import (
-    PRUNED_HOURS_PER_BLOCK_MAX,
-    PRUNED_IDS_PER_BLOCK_MAX,
     BlockEnv,
     DictState,
     Overlay,
@@ -73,78 +70,75 @@ def test_a_committed_id_is_refused_and_a_failed_one_is_consumed() -> None:
                                    "recorded once")
     bad = chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"x", siret="1"))
     assert chain.run(bad).code == "invalid_payload"
-    assert chain.state.get(keys.tx_key(bad.tx_id)) is not None
     assert chain.run(bad).code == "already_committed"
 
 
-def test_a_failed_transaction_leaves_no_write_but_its_id() -> None:
+def test_a_refused_transaction_leaves_the_state_untouched() -> None:
     chain = Chain()
     before = chain.state.items()
     tx = chain.tx("montreuil.clerk", "deliberations", "record", act())  # no sitting yet
-    receipt = chain.run(tx)
-    assert receipt.code == "unknown_sitting"
-    after = chain.state.items()
-    hour = tx.expiry_ms // 3_600_000
-    assert set(after) - set(before) == {
-        keys.tx_key(tx.tx_id), keys.expiry_bucket_key(hour), keys.expiry_item_key(hour, 0),
-        keys.PRUNED_HOUR_KEY,
-    }
+    assert chain.run(tx).code == "unknown_sitting"
+    assert chain.state.items() == before
+    assert chain.run(tx).code == "already_committed"  # its id is consumed all the same
 
 
-def test_guards_are_pruned_once_their_transactions_expired() -> None:
+def test_the_replay_guard_writes_nothing_to_the_state() -> None:
+    """Guards live in the chain, not in the authenticated state: a block writes only what
+    its contracts write (one key per anchored document here), and no later block has
+    guards to prune."""
+    chain = Chain()
+    txs = [chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"%d" % i))
+           for i in range(50)]
+    before = chain.state.items()
+    assert all(r.ok for r in chain.block(*txs))
+    added = set(chain.state.items()) - set(before)
+    assert len(added) == len(txs)
+    assert chain.results[-1].changes.keys() == added
+    chain.time_ms = txs[0].expiry_ms + BLOCK_MS  # every one of them has expired
+    chain.block()
+    assert chain.results[-1].changes == {}
+
+
+def test_recent_commits_forget_ids_once_no_valid_block_can_hold_them() -> None:
+    """A replay from genesis remembers ids only while their transactions are valid, so its
+    memory follows the traffic of the expiry horizon, not the length of the chain; a
+    forgotten id can come back only expired, which validation refuses before execution."""
+    chain = Chain()
+    early = chain.tx("montreuil.clerk", "notary", "anchor", anchor())
+    chain.time_ms += 3_600_000
+    late = chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"later"))
+    chain.block(early, late)
+    assert len(chain.recent) == 2
+    chain.time_ms = early.expiry_ms - 2 * BLOCK_MS
+    assert chain.run(early).code == "already_committed"  # still valid: still remembered
+    assert chain.recent(early.tx_id) and chain.recent(late.tx_id)
+    chain.time_ms = early.expiry_ms  # the next block is after early's expiry
+    chain.block()
+    assert not chain.recent(early.tx_id) and chain.recent(late.tx_id)
+    assert len(chain.recent) == 1
+    with pytest.raises(InvalidTransaction, match="expired"):
+        check_transaction(early, chain.genesis.chain_id, chain.env().time_ms)
+    chain.time_ms = late.expiry_ms
+    chain.block()
+    assert len(chain.recent) == 0
+
+
+def test_the_guard_asks_the_chain_about_earlier_blocks_only() -> None:
+    """``committed_before`` answers for blocks below the executing one; ids of the block
+    itself are the engine's (a second occurrence is refused)."""
     chain = Chain()
     tx = chain.tx("montreuil.clerk", "notary", "anchor", anchor())
     other = chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"other"))
-    chain.block(tx, other)
-    chain.time_ms = tx.expiry_ms - 2 * BLOCK_MS  # still valid: the guard refuses a replay
-    assert chain.run(tx).code == "already_committed"
-    chain.time_ms = (tx.expiry_ms // 3_600_000 + 1) * 3_600_000  # the next hour has begun
-    chain.block()
-    assert chain.state.get(keys.tx_key(tx.tx_id)) is None
-    assert chain.state.get(keys.tx_key(other.tx_id)) is None
-    assert not any(k.startswith(b"txexp/") for k in chain.state)
-    with pytest.raises(InvalidTransaction, match="expired"):
-        check_transaction(tx, chain.genesis.chain_id, chain.env().time_ms)
+    asked: list[bytes] = []
 
+    def committed_before(tx_id: bytes) -> bool:
+        asked.append(tx_id)
+        return tx_id == other.tx_id
 
-def test_pruning_after_a_busy_hour_is_spread_over_blocks() -> None:
-    """A block that had to delete every guard of a busy hour at once would take seconds to
-    execute on every validator (a view change) and could exceed what one state version
-    may change: pruning takes at most PRUNED_IDS_PER_BLOCK_MAX ids per block, oldest hour
-    first, and the next blocks take the rest."""
-    chain = Chain()
-    busy = PRUNED_IDS_PER_BLOCK_MAX * 5 // 2
-    txs = [chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"%d" % i))
-           for i in range(busy)]
-    assert all(r.ok for r in chain.block(*txs))
-    chain.time_ms = (txs[0].expiry_ms // 3_600_000 + 1) * 3_600_000  # the next hour has begun
-    left = []
-    for _ in range(3):
-        before = sum(1 for k in chain.state if k.startswith(b"tx/"))
-        chain.block()
-        deleted = [k for k, v in chain.results[-1].changes.items() if v is None]
-        assert len(deleted) <= 2 * PRUNED_IDS_PER_BLOCK_MAX + 1  # guard + item, + a bucket
-        left.append(sum(1 for k in chain.state if k.startswith(b"tx/")))
-        assert before - left[-1] == min(before, PRUNED_IDS_PER_BLOCK_MAX)
-    assert left == [busy - PRUNED_IDS_PER_BLOCK_MAX, busy - 2 * PRUNED_IDS_PER_BLOCK_MAX, 0]
-    assert not any(k.startswith(b"txexp/") for k in chain.state)
-    assert all(chain.run(tx).code != "ok" for tx in txs[:3])  # expired: never again
-
-
-def test_a_chain_idle_for_months_catches_up_its_pruning_over_a_few_blocks() -> None:
-    chain = Chain()
-    tx = chain.tx("montreuil.clerk", "notary", "anchor", anchor())
-    assert chain.run(tx).ok
-    start = keys.read(chain.state, keys.PRUNED_HOUR_KEY)
-    idle_hours = 2 * PRUNED_HOURS_PER_BLOCK_MAX + 500
-    chain.time_ms += idle_hours * 3_600_000
-    chain.block()
-    assert keys.read(chain.state, keys.PRUNED_HOUR_KEY) == start + PRUNED_HOURS_PER_BLOCK_MAX
-    assert chain.state.get(keys.tx_key(tx.tx_id)) is None  # its hour was among the first
-    chain.block()
-    chain.block()
-    now = (chain.time_ms) // 3_600_000
-    assert keys.read(chain.state, keys.PRUNED_HOUR_KEY) == now
+    result = execute_block(chain.state, chain.env(), [tx, other, tx], committed_before)
+    assert [r.code for r in result.receipts] == ["ok", "already_committed",
+                                                 "already_committed"]
+    assert asked == [tx.tx_id, other.tx_id]
 
 
 def test_the_same_transaction_twice_in_one_block_commits_once() -> None:
@@ -157,7 +151,8 @@ def test_execution_leaves_its_input_state_untouched() -> None:
     chain = Chain()
     before = chain.state.items()
     result = execute_block(chain.state, chain.env(),
-                           [chain.tx("montreuil.clerk", "notary", "anchor", anchor())])
+                           [chain.tx("montreuil.clerk", "notary", "anchor", anchor())],
+                           chain.recent)
     assert result.receipts[0].ok and result.changes
     assert chain.state.items() == before
 
@@ -194,8 +189,6 @@ def test_check_admissible_refuses_cheaply_without_writing() -> None:
         assert refusal is not None and refusal.code == code and refusal.tx_id == tx.tx_id
     assert chain.state.items() == before
     chain.run(ok)
-    again = check_admissible(chain.state, ok, chain.time_ms)
-    assert again is not None and again.code == "already_committed"
     chain.do("montreuil.admin", "identity", "revoke",
              {"siret": siret("montreuil"), "key": pub("montreuil.clerk")})
     late = chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"later"))
@@ -306,7 +299,8 @@ def test_same_transactions_give_same_roots_and_receipts_and_replay_reproduces_th
         roots.append(first.root())
     second = Chain()
     for env, block, root, expected in zip(envs, blocks, roots, receipts, strict=True):
-        result = execute_block(second.state, env, block)
+        result = execute_block(second.state, env, block, second.recent)
+        second.recent.record(env.time_ms, block)
         assert list(result.changes) == sorted(result.changes)
         second.state.apply(result.changes)
         assert result.receipts == expected

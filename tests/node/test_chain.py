@@ -29,10 +29,10 @@ def _net(tmp_path: Path) -> DevNet:
     return generate(tmp_path / "net", ("Montreuil", "Bagnolet", "Vincennes", "Romainville"))
 
 
-def _block(net: DevNet, chain: Chain, height: int, n_txs: int) -> tuple[Block, CommitCertificate]:
+def _anchors(net: DevNet, height: int, n_txs: int) -> tuple[Transaction, ...]:
     clerk = net.nodes[0].members["clerk"]
     time_ms = net.genesis.genesis_time_ms + 1000 * height
-    txs = tuple(
+    return tuple(
         Transaction(net.genesis.chain_id, "notary", "anchor",
                     {"siret": net.nodes[0].siret,
                      "sha256": hashlib.sha256(b"%d-%d" % (height, i)).hexdigest(),
@@ -40,6 +40,15 @@ def _block(net: DevNet, chain: Chain, height: int, n_txs: int) -> tuple[Block, C
                     clerk.public_key, height * 1000 + i, time_ms + 60_000).signed(clerk)
         for i in range(n_txs)
     )
+
+
+def _block(net: DevNet, chain: Chain, height: int, n_txs: int) -> tuple[Block, CommitCertificate]:
+    return _block_of(net, chain, height, _anchors(net, height, n_txs))
+
+
+def _block_of(net: DevNet, chain: Chain, height: int,
+              txs: tuple[Transaction, ...]) -> tuple[Block, CommitCertificate]:
+    time_ms = net.genesis.genesis_time_ms + 1000 * height
     results_root, state_root = chain.lagged_roots(height)
     header = BlockHeader(net.genesis.chain_id, height, chain.head_hash(),
                          net.nodes[0].validator_key.public_key, 0, time_ms, txs_root(txs),
@@ -153,6 +162,30 @@ def test_a_block_stored_without_its_state_is_replayed_on_open(tmp_path: Path) ->
     try:
         assert reopened.executed_height == 2
         assert reopened.state.root(2) == expected
+    finally:
+        reopened.close()
+
+
+def test_a_replayed_transaction_is_refused_from_the_chain_index_even_on_reopen(
+        tmp_path: Path) -> None:
+    """The replay guard is the chain's transaction index: an id an earlier block holds is
+    refused. Re-executing a block already stored (on open) must not count the block's
+    own ids as earlier, or its stored receipts would not be reproduced."""
+    net = _net(tmp_path)
+    chain = Chain.open(tmp_path / "data", net.genesis)
+    first, fresh = _anchors(net, 1, 1)[0], _anchors(net, 2, 1)[0]
+    try:
+        chain.execute(*_block_of(net, chain, 1, (first,)))
+        block, cert = _block_of(net, chain, 2, (first, fresh))
+        result = chain._run(block)
+        assert [r.code for r in result.receipts] == ["already_committed", "ok"]
+        chain.store.append(CommittedBlock(block, cert, result.receipts))  # no state: a crash
+    finally:
+        chain.close()
+    reopened = Chain.open(tmp_path / "data", net.genesis)
+    try:
+        assert reopened.executed_height == 2
+        assert [r.code for r in reopened.store.get(2).receipts] == ["already_committed", "ok"]
     finally:
         reopened.close()
 

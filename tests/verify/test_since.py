@@ -16,7 +16,7 @@ from ledger.layout import CHAIN_PREFIX, STATE_PREFIX
 from ledger.records import CommittedBlock
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore, block_key
-from testkit.chainbuilder import ChainBuilder, DiskWriter, make_network
+from testkit.chainbuilder import BLOCK_SPACING_MS, ChainBuilder, DiskWriter, make_network
 from testkit.populate import populate
 
 FIRST, MORE = 44, 12
@@ -30,7 +30,9 @@ def audit(data: Path, genesis: Path, *extra: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def grown(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A chain audited at height FIRST (point saved), then grown by MORE blocks."""
+    """A chain audited at height FIRST (point saved), then grown by MORE blocks, one of
+    which replays a transaction committed before the point: a resumed replay must know
+    it was committed (the replay guard) without replaying the blocks that hold it."""
     root = tmp_path_factory.mktemp("since")
     data, genesis, point = root / "node0" / "data", root / "genesis.json", root / "point.json"
     net = make_network()
@@ -50,8 +52,13 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
         state.apply(block.height, changes)
 
     builder.on_commit = commit
-    for _ in range(MORE):
-        builder.add_anchors(1)
+    old = next(tx for b in store.blocks(1, FIRST + 1) for tx in b.block.transactions
+               if tx.expiry_ms > builder.time_ms + (MORE + 1) * BLOCK_SPACING_MS)
+    for n in range(MORE):
+        if n == MORE // 2:  # a replay of a transaction committed before the point
+            assert builder.add_block([old]).receipts[0].code == "already_committed"
+        else:
+            builder.add_anchors(1)
     store.close()
     return data, genesis, point
 

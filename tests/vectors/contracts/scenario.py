@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.engine import BlockEnv, BlockResult, DictState, execute_block, genesis_changes
+from contracts.engine import (
+    BlockEnv,
+    BlockResult,
+    DictState,
+    RecentCommits,
+    execute_block,
+    genesis_changes,
+)
 from ledger.crypto import SigningKey
 from ledger.genesis import Genesis, Member, Municipality
 from ledger.records import Receipt, Transaction
@@ -76,6 +83,8 @@ class Chain:
 
     genesis: Genesis = field(default_factory=make_genesis)
     state: DictState = field(default_factory=DictState)
+    recent: RecentCommits = field(default_factory=RecentCommits)
+    """The ids of the executed blocks that may still be valid (the replay guard)."""
     height: int = 0
     time_ms: int = GENESIS_MS
     nonce: int = 0
@@ -101,7 +110,8 @@ class Chain:
 
     def block(self, *txs: Transaction) -> tuple[Receipt, ...]:
         env = self.env()
-        result = execute_block(self.state, env, txs)
+        result = execute_block(self.state, env, txs, self.recent)
+        self.recent.record(env.time_ms, txs)
         self.state.apply(result.changes)
         self.height, self.time_ms = env.height, env.time_ms
         self.results.append(result)
