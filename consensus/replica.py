@@ -904,12 +904,12 @@ class Replica:
                 pp = remembered
             else:
                 in_flight, blocks_in_flight = self._in_flight()
-                txs = self._pick_transactions(height, in_flight)
-                if txs:
-                    room = self.executor.proposal_room(len(in_flight), blocks_in_flight)
-                    if room <= 0:
-                        return  # paced: proposed when a block before it commits
-                    del txs[room:]
+                room = self.executor.proposal_room(len(in_flight), blocks_in_flight)
+                # Picking costs a pass over the pending transactions: take no more than
+                # the room, and one to learn whether anything waits when there is none.
+                txs = self._pick_transactions(height, in_flight, max(room, 1))
+                if txs and room <= 0:
+                    return  # paced: proposed when a block before it commits
                 if not txs and not self._empty_block_due(height, parent[1]):
                     return
                 block = self.executor.build_block(
@@ -935,18 +935,19 @@ class Replica:
         return (0 < self.busy_height < height <= self.busy_height + self.params.execution_lag
                 and self.now >= parent_time_ms + IDLE_EMPTY_BLOCK_MS)
 
-    def _pick_transactions(self, height: int, busy: set[bytes]) -> list[Transaction]:
-        """Pending transactions not in ``busy`` (already in a block above the tip), within
-        the governed block limits."""
+    def _pick_transactions(self, height: int, busy: set[bytes],
+                           at_most: int) -> list[Transaction]:
+        """At most ``at_most`` pending transactions not in ``busy`` (already in a block
+        above the tip), within the governed block limits."""
         limits = self.governed(height)
+        count_max = min(at_most, limits.block_txs_max)
         picked: list[Transaction] = []
         size = 0
         for tx_id, tx in self.pending.items():
             if tx_id in busy:
                 continue
             tx_bytes = len(tx.encode())
-            if (len(picked) >= limits.block_txs_max
-                    or size + tx_bytes > limits.block_bytes_max):
+            if len(picked) >= count_max or size + tx_bytes > limits.block_bytes_max:
                 break
             picked.append(tx)
             size += tx_bytes
