@@ -110,11 +110,12 @@ IDLE_EMPTY_BLOCK_MS = 1_000
 """An idle primary waits this long after its last block before it proposes an empty one
 to certify the results of the last busy blocks (at most ``execution_lag`` of them)."""
 BODIES_PER_WINDOW = 4
-"""Block bodies kept in memory to serve BODY-REQUESTs and re-proposals: this many per
-height of the watermark window (a few candidates per height at most)."""
-VALIDATED_BLOCKS_MAX = 1024
-"""Block bodies remembered as validated (by object identity), so that a body checked at
-its pre-prepare is not checked again when it is delivered."""
+"""Block bodies kept in memory to serve BODY-REQUESTs and re-proposals, and bodies
+remembered as validated (by object identity, so that a body checked at its pre-prepare is
+not checked again when it is delivered): at most this many per height of the watermark
+window each (a few candidates per height at most), and none at or below the stable
+checkpoint. Kept longer, they grow with the chain: 1,024 validated blocks of 200
+transactions held about 200,000 transactions in every node."""
 
 
 @dataclass(slots=True)
@@ -672,7 +673,7 @@ class Replica:
         except LedgerError:
             return False
         self.validated[key] = block
-        while len(self.validated) > VALIDATED_BLOCKS_MAX:
+        while len(self.validated) > BODIES_PER_WINDOW * self.window:
             self.validated.popitem(last=False)
         return True
 
@@ -1157,8 +1158,9 @@ class Replica:
         for per in self.checkpoints.values():
             for height in [h for h in per if h <= low]:
                 del per[height]
-        for block_hash in [k for k, b in self.bodies.items() if b.header.height <= low]:
-            del self.bodies[block_hash]
+        for kept in (self.bodies, self.validated):
+            for block_hash in [k for k, b in kept.items() if b.header.height <= low]:
+                del kept[block_hash]
         for block_hash in [k for k, (h, _) in self.bodies_wanted.items() if h <= low]:
             del self.bodies_wanted[block_hash]
 

@@ -45,7 +45,14 @@ from consensus.replica import Replica
 from ledger.crypto import SigningKey
 from ledger.errors import DecodeError
 from ledger.records import Block, CommitCertificate, Phase, Vote
-from testkit.sim.core import CLIENT_KEY, SIM_PARAMS, make_genesis, make_transaction, sim_key
+from testkit.sim.core import (
+    CLIENT_KEY,
+    SIM_PARAMS,
+    Simulation,
+    make_genesis,
+    make_transaction,
+    sim_key,
+)
 from testkit.sim.executor import SimExecutor
 
 KEYS = sorted((sim_key(i) for i in range(4)), key=lambda k: k.public_key)
@@ -610,3 +617,25 @@ def test_expired_pending_transactions_leave_the_queue_and_stop_the_view_timer() 
     assert short.tx_id in replica.pending and replica.view_deadline is not None
     replica.step(TimerFired(T0 + 200, TimerId.TICK))
     assert short.tx_id not in replica.pending and replica.view_deadline is None
+
+
+def test_blocks_kept_in_memory_do_not_grow_with_the_chain() -> None:
+    """A replica keeps the bodies it validated (so that a delivered body is not checked a
+    second time) only while their heights are above the stable checkpoint, like every
+    other per-height record: a node once kept the last 1,024 validated blocks, a block of
+    200 transactions each, about 200,000 transactions held for nothing (issue 11's memory
+    target: RSS flat, not growing with the chain)."""
+    sim = Simulation(5, scenario="memory")
+    batches = 72
+    for i in range(batches):
+        sim.at(i * 40, lambda: sim.submit(SIM_PARAMS.block_txs_max))
+    sim.run(batches * 40)
+    sim.run_until_committed(60_000)
+    assert sim.heights() >= 4 * SIM_PARAMS.watermark_window  # the chain outgrew the bound
+    for node in sim.nodes:
+        replica = node.replica
+        low = replica.low
+        assert low >= sim.heights() - 2 * SIM_PARAMS.watermark_window
+        assert all(block.header.height > low for block in replica.validated.values())
+        assert all(block.header.height > low for block in replica.bodies.values())
+        assert len(replica.validated) <= SIM_PARAMS.watermark_window
