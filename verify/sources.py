@@ -374,7 +374,7 @@ class DataDirSource:
             where = None if stored_at is None else _location(stored_at)
             at = _location(value)
             if at is not None and at.height < start and (
-                    where is None or self._holds(at, tx_id)):
+                    where is None or self._first_commit_holds(tx_id)):
                 # an older transaction, judged by the audit that saved the point; or a
                 # replay of it after the point, refused by the engine: the entry keeps the
                 # first commit, which the block it points to must hold
@@ -397,13 +397,13 @@ class DataDirSource:
                 yield Finding(where.height, "block", "the transaction has no index entry",
                               tx_id.hex(), where.index)
 
-    def _holds(self, at: TxLocation, tx_id: bytes) -> bool:
-        """Whether the stored block ``at.height`` holds ``tx_id`` at ``at.index``."""
+    def _first_commit_holds(self, tx_id: bytes) -> bool:
+        """Whether the block the index entry of ``tx_id`` names holds it there (the store's
+        own lookup checks the position)."""
         try:
-            txs = self._store.get(at.height).block.transactions
+            return self._store.transaction(tx_id) is not None
         except LedgerError:
             return False
-        return at.index < len(txs) and txs[at.index].tx_id == tx_id
 
     def close(self) -> None:
         if self._decoder is not None:
