@@ -43,7 +43,7 @@ from contracts import (
     reports,
     social_aid,
 )
-from contracts.registry import Context, Registry, Rejection, admit, check_payload
+from contracts.registry import Context, Registry, Rejection, admit
 from contracts.view import BlockEnv, DictState, Overlay, StateView
 from ledger.genesis import Genesis
 from ledger.records import MESSAGE_BYTES_MAX, U64_MAX, Receipt, Transaction, ValidatorSet
@@ -228,8 +228,7 @@ def check_schema(tx: Transaction) -> Receipt | None:
     way personal data could be written into a block, and only a faulty primary would
     propose such a transaction (honest mempools refuse it through ``check_admissible``)."""
     try:
-        action = REGISTRY.lookup(tx.contract, tx.action)
-        check_payload(action.fields, tx.payload, f"{tx.contract}.{tx.action}")
+        REGISTRY.check_schema(tx)
     except Rejection as rejection:
         return _refusal(tx.tx_id, rejection)
     return None

@@ -15,7 +15,7 @@ from typing import Any
 
 from contracts.view import Overlay, StateView
 from ledger import siret
-from ledger.encoding import Value, decode, encode
+from ledger.encoding import Value, decode_stored, encode
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Identifiers chosen by clerks (DELIB_ID, sitting, scheme): no ``/``, at most 64 chars."""
@@ -128,9 +128,10 @@ def notary_key(sha256_hex: str) -> bytes:
 # ---------------------------------------------------------------- typed access
 def read(state: StateView, key: bytes) -> Any:
     """The decoded value at ``key``, or ``None``. State values were written canonical by
-    ``write``; a decode failure means the store is damaged and must not be papered over."""
+    ``write`` (so they are not checked again, ``decode_stored``); a decode failure means
+    the store is damaged and must not be papered over."""
     raw = state.get(key)
-    return None if raw is None else decode(raw)
+    return None if raw is None else decode_stored(raw)
 
 
 def read_map(state: StateView, key: bytes) -> dict[str, Any] | None:

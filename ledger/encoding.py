@@ -19,6 +19,9 @@ Rules (see docs/protocol.md, section "Encoding"):
 - ``encode_array`` assembles an array from elements that are already canonical bytes
   (a block from its stored transactions); ``split_array`` is its inverse and returns each
   element's exact bytes, so a record decoded from them can keep its wire bytes.
+- ``decode_stored`` skips the canonical check, for bytes this node wrote itself with
+  ``encode`` and reads back from its own store (state values), never for bytes that
+  came from outside.
 - Sizes are bounded before anything is allocated (``Limits``); nesting is bounded.
 - ``decode`` raises ``DecodeError`` and nothing else, whatever the bytes.
 """
@@ -158,6 +161,18 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
             raise DecodeError("input is not in canonical form")
         return value
     return _check_reference(data, value, limits)
+
+
+def decode_stored(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
+    """Decode bytes this node wrote itself with ``encode`` (a state value read back from
+    its own store), bounded like ``decode`` but without the canonical check.
+
+    The check would re-encode every value a contract reads, about a fifth of executing a
+    transaction, to confirm what ``encode`` guaranteed when it wrote them: the bytes came
+    from no one else, and their hash is in the state root every validator agrees on, so a
+    changed value shows as a root that no longer matches, not here. Never use it for bytes
+    from a client, a peer or a file: ``decode`` is for those."""
+    return _unpack(data, limits)[1]
 
 
 def _decode_reference(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:

@@ -8,15 +8,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contracts import registry
 from contracts.engine import (
+    REGISTRY,
     BlockEnv,
     DictState,
     Overlay,
     check_admissible,
+    check_schema,
     execute_block,
     genesis_changes,
     validator_set,
 )
+from contracts.registry import Registry, Rejection
 from ledger.errors import InvalidTransaction
 from ledger.records import MESSAGE_BYTES_MAX, Receipt, Transaction
 from ledger.validation import check_transaction
@@ -194,6 +198,37 @@ def test_check_admissible_refuses_cheaply_without_writing() -> None:
     late = chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"later"))
     refusal = check_admissible(chain.state, late, chain.time_ms)
     assert refusal is not None and refusal.code == "signer_revoked"
+
+
+def test_a_schema_pass_is_checked_once_and_a_refusal_every_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    chain = Chain()
+    checked: list[bytes] = []
+    real = registry.check_payload
+
+    def counting(fields: Any, payload: Any, where: str) -> None:
+        checked.append(payload.get("sha256", b""))
+        real(fields, payload, where)
+
+    monkeypatch.setattr(registry, "check_payload", counting)
+    monkeypatch.setattr(registry, "SCHEMA_PASSES_MAX", 2)
+    fresh = Registry(REGISTRY.contracts)
+    docs = [chain.tx("montreuil.clerk", "notary", "anchor", anchor(document=b"%d" % i))
+            for i in range(3)]
+    bad = chain.tx("montreuil.clerk", "notary", "anchor", {**anchor(), "name": "Jean"})
+    for _ in range(2):
+        fresh.check_schema(docs[0])
+        with pytest.raises(Rejection, match=r"the field name is not part of notary\.anchor"):
+            fresh.check_schema(bad)
+    assert len(checked) == 3  # docs[0] once, the refused one both times
+    fresh.check_schema(docs[1])
+    fresh.check_schema(docs[2])  # the memo holds 2: docs[0] is forgotten, checked again
+    fresh.check_schema(docs[0])
+    assert len(checked) == 6
+    # The answers are those of a registry that remembers nothing.
+    refusal = check_schema(bad)
+    assert refusal is not None and refusal.code == "invalid_payload"
+    assert all(check_schema(tx) is None for tx in docs)
 
 
 # ---------------------------------------------------------------- determinism

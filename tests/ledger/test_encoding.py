@@ -16,6 +16,7 @@ from ledger.encoding import (
     _decode_reference,
     _encode_reference,
     decode,
+    decode_stored,
     encode,
     encode_array,
     split_array,
@@ -141,6 +142,26 @@ def test_limits_are_applied_before_allocation() -> None:
     for too_big in ("a" * 9, b"b" * 9, [0] * 5, {"a": 0, "b": 0, "c": 0}):
         with pytest.raises(DecodeError):
             decode(encode(too_big), small)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_stored_values_decode_to_what_was_encoded(value: Any) -> None:
+    data = encode(value)
+    assert decode_stored(data) == decode(data) == value
+
+
+def test_decode_stored_is_bounded_but_does_not_judge_the_spelling() -> None:
+    # What the node wrote itself is not checked again (the state root covers it)...
+    non_minimal = bytes.fromhex("cc05")  # 5 as a uint8: decode refuses the second spelling
+    with pytest.raises(DecodeError, match="canonical"):
+        decode(non_minimal)
+    assert decode_stored(non_minimal) == 5
+    # ...but the limits and the refusal of garbage hold as for any input.
+    small = Limits(input_bytes_max=64, str_bytes_max=8)
+    for bad in (encode("a" * 70), encode("a" * 9), b"", b"\xc1", encode(1) + b"\x00"):
+        with pytest.raises(DecodeError):
+            decode_stored(bad, small)
 
 
 @pytest.mark.parametrize(
