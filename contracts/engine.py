@@ -178,7 +178,9 @@ def execute_transaction(block: Overlay, env: BlockEnv, tx: Transaction) -> Recei
     except Rejection as rejection:
         return _refusal(tx_id, rejection)
     block.merge(scratch.changes())
-    return Receipt(tx_id, "ok", "", data)
+    # Keys in canonical order up front: the receipt is encoded twice (its root, its
+    # storage), and an unsorted map sends each encoding down the slow reference path.
+    return Receipt(tx_id, "ok", "", dict(sorted(data.items())))
 
 
 def execute_block(state: StateView, env: BlockEnv, txs: Sequence[Transaction],

@@ -147,6 +147,8 @@ def read_list(state: StateView, key: bytes) -> list[Any]:
 
 
 def write(state: Overlay, key: bytes, value: Value) -> None:
+    if type(value) is dict:  # canonical key order: encode's fast path takes it as it is
+        value = dict(sorted(value.items()))
     state.put(key, encode(value))
 
 

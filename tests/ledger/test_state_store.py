@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from ledger import state_store
 from ledger.errors import CorruptionError, StoreError
-from ledger.kv import KV
+from ledger.kv import KV, Batch
 from ledger.state import (
     EMPTY_STATE_ROOT,
     KEY_BYTES_MAX,
@@ -139,6 +140,51 @@ def test_a_refused_change_set_writes_nothing(tmp_path: Path) -> None:
         assert state.get_latest(b"b") is None
         assert state.apply(1, {b"b": b"2"}) == compute_root({b"a": b"1", b"b": b"2"})
         assert state.get_latest(b"x" * (KEY_BYTES_MAX + 1)) is None
+    finally:
+        kv.close()
+
+
+def test_recent_latest_values_are_served_from_memory_and_follow_the_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[bytes] = []
+    real_get = KV.get
+
+    def counting_get(self: KV, key: bytes) -> bytes | None:
+        reads.append(key)
+        return real_get(self, key)
+
+    monkeypatch.setattr(KV, "get", counting_get)
+    monkeypatch.setattr(state_store, "LATEST_CACHE_ENTRIES_MAX", 4)
+    kv, state = open_state(tmp_path / "db")
+    big = b"x" * (state_store.LATEST_CACHE_VALUE_BYTES_MAX + 1)
+    try:
+        state.apply(0, {b"a": b"1", b"big": big})
+        reads.clear()
+        assert [state.get_latest(b"a") for _ in range(3)] == [b"1"] * 3
+        assert [state.get_latest(b"absent") for _ in range(3)] == [None] * 3
+        assert reads == [b"absent"]  # "a" was written, "absent" read once, then memory
+        assert [state.get_latest(b"big") for _ in range(2)] == [big, big]
+        assert reads.count(b"big") == 2  # too large to keep: LevelDB each time
+
+        def refuse(batch: Batch) -> None:
+            raise StoreError("disk full")
+
+        with pytest.raises(StoreError):
+            state.apply(1, {b"a": b"2", b"absent": b"now"}, also=refuse)
+        assert (state.get_latest(b"a"), state.get_latest(b"absent")) == (b"1", None)
+        state.apply(1, {b"a": None, b"absent": b"now"})
+        assert (state.get_latest(b"a"), state.get_latest(b"absent")) == (None, b"now")
+        for n in range(5):  # more keys than the cache holds: the oldest is forgotten
+            state.get_latest(b"k%d" % n)
+        reads.clear()
+        assert state.get_latest(b"k4") is None and reads == []
+        assert state.get_latest(b"absent") == b"now" and reads == [b"absent"]
+    finally:
+        kv.close()
+    kv, reopened = open_state(tmp_path / "db")  # what the cache served is what is stored
+    try:
+        assert (reopened.get_latest(b"a"), reopened.get_latest(b"absent")) == (None, b"now")
+        assert reopened.verify_index() == 2
     finally:
         kv.close()
 
