@@ -82,7 +82,7 @@ from consensus.messages import (
 from consensus.persist import PHASE_PRE_PREPARE, PersistedState
 from consensus.viewchange import compute_o
 from ledger import crypto
-from ledger.encoding import decode, encode
+from ledger.encoding import decode, encode, encode_array
 from ledger.errors import DecodeError, InvalidCertificate, LedgerError
 from ledger.genesis import ConsensusParams, Genesis
 from ledger.records import (
@@ -755,7 +755,7 @@ class Replica:
                                        tuple(sorted(matching, key=lambda v: v.voter)))
             self.prepared[height] = cert
             self._persist(keys.height_key(keys.PREFIX_PREPARED, height),
-                          encode([cert.to_value(), pp.block.to_value()]))
+                          encode_array([encode(cert.to_value()), pp.block.encode()]))
         if self.me in members.keys:
             vote = self._sign_vote(Phase.COMMIT, height, pp.block_hash)
             if vote is not None:
@@ -788,7 +788,7 @@ class Replica:
         height = proof.height
         self.committed[height] = proof
         self._keep_body(proof.block)
-        self._persist(keys.height_key(keys.PREFIX_COMMITTED, height), encode(proof.to_value()))
+        self._persist(keys.height_key(keys.PREFIX_COMMITTED, height), proof.encode())
         self._deliver_ready()
 
     def _deliver_ready(self) -> None:

@@ -39,7 +39,7 @@ from consensus.messages import (
 )
 from consensus.persist import PersistedState
 from ledger.crypto import SigningKey
-from ledger.encoding import encode
+from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, GenesisError
 from ledger.records import Block, CommitCertificate, Phase, Vote
 from testkit.sim.core import make_genesis, make_transaction, sim_key
@@ -83,6 +83,16 @@ def test_every_message_round_trips_canonically(message: Message) -> None:
     again = decode_message(data)
     assert again == message
     assert encode_message(again) == data
+
+
+def test_a_committed_proof_assembled_from_its_parts_is_its_canonical_encoding() -> None:
+    block = _block()
+    pp = PrePrepare.make(KEYS[0], CHAIN, 0, block)
+    cert = CommitCertificate.from_votes(
+        [Vote.make(k, CHAIN, Phase.COMMIT, 0, 1, pp.block_hash) for k in KEYS[:3]])
+    proof = CommittedProof(Block.decode(block.encode()), cert)  # transactions keep bytes
+    assert proof.encode() == encode(proof.to_value())
+    assert CommittedProof.from_value(decode(proof.encode())) == proof
 
 
 @pytest.mark.parametrize("message", [m for m in _all_messages()
