@@ -52,6 +52,7 @@ from ledger.validator_history import GOVERNED_PARAMETERS, Governed
 __all__ = [
     "REGISTRY",
     "BlockEnv",
+    "BlockExecution",
     "BlockResult",
     "CommittedBefore",
     "DictState",
@@ -183,27 +184,68 @@ def execute_transaction(block: Overlay, env: BlockEnv, tx: Transaction) -> Recei
     return Receipt(tx_id, "ok", "", dict(sorted(data.items())))
 
 
+class BlockExecution:
+    """``execute_block`` a slice at a time: ``run(count)`` executes up to ``count`` more
+    transactions, ``result()`` once ``run`` said every one ran. The one implementation of
+    block execution (``execute_block`` runs it in one go), so a node may answer its peers
+    between slices of a large block and still compute exactly the same result. ``state``
+    must not change while the execution is under way."""
+
+    __slots__ = ("_block", "_committed_before", "_env", "_next", "_params_before",
+                 "_receipts", "_seen", "_txs", "_validators_before")
+
+    def __init__(self, state: StateView, env: BlockEnv, txs: Sequence[Transaction],
+                 committed_before: CommittedBefore) -> None:
+        self._block = Overlay(state)
+        self._env = env
+        self._txs = txs
+        self._committed_before = committed_before
+        self._validators_before = self._block.get(keys.VALIDATORS_KEY)
+        self._params_before = consensus_params(self._block)
+        self._seen: set[bytes] = set()
+        self._receipts: list[Receipt] = []
+        self._next = 0
+
+    @property
+    def height(self) -> int:
+        """The height of the block under execution."""
+        return self._env.height
+
+    @property
+    def done(self) -> bool:
+        return self._next >= len(self._txs)
+
+    def run(self, count: int) -> bool:
+        """Execute up to ``count`` more transactions in block order; whether all ran."""
+        block, env, seen, receipts = self._block, self._env, self._seen, self._receipts
+        for tx in self._txs[self._next:self._next + count]:
+            self._next += 1
+            tx_id = tx.tx_id
+            if tx_id in seen or self._committed_before(tx_id):
+                receipts.append(_already(tx_id))
+                continue
+            seen.add(tx_id)
+            receipts.append(execute_transaction(block, env, tx))
+        return self.done
+
+    def result(self) -> BlockResult:
+        if not self.done:
+            raise AssertionError("BlockExecution.result() before every transaction ran")
+        block = self._block
+        changed = block.get(keys.VALIDATORS_KEY) != self._validators_before
+        params = consensus_params(block)
+        return BlockResult(tuple(self._receipts), block.changes(),
+                           validator_set(block) if changed else None,
+                           params if params != self._params_before else None)
+
+
 def execute_block(state: StateView, env: BlockEnv, txs: Sequence[Transaction],
                   committed_before: CommittedBefore) -> BlockResult:
     """Execute ``txs`` in order over ``state`` (left untouched) for the block ``env``;
     ``committed_before`` says which ids blocks below ``env.height`` hold."""
-    block = Overlay(state)
-    before = block.get(keys.VALIDATORS_KEY)
-    params_before = consensus_params(block)
-    seen: set[bytes] = set()
-    receipts = []
-    for tx in txs:
-        tx_id = tx.tx_id
-        if tx_id in seen or committed_before(tx_id):
-            receipts.append(_already(tx_id))
-            continue
-        seen.add(tx_id)
-        receipts.append(execute_transaction(block, env, tx))
-    changed = block.get(keys.VALIDATORS_KEY) != before
-    params = consensus_params(block)
-    return BlockResult(tuple(receipts), block.changes(),
-                       validator_set(block) if changed else None,
-                       params if params != params_before else None)
+    execution = BlockExecution(state, env, txs, committed_before)
+    execution.run(len(txs))
+    return execution.result()
 
 
 def check_admissible(state: StateView, tx: Transaction, time_ms: int) -> Receipt | None:

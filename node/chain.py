@@ -200,19 +200,38 @@ class Chain:
                                                 self.history.decisions_value()]))
 
     def _run(self, block: Block) -> engine.BlockResult:
+        execution = self.start(block)
+        execution.run(len(block.transactions))
+        return execution.result()
+
+    def start(self, block: Block) -> engine.BlockExecution:
+        """The execution of the next block, to ``run`` (in slices if the caller wishes)
+        and hand to ``finish``; nothing is written until then. Another block's execution
+        must not be started or finished in between."""
         header = block.header
         if header.height != self.executed_height + 1:
             raise StoreError(f"cannot execute block {header.height}: the state is at "
                              f"{self.executed_height}")
         env = BlockEnv(header.chain_id, header.height, header.time_ms, header.proposer)
-        return engine.execute_block(
+        return engine.BlockExecution(
             self.state.latest_view(), env, block.transactions,
             lambda tx_id: self.store.committed_below(tx_id, header.height))
 
     def execute(self, block: Block, certificate: CommitCertificate) -> Executed:
         """Execute the next block, store it with its certificate and receipts, apply its
         state changes."""
-        result = self._run(block)
+        execution = self.start(block)
+        execution.run(len(block.transactions))
+        return self.finish(block, certificate, execution)
+
+    def finish(self, block: Block, certificate: CommitCertificate,
+               execution: engine.BlockExecution) -> Executed:
+        """Store ``block`` (executed by ``execution``, from ``start``) with its certificate
+        and receipts, and apply its state changes, in one synced batch."""
+        if block.height != self.executed_height + 1 or execution.height != block.height:
+            raise StoreError(f"cannot store block {block.height} (executed: block "
+                             f"{execution.height}): the state is at {self.executed_height}")
+        result = execution.result()
         committed = CommittedBlock(block, certificate, result.receipts)
         root = self.state.apply(block.height, result.changes,
                                 also=lambda batch: self.store.stage(committed, batch))

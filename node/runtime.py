@@ -14,16 +14,19 @@ Rules:
   earlier than it had to be is never wrong (the replica already decided it). Under load
   this is one disk flush per group instead of one per event (a flush costs about 2 ms
   of a blocked event loop here; a checkpoint's clean-up alone deletes dozens of records).
-- Votes before execution: of the group's other effects, the deliveries (block execution,
-  hundreds of milliseconds under load) are carried out last, after the messages, timers
-  and the rest, each kind in order. A message depends only on the replica's decisions
-  and the records already on disk, never on an execution; sent after the group's
-  executions, every vote waited for them on every node, and a block took three phases
-  of other blocks' executions to commit.
-- Execution in height order: ``Deliver`` executes the block with the contracts
-  (``node.chain``), stores it with its certificate and receipts, applies the state,
-  answers waiting clients and reports ``BlockExecuted`` back to the replica before any
-  other event. A height already stored is ignored (delivery is at-least-once).
+- Votes before execution: a ``Deliver`` only queues the block; the execution task runs
+  the queue in height order (``node.chain``: contracts, then the block stored with its
+  certificate and receipts and the state applied in one synced batch), answers waiting
+  clients and reports ``BlockExecuted`` to the replica through the inbox. It executes
+  ``EXECUTION_SLICE_TXS`` transactions at a time and yields to the event loop between
+  slices: a block executes in hundreds of milliseconds under load, and a message
+  depends only on the replica's decisions and the records on disk, never on an
+  execution; when every vote waited for the executions under way on every node, a
+  block took three phases of other blocks' executions to commit, and the primary's
+  pacing left the cores idle between blocks. Nothing changes the state or the store
+  but the execution task, and only in ``Chain.finish`` (no ``await`` inside), so what
+  the rest of the node reads between slices is the last executed version. A height
+  already stored or queued is ignored (delivery is at-least-once).
 - Start-up: ``Chain.open`` reopens the store and the state and re-executes what a crash
   left unexecuted; the replica is rebuilt from its persisted records; it then catches
   up from its peers by state transfer (the replica verifies every certificate) before
@@ -93,9 +96,9 @@ from ledger.encoding import decode, encode
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis, load_genesis
 from ledger.layout import CONSENSUS_PREFIX
-from ledger.records import Transaction
+from ledger.records import Block, Transaction
 from node.api import ApiError, SubmitOutcome, create_app
-from node.chain import Chain
+from node.chain import Chain, Executed
 from node.config import NodeConfig, load_config, split_host_port
 from node.errors import ConfigError, MempoolRejection, TransportError
 from node.executor import ChainExecutor
@@ -122,6 +125,9 @@ REPEAT_BYTES_MIN = 16 * 1024
 REPEAT_WINDOW_MS = 2_000
 REPEATS_TRACKED_MAX = 1_024
 GROUP_EVENTS_MAX = 64
+EXECUTION_SLICE_TXS = 16
+"""Transactions the execution task runs before it lets the event loop serve the rest
+(about 5 to 15 ms of a busy node's time: a vote waits at most that long)."""
 """Events stepped before their effects are carried out (one disk flush per group)."""
 RESPONSE_BYTES_MAX = MESSAGE_BYTES_MAX - 64 * 1024
 """State-transfer answers stay under the consensus message limit (with room for framing)."""
@@ -206,6 +212,10 @@ class Node:
         self._last_view = self.replica.view
         self._asked_view = self.replica.changing.requests.get(self.replica.me, 0)
         self._delivered_at = time.monotonic()
+        self._to_execute: deque[Deliver] = deque()
+        """Delivered blocks the execution task has not executed yet, in height order."""
+        self._queued_height = self.chain.height
+        self._execution_due = asyncio.Event()
 
     # ================================================================== lifecycle
     async def run(self) -> None:
@@ -242,14 +252,16 @@ class Node:
         self._local.append(Start(now_ms()))
         self._started = True
         owner = asyncio.ensure_future(self._drive())
+        execution = asyncio.ensure_future(self._execute_delivered())
         reporter = asyncio.ensure_future(self._report())
         stop = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({owner, stop}, return_when=asyncio.FIRST_COMPLETED)
-        log.info("stopping: refusing new requests, finishing the current block")
+        await asyncio.wait({owner, execution, stop}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping: refusing new requests; a block under execution is executed "
+                 "again at the next start")
         server.should_exit = True
-        for task in (owner, reporter, stop):
+        for task in (owner, execution, reporter, stop):
             task.cancel()
-        for task in (owner, reporter, stop):
+        for task in (owner, execution, reporter, stop):
             # A store that fails (a full disk) ends the owner with a LedgerError: stop in
             # order all the same (API, peers), then raise it below.
             with contextlib.suppress(asyncio.CancelledError, LedgerError):
@@ -259,7 +271,8 @@ class Node:
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(api_task, 5)
         await self.transport.close()
-        failure = owner.exception() if not owner.cancelled() else None
+        failure = next((task.exception() for task in (owner, execution)
+                        if not task.cancelled() and task.exception() is not None), None)
         if failure is not None:
             log.error("stopped: %s", failure)
             raise failure
@@ -283,6 +296,9 @@ class Node:
             if item is not None:
                 self._local.appendleft(item)  # the group is full: first of the next one
             self._carry_out(effects)
+            # Between groups, let the other tasks run (the readers, the API, the execution
+            # task): ``Queue.get`` does not yield while the inbox holds events.
+            await asyncio.sleep(0)
 
     def _ready_event(self) -> Event | _Feed | None:
         """The next event already waiting, without waiting for one."""
@@ -418,13 +434,37 @@ class Node:
 
     # ================================================================== execution
     def _deliver(self, effect: Deliver) -> None:
-        block, certificate = effect.block, effect.certificate
-        if block.height <= self.chain.height:
-            return  # delivery is at-least-once: this height is already stored
+        """Queue a committed block for the execution task (the module's rules)."""
+        if effect.block.height <= max(self.chain.height, self._queued_height):
+            return  # delivery is at-least-once: this height is already stored or queued
+        self._queued_height = effect.block.height
+        self._to_execute.append(effect)
+        self._execution_due.set()
+
+    async def _execute_delivered(self) -> None:
+        """The execution task: queued blocks in height order, a slice at a time."""
+        while True:
+            if not self._to_execute:
+                self._execution_due.clear()
+                await self._execution_due.wait()
+                continue
+            effect = self._to_execute.popleft()
+            if effect.block.height <= self.chain.height:
+                continue
+            elapsed = 0.0  # this block's own time, not that of the work between slices
+            started = time.perf_counter()
+            execution = self.chain.start(effect.block)
+            while not execution.run(EXECUTION_SLICE_TXS):
+                elapsed += time.perf_counter() - started
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+            executed = self.chain.finish(effect.block, effect.certificate, execution)
+            elapsed += time.perf_counter() - started
+            await self._inbox.put(self._executed(effect.block, executed, elapsed))
+
+    def _executed(self, block: Block, executed: Executed, elapsed: float) -> BlockExecuted:
+        """Book-keeping after ``block`` was executed and stored; the replica's event."""
         self._delivered_at = time.monotonic()
-        started = time.perf_counter()
-        executed = self.chain.execute(block, certificate)
-        elapsed = time.perf_counter() - started
         self._metrics.block_execution.observe(elapsed)
         self.executor.observe_execution(len(block.transactions), elapsed)
         ids = [tx.tx_id for tx in block.transactions]
@@ -434,8 +474,8 @@ class Node:
                   "%d ms after its proposal", block.height, len(ids), block.header.view,
                   block.header.proposer.hex()[:16], elapsed * 1000,
                   now_ms() - block.header.time_ms)
-        self._local.append(BlockExecuted(
-            now_ms(), executed.height, executed.receipts_root, executed.state_root))
+        return BlockExecuted(now_ms(), executed.height, executed.receipts_root,
+                             executed.state_root)
 
     def _committed(self, tx_ids: Sequence[bytes]) -> None:
         self._metrics.committed_txs.inc(len(tx_ids))

@@ -79,6 +79,35 @@ def test_blocks_execute_in_order_and_roots_follow_the_lag(tmp_path: Path) -> Non
         chain.close()
 
 
+def test_a_block_executed_in_slices_writes_nothing_until_it_is_finished(
+        tmp_path: Path) -> None:
+    net = _net(tmp_path)
+    chain, twin = Chain.open(tmp_path / "data", net.genesis), Chain.open(tmp_path / "twin",
+                                                                       net.genesis)
+    try:
+        block, cert = _block(net, chain, 1, 5)
+        execution = chain.start(block)
+        assert not execution.run(2) and not execution.run(2)
+        # Mid-block, the node reads the last executed version and stores nothing.
+        assert (chain.height, chain.executed_height) == (0, 0)
+        assert not any(chain.store.has_tx(tx.tx_id) for tx in block.transactions)
+        with pytest.raises(AssertionError):
+            chain.finish(block, cert, execution)  # one transaction has not run
+        assert execution.run(2)
+        executed = chain.finish(block, cert, execution)
+        assert executed == twin.execute(block, cert)  # the same as in one go
+        assert (chain.height, chain.executed_height) == (1, 1)
+        assert chain.state.root(1) == twin.state.root(1)
+        later, later_cert = _block(net, chain, 2, 1)
+        stale = chain.start(later)
+        with pytest.raises(StoreError, match="cannot store block 3"):
+            chain.finish(replace(later, header=replace(later.header, height=3)), later_cert,
+                         stale)
+    finally:
+        chain.close()
+        twin.close()
+
+
 def test_lagged_roots_are_the_same_from_memory_and_after_a_restart(tmp_path: Path) -> None:
     net = _net(tmp_path)
     chain = Chain.open(tmp_path / "data", net.genesis)
