@@ -31,10 +31,9 @@ class Executor(Protocol):
         state roots of block ``height - execution_lag``, ``validator_set_hash``)."""
         ...
 
-    def proposal_room(self, in_flight: int, blocks_in_flight: int, waiting: int) -> int:
+    def proposal_room(self, in_flight: int, blocks_in_flight: int) -> int:
         """Most transactions the next proposal may carry while ``in_flight`` transactions,
-        in ``blocks_in_flight`` blocks, are proposed and not yet committed and about
-        ``waiting`` more are pending outside any block; 0: wait for a
+        in ``blocks_in_flight`` blocks, are proposed and not yet committed; 0: wait for a
         commit (the primary's pacing, so a block commits within a share of the view
         timeout even when the machines are saturated: what is proposed early only waits
         behind the blocks before it; and so a trickle of transactions gathers into a few

@@ -905,8 +905,7 @@ class Replica:
                 pp = remembered
             else:
                 in_flight, blocks_in_flight = self._in_flight()
-                waiting = max(0, len(self.pending) - len(in_flight))  # a pacing estimate
-                room = self.executor.proposal_room(len(in_flight), blocks_in_flight, waiting)
+                room = self.executor.proposal_room(len(in_flight), blocks_in_flight)
                 # Picking costs a pass over the pending transactions: take no more than
                 # the room, and one to learn whether anything waits when there is none.
                 txs = self._pick_transactions(height, in_flight, max(room, 1))

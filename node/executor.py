@@ -18,19 +18,14 @@ Rules:
   per transaction, ``observe_execution``, a moving average: blocks shrink when the
   machine is busy and grow back to ``block_txs_max`` when it is not), and the primary
   keeps at most ``PROPOSED_BLOCKS_MAX`` blocks, and caps' worth, proposed and not yet
-  committed; ``SATURATED_BLOCKS_MAX`` while a full block's worth waits besides (since
-  execution yields to votes between slices, ADR 0022, the commits of a saturated
-  network no longer wait for executions, and a two-block pipeline left the cores idle
-  between blocks: a third, full, block measured +6 to +14 % committed tx/s, while a
-  trickle still gathers into at most two blocks). The block count matters under a
-  light load: without it, each batch a client sent became a block of its own, every
-  node paid a block's fixed costs (three synced consensus records, a state version,
-  the messages) for five transactions, and the blocks queued behind each other
-  (measured: blocks of 5-15 transactions executed 400-600 ms after their proposal at
-  137 tx/s). A block must commit well within the view timeout on every node, or
-  backups start a view change while it waits (and a loaded machine never commits
-  again); transactions proposed early only wait behind the blocks before them, on
-  every node, while small
+  committed. The block count matters under a light load: without it, each batch a
+  client sent became a block of its own, every node paid a block's fixed costs (three
+  synced consensus records, a state version, the messages) for five transactions, and
+  the blocks queued behind each other (measured: blocks of 5-15 transactions executed
+  400-600 ms after their proposal at 137 tx/s). A
+  block must commit well within the view timeout on every node, or backups start a view
+  change while it waits (and a loaded machine never commits again); transactions
+  proposed early only wait behind the blocks before them, on every node, while small
   blocks cut to fit the room left would cost consensus rounds for little.
 """
 
@@ -55,9 +50,6 @@ BLOCK_TXS_MIN = 64
 PROPOSED_BLOCKS_MAX = 2
 """Blocks, and full blocks' worth of transactions, a primary keeps proposed and not yet
 committed."""
-SATURATED_BLOCKS_MAX = 3
-"""The same bound while at least a full block's worth of transactions waits outside any
-block (the network is saturated): the third block is a full one."""
 EXEC_COST_WEIGHT = 0.2
 """Weight of the newest block in the moving average of execution cost per transaction."""
 EXEC_S_PER_TX_INITIAL = 0.0005
@@ -104,17 +96,13 @@ class ChainExecutor:
         cap = int(budget_s / max(self.exec_s_per_tx, 1e-6))
         return max(BLOCK_TXS_MIN, min(params.block_txs_max, cap))
 
-    def proposal_room(self, in_flight: int, blocks_in_flight: int, waiting: int) -> int:
-        """A full block's worth while fewer than ``PROPOSED_BLOCKS_MAX`` blocks (or
-        ``SATURATED_BLOCKS_MAX`` when a full block's worth waits), holding at most one
-        full block's worth fewer, wait uncommitted, else 0 (the module's rules)."""
-        if blocks_in_flight >= SATURATED_BLOCKS_MAX:
+    def proposal_room(self, in_flight: int, blocks_in_flight: int) -> int:
+        """A full block's worth while fewer than ``PROPOSED_BLOCKS_MAX`` blocks, holding at
+        most one full block's worth, wait uncommitted, else 0 (the module's rules)."""
+        if blocks_in_flight >= PROPOSED_BLOCKS_MAX:
             return 0
         cap = self.block_cap()
-        limit = SATURATED_BLOCKS_MAX if waiting >= cap else PROPOSED_BLOCKS_MAX
-        if blocks_in_flight >= limit:
-            return 0
-        return cap if in_flight + cap <= limit * cap else 0
+        return cap if in_flight + cap <= PROPOSED_BLOCKS_MAX * cap else 0
 
     def check_proposal(self, block: Block) -> None:
         """The lagged results and state roots, and every payload against its action's

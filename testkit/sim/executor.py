@@ -82,7 +82,7 @@ class SimExecutor:
             validator_set_hash=self.set_at(height).set_hash)
         return Block(header, tuple(transactions))
 
-    def proposal_room(self, in_flight: int, blocks_in_flight: int, waiting: int) -> int:
+    def proposal_room(self, in_flight: int, blocks_in_flight: int) -> int:
         # No pacing in the simulator: its blocks cost nothing to execute.
         return self.params.block_txs_max
 

@@ -291,7 +291,7 @@ class _PacedExecutor(SimExecutor):
         self.room = room
         self.asked: list[tuple[int, int]] = []
 
-    def proposal_room(self, in_flight: int, blocks_in_flight: int, waiting: int) -> int:
+    def proposal_room(self, in_flight: int, blocks_in_flight: int) -> int:
         self.asked.append((in_flight, blocks_in_flight))
         return self.room if in_flight == 0 else 0
 

@@ -12,13 +12,7 @@ from ledger.records import Block, Transaction
 from node.chain import Chain
 from node.config import Limits
 from node.devnet import DevNet, generate
-from node.executor import (
-    BLOCK_TIME_SHARE,
-    BLOCK_TXS_MIN,
-    PROPOSED_BLOCKS_MAX,
-    SATURATED_BLOCKS_MAX,
-    ChainExecutor,
-)
+from node.executor import BLOCK_TIME_SHARE, BLOCK_TXS_MIN, PROPOSED_BLOCKS_MAX, ChainExecutor
 from node.mempool import Mempool
 
 
@@ -49,24 +43,18 @@ def test_blocks_shrink_when_execution_is_slow_and_one_waits_behind_the_other(
     params = executor.chain.genesis.consensus
     budget_s = params.view_timeout_ms / 1000 * BLOCK_TIME_SHARE
     _executed(executor, 0.002)  # 2 ms per transaction
-    cap = executor.proposal_room(0, 0, 0)
+    cap = executor.proposal_room(0, 0)
     assert cap == int(budget_s / 0.002)
-    assert executor.proposal_room(cap * (PROPOSED_BLOCKS_MAX - 1), 1, 0) == cap  # one waits
-    assert executor.proposal_room(cap * (PROPOSED_BLOCKS_MAX - 1) + 1, 1, 0) == 0  # no more
+    assert executor.proposal_room(cap * (PROPOSED_BLOCKS_MAX - 1), 1) == cap  # one may wait
+    assert executor.proposal_room(cap * (PROPOSED_BLOCKS_MAX - 1) + 1, 1) == 0  # no more
     # Small blocks: a few transactions each, but no more blocks than full ones would be.
-    assert executor.proposal_room(10, PROPOSED_BLOCKS_MAX - 1, 0) == cap
-    assert executor.proposal_room(10, PROPOSED_BLOCKS_MAX, cap - 1) == 0
-    # Saturated (a full block's worth waits besides): one more block, a full one.
-    assert SATURATED_BLOCKS_MAX > PROPOSED_BLOCKS_MAX
-    assert executor.proposal_room(cap * PROPOSED_BLOCKS_MAX, PROPOSED_BLOCKS_MAX, cap) == cap
-    assert executor.proposal_room(cap * PROPOSED_BLOCKS_MAX + 1, PROPOSED_BLOCKS_MAX,
-                                  cap) == 0
-    assert executor.proposal_room(10, SATURATED_BLOCKS_MAX, 100 * cap) == 0
+    assert executor.proposal_room(10, PROPOSED_BLOCKS_MAX - 1) == cap
+    assert executor.proposal_room(10, PROPOSED_BLOCKS_MAX) == 0
 
     _executed(executor, 0.5)  # a machine overwhelmed: never below the floor
-    assert executor.proposal_room(0, 0, 0) == BLOCK_TXS_MIN
+    assert executor.proposal_room(0, 0) == BLOCK_TXS_MIN
     _executed(executor, 1e-7)  # idle and fast: the governed maximum
-    assert executor.proposal_room(0, 0, 0) == params.block_txs_max
+    assert executor.proposal_room(0, 0) == params.block_txs_max
 
 
 def test_a_proposal_smuggling_a_field_no_schema_has_gets_no_vote(
