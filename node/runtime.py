@@ -125,10 +125,10 @@ REPEAT_BYTES_MIN = 16 * 1024
 REPEAT_WINDOW_MS = 2_000
 REPEATS_TRACKED_MAX = 1_024
 GROUP_EVENTS_MAX = 64
+"""Events stepped before their effects are carried out (one disk flush per group)."""
 EXECUTION_SLICE_TXS = 16
 """Transactions the execution task runs before it lets the event loop serve the rest
 (about 5 to 15 ms of a busy node's time: a vote waits at most that long)."""
-"""Events stepped before their effects are carried out (one disk flush per group)."""
 RESPONSE_BYTES_MAX = MESSAGE_BYTES_MAX - 64 * 1024
 """State-transfer answers stay under the consensus message limit (with room for framing)."""
 
