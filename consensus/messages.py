@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import ClassVar, TypeVar
 
 from ledger import crypto
-from ledger.encoding import Value, decode, encode, encode_array
+from ledger.encoding import Value, decode, encode, encode_array, split_array
 from ledger.errors import DecodeError, GenesisError
 from ledger.hashing import HASH_BYTES, Tag, tagged_bytes
 from ledger.records import (
@@ -188,6 +188,15 @@ class PrePrepare:
         v = _list(value, 5, "pre-prepare")
         return cls(_chain(v[0]), _uint(v[1], "view"), Block.from_value(v[2]),
                    _key(v[3], "sender"), _sig(v[4]))
+
+    @classmethod
+    def from_parts(cls, parts: list[bytes]) -> PrePrepare:
+        """``from_value`` over the exact bytes of each field (see ``decode_message``)."""
+        if len(parts) != 5:
+            raise DecodeError("pre-prepare must be an array of 5 fields")
+        return cls(_chain(decode(parts[0])), _uint(decode(parts[1]), "view"),
+                   Block.decode(parts[2]), _key(decode(parts[3]), "sender"),
+                   _sig(decode(parts[4])))
 
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, view: int, block: Block) -> PrePrepare:
@@ -668,6 +677,13 @@ class BlockBody:
         v = _list(value, 2, "block body")
         return cls(_chain(v[0]), Block.from_value(v[1]))
 
+    @classmethod
+    def from_parts(cls, parts: list[bytes]) -> BlockBody:
+        """``from_value`` over the exact bytes of each field (see ``decode_message``)."""
+        if len(parts) != 2:
+            raise DecodeError("block body must be an array of 2 fields")
+        return cls(_chain(decode(parts[0])), Block.decode(parts[1]))
+
 
 Signed = (PrePrepare | Proposal | Checkpoint | ViewChange | NewView | Status | BlocksRequest
           | BodyRequest | ViewChangeRequest)
@@ -732,10 +748,28 @@ def encode_blocks_response(chain_id: str,
     return encode_message(BlocksResponse(chain_id, proofs))
 
 
+_FROM_PARTS: dict[int, Callable[[list[bytes]], Message]] = {
+    Kind.PRE_PREPARE: PrePrepare.from_parts,
+    Kind.BLOCK_BODY: BlockBody.from_parts,
+}
+"""Messages that carry a block, decoded field by field from their exact bytes: the block
+through ``Block.decode``, so its transactions keep their bytes and one this node decoded
+already (a peer forwarded it) is not decoded again (``Transaction.decode``). A message
+is canonical iff its array headers are the shortest (``split_array``) and every field
+is (``decode``): the same acceptance as decoding it whole."""
+
+
 def decode_message(data: bytes) -> Message:
     """Decode a message; raise ``DecodeError`` for anything that is not one."""
     if not isinstance(data, bytes) or len(data) > MESSAGE_BYTES_MAX:
         raise DecodeError(f"a consensus message is bytes of at most {MESSAGE_BYTES_MAX}")
+    kind_and_body = split_array(data)
+    if len(kind_and_body) != 2:
+        raise DecodeError("consensus message must be an array of 2 fields")
+    first = decode(kind_and_body[0])
+    from_parts = _FROM_PARTS.get(first) if type(first) is int else None
+    if from_parts is not None:
+        return from_parts(split_array(kind_and_body[1]))
     value = decode(data)
     envelope = _list(value, 2, "consensus message")
     kind = envelope[0]

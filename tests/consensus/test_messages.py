@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -41,7 +43,7 @@ from consensus.persist import PersistedState
 from ledger.crypto import SigningKey
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError, GenesisError
-from ledger.records import Block, CommitCertificate, Phase, Vote
+from ledger.records import Block, CommitCertificate, Phase, Transaction, Vote
 from testkit.sim.core import make_genesis, make_transaction, sim_key
 from testkit.sim.executor import SimExecutor
 
@@ -164,6 +166,39 @@ def test_flipped_bytes_never_crash_the_decoder(which: int, position: int, value:
 
 
 _MESSAGES = _all_messages()
+
+
+def _whole(data: bytes) -> Message | type[DecodeError]:
+    """The plain decoding a block-carrying message had before ``from_parts``."""
+    decoders: dict[int, Callable[[Any], Message]] = {
+        PrePrepare.KIND: PrePrepare.from_value, BlockBody.KIND: BlockBody.from_value}
+    try:
+        kind, body = decode(data)
+        return decoders[kind](body)
+    except (DecodeError, ValueError, TypeError, KeyError):
+        return DecodeError
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([m for m in _MESSAGES if isinstance(m, (PrePrepare, BlockBody))]),
+       st.integers(min_value=0), st.integers(0, 255))
+def test_messages_carrying_a_block_decode_by_parts_as_they_did_whole(
+        message: PrePrepare | BlockBody, position: int, value: int) -> None:
+    data = bytearray(encode_message(message))
+    data[position % len(data)] = value
+    try:
+        by_parts: Message | type[DecodeError] = decode_message(bytes(data))
+    except DecodeError:
+        by_parts = DecodeError
+    assert by_parts == _whole(bytes(data))
+
+
+def test_a_block_in_a_pre_prepare_reuses_the_transactions_already_decoded() -> None:
+    block = _block()
+    forwarded = [Transaction.decode(tx.encode()) for tx in block.transactions]
+    pp = decode_message(encode_message(PrePrepare.make(KEYS[0], CHAIN, 0, block)))
+    assert isinstance(pp, PrePrepare)
+    assert all(a is b for a, b in zip(pp.block.transactions, forwarded, strict=True))
 
 
 def test_persisted_state_round_trips_and_applies_records() -> None:

@@ -4,12 +4,14 @@ those bytes yields the same record under the same id (non-malleability)."""
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger import records
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError
 from ledger.hashing import Tag, tagged_hash
@@ -107,6 +109,31 @@ def _signed_tx() -> Transaction:
         "tabellion-test", "deliberations", "record", {"DELIB_ID": "2024-17", "VOTE_POUR": 12},
         key.public_key, 42, 1_700_000_600_000,
     ).signed(key)
+
+
+def test_recent_decodings_give_back_the_same_transaction_and_stay_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records, "DECODED_TXS_MAX", 2)
+    monkeypatch.setattr(records, "_recently_decoded", OrderedDict())
+    key = S.KEYS[0]
+    txs = [Transaction("tabellion-test", "notary", "anchor", {"n": n}, key.public_key, n,
+                       1_700_000_600_000).signed(key) for n in range(3)]
+    first = Transaction.decode(txs[0].encode())
+    assert Transaction.decode(bytes(txs[0].encode())) is first  # same bytes: no work
+    Transaction.decode(txs[1].encode())
+    Transaction.decode(txs[2].encode())  # two remembered at most: the first is forgotten
+    again = Transaction.decode(txs[0].encode())
+    assert again is not first and again == first and again.encode() == first.encode()
+    big = Transaction("tabellion-test", "notary", "anchor",
+                      {"text": "x" * records.DECODED_TX_BYTES_MAX}, key.public_key, 9,
+                      1_700_000_600_000).signed(key)
+    assert Transaction.decode(big.encode()) is not Transaction.decode(big.encode())
+    # Remembering is by the exact bytes: another spelling of a remembered transaction is
+    # still decoded, and refused (a non-minimal nonce: uint16 where a fixint is due).
+    spelled = txs[2].encode().replace(b"\x02\xcf", b"\xcd\x00\x02\xcf", 1)
+    assert spelled != txs[2].encode()
+    with pytest.raises(DecodeError, match="canonical"):
+        Transaction.decode(spelled)
 
 
 def test_every_single_byte_change_of_a_signed_transaction() -> None:
