@@ -21,7 +21,6 @@ Rules:
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -33,6 +32,7 @@ from contracts.rejection import Rejection, reject
 from contracts.view import BlockEnv, Overlay, StateView
 from ledger.encoding import Value
 from ledger.genesis import ROLES
+from ledger.lru import Lru
 from ledger.records import Transaction
 from ledger.siret import siret_problem
 
@@ -327,8 +327,9 @@ class Registry:
     """The contracts of a network, by name."""
 
     contracts: tuple[Contract, ...] = field(default_factory=tuple)
-    _schema_passed: OrderedDict[bytes, None] = field(
-        default_factory=OrderedDict, init=False, repr=False, compare=False)
+    _schema_passed: Lru[bytes, None] = field(
+        default_factory=lambda: Lru(SCHEMA_PASSES_MAX), init=False, repr=False,
+        compare=False)
     """Ids of transactions whose payload passed their action's schema, the most recent
     ``SCHEMA_PASSES_MAX`` (see ``check_schema``)."""
 
@@ -340,15 +341,9 @@ class Registry:
         contract, the action and the payload, and the schemas are code), so the answer
         is the same, computed once. Refusals are not remembered: they raise at once."""
         action = self.lookup(tx.contract, tx.action)
-        passed = self._schema_passed
-        tx_id = tx.tx_id
-        if tx_id in passed:
-            passed.move_to_end(tx_id)
-            return action
-        check_payload(action.fields, tx.payload, f"{tx.contract}.{tx.action}")
-        passed[tx_id] = None
-        if len(passed) > SCHEMA_PASSES_MAX:
-            passed.popitem(last=False)
+        if not self._schema_passed.touch(tx.tx_id):
+            check_payload(action.fields, tx.payload, f"{tx.contract}.{tx.action}")
+            self._schema_passed.remember(tx.tx_id, None)
         return action
 
     def lookup(self, contract: str, action: str) -> Action:

@@ -19,7 +19,6 @@ Rules:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -38,6 +37,7 @@ from ledger.encoding import (
 )
 from ledger.errors import DecodeError
 from ledger.hashing import HASH_BYTES, Tag, tagged_bytes, tagged_hash
+from ledger.lru import Lru
 
 CHAIN_ID_BYTES_MAX = 64
 NAME_BYTES_MAX = 64
@@ -236,14 +236,11 @@ class Transaction(_Record):
         data = bytes(data)
         known = _recently_decoded.get(data)
         if known is not None:
-            _recently_decoded.move_to_end(data)
             return known
         tx = cls.from_value(decode(data))
         object.__setattr__(tx, "_wire", data)
         if len(data) <= DECODED_TX_BYTES_MAX:
-            _recently_decoded[data] = tx
-            if len(_recently_decoded) > DECODED_TXS_MAX:
-                _recently_decoded.popitem(last=False)
+            _recently_decoded.remember(data, tx)
         return tx
 
     def encode(self) -> bytes:
@@ -591,7 +588,7 @@ class Block(_Record):
         return self.header.height
 
 
-_recently_decoded: OrderedDict[bytes, Transaction] = OrderedDict()
+_recently_decoded: Lru[bytes, Transaction] = Lru(DECODED_TXS_MAX)
 """``Transaction.decode``'s memory of recent decodings (``DECODED_TXS_MAX``)."""
 
 

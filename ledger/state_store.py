@@ -28,12 +28,12 @@ Rules:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV, Batch
 from ledger.layout import STATE_INDEX_PREFIX, STATE_NODES_PREFIX
+from ledger.lru import Lru
 from ledger.state import (
     KEY_BYTES_MAX,
     LATEST_VERSION_KEY,
@@ -136,7 +136,7 @@ class PersistentState:
     def __init__(self, kv: KV) -> None:
         self._kv = kv
         self._index = kv.prefixed(INDEX_PREFIX)
-        self._recent: OrderedDict[bytes, bytes | None] = OrderedDict()
+        self._recent: Lru[bytes, bytes | None] = Lru(LATEST_CACHE_ENTRIES_MAX)
         """Latest values (``None``: absent) of recently read or written keys."""
         self._nodes = _NodesWithIndex(kv)
         self._tree = StateTree(self._nodes)
@@ -169,23 +169,17 @@ class PersistentState:
         """Value of ``key`` in the latest version: one LevelDB read."""
         if len(key) > KEY_BYTES_MAX:
             return None  # no such key can have been written
-        recent = self._recent
-        if key in recent:
-            recent.move_to_end(key)
-            return recent[key]
+        if self._recent.touch(key):
+            return self._recent.get(key)
         value = self._index.get(key)
         self._remember(key, value)
         return value
 
     def _remember(self, key: bytes, value: bytes | None) -> None:
-        recent = self._recent
         if value is not None and len(value) > LATEST_CACHE_VALUE_BYTES_MAX:
-            recent.pop(key, None)
-            return
-        recent[key] = value
-        recent.move_to_end(key)
-        if len(recent) > LATEST_CACHE_ENTRIES_MAX:
-            recent.popitem(last=False)
+            self._recent.forget(key)
+        else:
+            self._recent.remember(key, value)
 
     def latest_view(self) -> LatestView:
         return LatestView(self)

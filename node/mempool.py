@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ledger.errors import DecodeError
+from ledger.lru import Lru
 from ledger.records import TX_BYTES_MAX, Transaction
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX
 from node.config import Limits
@@ -107,7 +108,7 @@ class Mempool:
         self._pending: OrderedDict[bytes, _Entry] = OrderedDict()
         self._bytes = 0
         self._unfed = 0
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._verified: Lru[bytes, None] = Lru(limits.verified_cache_max)
         self._forward: deque[bytes] = deque()
         self._unfed_ids: deque[bytes] = deque()
         """Admission order of the transactions not yet fed (ids no longer pending are
@@ -236,15 +237,12 @@ class Mempool:
 
     def _signature_ok(self, tx: Transaction, tx_id: bytes) -> bool:
         memo = tx_id + tx.signature
-        if memo in self._verified:
-            self._verified.move_to_end(memo)
+        if self._verified.touch(memo):
             return True
         self.verifications += 1
         if not tx.signature_valid():
             return False
-        self._verified[memo] = None
-        if len(self._verified) > self._limits.verified_cache_max:
-            self._verified.popitem(last=False)
+        self._verified.remember(memo, None)
         return True
 
     def signature_known(self, tx: Transaction) -> bool:

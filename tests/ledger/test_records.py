@@ -4,7 +4,6 @@ those bytes yields the same record under the same id (non-malleability)."""
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from ledger import records
 from ledger.encoding import decode, encode
 from ledger.errors import DecodeError
 from ledger.hashing import Tag, tagged_hash
+from ledger.lru import Lru
 from ledger.records import (
     PAYLOAD_DEPTH_MAX,
     Block,
@@ -113,8 +113,7 @@ def _signed_tx() -> Transaction:
 
 def test_recent_decodings_give_back_the_same_transaction_and_stay_bounded(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(records, "DECODED_TXS_MAX", 2)
-    monkeypatch.setattr(records, "_recently_decoded", OrderedDict())
+    monkeypatch.setattr(records, "_recently_decoded", Lru(2))
     key = S.KEYS[0]
     txs = [Transaction("tabellion-test", "notary", "anchor", {"n": n}, key.public_key, n,
                        1_700_000_600_000).signed(key) for n in range(3)]
