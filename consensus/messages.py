@@ -186,17 +186,19 @@ class PrePrepare:
     @classmethod
     def from_value(cls, value: Value) -> PrePrepare:
         v = _list(value, 5, "pre-prepare")
-        return cls(_chain(v[0]), _uint(v[1], "view"), Block.from_value(v[2]),
-                   _key(v[3], "sender"), _sig(v[4]))
+        return cls._checked(v, Block.from_value(v[2]))
 
     @classmethod
     def from_parts(cls, parts: list[bytes]) -> PrePrepare:
         """``from_value`` over the exact bytes of each field (see ``decode_message``)."""
-        if len(parts) != 5:
-            raise DecodeError("pre-prepare must be an array of 5 fields")
-        return cls(_chain(decode(parts[0])), _uint(decode(parts[1]), "view"),
-                   Block.decode(parts[2]), _key(decode(parts[3]), "sender"),
-                   _sig(decode(parts[4])))
+        _list(parts, 5, "pre-prepare")
+        return cls._checked([decode(p) if i != 2 else None for i, p in enumerate(parts)],
+                            Block.decode(parts[2]))
+
+    @classmethod
+    def _checked(cls, v: list[Value], block: Block) -> PrePrepare:
+        return cls(_chain(v[0]), _uint(v[1], "view"), block, _key(v[3], "sender"),
+                   _sig(v[4]))
 
     @staticmethod
     def make(key: crypto.SigningKey, chain_id: str, view: int, block: Block) -> PrePrepare:
@@ -680,8 +682,7 @@ class BlockBody:
     @classmethod
     def from_parts(cls, parts: list[bytes]) -> BlockBody:
         """``from_value`` over the exact bytes of each field (see ``decode_message``)."""
-        if len(parts) != 2:
-            raise DecodeError("block body must be an array of 2 fields")
+        _list(parts, 2, "block body")
         return cls(_chain(decode(parts[0])), Block.decode(parts[1]))
 
 
@@ -763,12 +764,12 @@ def decode_message(data: bytes) -> Message:
     """Decode a message; raise ``DecodeError`` for anything that is not one."""
     if not isinstance(data, bytes) or len(data) > MESSAGE_BYTES_MAX:
         raise DecodeError(f"a consensus message is bytes of at most {MESSAGE_BYTES_MAX}")
-    kind_and_body = split_array(data)
-    if len(kind_and_body) != 2:
-        raise DecodeError("consensus message must be an array of 2 fields")
-    first = decode(kind_and_body[0])
-    from_parts = _FROM_PARTS.get(first) if type(first) is int else None
+    # Canonical bytes of ``[kind, body]`` open with 0x92 and the kind as one byte: only
+    # those may take the path by parts (any other spelling is decoded whole, and refused).
+    from_parts = _FROM_PARTS.get(data[1]) if data[:1] == b"\x92" and len(data) > 1 else None
     if from_parts is not None:
+        kind_and_body = split_array(data)
+        _list(kind_and_body, 2, "consensus message")
         return from_parts(split_array(kind_and_body[1]))
     value = decode(data)
     envelope = _list(value, 2, "consensus message")

@@ -14,10 +14,11 @@ Rules:
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, overload
 
 K = TypeVar("K")
 V = TypeVar("V")
+D = TypeVar("D")
 
 
 class Lru(Generic[K, V]):
@@ -44,7 +45,12 @@ class Lru(Generic[K, V]):
         self._entries.move_to_end(key)
         return True
 
-    def get(self, key: K, default: V | None = None) -> V | None:
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: D) -> V | D: ...
+
+    def get(self, key: K, default: object = None) -> object:
         """The value of ``key`` (now the most recently used), or ``default``."""
         if not self.touch(key):
             return default

@@ -29,6 +29,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from enum import Enum
 
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV, Batch
@@ -44,6 +45,14 @@ from ledger.state import (
 NODES_PREFIX = STATE_NODES_PREFIX
 INDEX_PREFIX = STATE_INDEX_PREFIX
 SCAN_ITEMS_MAX = 100_000
+
+
+class _Unknown(Enum):
+    """What the recent values answer for a key they do not hold (``None``: absent)."""
+
+    KEY = 0
+
+
 LATEST_CACHE_ENTRIES_MAX = 8_192
 """Keys whose latest value ``PersistentState`` keeps in memory, the least recently used
 forgotten first. A contract reads the same few keys for every transaction (the signer's
@@ -169,8 +178,9 @@ class PersistentState:
         """Value of ``key`` in the latest version: one LevelDB read."""
         if len(key) > KEY_BYTES_MAX:
             return None  # no such key can have been written
-        if self._recent.touch(key):
-            return self._recent.get(key)
+        known = self._recent.get(key, _Unknown.KEY)
+        if known is not _Unknown.KEY:
+            return known
         value = self._index.get(key)
         self._remember(key, value)
         return value

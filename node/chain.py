@@ -152,7 +152,7 @@ class Chain:
         while self.executed_height < self.height:
             h = self.executed_height + 1
             stored = self.store.get(h)
-            result = self._run(stored.block)
+            result = self._run(stored.block).result()
             if result.receipts != stored.receipts:
                 raise CorruptionError(
                     f"block {h}: re-execution gives other receipts than the stored ones; "
@@ -199,10 +199,11 @@ class Chain:
         self.store.kv.put(HISTORY_MARK, encode([self._history_mark,
                                                 self.history.decisions_value()]))
 
-    def _run(self, block: Block) -> engine.BlockResult:
+    def _run(self, block: Block) -> engine.BlockExecution:
+        """``block`` executed in one go (nothing written)."""
         execution = self.start(block)
         execution.run(len(block.transactions))
-        return execution.result()
+        return execution
 
     def start(self, block: Block) -> engine.BlockExecution:
         """The execution of the next block, to ``run`` (in slices if the caller wishes)
@@ -220,9 +221,7 @@ class Chain:
     def execute(self, block: Block, certificate: CommitCertificate) -> Executed:
         """Execute the next block, store it with its certificate and receipts, apply its
         state changes."""
-        execution = self.start(block)
-        execution.run(len(block.transactions))
-        return self.finish(block, certificate, execution)
+        return self.finish(block, certificate, self._run(block))
 
     def finish(self, block: Block, certificate: CommitCertificate,
                execution: engine.BlockExecution) -> Executed:

@@ -215,6 +215,7 @@ class Node:
         self._to_execute: deque[Deliver] = deque()
         """Delivered blocks the execution task has not executed yet, in height order."""
         self._queued_height = self.chain.height
+        """Highest height queued for execution; the chain is never above it."""
         self._execution_due = asyncio.Event()
 
     # ================================================================== lifecycle
@@ -435,8 +436,8 @@ class Node:
     # ================================================================== execution
     def _deliver(self, effect: Deliver) -> None:
         """Queue a committed block for the execution task (the module's rules)."""
-        if effect.block.height <= max(self.chain.height, self._queued_height):
-            return  # delivery is at-least-once: this height is already stored or queued
+        if effect.block.height <= self._queued_height:
+            return  # delivery is at-least-once: this height is already queued (or stored)
         self._queued_height = effect.block.height
         self._to_execute.append(effect)
         self._execution_due.set()
@@ -449,8 +450,6 @@ class Node:
                 await self._execution_due.wait()
                 continue
             effect = self._to_execute.popleft()
-            if effect.block.height <= self.chain.height:
-                continue
             elapsed = 0.0  # this block's own time, not that of the work between slices
             started = time.perf_counter()
             execution = self.chain.start(effect.block)

@@ -180,7 +180,7 @@ def test_a_block_stored_without_its_state_is_replayed_on_open(tmp_path: Path) ->
             if h == 1:
                 chain.execute(block, cert)
             else:  # the store write lands, the process dies before the state write
-                result = chain._run(block)
+                result = chain._run(block).result()
                 chain.store.append(CommittedBlock(block, cert, result.receipts))
         assert chain.executed_height == 1 and chain.height == 2
         expected = reference.state.root(2)
@@ -206,7 +206,7 @@ def test_a_replayed_transaction_is_refused_from_the_chain_index_even_on_reopen(
     try:
         chain.execute(*_block_of(net, chain, 1, (first,)))
         block, cert = _block_of(net, chain, 2, (first, fresh))
-        result = chain._run(block)
+        result = chain._run(block).result()
         assert [r.code for r in result.receipts] == ["already_committed", "ok"]
         chain.store.append(CommittedBlock(block, cert, result.receipts))  # no state: a crash
     finally:
@@ -224,7 +224,7 @@ def test_replay_refuses_stored_receipts_it_cannot_reproduce(tmp_path: Path) -> N
     chain = Chain.open(tmp_path / "data", net.genesis)
     try:
         block, cert = _block(net, chain, 1, 2)
-        result = chain._run(block)
+        result = chain._run(block).result()
         forged = tuple(replace(r, code="forged") for r in result.receipts)
         assert receipts_root(forged) != receipts_root(result.receipts)
         chain.store.append(CommittedBlock(block, cert, forged))
