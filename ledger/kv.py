@@ -38,6 +38,11 @@ of 178,702 transactions reached a gigabyte per node). Reads of old data then reo
 table now and then; recent data, which the node reads most, stays in the open ones."""
 BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 """LevelDB's cache of uncompressed data blocks (its default, stated so it is bounded)."""
+COMPRESSION = None
+"""Tables are written without Snappy compression: most of what a node writes is hashes
+(state tree nodes, ids), which do not compress, and compressing them was most of LevelDB's
+background thread (see docs/adr/0004-store-layout.md). Tables written compressed by an
+earlier version stay readable: LevelDB marks the compression of each block."""
 
 
 _DISK_FULL_TEXTS = ("no space left on device", "file too large", "disk quota exceeded")
@@ -145,7 +150,7 @@ class KV:
             db = plyvel.DB(
                 str(path), create_if_missing=create, paranoid_checks=True,
                 bloom_filter_bits=BLOOM_FILTER_BITS, max_open_files=OPEN_TABLES_MAX,
-                lru_cache_size=BLOCK_CACHE_BYTES,
+                lru_cache_size=BLOCK_CACHE_BYTES, compression=COMPRESSION,
             )
         except FileExistsError as exc:  # from mkdir or the check above: a file is in the way
             raise StoreError(

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import plyvel
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -47,6 +48,31 @@ def test_data_survives_reopen(tmp_path: Path) -> None:
         kv.put(b"k", b"v", sync=True)
     with KV.open(tmp_path / "db", create=False) as kv:
         assert kv.get(b"k") == b"v"
+
+
+def _table_bytes(path: Path) -> bytes:
+    """Everything LevelDB wrote to its table files (``.ldb``) in ``path``."""
+    return b"".join(table.read_bytes() for table in sorted(path.glob("*.ldb")))
+
+
+def test_tables_are_written_uncompressed_and_compressed_ones_stay_readable(
+    tmp_path: Path,
+) -> None:
+    """A node upgraded from a version that wrote Snappy tables reads them as before; what
+    it writes now is stored as is (docs/adr/0004-store-layout.md: compression cost half of
+    LevelDB's background thread and saved a third of the disk)."""
+    value = b"municipal record " * 64  # compresses well: Snappy would shrink it a lot
+    earlier = plyvel.DB(str(tmp_path / "db"), create_if_missing=True, compression="snappy")
+    earlier.put(b"old", value, sync=True)
+    earlier.compact_range()  # into a table file, compressed
+    earlier.close()
+    assert value not in _table_bytes(tmp_path / "db")
+    with KV.open(tmp_path / "db", create=False) as kv:
+        assert kv.get(b"old") == value
+        kv.put(b"new", value[::-1], sync=True)
+        kv._db.compact_range()  # into a table file, next to the compressed one
+        assert kv.get(b"old") == value and kv.get(b"new") == value[::-1]
+    assert value[::-1] in _table_bytes(tmp_path / "db")
 
 
 def test_a_locked_directory_names_the_likely_cause(tmp_path: Path) -> None:
