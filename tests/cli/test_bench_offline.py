@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cli.bench import (
@@ -26,6 +27,7 @@ from cli.bench import (
     cpu_seconds,
     percentile,
     pool_lifetime_ms,
+    refused_for_now,
     remove_stale_runs,
     rss_mb,
     run_budget_s,
@@ -33,6 +35,7 @@ from cli.bench import (
 )
 from cli.submit import check_action
 from ledger.crypto import SigningKey
+from ledger.encoding import decode, encode
 from ledger.records import Transaction
 from ledger.siret import complete_siret
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX
@@ -133,3 +136,24 @@ def test_only_directories_of_dead_benches_are_removed(tmp_path: Path) -> None:
 def test_the_measured_phases_fit_in_about_twice_the_window() -> None:
     for duration in (20.0, 60.0, 300.0):
         assert run_budget_s(duration) <= 2 * duration + 30
+
+
+def test_a_batch_refused_for_now_is_posted_again_without_what_was_accepted() -> None:
+    """A node answers a batch with its first refusal's status: the bench posts again the
+    transactions refused for a reason that passes with time, and counts the accepted
+    ones, so a ``--txs N`` run commits N (it had waited out its whole window at 898,706
+    of 1,000,000, having dropped every batch answered 429)."""
+    raws = [b"tx-%d" % n for n in range(5)]
+    codes = ["accepted", "busy", "accepted", "rate_limited", "already_committed"]
+    answer = httpx.Response(429, json={
+        "code": "busy", "results": [{"tx_id": None, "code": code} for code in codes]})
+    again, accepted = refused_for_now(encode(raws), answer)
+    assert accepted == 2
+    assert decode(again) == [b"tx-1", b"tx-3"]  # not the one refused for good
+
+    all_taken = httpx.Response(503, json={"code": "mempool_full", "results": [
+        {"tx_id": None, "code": "accepted"} for _ in raws]})
+    assert refused_for_now(encode(raws), all_taken) == (b"", 5)
+
+    # No answer per transaction (a proxy's 503, say): the whole batch again.
+    assert refused_for_now(encode(raws), httpx.Response(503, text="busy")) == (encode(raws), 0)
