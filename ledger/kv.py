@@ -38,11 +38,6 @@ of 178,702 transactions reached a gigabyte per node). Reads of old data then reo
 table now and then; recent data, which the node reads most, stays in the open ones."""
 BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 """LevelDB's cache of uncompressed data blocks (its default, stated so it is bounded)."""
-WRITE_BUFFER_BYTES = 8 * 1024 * 1024
-"""LevelDB's memtable: twice its default, so half as many level-0 tables are flushed and
-merged (every flush spans the whole key range: blocks, state and consensus records share
-one database). LevelDB's background thread went from 14 to 10 % of a core per node under
-load, and a node holds at most two memtables: about 8 MiB more memory (ADR 0004)."""
 COMPRESSION = None
 """Tables are written without Snappy compression: most of what a node writes is hashes
 (state tree nodes, ids), which do not compress, and compressing them was most of LevelDB's
@@ -156,7 +151,6 @@ class KV:
                 str(path), create_if_missing=create, paranoid_checks=True,
                 bloom_filter_bits=BLOOM_FILTER_BITS, max_open_files=OPEN_TABLES_MAX,
                 lru_cache_size=BLOCK_CACHE_BYTES, compression=COMPRESSION,
-                write_buffer_size=WRITE_BUFFER_BYTES,
             )
         except FileExistsError as exc:  # from mkdir or the check above: a file is in the way
             raise StoreError(
