@@ -71,15 +71,16 @@ DECODED_DEPTH_MAX = 3
 """Deepest nodes (in nibbles) kept decoded. Below, a node is touched by an update once in
 many versions (a tree of 1,000,000 keys has 65,536 nodes at depth 4): kept decoded, they
 would push the upper levels out; as stored bytes they take about a sixth of the room."""
-STORED_NODE_CACHE_BYTES_MAX = 40 * 1024 * 1024
+STORED_NODE_CACHE_BYTES_MAX = 24 * 1024 * 1024
 """The lean tier below the decoded nodes: stored bytes of internal nodes at most
 ``STORED_DEPTH_MAX`` nibbles deep, per tree, the least recently used evicted first
 (``_Reader``). A hit costs a decode instead of a store read. With the decoded tier, at
-most about 80 MB (38 MB and 40 MiB): the bound of the single decoded tier of 16,384
-nodes they replaced."""
+most about 62 MB (38 MB and 24 MiB). It was 40 MiB, full at a million keys, where a node
+held 292-303 MiB, over the 300 MB a validator may use (issue 11); 24 MiB holds depth 4
+whole up to about 600,000 keys and most of it beyond."""
 STORED_DEPTH_MAX = 4
 """Deepest nodes (in nibbles) kept as stored bytes: depth 4 holds at most 65,536 nodes
-(all of it fits, at about 0.8 KB per full node, for trees up to about 2,000,000 keys).
+(about 0.8 KB each when full, at about 2,000,000 keys; about 0.45 KB at 600,000).
 Deeper nodes are far more numerous than the bound (a tree of 3,000,000 keys has about
 800,000 at depth 5), each touched about once in two thousand versions: caching them
 would only evict the ones above."""
