@@ -387,8 +387,8 @@ def _flood(plan: SubmitterPlan, bodies: list[tuple[int, bytes, int]], cursor: in
                     if key == "accepted":
                         accepted, body, size = size, b"", 0
                     elif key in ("429", "503"):
-                        body, accepted = refused_for_now(body, response)
-                        size -= accepted
+                        again, accepted = refused_for_now(body, response)
+                        body, size = encode(again), len(again)
                     else:
                         accepted, size = 0, 0
                     with lock:
@@ -417,24 +417,28 @@ RETRYABLE_CODES = frozenset({"busy", "rate_limited", "mempool_full"})
 """Refusals that pass with time (HTTP 429 and 503): a client posts those transactions again."""
 
 
-def refused_for_now(body: bytes, response: httpx.Response) -> tuple[bytes, int]:
-    """After a 429 or 503 to the batch ``body``: the batch of its transactions refused for
-    a reason that passes with time (``b""`` if none), and how many the node accepted.
-    The node answers for the whole batch with the first refusal's status, so a batch
-    dropped on a 429 lost the transactions it did accept too, and a ``--txs`` run never
-    reached its count (seen: 898,706 of 1,000,000, the rest refused as ``busy``)."""
+def refused_for_now(body: bytes, response: httpx.Response) -> tuple[list[bytes], int]:
+    """After a 429 or 503 to the batch ``body``: its transactions refused for a reason that
+    passes with time, to post again, and how many the node accepted. The node answers
+    for the whole batch with the first refusal's status (the outcome of each transaction
+    in ``error.results``), so a batch dropped on a 429 lost the transactions it did accept
+    too, and a ``--txs`` run never reached its count (seen: 898,706 of 1,000,000, the
+    rest refused as ``busy``)."""
     raws = decode(body)
     try:
-        results = response.json().get("results")
-    except (ValueError, AttributeError):
+        answer = response.json()
+        results = answer["error"]["results"] if isinstance(answer, dict) else None
+    except (ValueError, KeyError, TypeError):
         results = None
-    if not (isinstance(raws, list) and isinstance(results, list)
-            and len(results) == len(raws) and all(isinstance(r, dict) for r in results)):
-        return body, 0  # no per-transaction answer: the whole batch again
+    if not isinstance(raws, list):
+        raise CliError("the bench posted a batch that is not an array", EXIT_FAILED)
+    if not (isinstance(results, list) and len(results) == len(raws)
+            and all(isinstance(r, dict) for r in results)):
+        return list(raws), 0  # no outcome per transaction (a proxy's 503): all again
     again = [raw for raw, result in zip(raws, results, strict=True)
              if result.get("code") in RETRYABLE_CODES]
     accepted = sum(1 for result in results if result.get("code") == "accepted")
-    return (encode(again) if again else b""), accepted
+    return again, accepted
 
 
 def _retry_after_s(response: httpx.Response) -> float:

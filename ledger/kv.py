@@ -39,10 +39,11 @@ table now and then; recent data, which the node reads most, stays in the open on
 BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 """LevelDB's cache of uncompressed data blocks (its default, stated so it is bounded)."""
 COMPRESSION = None
-"""Tables are written without Snappy compression: most of what a node writes is hashes
-(state tree nodes, ids), which do not compress, and compressing them was most of LevelDB's
-background thread (see docs/adr/0004-store-layout.md). Tables written compressed by an
-earlier version stay readable: LevelDB marks the compression of each block."""
+"""Tables are written without Snappy compression. Under load LevelDB's background thread
+took as much CPU as the node's Python thread, half of it compressing tables at every
+flush and compaction; uncompressed, a node commits about a third more per CPU second
+for about 1.5 times the disk (docs/adr/0004-store-layout.md). Tables written compressed
+by an earlier version stay readable: LevelDB marks the compression of each block."""
 
 
 _DISK_FULL_TEXTS = ("no space left on device", "file too large", "disk quota exceeded")

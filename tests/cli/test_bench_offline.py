@@ -35,10 +35,11 @@ from cli.bench import (
 )
 from cli.submit import check_action
 from ledger.crypto import SigningKey
-from ledger.encoding import decode, encode
+from ledger.encoding import encode
 from ledger.records import Transaction
 from ledger.siret import complete_siret
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX
+from node.api import SubmitOutcome, error_body
 
 
 def test_pool_holds_valid_distinct_disbursements_round_robin() -> None:
@@ -145,15 +146,15 @@ def test_a_batch_refused_for_now_is_posted_again_without_what_was_accepted() -> 
     of 1,000,000, having dropped every batch answered 429)."""
     raws = [b"tx-%d" % n for n in range(5)]
     codes = ["accepted", "busy", "accepted", "rate_limited", "already_committed"]
-    answer = httpx.Response(429, json={
-        "code": "busy", "results": [{"tx_id": None, "code": code} for code in codes]})
-    again, accepted = refused_for_now(encode(raws), answer)
-    assert accepted == 2
-    assert decode(again) == [b"tx-1", b"tx-3"]  # not the one refused for good
+    outcomes = [SubmitOutcome(None, code) for code in codes]
+    answer = httpx.Response(429, json=error_body(  # the node's own answer (node.api)
+        "busy", "transactions[1]: the node already holds ...",
+        results=[o.to_json() for o in outcomes]))
+    assert refused_for_now(encode(raws), answer) == ([b"tx-1", b"tx-3"], 2)
 
-    all_taken = httpx.Response(503, json={"code": "mempool_full", "results": [
-        {"tx_id": None, "code": "accepted"} for _ in raws]})
-    assert refused_for_now(encode(raws), all_taken) == (b"", 5)
+    all_taken = httpx.Response(503, json=error_body(
+        "mempool_full", "...", results=[SubmitOutcome(None, "accepted").to_json()] * 5))
+    assert refused_for_now(encode(raws), all_taken) == ([], 5)
 
-    # No answer per transaction (a proxy's 503, say): the whole batch again.
-    assert refused_for_now(encode(raws), httpx.Response(503, text="busy")) == (encode(raws), 0)
+    # No outcome per transaction (a proxy's 503, say): the whole batch again.
+    assert refused_for_now(encode(raws), httpx.Response(503, text="busy")) == (raws, 0)
