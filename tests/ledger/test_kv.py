@@ -7,11 +7,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import plyvel
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from ledger import kv as kv_module
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KEY_BYTES_MAX, KV
 
@@ -56,16 +56,17 @@ def _table_bytes(path: Path) -> bytes:
 
 
 def test_tables_are_written_uncompressed_and_compressed_ones_stay_readable(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A node upgraded from a version that wrote Snappy tables reads them as before; what
     it writes now is stored as is (docs/adr/0004-store-layout.md: compression cost half of
     LevelDB's background thread and saved a third of the disk)."""
     value = b"municipal record " * 64  # compresses well: Snappy would shrink it a lot
-    earlier = plyvel.DB(str(tmp_path / "db"), create_if_missing=True, compression="snappy")
-    earlier.put(b"old", value, sync=True)
-    earlier.compact_range()  # into a table file, compressed
-    earlier.close()
+    with monkeypatch.context() as earlier_version:
+        earlier_version.setattr(kv_module, "COMPRESSION", "snappy")
+        with KV.open(tmp_path / "db") as kv:
+            kv.put(b"old", value, sync=True)
+            kv._db.compact_range()  # into a table file, compressed
     assert value not in _table_bytes(tmp_path / "db")
     with KV.open(tmp_path / "db", create=False) as kv:
         assert kv.get(b"old") == value
