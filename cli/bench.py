@@ -35,6 +35,7 @@ and ``notes`` says why. Asserts nothing: it is a measurement.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import os
@@ -43,7 +44,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +57,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.bench_client import KeepAlive, ProtocolError
 from cli.common import EXIT_CODES_HELP, EXIT_FAILED, CliError, guarded
 from cli.demo import (
     START_TIMEOUT_S,
@@ -101,6 +102,7 @@ BACKLOG_S = 2.0
 """Closed loop: pending work kept to about this many seconds of the commit rate."""
 COMMITTED_POLL_S = 0.2
 IN_FLIGHT_MAX = 64
+"""Latency requests awaiting their answer at once; the schedule waits beyond it."""
 STATUS_TIMEOUT_S = 10.0
 TXS_POLL_S = 1.0
 FAILOVER_TIMEOUT_S = 30.0
@@ -453,43 +455,55 @@ def _retry_after_s(response: httpx.Response) -> float:
 def _paced(plan: SubmitterPlan, batches: list[tuple[int, list[bytes]]], cursor: int,
            rate_tps: float, seconds: float) -> tuple[list[float], dict[str, int], int]:
     """Open loop: a batch of ``LATENCY_BATCH`` every ``LATENCY_BATCH / rate`` seconds,
-    each posted with ``wait=true``; the latency of a batch is the time to its answer.
-    Returns the latencies (ms) of committed batches, the others counted by what was
-    answered (``HTTP 202``: not committed in time) or raised, and the new cursor."""
+    each posted with ``wait=true`` (``cli.bench_client``: one event loop, so the client
+    takes little of the cores the nodes share); the latency of a batch is the time to its
+    answer. Returns the latencies (ms) of committed batches, the others counted by what
+    was answered (``HTTP 202``: not committed in time) or raised, and the new cursor."""
     interval = LATENCY_BATCH / max(rate_tps, 1.0)
     latencies: list[float] = []
     failures: dict[str, int] = {}
-    lock = threading.Lock()
     small = [(node, chunk[i:i + LATENCY_BATCH]) for node, chunk in batches[cursor:]
              for i in range(0, len(chunk), LATENCY_BATCH)]
-    used = 0
+    target = f"/v1/transactions?wait=true&timeout_ms={LATENCY_TIMEOUT_MS}"
+    client_timeout_s = LATENCY_TIMEOUT_MS / 1000 + 2.0
 
-    def post(node: int, chunk: list[bytes], http: httpx.Client) -> None:
+    async def post(client: KeepAlive, chunk: list[bytes]) -> None:
         started = time.monotonic()
         try:
-            response = http.post(f"{plan.urls[node]}/v1/transactions",
-                                 params={"wait": "true", "timeout_ms": LATENCY_TIMEOUT_MS},
-                                 content=encode(chunk), headers={"content-type": MSGPACK})
-            committed = response.status_code == 200 and bool(response.json().get("committed"))
-            failure = f"HTTP {response.status_code}"
-        except (httpx.HTTPError, ValueError) as exc:
+            answer = await client.post(target, encode(chunk), MSGPACK, client_timeout_s)
+            committed = answer.status == 200 and bool(json.loads(answer.body).get("committed"))
+            failure = f"HTTP {answer.status}"
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ProtocolError,
+                ValueError) as exc:
             committed, failure = False, type(exc).__name__
-        with lock:
-            if committed:
-                latencies.append((time.monotonic() - started) * 1000)
-            else:
-                failures[failure] = failures.get(failure, 0) + 1
+        if committed:
+            latencies.append((time.monotonic() - started) * 1000)
+        else:
+            failures[failure] = failures.get(failure, 0) + 1
 
-    client_timeout_s = LATENCY_TIMEOUT_MS / 1000 + 2.0
-    with httpx.Client(timeout=client_timeout_s,
-                      limits=httpx.Limits(max_connections=IN_FLIGHT_MAX)) as http, \
-            ThreadPoolExecutor(max_workers=IN_FLIGHT_MAX) as pool:
+    async def run() -> int:
+        clients = [KeepAlive(url) for url in plan.urls]
+        in_flight: set[asyncio.Task[None]] = set()
+        used = 0
         start = time.monotonic()
-        while time.monotonic() - start < seconds and used < len(small):
-            node, chunk = small[used]
-            used += 1
-            pool.submit(post, node, chunk, http)
-            time.sleep(max(0.0, start + used * interval - time.monotonic()))
+        try:
+            while time.monotonic() - start < seconds and used < len(small):
+                if len(in_flight) >= IN_FLIGHT_MAX:  # the nodes fell behind: wait, bounded
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                node, chunk = small[used]
+                used += 1
+                task = asyncio.ensure_future(post(clients[node], chunk))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                await asyncio.sleep(max(0.0, start + used * interval - time.monotonic()))
+            if in_flight:
+                await asyncio.wait(in_flight)
+        finally:
+            for client in clients:
+                await client.close()
+        return used
+
+    used = asyncio.run(run())
     consumed = (used * LATENCY_BATCH + plan.batch - 1) // plan.batch  # whole batches
     return latencies, failures, cursor + consumed
 
