@@ -41,12 +41,18 @@ Rules:
   replica.
 - SIGTERM and SIGINT: stop accepting (API, peers), let the owner task finish the event it
   is on, close the store, return (exit status 0).
+- The cyclic garbage collector runs rarely (``tune_garbage_collector``): memory is freed
+  by reference counting, and the collector only finds cycles, of which a node makes
+  almost none. With Python's defaults, measured on a loaded node: full collections every
+  few seconds, each stopping the event loop 70-310 ms to find 0-34 objects, and 6-11 %
+  of the node's time in the collector for about 10 objects a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -740,8 +746,23 @@ def end_process(code: int) -> NoReturn:
     os._exit(code)
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Allocations before a young collection (Python's default: 700), then young collections
+per middle one and middle ones per full one (defaults 10 and 10): a full collection
+comes after about a hundred million allocations instead of every few seconds."""
+
+
+def tune_garbage_collector() -> None:
+    """The module's rules: what the process holds at start-up (modules, the web
+    framework) is set aside for good (``gc.freeze``, never traversed again), and
+    collections run at ``GC_THRESHOLDS``."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_node(config_path: Path | str) -> None:
     """Load the configuration and run a node until SIGTERM or SIGINT, then return."""
     config = load_config(config_path)
     setup_logging(config.log_level)
+    tune_garbage_collector()
     asyncio.run(_main(config))
