@@ -32,7 +32,7 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def _uvicorn(app: FastAPI, keep_alive_s: float = 5.0) -> AsyncIterator[str]:
+async def _uvicorn(app: FastAPI, keep_alive_s: int = 5) -> AsyncIterator[str]:
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                     lifespan="off", timeout_keep_alive=keep_alive_s))
     task = asyncio.ensure_future(server.serve())
@@ -81,10 +81,10 @@ def test_answers_come_back_over_one_kept_alive_connection() -> None:
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_not_written_to() -> None:
     async def scenario() -> tuple[int, int]:
-        async with _uvicorn(_echo_app(), keep_alive_s=0.2) as url:
+        async with _uvicorn(_echo_app(), keep_alive_s=1) as url:
             client = KeepAlive(url)
             await client.post("/v1/transactions", msgpack.packb([b"x"]), MSGPACK, 5.0)
-            await asyncio.sleep(0.6)  # uvicorn closes the idle connection meanwhile
+            await asyncio.sleep(1.6)  # uvicorn closes the idle connection meanwhile
             answer = await client.post("/v1/transactions", msgpack.packb([b"x"]), MSGPACK, 5.0)
             await client.close()
             return answer.status, client.opened
