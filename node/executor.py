@@ -18,11 +18,15 @@ Rules:
   per transaction, ``observe_execution``, a moving average: blocks shrink when the
   machine is busy and grow back to ``block_txs_max`` when it is not), and the primary
   keeps at most ``PROPOSED_BLOCKS_MAX`` blocks, and caps' worth, proposed and not yet
-  committed. The block count matters under a light load: without it, each batch a
-  client sent became a block of its own, every node paid a block's fixed costs (three
-  synced consensus records, a state version, the messages) for five transactions, and
-  the blocks queued behind each other (measured: blocks of 5-15 transactions executed
-  400-600 ms after their proposal at 137 tx/s). A
+  committed: one. What arrives meanwhile waits for the next block, which the commit
+  opens (batching in the manner of Nagle's algorithm). Every block costs each node the
+  same fixed work whatever it carries (three synced consensus records, a state version
+  with its upper tree levels, a dozen signatures, the messages): without a block bound,
+  each batch a client sent became a block of its own (measured: blocks of 5-15
+  transactions executed 400-600 ms after their proposal at 137 tx/s). With two blocks in
+  flight, small-batch traffic at half the capacity saturated the two cores on blocks of
+  about 45 transactions, and p50 was 193-265 ms; with one, 166-170 ms at the same load,
+  the same capacity, and no worse under a light load (docs/adr/0022). A
   block must commit well within the view timeout on every node, or backups start a view
   change while it waits (and a loaded machine never commits again); transactions
   proposed early only wait behind the blocks before them, on every node, while small
@@ -47,9 +51,9 @@ log = logging.getLogger("tabellion.node")
 BLOCK_TIME_SHARE = 0.1
 """Share of the view timeout one block's execution may take."""
 BLOCK_TXS_MIN = 64
-PROPOSED_BLOCKS_MAX = 2
+PROPOSED_BLOCKS_MAX = 1
 """Blocks, and full blocks' worth of transactions, a primary keeps proposed and not yet
-committed."""
+committed (the module's rules say why one)."""
 EXEC_COST_WEIGHT = 0.2
 """Weight of the newest block in the moving average of execution cost per transaction."""
 EXEC_S_PER_TX_INITIAL = 0.0005
