@@ -416,7 +416,9 @@ def _flood(plan: SubmitterPlan, bodies: list[tuple[int, bytes, int]], cursor: in
 
 
 RETRYABLE_CODES = frozenset({"busy", "rate_limited", "mempool_full"})
-"""Refusals that pass with time (HTTP 429 and 503): a client posts those transactions again."""
+"""Refusals that pass with time: the codes ``node.api.REFUSAL_STATUS`` answers with 429 or
+503 (a test holds the two equal; imported, it would load the web framework into every CLI
+command). A client posts those transactions again."""
 
 
 def refused_for_now(body: bytes, response: httpx.Response) -> tuple[list[bytes], int]:

@@ -18,6 +18,7 @@ import pytest
 
 from cli.bench import (
     OWNER_FILE,
+    RETRYABLE_CODES,
     SCHEME_ID,
     TMP_PREFIX,
     BenchResult,
@@ -39,7 +40,7 @@ from ledger.encoding import encode
 from ledger.records import Transaction
 from ledger.siret import complete_siret
 from ledger.validation import TX_EXPIRY_HORIZON_MS_MAX
-from node.api import SubmitOutcome, error_body
+from node.api import REFUSAL_STATUS, SubmitOutcome, error_body
 
 
 def test_pool_holds_valid_distinct_disbursements_round_robin() -> None:
@@ -158,3 +159,9 @@ def test_a_batch_refused_for_now_is_posted_again_without_what_was_accepted() -> 
 
     # No outcome per transaction (a proxy's 503, say): the whole batch again.
     assert refused_for_now(encode(raws), httpx.Response(503, text="busy")) == (raws, 0)
+
+
+def test_the_bench_posts_again_exactly_what_the_node_refuses_for_now() -> None:
+    """The bench's list of refusals that pass with time is the node's 429 and 503 codes."""
+    node_says_wait = {code for code, status in REFUSAL_STATUS.items() if status in (429, 503)}
+    assert node_says_wait == RETRYABLE_CODES
