@@ -17,8 +17,9 @@ Rules:
   ``BLOCK_TIME_SHARE`` of the view timeout (the cap follows the measured execution cost
   per transaction, ``observe_execution``, a moving average: blocks shrink when the
   machine is busy and grow back to ``block_txs_max`` when it is not), and the primary
-  keeps at most ``PROPOSED_BLOCKS_MAX`` blocks, and caps' worth, proposed and not yet
-  committed: one. What arrives meanwhile waits for the next block, which the commit
+  keeps at most ``PROPOSED_BLOCKS_MAX`` blocks proposed and not yet committed: one (the
+  transactions in flight are then at most one block's, so they need no bound of their
+  own). What arrives meanwhile waits for the next block, which the commit
   opens (batching in the manner of Nagle's algorithm). Every block costs each node the
   same fixed work whatever it carries (three synced consensus records, a state version
   with its upper tree levels, a dozen signatures, the messages): without a block bound,
@@ -52,8 +53,7 @@ BLOCK_TIME_SHARE = 0.1
 """Share of the view timeout one block's execution may take."""
 BLOCK_TXS_MIN = 64
 PROPOSED_BLOCKS_MAX = 1
-"""Blocks, and full blocks' worth of transactions, a primary keeps proposed and not yet
-committed (the module's rules say why one)."""
+"""Blocks a primary keeps proposed and not yet committed (the module's rules say why one)."""
 EXEC_COST_WEIGHT = 0.2
 """Weight of the newest block in the moving average of execution cost per transaction."""
 EXEC_S_PER_TX_INITIAL = 0.0005
@@ -101,12 +101,10 @@ class ChainExecutor:
         return max(BLOCK_TXS_MIN, min(params.block_txs_max, cap))
 
     def proposal_room(self, in_flight: int, blocks_in_flight: int) -> int:
-        """A full block's worth while fewer than ``PROPOSED_BLOCKS_MAX`` blocks, holding at
-        most one full block's worth, wait uncommitted, else 0 (the module's rules)."""
-        if blocks_in_flight >= PROPOSED_BLOCKS_MAX:
-            return 0
-        cap = self.block_cap()
-        return cap if in_flight + cap <= PROPOSED_BLOCKS_MAX * cap else 0
+        """A full block's worth while fewer than ``PROPOSED_BLOCKS_MAX`` blocks wait
+        uncommitted, else 0 (the module's rules: ``in_flight``, the transactions of those
+        blocks, needs no bound of its own)."""
+        return self.block_cap() if blocks_in_flight < PROPOSED_BLOCKS_MAX else 0
 
     def check_proposal(self, block: Block) -> None:
         """The lagged results and state roots, and every payload against its action's
