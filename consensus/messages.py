@@ -183,6 +183,13 @@ class PrePrepare:
     def to_value(self) -> list[Value]:
         return [self.chain_id, self.view, self.block.to_value(), self.sender, self.signature]
 
+    def encode(self) -> bytes:
+        """``encode(self.to_value())``, assembled from the block's own bytes: the primary
+        broadcasts and every replica persists each pre-prepare, and rebuilding the block's
+        values to encode them took a third of the replica's own time under load."""
+        return encode_array([encode(self.chain_id), encode(self.view), self.block.encode(),
+                             encode(self.sender), encode(self.signature)])
+
     @classmethod
     def from_value(cls, value: Value) -> PrePrepare:
         v = _list(value, 5, "pre-prepare")
@@ -581,6 +588,11 @@ class BlocksResponse:
     def to_value(self) -> list[Value]:
         return [self.chain_id, [b.to_value() for b in self.blocks]]
 
+    def encode(self) -> bytes:
+        """``encode(self.to_value())``, assembled from the blocks' own bytes."""
+        return encode_array([encode(self.chain_id),
+                             encode_array([proof.encode() for proof in self.blocks])])
+
     @classmethod
     def from_value(cls, value: Value) -> BlocksResponse:
         v = _list(value, 2, "blocks response")
@@ -674,6 +686,10 @@ class BlockBody:
     def to_value(self) -> list[Value]:
         return [self.chain_id, self.block.to_value()]
 
+    def encode(self) -> bytes:
+        """``encode(self.to_value())``, assembled from the block's own bytes."""
+        return encode_array([encode(self.chain_id), self.block.encode()])
+
     @classmethod
     def from_value(cls, value: Value) -> BlockBody:
         v = _list(value, 2, "block body")
@@ -733,10 +749,13 @@ _DECODERS: dict[int, Callable[[Value], Message]] = {
 
 
 def encode_message(message: Message) -> bytes:
-    """The canonical bytes ``[kind, body]`` of a message."""
+    """The canonical bytes ``[kind, body]`` of a message. Those that carry blocks are
+    assembled from the blocks' own bytes (their ``encode``: the same bytes)."""
     if isinstance(message, Vote):
         kind = Kind.PREPARE if message.phase == Phase.PREPARE else Kind.COMMIT
         return encode([kind, message.to_value()])
+    if isinstance(message, (PrePrepare, BlockBody, BlocksResponse)):
+        return encode_array([encode(message.KIND), message.encode()])
     return encode([message.KIND, message.to_value()])
 
 
