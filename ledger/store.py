@@ -17,8 +17,10 @@ Rules:
   flight; the engine then refuses it with ``already_committed``), and looking the id up
   must keep answering with the original commit and its receipt, not with the refusal.
   The signer and contract indexes list every position, replays included.
-- Decoded blocks are immutable once stored: a few verified ones are cached (bounded) so
-  that walking an index page does not decode the same block for every entry.
+- Decoded blocks are immutable once stored: a few are kept decoded (bounded), those
+  just written (``appended``: only once their batch is on disk) and those read and
+  verified, so that walking an index page, or answering the clients who waited for a
+  block, does not decode the same block for every entry.
 - Key layout (all under the prefix ``c/`` of the node's database, ``ledger.layout``;
   ADR 0004):
 
@@ -168,7 +170,7 @@ class ChainStore:
         (``ledger.validation``); block 1's link to genesis too."""
         with self.kv.batch(sync=True) as batch:
             self.stage(block, batch)
-        self.appended(block.block.header.height)
+        self.appended(block)
 
     def stage(self, block: CommittedBlock, batch: Batch) -> None:
         """Check the next block as ``append`` does and add its writes to ``batch``, an open
@@ -221,11 +223,16 @@ class ChainStore:
             batch.put(contract_index_prefix(tx.contract) + location, b"")
         batch.put(_HEAD, _h8(height))
 
-    def appended(self, height: int) -> None:
-        """The batch holding the block ``stage`` checked at ``height`` was written."""
+    def appended(self, block: CommittedBlock) -> None:
+        """The batch holding ``block``, which ``stage`` checked, was written: it is the
+        head, and the first of the recent blocks kept decoded (the clients who waited
+        for its transactions read them next: decoding it again from the store cost each
+        node a block's decoding and Merkle root per block)."""
+        height = block.height
         if height != self._head + 1:
             raise StoreError(f"block {height} is not the next one (head {self._head})")
         self._head = height
+        self._keep(block)
 
     def _first_commits(self, ids: list[bytes]) -> set[int]:
         """Positions of the transactions whose id is committed here for the first time."""
@@ -323,10 +330,14 @@ class ChainStore:
                 f"{RESTORE}"
             )
         block = CommittedBlock(Block(header, txs), cert, receipts)
+        self._keep(block)
+        return block
+
+    def _keep(self, block: CommittedBlock) -> None:
+        """Keep a stored block decoded, forgetting the oldest beyond ``BLOCK_CACHE_MAX``."""
         if len(self._cache) >= BLOCK_CACHE_MAX:
             del self._cache[next(iter(self._cache))]  # oldest first
-        self._cache[height] = block
-        return block
+        self._cache[block.height] = block
 
     def blocks(self, start: int = 1, stop: int | None = None) -> Iterator[CommittedBlock]:
         """Blocks ``start`` .. ``stop - 1`` (to the head when ``stop`` is None)."""

@@ -234,7 +234,7 @@ class Chain:
         committed = CommittedBlock(block, certificate, result.receipts)
         root = self.state.apply(block.height, result.changes,
                                 also=lambda batch: self.store.stage(committed, batch))
-        self.store.appended(block.height)
+        self.store.appended(committed)
         if result.validator_set is not None:
             self.history = self.history.record(block.height, result.validator_set)
         if result.consensus_params is not None:

@@ -36,10 +36,12 @@ def chain() -> list[CommittedBlock]:
 
 
 def _filled(path: Path, chain: list[CommittedBlock]) -> ChainStore:
-    store = ChainStore.open(path)
-    for block in chain:
-        store.append(block)
-    return store
+    """A store holding ``chain``, reopened: its reads come from the disk (the store keeps
+    the blocks it just wrote in memory, where altering the files could not reach them)."""
+    with ChainStore.open(path) as store:
+        for block in chain:
+            store.append(block)
+    return ChainStore.open(path)
 
 
 def _raw(store: ChainStore) -> KV:
