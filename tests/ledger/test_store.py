@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger import store as store_module
 from ledger.encoding import decode, encode
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV
@@ -225,6 +226,25 @@ def test_a_flipped_byte_is_reported_never_returned(
             with pytest.raises(CorruptionError, match=r"block 4: .*restore it from a peer"):
                 store.get(4)
         assert store.get(3) == chain[2]
+
+
+def test_blocks_just_written_are_served_from_memory_within_the_transaction_bound(
+    tmp_path: Path, chain: list[CommittedBlock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest blocks a store wrote are kept decoded, as many as hold at most
+    ``BLOCK_CACHE_TXS_MAX`` transactions; older ones are read, and checked, from disk."""
+    recent = sum(len(b.block.transactions) for b in chain[-2:])
+    assert recent < sum(len(b.block.transactions) for b in chain[-3:])
+    monkeypatch.setattr(store_module, "BLOCK_CACHE_TXS_MAX", recent)
+    with ChainStore.open(tmp_path / "db") as store:
+        for block in chain:
+            store.append(block)
+        for height in range(1, len(chain) + 1):
+            _tamper(store, block_key(height, "t"), b"damaged")
+        assert [store.get(h) for h in (5, 6)] == chain[-2:]  # in memory: written, intact
+        for height in range(1, 5):
+            with pytest.raises(CorruptionError, match=f"block {height}: "):
+                store.get(height)
 
 
 def _reseal(store: ChainStore, height: int, part: str, change: Callable[[Any], Any]) -> None:
