@@ -46,12 +46,6 @@ Rules:
   almost none. With Python's defaults, measured on a loaded node: full collections every
   few seconds, each stopping the event loop 70-310 ms to find 0-34 objects, and 6-11 %
   of the node's time in the collector for about 10 objects a second.
-- The threads Python did not start, LevelDB's compaction thread, run
-  ``BACKGROUND_NICE`` steps nicer than the node (``lower_background_threads``, checked
-  every ``BACKGROUND_CHECK_S``: LevelDB starts its thread at the first compaction).
-  Compaction can wait; votes and answers cannot. At the same priority, on two cores
-  shared by four validators, it took a seventh of a core per node and the event loops
-  waited for it (ADR 0004).
 """
 
 from __future__ import annotations
@@ -64,7 +58,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Generator, Sequence
@@ -268,15 +261,14 @@ class Node:
         owner = asyncio.ensure_future(self._drive())
         execution = asyncio.ensure_future(self._execute_delivered())
         reporter = asyncio.ensure_future(self._report())
-        background = asyncio.ensure_future(self._lower_background_threads())
         stop = asyncio.ensure_future(self._stopping.wait())
         await asyncio.wait({owner, execution, stop}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping: refusing new requests; a block under execution is executed "
                  "again at the next start")
         server.should_exit = True
-        for task in (owner, execution, reporter, background, stop):
+        for task in (owner, execution, reporter, stop):
             task.cancel()
-        for task in (owner, execution, reporter, background, stop):
+        for task in (owner, execution, reporter, stop):
             # A store that fails (a full disk) ends the owner with a LedgerError: stop in
             # order all the same (API, peers), then raise it below.
             with contextlib.suppress(asyncio.CancelledError, LedgerError):
@@ -378,13 +370,6 @@ class Node:
             self.replica.clock_ahead_ms / 1000, TIME_AHEAD_MS_MAX // 1000)
         self._clock_refusals_told = self.replica.clock_refusals
         self._clock_told_at = now
-
-    async def _lower_background_threads(self) -> None:
-        """The module's rules: LevelDB's thread, once it exists, runs nicer."""
-        lowered: set[int] = set()
-        while True:
-            lower_background_threads(lowered)
-            await asyncio.sleep(BACKGROUND_CHECK_S)
 
     async def _report(self) -> None:
         """A line an operator can read, every few seconds."""
@@ -773,38 +758,6 @@ def tune_garbage_collector() -> None:
     collections run at ``GC_THRESHOLDS``."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-BACKGROUND_NICE = 10
-"""How much nicer than the node its non-Python threads run (LevelDB's compaction). Nice
-10 weighs about a tenth of nice 0 when the cores are contended, and all of an idle core
-otherwise. Measured, ``tabellion bench --duration 60``, 4 validators on 2 cores: 1,890
-to 1,948 committed tx/s against 1,561 to 1,773 at the node's own priority, CPU per
-transaction 0.241-0.249 ms against 0.276-0.297 (compaction deferred merges more of
-LevelDB's level 0 at once: its thread used about half the CPU), level 0 at most 7
-tables under twice the capacity (LevelDB slows writes at 8). At 19, level 0 reached 12,
-where LevelDB stops writes until compaction catches up: the event loop would wait."""
-BACKGROUND_CHECK_S = 1.0
-"""How often the node looks for threads to lower (a listing of ``/proc/self/task``)."""
-
-
-def lower_background_threads(lowered: set[int]) -> None:
-    """Run every thread of this process that Python did not start (LevelDB's compaction
-    thread) ``BACKGROUND_NICE`` steps nicer than the calling thread, at most 19; add their
-    ids to ``lowered``, and skip those already in it. Python's own threads (the event
-    loop, any executor) keep their priority. Linux only (elsewhere, nothing changes)."""
-    try:
-        tids = [int(tid) for tid in os.listdir("/proc/self/task")]
-        nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + BACKGROUND_NICE)
-    except (OSError, ValueError):
-        return
-    ours = {thread.native_id for thread in threading.enumerate()}
-    for tid in tids:
-        if tid in ours or tid in lowered:
-            continue
-        with contextlib.suppress(OSError):  # it may have ended since the listing
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
-        lowered.add(tid)
 
 
 def run_node(config_path: Path | str) -> None:
