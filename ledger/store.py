@@ -149,7 +149,6 @@ class ChainStore:
         self._chain = kv.prefixed(CHAIN_PREFIX)
         self._head = self._read_head()
         self._cache: dict[int, CommittedBlock] = {}
-        self._cache_txs = 0
 
     @staticmethod
     def open(path: Path, *, create: bool = True) -> ChainStore:
@@ -158,7 +157,6 @@ class ChainStore:
 
     def close(self) -> None:
         self._cache.clear()
-        self._cache_txs = 0
         self.kv.close()
 
     def __enter__(self) -> ChainStore:
@@ -344,14 +342,11 @@ class ChainStore:
     def _keep(self, block: CommittedBlock) -> None:
         """Keep a stored block decoded, forgetting the oldest beyond ``BLOCK_CACHE_MAX``
         blocks or ``BLOCK_CACHE_TXS_MAX`` transactions (never the block just kept)."""
-        if block.height in self._cache:
-            return
-        self._cache[block.height] = block
-        self._cache_txs += len(block.block.transactions)
-        while len(self._cache) > 1 and (len(self._cache) > BLOCK_CACHE_MAX
-                                        or self._cache_txs > BLOCK_CACHE_TXS_MAX):
-            oldest = self._cache.pop(next(iter(self._cache)))
-            self._cache_txs -= len(oldest.block.transactions)
+        cache = self._cache
+        cache[block.height] = block
+        while len(cache) > 1 and (len(cache) > BLOCK_CACHE_MAX or sum(
+                len(kept.block.transactions) for kept in cache.values()) > BLOCK_CACHE_TXS_MAX):
+            del cache[next(iter(cache))]  # the oldest first
 
     def blocks(self, start: int = 1, stop: int | None = None) -> Iterator[CommittedBlock]:
         """Blocks ``start`` .. ``stop - 1`` (to the head when ``stop`` is None)."""
