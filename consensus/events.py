@@ -29,6 +29,9 @@ class TimerId:
     """Heartbeat: retransmits this replica's current messages and its status."""
     TRANSFER = "transfer"
     """State-transfer retry: asks another peer when a request went unanswered."""
+    GATHER = "gather"
+    """End of a primary's wait for more transactions: the block that waited is proposed
+    (``Executor.gather_ms_max``)."""
 
 
 # --------------------------------------------------------------------------- events

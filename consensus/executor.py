@@ -40,6 +40,16 @@ class Executor(Protocol):
         blocks instead of one block each, whose fixed costs would queue them all)."""
         ...
 
+    def gather_ms_max(self) -> int:
+        """Longest a primary lets a block that is not full wait for more transactions
+        after the block before it committed; 0: never. It waits as long again as that
+        block took to commit, at most this: under a light load a commit takes a few
+        milliseconds and so does the wait, while on busy machines each block gathers for
+        as long as one takes to commit, and their fixed costs are paid half as often.
+        The bound keeps a slow commit from lengthening the next wait, its block and
+        its commit in turn."""
+        ...
+
     def check_proposal(self, block: Block) -> None:
         """Raise ``ledger.errors.InvalidBlock`` unless the header carries the results and
         state roots of block ``height - execution_lag`` and every transaction's payload

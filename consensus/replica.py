@@ -210,6 +210,8 @@ class Replica:
         self.stable_proof: tuple[Checkpoint, ...] = ()
         self.tip_point = ChainPoint(0, genesis.genesis_hash, genesis.genesis_time_ms)
         """The last block committed in order (delivered or known final)."""
+        self.tip_reached_ms = 0
+        """When (this replica's clock) the tip last moved by a commit in order."""
         self.slots: dict[int, Slot] = {}
         self.prepared: dict[int, PreparedCertificate] = {}
         self.committed: dict[int, CommittedProof] = {}
@@ -814,6 +816,7 @@ class Replica:
                     self._request_transfer(header.height, self._transfer_peers())
                     return
             self.tip_point = ChainPoint(header.height, header_hash(header), header.time_ms)
+            self.tip_reached_ms = self.now
             if self.tip > executed:
                 self._out.append(Deliver(proof.block, proof.certificate))
             if proof.block.transactions:
@@ -911,6 +914,8 @@ class Replica:
                 txs = self._pick_transactions(height, in_flight, max(room, 1))
                 if txs and room <= 0:
                     return  # paced: proposed when a block before it commits
+                if txs and len(txs) < room and self._gathering(height):
+                    return  # not full: proposed at the end of the wait (its timer)
                 if not txs and not self._empty_block_due(height, parent[1]):
                     return
                 block = self.executor.build_block(
@@ -928,6 +933,20 @@ class Replica:
             self._record_pre_prepare(pp)
             self._broadcast(pp)
             self._check_prepared(height)
+
+    def _gathering(self, height: int) -> bool:
+        """Whether the next block, not full, waits for more transactions: after the
+        block before it committed here, as long again as that block took from its
+        proposal to its commit, at most ``Executor.gather_ms_max`` (which says why). If
+        it waits, the GATHER timer is set to the end of the wait."""
+        if height != self.tip + 1:
+            return False
+        took_ms = max(0, self.tip_reached_ms - self.tip_point.time_ms)
+        due_ms = self.tip_reached_ms + min(took_ms, self.executor.gather_ms_max())
+        if self.now >= due_ms:
+            return False
+        self._out.append(SetTimer(TimerId.GATHER, due_ms))
+        return True
 
     def _empty_block_due(self, height: int, parent_time_ms: int) -> bool:
         """Idle, but the results of a recent busy block are not certified yet: without
@@ -982,6 +1001,8 @@ class Replica:
             self.on_tick()
         elif timer == TimerId.VIEW:
             self.on_view_timeout()
+        elif timer == TimerId.GATHER:
+            pass  # ``step`` proposes after every event: the block that waited goes now
         elif timer == TimerId.TRANSFER:
             self.transfer.deadline = None
             if self.transfer.target > self.tip:

@@ -86,6 +86,9 @@ class SimExecutor:
         # No pacing in the simulator: its blocks cost nothing to execute.
         return self.params.block_txs_max
 
+    def gather_ms_max(self) -> int:
+        return 0  # its blocks cost nothing: no reason to gather them
+
     def check_proposal(self, block: Block) -> None:
         header = block.header
         if (header.results_root, header.state_root) != self._lagged(header.height):

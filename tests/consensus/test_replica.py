@@ -321,6 +321,61 @@ def test_a_paced_primary_proposes_within_the_room_and_again_only_after_a_commit(
         tx.tx_id for tx in first.block.transactions}
 
 
+class _GatheringExecutor(_PacedExecutor):
+    """The node's pacing: one block in flight, and a block that is not full gathers."""
+
+    def gather_ms_max(self) -> int:
+        return 100
+
+
+def _commit_first_block(primary: Replica, first: PrePrepare, now: int) -> list[Effect]:
+    effects: list[Effect] = []
+    for phase in (Phase.PREPARE, Phase.COMMIT):
+        for key in (KEYS[1], KEYS[2]):
+            vote = Vote.make(key, CHAIN, phase, 0, 1, first.block_hash)
+            effects += _receive(primary, key, encode_message(vote), now=now)
+    assert [e.block for e in effects if isinstance(e, Deliver)] == [first.block]
+    return effects
+
+
+def _proposed(effects: list[Effect]) -> list[PrePrepare]:
+    return [m for m in _sent(effects) if isinstance(m, PrePrepare)]
+
+
+@pytest.mark.parametrize(("took_ms", "waits_ms"), [(5, 5), (40, 40), (400, 100)])
+def test_a_block_that_is_not_full_waits_as_long_as_the_last_commit_took_at_most_the_bound(
+        took_ms: int, waits_ms: int) -> None:
+    primary = Replica(key=KEYS[0], genesis=GENESIS, executor=_GatheringExecutor(room=4))
+    primary.step(Start(T0))
+    (first,) = _proposed(primary.step(TransactionsAvailable(T0, (make_transaction(1),))))
+    committed_at = first.header.time_ms + took_ms
+    effects = _commit_first_block(primary, first, committed_at)
+    effects += primary.step(TransactionsAvailable(committed_at, (make_transaction(2),)))
+    assert not _proposed(effects), "proposed at once instead of gathering"
+    due = [e.deadline_ms for e in effects
+           if isinstance(e, SetTimer) and e.timer == TimerId.GATHER]
+    assert due and due[-1] == committed_at + waits_ms
+    # A transaction arriving during the wait joins the block, which leaves at the timer.
+    early = primary.step(TransactionsAvailable(due[-1] - 1, (make_transaction(3),)))
+    assert not _proposed(early)
+    (second,) = _proposed(primary.step(TimerFired(due[-1], TimerId.GATHER)))
+    assert second.height == 2
+    assert {tx.tx_id for tx in second.block.transactions} == {
+        make_transaction(2).tx_id, make_transaction(3).tx_id}
+
+
+def test_a_full_block_never_waits_to_gather() -> None:
+    primary = Replica(key=KEYS[0], genesis=GENESIS, executor=_GatheringExecutor(room=4))
+    primary.step(Start(T0))
+    (first,) = _proposed(primary.step(TransactionsAvailable(T0, (make_transaction(1),))))
+    committed_at = first.header.time_ms + 80
+    effects = _commit_first_block(primary, first, committed_at)
+    more = tuple(make_transaction(n) for n in range(2, 7))
+    effects += primary.step(TransactionsAvailable(committed_at, more))
+    (second,) = _proposed(effects)
+    assert len(second.block.transactions) == 4
+
+
 def test_a_damaged_persisted_state_is_refused_with_an_operator_message() -> None:
     damaged = PersistedState({b"view": b"\x92\x01"})  # truncated msgpack
     with pytest.raises(DecodeError, match="restore the node's data directory"):
