@@ -45,7 +45,7 @@ class Executor(Protocol):
         after the block before it committed; 0: never. It waits as long again as that
         block took to commit, at most this: under a light load a commit takes a few
         milliseconds and so does the wait, while on busy machines each block gathers for
-        as long as one takes to commit, and their fixed costs are paid half as often.
+        as long as one takes to commit, and their fixed costs are paid up to half as often.
         The bound keeps a slow commit from lengthening the next wait, its block and
         its commit in turn."""
         ...

@@ -30,9 +30,9 @@ Rules:
   the same capacity, and no worse under a light load (docs/adr/0022). And a block that
   is not full waits, after the commit of the one before it, as long again as that one
   took to commit, at most ``GATHER_MS_MAX`` (``consensus.executor.Executor.gather_ms_max``):
-  at half the capacity blocks then come about half as often, twice as large (p50 139-151
-  ms against 161-274 at 850 tx/s), while under a light load the wait is a few
-  milliseconds (p50 10.5-11.0 ms at 100-400 tx/s, as before; a fixed 100 ms made it
+  at half the capacity the blocks of busy machines gather (p50 115.6 ms at 850 tx/s
+  against 161-274 before, docs/performance.md), while under a light load the wait is a
+  few milliseconds (p50 9.7-11.6 ms at 100-400 tx/s, as before; a fixed 100 ms made it
   61.7-73.4). A
   block must commit well within the view timeout on every node, or backups start a view
   change while it waits (and a loaded machine never commits again); transactions
