@@ -911,10 +911,10 @@ class Replica:
                 room = self.executor.proposal_room(len(in_flight), blocks_in_flight)
                 # Picking costs a pass over the pending transactions: take no more than
                 # the room, and one to learn whether anything waits when there is none.
-                txs = self._pick_transactions(height, in_flight, max(room, 1))
+                txs, full = self._pick_transactions(height, in_flight, max(room, 1))
                 if txs and room <= 0:
                     return  # paced: proposed when a block before it commits
-                if txs and len(txs) < room and self._gathering(height):
+                if txs and not full and self._gathering(height):
                     return  # not full: proposed at the end of the wait (its timer)
                 if not txs and not self._empty_block_due(height, parent[1]):
                     return
@@ -956,9 +956,10 @@ class Replica:
                 and self.now >= parent_time_ms + IDLE_EMPTY_BLOCK_MS)
 
     def _pick_transactions(self, height: int, busy: set[bytes],
-                           at_most: int) -> list[Transaction]:
+                           at_most: int) -> tuple[list[Transaction], bool]:
         """At most ``at_most`` pending transactions not in ``busy`` (already in a block
-        above the tip), within the governed block limits."""
+        above the tip), within the governed block limits; and whether the block is full
+        (a transaction waiting did not fit, by count or by bytes)."""
         limits = self.governed(height)
         count_max = min(at_most, limits.block_txs_max)
         picked: list[Transaction] = []
@@ -968,10 +969,10 @@ class Replica:
                 continue
             tx_bytes = len(tx.encode())
             if len(picked) >= count_max or size + tx_bytes > limits.block_bytes_max:
-                break
+                return picked, True
             picked.append(tx)
             size += tx_bytes
-        return picked
+        return picked, len(picked) >= count_max
 
     # ------------------------------------------------------------------ timers
 

@@ -364,13 +364,14 @@ def test_a_block_that_is_not_full_waits_as_long_as_the_last_commit_took_at_most_
         make_transaction(2).tx_id, make_transaction(3).tx_id}
 
 
-def test_a_full_block_never_waits_to_gather() -> None:
+@pytest.mark.parametrize("waiting", [4, 5])
+def test_a_full_block_never_waits_to_gather(waiting: int) -> None:
     primary = Replica(key=KEYS[0], genesis=GENESIS, executor=_GatheringExecutor(room=4))
     primary.step(Start(T0))
     (first,) = _proposed(primary.step(TransactionsAvailable(T0, (make_transaction(1),))))
     committed_at = first.header.time_ms + 80
     effects = _commit_first_block(primary, first, committed_at)
-    more = tuple(make_transaction(n) for n in range(2, 7))
+    more = tuple(make_transaction(n) for n in range(2, 2 + waiting))
     effects += primary.step(TransactionsAvailable(committed_at, more))
     (second,) = _proposed(effects)
     assert len(second.block.transactions) == 4
