@@ -16,9 +16,12 @@ def test_free_ports_are_consecutive_free_and_below_the_ephemeral_range() -> None
     assert ports[0] >= netgen.LOWEST_CHOSEN_PORT and ports[-1] < netgen._ephemeral_low()
     held = []
     try:
-        for port in ports:  # every one can be bound now
+        for port in ports:  # every one can be bound now, as a node's listeners bind
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             held.append(s)
+            # asyncio's servers and uvicorn set SO_REUSEADDR: a port whose last connection
+            # is in TIME_WAIT (another test's server just closed) is free for them.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
     finally:
         for s in held:
