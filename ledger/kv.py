@@ -8,15 +8,28 @@ Rules:
   every write acknowledged before it: after the operator makes room, reopening finds them.
 - ``prefixed`` views share the one open database, so the chain, the state and the
   consensus log live in one directory under their own prefixes.
-- ``batch`` is atomic: everything written inside it lands together on successful exit, or
-  nothing does. ``sync=True`` (the default) waits for the disk, so a committed batch
-  survives a power cut or ``kill -9``. ``joined`` lets another view of the same database
-  write into an open batch (a block and its state in one write, one fsync).
+- A database may keep some prefixes in LevelDBs of their own (``routes``: prefix and
+  subdirectory, ``ledger.layout.STORES`` for a data directory): LevelDB compacts by key
+  range, and keys written in key order (the state tree's nodes, keyed by version) or
+  deleted soon after (the replica's records) cost almost nothing to compact alone, while
+  mixed with keys written in random order every compaction rewrote them all (ADR 0004).
+  Views, reads, scans and batches see one key space; opening moves keys of a routed
+  prefix still held in the main LevelDB (a directory written by an earlier version) to
+  their own, a chunk at a time, each chunk written there before it is deleted here.
+- ``batch`` is atomic within one LevelDB: everything written inside it lands together on
+  successful exit, or nothing does. ``sync=True`` (the default) waits for the disk, so a
+  committed batch survives a power cut or ``kill -9``. A batch that spans LevelDBs is
+  written one LevelDB at a time, routed ones in ``routes`` order and the main one LAST:
+  a crash in between leaves the routed writes without the main ones, never the reverse,
+  so a commit point (a head, a version marker) belongs in the main LevelDB.
+  ``joined`` lets another view of the same database write into an open batch (a block
+  and its state in one write).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import heapq
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +51,13 @@ of 178,702 transactions reached a gigabyte per node). Reads of old data then reo
 table now and then; recent data, which the node reads most, stays in the open ones."""
 BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 """LevelDB's cache of uncompressed data blocks (its default, stated so it is bounded)."""
+ROUTED_BLOCK_CACHE_BYTES = 2 * 1024 * 1024
+"""The block cache of each routed LevelDB: a node reads the state tree's lower nodes from
+it (the upper ones are in ``ledger.state``'s caches) and the replica's records only when
+it starts."""
+MOVE_CHUNK_KEYS = 10_000
+"""Keys moved per write when opening a directory whose routed keys are still in the main
+LevelDB (bounded memory whatever its size)."""
 COMPRESSION = None
 """Tables are written without Snappy compression. Under load LevelDB's background thread
 took as much CPU as the node's Python thread, half of it compressing tables at every
@@ -100,24 +120,83 @@ def _after(prefix: bytes) -> bytes | None:
 
 
 class Batch:
-    """Writes collected for one atomic ``KV.batch``; keys are relative to the view."""
+    """Writes collected for one ``KV.batch``; keys are relative to the view."""
 
-    __slots__ = ("_db", "_prefix", "_wb")
+    __slots__ = ("_prefix", "_stores", "_sync", "_writes")
 
-    def __init__(self, db: Any, wb: Any, prefix: bytes) -> None:
-        self._db = db
-        self._wb = wb
+    def __init__(self, stores: _Stores, writes: dict[int, Any], prefix: bytes,
+                 sync: bool) -> None:
+        self._stores = stores
+        self._writes = writes
+        """Open write batch per LevelDB (by its index in ``_Stores.all``), made on use."""
         self._prefix = prefix
+        self._sync = sync
+
+    def _batch_for(self, key: bytes) -> Any:
+        index = self._stores.index_for(key)
+        wb = self._writes.get(index)
+        if wb is None:
+            try:
+                wb = self._stores.all[index].write_batch(sync=self._sync)
+            except (plyvel.Error, RuntimeError) as exc:
+                raise _translate(exc, self._stores.path) from exc
+            self._writes[index] = wb
+        return wb
 
     def put(self, key: bytes, value: bytes) -> None:
         _check_key(key)
         if not isinstance(value, bytes) or len(value) > VALUE_BYTES_MAX:
             raise StoreError(f"a stored value must be bytes, at most {VALUE_BYTES_MAX} bytes")
-        self._wb.put(self._prefix + key, value)
+        full = self._prefix + key
+        self._batch_for(full).put(full, value)
 
     def delete(self, key: bytes) -> None:
         _check_key(key)
-        self._wb.delete(self._prefix + key)
+        full = self._prefix + key
+        self._batch_for(full).delete(full)
+
+
+class _Stores:
+    """The LevelDBs of one database: the main one, last in ``all``, and one per route."""
+
+    __slots__ = ("all", "path", "prefixes")
+
+    def __init__(self, path: Path, main: Any, routed: Sequence[tuple[bytes, Any]]) -> None:
+        self.path = path
+        """The database's directory, for the messages of its errors."""
+        self.prefixes = tuple(prefix for prefix, _ in routed)
+        self.all: tuple[Any, ...] = (*(db for _, db in routed), main)
+
+    @property
+    def main(self) -> Any:
+        return self.all[-1]
+
+    def index_for(self, key: bytes) -> int:
+        for index, prefix in enumerate(self.prefixes):
+            if key.startswith(prefix):
+                return index
+        return len(self.prefixes)
+
+    def db_for(self, key: bytes) -> Any:
+        return self.all[self.index_for(key)]
+
+    def holding(self, low: bytes, high: bytes | None) -> list[Any]:
+        """The LevelDBs that may hold keys in ``[low, high)``: the routed ones whose prefix
+        meets the range, and the main one (it holds every other key)."""
+        found = []
+        for prefix, db in zip(self.prefixes, self.all, strict=False):
+            end = _after(prefix)
+            if (high is None or prefix < high) and (end is None or low < end):
+                found.append(db)
+        return [*found, self.main]
+
+    def close(self) -> None:
+        for db in self.all:
+            db.close()
+
+
+def _key_of(pair: tuple[bytes, bytes]) -> bytes:
+    return pair[0]
 
 
 def _check_key(key: bytes) -> None:
@@ -125,41 +204,88 @@ def _check_key(key: bytes) -> None:
         raise StoreError(f"a key must be at most {KEY_BYTES_MAX} bytes")
 
 
+def _open_leveldb(path: Path, *, create: bool, cache_bytes: int) -> Any:
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():  # LevelDB would create the directory before refusing
+            raise StoreError(
+                f"no Tabellion data in {path}: check the path or create the node first"
+            )
+        elif not path.is_dir():
+            raise FileExistsError(path)
+        return plyvel.DB(
+            str(path), create_if_missing=create, paranoid_checks=True,
+            bloom_filter_bits=BLOOM_FILTER_BITS, max_open_files=OPEN_TABLES_MAX,
+            lru_cache_size=cache_bytes, compression=COMPRESSION,
+        )
+    except FileExistsError as exc:  # from mkdir or the check above: a file is in the way
+        raise StoreError(
+            f"{path} is not a directory: give the path of a data directory"
+        ) from exc
+    except (plyvel.Error, OSError) as exc:
+        raise _translate(exc, path) from exc
+
+
+def _move_routed_keys(main: Any, routed: Any, prefix: bytes, path: Path) -> None:
+    """Move the keys under ``prefix`` that the main LevelDB still holds to the routed one:
+    each chunk is written there (synced) before it is deleted here, so a crash at any
+    point leaves every key in at least one of the two, and the next opening finishes."""
+    def move(chunk: list[tuple[bytes, bytes]]) -> None:
+        with routed.write_batch(sync=True) as wb:
+            for key, value in chunk:
+                wb.put(key, value)
+        with main.write_batch(sync=True) as wb:
+            for key, _ in chunk:
+                wb.delete(key)
+
+    try:
+        # One iterator (one snapshot) for the whole move: our own deletes do not disturb
+        # it, and it never walks over the tombstones of the chunks already moved.
+        with main.iterator(prefix=prefix) as it:
+            chunk: list[tuple[bytes, bytes]] = []
+            for pair in it:
+                chunk.append(pair)
+                if len(chunk) >= MOVE_CHUNK_KEYS:
+                    move(chunk)
+                    chunk = []
+            if chunk:
+                move(chunk)
+    except (plyvel.Error, RuntimeError) as exc:
+        raise _translate(exc, path) from exc
+
+
 class KV:
     """A LevelDB database, or a prefixed view of one."""
 
     __slots__ = ("_db", "_path", "_prefix")
 
-    def __init__(self, db: Any, path: Path, prefix: bytes = b"") -> None:
+    def __init__(self, db: _Stores, path: Path, prefix: bytes = b"") -> None:
         self._db = db
         self._path = path
         self._prefix = prefix
 
     @staticmethod
-    def open(path: Path, *, create: bool = True) -> KV:
-        """Open the database in ``path`` (created, with its parents, when ``create``)."""
+    def open(path: Path, *, create: bool = True,
+             routes: Sequence[tuple[bytes, str]] = ()) -> KV:
+        """Open the database in ``path`` (created, with its parents, when ``create``);
+        each routed prefix in the LevelDB of its own subdirectory (see the module's rules)."""
         path = Path(path)
+        main = _open_leveldb(path, create=create, cache_bytes=BLOCK_CACHE_BYTES)
+        routed: list[tuple[bytes, Any]] = []
         try:
-            if create:
-                path.mkdir(parents=True, exist_ok=True)
-            elif not path.exists():  # LevelDB would create the directory before refusing
-                raise StoreError(
-                    f"no Tabellion data in {path}: check the path or create the node first"
-                )
-            elif not path.is_dir():
-                raise FileExistsError(path)
-            db = plyvel.DB(
-                str(path), create_if_missing=create, paranoid_checks=True,
-                bloom_filter_bits=BLOOM_FILTER_BITS, max_open_files=OPEN_TABLES_MAX,
-                lru_cache_size=BLOCK_CACHE_BYTES, compression=COMPRESSION,
-            )
-        except FileExistsError as exc:  # from mkdir or the check above: a file is in the way
-            raise StoreError(
-                f"{path} is not a directory: give the path of a data directory"
-            ) from exc
-        except (plyvel.Error, OSError) as exc:
-            raise _translate(exc, path) from exc
-        return KV(db, path)
+            for prefix, name in routes:
+                routed.append((prefix, _open_leveldb(path / name, create=True,
+                                                     cache_bytes=ROUTED_BLOCK_CACHE_BYTES)))
+            stores = _Stores(path, main, routed)
+            for prefix, db in routed:
+                _move_routed_keys(main, db, prefix, path)
+        except BaseException:
+            for _, db in routed:
+                db.close()
+            main.close()
+            raise
+        return KV(stores, path)
 
     @property
     def path(self) -> Path:
@@ -170,8 +296,9 @@ class KV:
 
     def get(self, key: bytes) -> bytes | None:
         _check_key(key)
+        full = self._prefix + key
         try:
-            value: bytes | None = self._db.get(self._prefix + key)
+            value: bytes | None = self._db.db_for(full).get(full)
         except (plyvel.Error, RuntimeError) as exc:
             raise _translate(exc, self._path) from exc
         return value
@@ -186,23 +313,22 @@ class KV:
 
     @contextmanager
     def batch(self, *, sync: bool = True) -> Iterator[Batch]:
-        """Collect writes; write them atomically when the block exits without error."""
+        """Collect writes; write them when the block exits without error (the module's
+        rules: atomic within one LevelDB, the main one last)."""
+        writes: dict[int, Any] = {}
+        yield Batch(self._db, writes, self._prefix, sync)
         try:
-            wb = self._db.write_batch(sync=sync)
-        except (plyvel.Error, RuntimeError) as exc:
-            raise _translate(exc, self._path) from exc
-        yield Batch(self._db, wb, self._prefix)
-        try:
-            wb.write()
+            for index in sorted(writes):  # routed LevelDBs in order, the main one last
+                writes[index].write()
         except (plyvel.Error, RuntimeError) as exc:
             raise _translate(exc, self._path) from exc
 
     def joined(self, batch: Batch) -> Batch:
         """``batch`` (open, of this database) seen from this view: what is written through
-        the result lands in the same atomic write, under this view's prefix."""
-        if batch._db is not self._db:
+        the result lands in the same write, under this view's prefix."""
+        if batch._stores is not self._db:
             raise StoreError("a write batch can only be joined by a view of its own database")
-        return Batch(self._db, batch._wb, self._prefix)
+        return Batch(self._db, batch._writes, self._prefix, batch._sync)
 
     def items(
         self,
@@ -226,21 +352,26 @@ class KV:
             high = self._prefix + stop if stop is not None else _after(self._prefix)
         cut = len(self._prefix)
         try:
-            pairs = self._backward(low, high) if reverse else self._forward(low, high)
+            runs = [self._backward(db, low, high) if reverse else self._forward(db, low, high)
+                    for db in self._db.holding(low, high)]
+            pairs = runs[0] if len(runs) == 1 else heapq.merge(
+                *runs, key=_key_of, reverse=reverse)  # the LevelDBs hold disjoint keys
             for key, value in pairs:
                 yield key[cut:], value
         except (plyvel.Error, RuntimeError) as exc:
             raise _translate(exc, self._path) from exc
 
-    def _forward(self, low: bytes, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
-        with self._db.iterator(start=low, stop=high) as it:
+    @staticmethod
+    def _forward(db: Any, low: bytes, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        with db.iterator(start=low, stop=high) as it:
             yield from it
 
-    def _backward(self, low: bytes, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+    @staticmethod
+    def _backward(db: Any, low: bytes, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         # Not plyvel's iterator(reverse=True, start=, stop=): plyvel 1.5 drops keys there
         # (reverse start=b"a", stop=b"b" over {a, b} yields nothing; plyvel PR #28). The
         # raw iterator gives LevelDB's own Seek/Prev semantics.
-        it = self._db.raw_iterator()
+        it = db.raw_iterator()
         try:
             if high is not None:
                 it.seek(high)  # the first key >= high ...
@@ -264,7 +395,7 @@ class KV:
 
     @property
     def closed(self) -> bool:
-        return bool(self._db.closed)
+        return bool(self._db.main.closed)
 
     def __enter__(self) -> KV:
         return self

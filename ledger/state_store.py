@@ -6,15 +6,21 @@ Rules:
   LevelDB batch.
 - ``PersistentState`` lays out the KV it is given (the node passes the chain store's
   ``s/`` space) as:
-    ``n/`` + node key          tree nodes and the latest-version marker (ledger.state);
+    ``n/`` + node key          tree nodes (ledger.state);
+    ``latest``                 the latest version applied (the tree's marker);
     ``i/`` + state key         the value of that key in the latest version (flat index).
-  ``apply`` writes the new nodes, the index changes and the latest-version marker in ONE
-  synced batch, so after a crash the index, the tree and the recorded version always
-  agree: either the whole version is there or none of it. That batch is the tree's own
-  ``write_nodes`` call, so the tree caches the nodes of a version only once the batch
-  holding them (and the index) was written. A caller may add its own writes to that
-  batch (``also``: the node stores the block that produced the version with it, so a
-  block costs one fsync and a crash never separates a block from its state).
+  ``apply`` writes the new nodes, the index changes and the marker in ONE synced batch,
+  so after a crash the index and the recorded version always agree: either the whole
+  version is there or none of it. In a data directory the nodes have a LevelDB of their
+  own (``ledger.layout.STORES``), written first: a crash may leave nodes of the version
+  above the marker, never a marker without its nodes; nodes are keyed by version, so
+  those are read by nothing until applying that version again writes them again. That
+  batch is the tree's own ``write_nodes`` call, so the tree caches the nodes of a
+  version only once the batch holding them (and the index) was written. A caller may
+  add its own writes to that batch (``also``: the node stores the block that produced
+  the version with it, so a crash never separates a block from its state).
+- A marker still under ``n/`` (written by an earlier version, when it was a node key) is
+  moved to ``latest`` on opening, before anything reads it.
 - Reading the latest value of a key is one LevelDB read (``get_latest``), or none for a
   key read or written recently: the latest values (absent ones too) of the last
   ``LATEST_CACHE_ENTRIES_MAX`` keys are kept in memory, values of at most
@@ -33,7 +39,7 @@ from enum import Enum
 
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV, Batch
-from ledger.layout import STATE_INDEX_PREFIX, STATE_NODES_PREFIX
+from ledger.layout import STATE_INDEX_PREFIX, STATE_NODES_PREFIX, STATE_VERSION_MARK
 from ledger.lru import Lru
 from ledger.state import (
     KEY_BYTES_MAX,
@@ -104,6 +110,8 @@ class _NodesWithIndex:
         self.also: Callable[[Batch], None] | None = None
 
     def get_node(self, node_key: bytes) -> bytes | None:
+        if node_key == LATEST_VERSION_KEY:
+            return self.kv.get(STATE_VERSION_MARK)
         return self.nodes.get_node(node_key)
 
     def write_nodes(self, nodes: Mapping[bytes, bytes], *, version: int) -> None:
@@ -116,7 +124,10 @@ class _NodesWithIndex:
             if self.also is not None:
                 self.also(batch)
             for node_key, data in nodes.items():
-                batch.put(NODES_PREFIX + node_key, data)
+                if node_key == LATEST_VERSION_KEY:
+                    batch.put(STATE_VERSION_MARK, data)
+                else:
+                    batch.put(NODES_PREFIX + node_key, data)
             for key in sorted(changes):
                 value = changes[key]
                 if value is None:
@@ -148,10 +159,22 @@ class PersistentState:
         self._recent: Lru[bytes, bytes | None] = Lru(LATEST_CACHE_ENTRIES_MAX)
         """Latest values (``None``: absent) of recently read or written keys."""
         self._nodes = _NodesWithIndex(kv)
+        self._move_legacy_marker()
         self._tree = StateTree(self._nodes)
         # This object is the only writer of its KV space, so the version it last
         # committed is the stored one; cached to spare a read on every ``get``.
         self._latest = self._tree.latest_version()
+
+    def _move_legacy_marker(self) -> None:
+        """The module's rules: the marker an earlier version kept as a node key."""
+        legacy = self._nodes.nodes.get_node(LATEST_VERSION_KEY)
+        if legacy is None:
+            return
+        # Two writes, the marker first: the old key lives in the tree's LevelDB, which a
+        # batch spanning both would write first (``ledger.kv``).
+        if self._kv.get(STATE_VERSION_MARK) is None:
+            self._kv.put(STATE_VERSION_MARK, legacy, sync=True)
+        self._kv.delete(NODES_PREFIX + LATEST_VERSION_KEY, sync=True)
 
     @property
     def tree(self) -> StateTree:

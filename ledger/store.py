@@ -48,7 +48,7 @@ from ledger.encoding import decode, encode
 from ledger.errors import CorruptionError, DecodeError, StoreError
 from ledger.hashing import HASH_BYTES, Tag, tagged_hash
 from ledger.kv import KV, Batch
-from ledger.layout import CHAIN_PREFIX
+from ledger.layout import CHAIN_PREFIX, STORES
 from ledger.records import (
     BLOCK_TXS_MAX,
     NAME_BYTES_MAX,
@@ -153,7 +153,7 @@ class ChainStore:
     @staticmethod
     def open(path: Path, *, create: bool = True) -> ChainStore:
         """Open the chain store of the data directory ``path`` (see ``KV.open``)."""
-        return ChainStore(KV.open(path, create=create))
+        return ChainStore(KV.open(path, create=create, routes=STORES))
 
     def close(self) -> None:
         self._cache.clear()

@@ -66,12 +66,12 @@ def test_tables_are_written_uncompressed_and_compressed_ones_stay_readable(
         earlier_version.setattr(kv_module, "COMPRESSION", "snappy")
         with KV.open(tmp_path / "db") as kv:
             kv.put(b"old", value, sync=True)
-            kv._db.compact_range()  # into a table file, compressed
+            kv._db.main.compact_range()  # into a table file, compressed
     assert value not in _table_bytes(tmp_path / "db")
     with KV.open(tmp_path / "db", create=False) as kv:
         assert kv.get(b"old") == value
         kv.put(b"new", value[::-1], sync=True)
-        kv._db.compact_range()  # into a table file, next to the compressed one
+        kv._db.main.compact_range()  # into a table file, next to the compressed one
         assert kv.get(b"old") == value and kv.get(b"new") == value[::-1]
     assert value[::-1] in _table_bytes(tmp_path / "db")
 
@@ -142,11 +142,18 @@ def test_bad_keys_and_values_are_refused(tmp_path: Path) -> None:
 _KEYS = st.binary(max_size=3).map(lambda b: b.replace(b"\x01", b"\xff"))
 
 
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KV]:
+ROUTES = ((b"a", "under-a"), (b"\xff\x00", "under-ff00"))
+"""Two prefixes kept in LevelDBs of their own, among the keys the examples draw."""
+
+
+@pytest.fixture(scope="module", params=[(), ROUTES], ids=["one LevelDB", "routed"])
+def scratch(tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[KV]:
     """One database for all the examples below (each empties it first): opening a
-    LevelDB per example would cost more than the example."""
-    with KV.open(tmp_path_factory.mktemp("scratch") / "db") as kv:
+    LevelDB per example would cost more than the example. Once alone, once with
+    prefixes routed to LevelDBs of their own: a view, a scan and a batch must not tell
+    them apart."""
+    with KV.open(tmp_path_factory.mktemp("scratch") / "db", routes=request.param) as kv:
         yield kv
 
 
@@ -214,3 +221,47 @@ def test_a_full_disk_is_a_clear_error_and_loses_no_acknowledged_write(tmp_path: 
     assert "File too large" in message and "Free space on that disk" in message
     with KV.open(tmp_path / "db") as kv:  # room again: every acknowledged write is there
         assert [k for k, _ in kv.items()] == [b"k%05d" % n for n in range(int(acknowledged))]
+
+
+def test_routed_prefixes_live_in_their_own_leveldb(tmp_path: Path) -> None:
+    with KV.open(tmp_path / "db", routes=ROUTES) as kv, kv.batch() as batch:
+        for key in (b"a1", b"b1", b"\xff\x001", b"\xff1"):
+            batch.put(key, b"v")
+    with KV.open(tmp_path / "db") as main, KV.open(tmp_path / "db" / "under-a") as under_a, \
+            KV.open(tmp_path / "db" / "under-ff00") as under_ff:
+        assert [k for k, _ in main.items()] == [b"b1", b"\xff1"]
+        assert [k for k, _ in under_a.items()] == [b"a1"]
+        assert [k for k, _ in under_ff.items()] == [b"\xff\x001"]
+
+
+def test_a_batch_across_leveldbs_writes_the_main_one_last(tmp_path: Path) -> None:
+    """A crash between the writes leaves the routed keys without the main ones, never
+    the reverse: here the main LevelDB fails its write (closed under the batch)."""
+    kv = KV.open(tmp_path / "db", routes=ROUTES)
+    with pytest.raises(StoreError, match="closed"), kv.batch() as batch:
+        batch.put(b"marker", b"2")  # the commit point, in the main LevelDB
+        batch.put(b"a-node", b"n")
+        kv._db.main.close()
+    kv.close()
+    with KV.open(tmp_path / "db", routes=ROUTES) as kv:
+        assert kv.get(b"a-node") == b"n"
+        assert kv.get(b"marker") is None
+
+
+def test_opening_moves_routed_keys_out_of_the_main_leveldb(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory written when everything was in one LevelDB: opening it with routes
+    moves each routed key to its own LevelDB (in chunks) and loses none."""
+    monkeypatch.setattr(kv_module, "MOVE_CHUNK_KEYS", 7)
+    written = {bytes([c]) + b"%03d" % i: b"v%d" % i for c in b"ab" for i in range(50)}
+    with KV.open(tmp_path / "db") as kv, kv.batch() as batch:
+        for key, value in written.items():
+            batch.put(key, value)
+    with KV.open(tmp_path / "db", routes=ROUTES) as kv:
+        assert dict(kv.items()) == written
+        assert [k for k, _ in kv.items(prefix=b"a", reverse=True)] == sorted(
+            (k for k in written if k.startswith(b"a")), reverse=True)
+    with KV.open(tmp_path / "db") as main:
+        assert all(k.startswith(b"b") for k, _ in main.items())
+    with KV.open(tmp_path / "db", routes=ROUTES) as kv:  # moved once: nothing left to move
+        assert dict(kv.items()) == written

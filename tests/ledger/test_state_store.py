@@ -17,6 +17,7 @@ import pytest
 from ledger import state_store
 from ledger.errors import CorruptionError, StoreError
 from ledger.kv import KV, Batch
+from ledger.layout import STORES
 from ledger.state import (
     EMPTY_STATE_ROOT,
     KEY_BYTES_MAX,
@@ -57,7 +58,8 @@ def states_of(changes: list[dict[bytes, bytes | None]]) -> list[dict[bytes, byte
 
 
 def open_state(path: Path) -> tuple[KV, PersistentState]:
-    kv = KV.open(path)
+    """The state as a node keeps it: its tree's nodes in a LevelDB of their own."""
+    kv = KV.open(path, routes=STORES)
     return kv, PersistentState(kv.prefixed(b"s/"))
 
 
@@ -248,10 +250,11 @@ CHILD = """
 import sys
 from pathlib import Path
 from ledger.kv import KV
+from ledger.layout import STORES
 from ledger.state_store import PersistentState
 from tests.ledger.test_state_store import change_sets
 
-kv = KV.open(Path(sys.argv[1]))
+kv = KV.open(Path(sys.argv[1]), routes=STORES)
 state = PersistentState(kv.prefixed(b"s/"))
 for version, change in enumerate(change_sets(seed=11)):
     state.apply(version, change)
@@ -286,5 +289,32 @@ def test_a_killed_writer_leaves_index_and_tree_in_agreement(tmp_path: Path) -> N
         latest = state.latest_version()
         assert latest is not None and latest >= 30
         assert_matches(state, states_of(history(seed=11, versions=latest + 1)))
+    finally:
+        kv.close()
+
+
+def test_a_marker_written_as_a_tree_node_by_an_earlier_version_is_moved(
+        tmp_path: Path) -> None:
+    """Before the tree's nodes had a LevelDB of their own, the version marker was the node
+    key ``latest``: opening such a directory moves it to the main LevelDB (the state's
+    commit point), and the state goes on from the version it recorded."""
+    changes = list(itertools.islice(change_sets(seed=5), 4))
+    kv = KV.open(tmp_path / "db")  # everything in one LevelDB, as then
+    try:
+        state = PersistentState(kv.prefixed(b"s/"))
+        for version, change in enumerate(changes[:3]):
+            state.apply(version, change)
+        marker = kv.get(b"s/latest")
+        assert marker == (2).to_bytes(8, "big")
+        kv.put(b"s/n/latest", marker, sync=True)  # where an earlier version kept it
+        kv.delete(b"s/latest", sync=True)
+    finally:
+        kv.close()
+    kv, state = open_state(tmp_path / "db")
+    try:
+        assert state.latest_version() == 2
+        assert kv.get(b"s/latest") == marker and kv.get(b"s/n/latest") is None
+        state.apply(3, changes[3])
+        assert_matches(state, states_of(changes))
     finally:
         kv.close()

@@ -16,7 +16,7 @@ import pytest
 
 from ledger.encoding import encode_array
 from ledger.kv import KV
-from ledger.layout import CHAIN_PREFIX
+from ledger.layout import CHAIN_PREFIX, STORES
 from ledger.records import CommittedBlock
 from ledger.store import TxLocation, block_key, seal
 from testkit.chainbuilder import ChainBuilder
@@ -41,7 +41,7 @@ def audit_chain_level(stored: tuple[ChainBuilder, Path], tmp_path: Path,
     copy = tmp_path / "copy"
     shutil.copytree(data, copy)
     if edit is not None:
-        with KV.open(copy) as kv:
+        with KV.open(copy, routes=STORES) as kv:
             edit(kv)
     source = DataDirSource(copy)
     try:

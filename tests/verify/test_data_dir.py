@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from cli.audit import audit_command
 from cli.receipt import receipt_app
 from ledger.kv import KV
+from ledger.layout import STORES
 from ledger.records import CommitCertificate, CommittedBlock
 from testkit.chainbuilder import REMOVED_TOWN, ChainBuilder, key_for, make_network
 from testkit.populate import build_on_disk
@@ -81,7 +82,7 @@ def tamper(network: tuple[ChainBuilder, list[Path], Path], tmp_path: Path,
     builder, dirs, genesis = network
     copy = tmp_path / "copy"
     shutil.copytree(dirs[0], copy)
-    kv = KV.open(copy)
+    kv = KV.open(copy, routes=STORES)
     try:
         edit(kv, builder)
     finally:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from ledger.genesis import Genesis
 from ledger.kv import KV
-from ledger.layout import CONSENSUS_PREFIX, HISTORY_MARK
+from ledger.layout import CONSENSUS_PREFIX, HISTORY_MARK, STORES
 from node.chain import Chain
 from node.stored_records import ConsensusRecords
 from testkit.populate import build_on_disk
@@ -38,7 +38,7 @@ def node_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Genesis]:
     data = tmp_path_factory.mktemp("every-value") / "node0" / "data"
     builder = build_on_disk([data], BLOCKS)
     genesis = builder.net.genesis
-    with KV.open(data) as kv:
+    with KV.open(data, routes=STORES) as kv:
         write_replica_records(kv, replica_records(builder, builder.blocks))
     Chain.open(data, genesis).close()  # the node's own start-up writes m/vhist
     return data, genesis
@@ -54,14 +54,14 @@ def run(data: Path, genesis: Genesis, *, checker: bool = True) -> AuditReport:
 
 
 def stored_values(data: Path) -> list[tuple[bytes, int]]:
-    with KV.open(data) as kv:
+    with KV.open(data, routes=STORES) as kv:
         return [(k, len(v)) for k, v in kv.items() if v]
 
 
 def flipped_copy(data: Path, where: Path, key: bytes, bit: int) -> Path:
     copy = where / "copy"
     shutil.copytree(data, copy, ignore=shutil.ignore_patterns("LOCK"))
-    with KV.open(copy) as kv:
+    with KV.open(copy, routes=STORES) as kv:
         value = kv.get(key)
         assert value is not None
         kv.put(key, value[:bit // 8] + bytes([value[bit // 8] ^ (1 << bit % 8)])

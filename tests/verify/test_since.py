@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ledger.kv import KV
-from ledger.layout import CHAIN_PREFIX, STATE_PREFIX
+from ledger.layout import CHAIN_PREFIX, STATE_PREFIX, STORES
 from ledger.records import CommittedBlock
 from ledger.state_store import PersistentState
 from ledger.store import ChainStore, block_key
@@ -85,7 +85,7 @@ def test_a_rewrite_below_the_point_is_reported(grown: tuple[Path, Path, Path],
     data, genesis, point = grown
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
-    with KV.open(copy) as kv:  # the header at the point replaced by another block's
+    with KV.open(copy, routes=STORES) as kv:  # the header at the point replaced by another block's
         other = kv.get(CHAIN_PREFIX + block_key(FIRST - 1, "h"))
         assert other is not None
         kv.put(CHAIN_PREFIX + block_key(FIRST, "h"), other)
@@ -101,7 +101,7 @@ def test_a_damaged_new_block_is_reported_and_the_point_is_kept(
     shutil.copy(saved, point)
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
-    with KV.open(copy) as kv:
+    with KV.open(copy, routes=STORES) as kv:
         key = CHAIN_PREFIX + block_key(FIRST + 3, "t")
         value = kv.get(key)
         assert value is not None
