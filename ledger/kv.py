@@ -51,10 +51,20 @@ of 178,702 transactions reached a gigabyte per node). Reads of old data then reo
 table now and then; recent data, which the node reads most, stays in the open ones."""
 BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 """LevelDB's cache of uncompressed data blocks (its default, stated so it is bounded)."""
-ROUTED_BLOCK_CACHE_BYTES = 2 * 1024 * 1024
-"""The block cache of each routed LevelDB: a node reads the state tree's lower nodes from
-it (the upper ones are in ``ledger.state``'s caches) and the replica's records only when
-it starts."""
+WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+"""The memtable of the main LevelDB (LevelDB's default, stated so it is bounded; up to
+two are held while one is written out). A larger one was tried (ADR 0004)."""
+ROUTED_BLOCK_CACHE_BYTES = 1024 * 1024
+"""The block cache of each routed LevelDB. LevelDB reads tables through ``mmap`` (up to a
+thousand per process), and caches no block read that way when tables are uncompressed:
+the mapped pages are the cache, and they count in the node's resident memory."""
+ROUTED_WRITE_BUFFER_BYTES = 1024 * 1024
+"""The memtable of each routed LevelDB (up to two are held while one is written out).
+Keys written in key order make tables that overlap nothing below them, which LevelDB
+moves down without rewriting, and records deleted soon die young: small memtables cost
+them little compaction, while every LevelDB of a node adds its memtables to its memory
+(a million transactions with LevelDB's 4 MiB in each of the three: anonymous memory
+10-15 MiB above the run with one LevelDB, docs/performance.md)."""
 MOVE_CHUNK_KEYS = 10_000
 """Keys moved per write when opening a directory whose routed keys are still in the main
 LevelDB (bounded memory whatever its size)."""
@@ -204,7 +214,7 @@ def _check_key(key: bytes) -> None:
         raise StoreError(f"a key must be at most {KEY_BYTES_MAX} bytes")
 
 
-def _open_leveldb(path: Path, *, create: bool, cache_bytes: int) -> Any:
+def _open_leveldb(path: Path, *, create: bool, cache_bytes: int, buffer_bytes: int) -> Any:
     try:
         if create:
             path.mkdir(parents=True, exist_ok=True)
@@ -217,7 +227,8 @@ def _open_leveldb(path: Path, *, create: bool, cache_bytes: int) -> Any:
         return plyvel.DB(
             str(path), create_if_missing=create, paranoid_checks=True,
             bloom_filter_bits=BLOOM_FILTER_BITS, max_open_files=OPEN_TABLES_MAX,
-            lru_cache_size=cache_bytes, compression=COMPRESSION,
+            lru_cache_size=cache_bytes, write_buffer_size=buffer_bytes,
+            compression=COMPRESSION,
         )
     except FileExistsError as exc:  # from mkdir or the check above: a file is in the way
         raise StoreError(
@@ -271,12 +282,18 @@ class KV:
         """Open the database in ``path`` (created, with its parents, when ``create``);
         each routed prefix in the LevelDB of its own subdirectory (see the module's rules)."""
         path = Path(path)
-        main = _open_leveldb(path, create=create, cache_bytes=BLOCK_CACHE_BYTES)
+        prefixes = [prefix for prefix, _ in routes]
+        if any(a != b and b.startswith(a) for a in prefixes for b in prefixes) or (
+                len(set(prefixes)) != len(prefixes)) or b"" in prefixes:
+            raise ValueError("routed prefixes must be non-empty and none may start another")
+        main = _open_leveldb(path, create=create, cache_bytes=BLOCK_CACHE_BYTES,
+                             buffer_bytes=WRITE_BUFFER_BYTES)
         routed: list[tuple[bytes, Any]] = []
         try:
             for prefix, name in routes:
-                routed.append((prefix, _open_leveldb(path / name, create=True,
-                                                     cache_bytes=ROUTED_BLOCK_CACHE_BYTES)))
+                routed.append((prefix, _open_leveldb(
+                    path / name, create=True, cache_bytes=ROUTED_BLOCK_CACHE_BYTES,
+                    buffer_bytes=ROUTED_WRITE_BUFFER_BYTES)))
             stores = _Stores(path, main, routed)
             for prefix, db in routed:
                 _move_routed_keys(main, db, prefix, path)

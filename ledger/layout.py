@@ -1,8 +1,8 @@
 """The key layout of a node's data directory: the one place that names its key spaces.
 
 Rules:
-- A data directory is ONE LevelDB. Every key starts with one of the prefixes below, and
-  each space has one owner that writes it:
+- A data directory is one key space. Every key starts with one of the prefixes below,
+  and each space has one owner that writes it:
 
   ==============  ==========================================  ===========================
   prefix          what                                        owner (writer)

@@ -1,17 +1,18 @@
 """The node's executed chain: the chain store, the authenticated state and the contracts.
 
 Rules:
-- One data directory holds one LevelDB (``ledger.store.ChainStore``): blocks with their
-  certificates and receipts, the state under ``s/`` (``ledger.state_store``), the
-  replica's persisted records under ``p/`` (see ``node.runtime``), and ``m/genesis``,
-  the genesis hash the directory was created for: a directory of another network is
-  refused instead of being mixed with this one.
+- One data directory holds one store (``ledger.store.ChainStore``; its key spaces and
+  the LevelDBs holding them are ``ledger.layout``'s): blocks with their certificates and
+  receipts, the state under ``s/`` (``ledger.state_store``), the replica's persisted
+  records under ``p/`` (see ``node.runtime``), and ``m/genesis``, the genesis hash the
+  directory was created for: a directory of another network is refused instead of
+  being mixed with this one.
 - Blocks execute strictly in height order. Executing block ``h`` runs the contracts over
   the state at version ``h - 1``, then writes the committed block (receipts included) and
-  the changes as state version ``h`` in ONE synced batch: one fsync per block, and a
-  crash keeps both or neither. A directory written before that rule may hold a block
-  whose state version was not written: ``open`` re-executes such blocks and checks that
-  they reproduce the stored receipts.
+  the changes as state version ``h`` in ONE synced batch (the tree's new nodes reach
+  their own LevelDB just before it): a crash keeps both or neither. A directory written
+  before that rule may hold a block whose state version was not written: ``open``
+  re-executes such blocks and checks that they reproduce the stored receipts.
 - Header ``h`` carries the results of block ``h - D`` (``D = execution_lag``):
   ``lagged_roots(h)`` gives them, from the stored receipts and the state tree.
 - The validator history (``ledger.validator_history``) is derived from the state: a

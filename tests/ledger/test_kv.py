@@ -265,3 +265,11 @@ def test_opening_moves_routed_keys_out_of_the_main_leveldb(
         assert all(k.startswith(b"b") for k, _ in main.items())
     with KV.open(tmp_path / "db", routes=ROUTES) as kv:  # moved once: nothing left to move
         assert dict(kv.items()) == written
+
+
+@pytest.mark.parametrize("routes", [((b"a", "x"), (b"ab", "y")), ((b"a", "x"), (b"a", "y")),
+                                    ((b"", "x"),)])
+def test_routes_that_overlap_are_refused(tmp_path: Path,
+                                         routes: tuple[tuple[bytes, str], ...]) -> None:
+    with pytest.raises(ValueError, match="none may start another"):
+        KV.open(tmp_path / "db", routes=routes)
