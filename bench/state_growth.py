@@ -52,11 +52,11 @@ class CountingKV(KV):
     __slots__ = ("counter",)
 
     def __init__(self, kv: KV, counter: list[int]) -> None:
-        super().__init__(kv._db, kv.path, kv._prefix)
+        super().__init__(kv._db, kv._prefix)
         self.counter = counter
 
     def prefixed(self, prefix: bytes) -> KV:
-        view = KV(self._db, self.path, self._prefix + prefix)
+        view = KV(self._db, self._prefix + prefix)
         return CountingKV(view, self.counter)
 
     def get(self, key: bytes) -> bytes | None:

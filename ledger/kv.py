@@ -194,7 +194,7 @@ class _Stores:
         """The LevelDBs that may hold keys in ``[low, high)``: the routed ones whose prefix
         meets the range, and the main one (it holds every other key)."""
         found = []
-        for prefix, db in zip(self.prefixes, self.all, strict=False):
+        for prefix, db in zip(self.prefixes, self.all[:-1], strict=True):
             end = _after(prefix)
             if (high is None or prefix < high) and (end is None or low < end):
                 found.append(db)
@@ -269,11 +269,10 @@ def _move_routed_keys(main: Any, routed: Any, prefix: bytes, path: Path) -> None
 class KV:
     """A LevelDB database, or a prefixed view of one."""
 
-    __slots__ = ("_db", "_path", "_prefix")
+    __slots__ = ("_db", "_prefix")
 
-    def __init__(self, db: _Stores, path: Path, prefix: bytes = b"") -> None:
+    def __init__(self, db: _Stores, prefix: bytes = b"") -> None:
         self._db = db
-        self._path = path
         self._prefix = prefix
 
     @staticmethod
@@ -302,14 +301,14 @@ class KV:
                 db.close()
             main.close()
             raise
-        return KV(stores, path)
+        return KV(stores)
 
     @property
     def path(self) -> Path:
-        return self._path
+        return self._db.path
 
     def prefixed(self, prefix: bytes) -> KV:
-        return KV(self._db, self._path, self._prefix + prefix)
+        return KV(self._db, self._prefix + prefix)
 
     def get(self, key: bytes) -> bytes | None:
         _check_key(key)
@@ -317,7 +316,7 @@ class KV:
         try:
             value: bytes | None = self._db.db_for(full).get(full)
         except (plyvel.Error, RuntimeError) as exc:
-            raise _translate(exc, self._path) from exc
+            raise _translate(exc, self._db.path) from exc
         return value
 
     def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None:
@@ -338,7 +337,7 @@ class KV:
             for index in sorted(writes):  # routed LevelDBs in order, the main one last
                 writes[index].write()
         except (plyvel.Error, RuntimeError) as exc:
-            raise _translate(exc, self._path) from exc
+            raise _translate(exc, self._db.path) from exc
 
     def joined(self, batch: Batch) -> Batch:
         """``batch`` (open, of this database) seen from this view: what is written through
@@ -376,7 +375,7 @@ class KV:
             for key, value in pairs:
                 yield key[cut:], value
         except (plyvel.Error, RuntimeError) as exc:
-            raise _translate(exc, self._path) from exc
+            raise _translate(exc, self._db.path) from exc
 
     @staticmethod
     def _forward(db: Any, low: bytes, high: bytes | None) -> Iterator[tuple[bytes, bytes]]:
